@@ -1,0 +1,201 @@
+"""The errors plugz-async raises: one tree, one root.
+
+Every exception the SDK raises derives from :class:`PlugzError`. Each branch also
+derives from the builtin a caller would naturally catch, so ``except ValueError``
+or ``except TimeoutError`` keeps working in code that does not know the SDK::
+
+    PlugzError
+    ├── InvalidPhoneNumber            (ValueError)   bad input, raised before any request
+    ├── ConfigurationError            (ValueError)   missing credentials, bad base URL
+    ├── PlanDataError                 (ValueError)   RegistrationPlan.from_dict got bad data
+    ├── NoChannelError                (LookupError)  the plan offers no such channel
+    ├── ClientClosedError             (RuntimeError) the client was closed
+    ├── ResponseDecodeError                          not the JSON object expected
+    ├── TransportError                (ConnectionError)
+    │   ├── ConnectError                             the connection was never made
+    │   └── RequestTimeout            (TimeoutError) no answer in time
+    └── APIError                                     the server answered with an error
+        ├── BadRequestError                          400
+        ├── AuthenticationError                      401, 403; 400 "client-token is not configured"
+        ├── InstanceNotFoundError                    404; 200 {"error": "NOT_FOUND"}
+        ├── MethodNotAllowedError                    405
+        ├── UnsupportedMediaTypeError                415
+        ├── RateLimitError                           429 (carries retry_after)
+        └── ServerError                              5xx
+
+Errors carry data (``status``, the server's ``error`` and ``message``, a short
+``body_excerpt``, ``retry_after``, the ``route``) but never a secret: every text in
+them has passed through the redactor before the exception is built.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConnectError",
+    "InstanceNotFoundError",
+    "InvalidPhoneNumber",
+    "MethodNotAllowedError",
+    "NoChannelError",
+    "PlanDataError",
+    "PlugzError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ResponseDecodeError",
+    "ServerError",
+    "TransportError",
+    "UnsupportedMediaTypeError",
+]
+
+
+class PlugzError(Exception):
+    """The root of every error plugz-async raises.
+
+    Attributes:
+        attempts: how many requests were sent before this error was raised
+            (0 when it was raised before any request, e.g. for bad input).
+    """
+
+    attempts: int = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class InvalidPhoneNumber(PlugzError, ValueError):
+    """The text is not a possible phone number; no request was sent.
+
+    Attributes:
+        input: the text that was given (shortened when very long).
+    """
+
+    def __init__(self, message: str, *, input: str = "") -> None:
+        super().__init__(message)
+        self.input = input
+
+
+class ConfigurationError(PlugzError, ValueError):
+    """The client was configured wrongly (a missing credential, a bad base URL)."""
+
+
+class PlanDataError(PlugzError, ValueError):
+    """``RegistrationPlan.from_dict`` was given data that is not a stored plan."""
+
+
+class NoChannelError(PlugzError, LookupError):
+    """The plan has no eligible channel of that kind (or none at all) to wait for."""
+
+
+class ClientClosedError(PlugzError, RuntimeError):
+    """The client was closed and cannot be used (or reopened) any more."""
+
+
+class ResponseDecodeError(PlugzError):
+    """The server's answer was not the JSON object the route documents.
+
+    Typical causes: an HTML page from a proxy, truncated or broken JSON, a JSON
+    array where an object was expected, a field of the wrong type, a body larger
+    than the client is willing to read.
+
+    Attributes:
+        status: the HTTP status of the answer.
+        body_excerpt: the start of the body, redacted.
+        route: the API route, e.g. ``"mobile/registration-available"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body_excerpt: str = "",
+        route: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.route = route
+
+
+class TransportError(PlugzError, ConnectionError):
+    """The request failed on the way: the connection was refused, reset or dropped.
+
+    Attributes:
+        route: the API route of the request.
+    """
+
+    def __init__(self, message: str, *, route: str = "") -> None:
+        super().__init__(message)
+        self.route = route
+
+
+class ConnectError(TransportError):
+    """No connection could be made (refused, DNS, TLS): the request was certainly not sent."""
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No complete answer arrived within the timeout (or the retry policy's deadline)."""
+
+
+class APIError(PlugzError):
+    """The server answered, and the answer is an error.
+
+    Attributes:
+        status: the HTTP status (200 for an error body sent with status 200).
+        error: the server's ``error`` field, redacted, or ``None``.
+        message: the server's ``message`` field, redacted, or ``None``.
+        body_excerpt: the start of the body, redacted (useful for HTML from a proxy).
+        retry_after: seconds the server asked to wait (``Retry-After``), if it did.
+        route: the API route, e.g. ``"mobile/registration-available"``.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        status: int,
+        error: str | None = None,
+        message: str | None = None,
+        body_excerpt: str = "",
+        retry_after: float | None = None,
+        route: str = "",
+    ) -> None:
+        super().__init__(summary)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+        self.route = route
+
+
+class BadRequestError(APIError):
+    """400: the request body was not as the route documents it."""
+
+
+class AuthenticationError(APIError):
+    """The Client-Token is missing (400), invalid (401) or refused (403)."""
+
+
+class InstanceNotFoundError(APIError):
+    """The instance id or instance token is unknown (404, or 200 with ``NOT_FOUND``)."""
+
+
+class MethodNotAllowedError(APIError):
+    """405: the route does not take that HTTP method."""
+
+
+class UnsupportedMediaTypeError(APIError):
+    """415: the ``Content-Type`` was missing or not JSON."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` says how long the server asked to wait."""
+
+
+class ServerError(APIError):
+    """5xx: the server or a gateway in front of it failed (often with an HTML body)."""
