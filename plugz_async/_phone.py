@@ -1,0 +1,204 @@
+"""Phone numbers as the API wants them: a country code (``ddi``) and the rest (``phone``).
+
+``PhoneNumber.parse`` accepts E.164 (``+5544999999999``), the common human forms
+(``+55 (44) 99999-9999``, ``55 44 9999-9999``) and bare digits that start with the
+country code (``5544999999999``). The country code is split with the
+``phonenumbers`` metadata, so it is right for every country (``1``, ``44``, ``598``).
+
+Input with no ``+`` is read as international (country code first, after an
+optional ``00``), unless a
+``default_region`` such as ``"BR"`` is given, in which case a number without a
+country code is read as a national number of that region.
+
+Decimal digits of any script (full-width, Arabic-Indic, Devanagari...) are read as
+the digits they stand for; letters (``1-800-FLOWERS``), extensions and anything
+that is not a possible number for its country raise :class:`InvalidPhoneNumber`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import attrs
+import phonenumbers
+
+from ._errors import InvalidPhoneNumber
+
+__all__ = ["PhoneNumber"]
+
+# Longer input is refused before any parsing: no phone number needs this much text.
+MAX_INPUT_LENGTH = 64
+
+_DIGITS = re.compile(r"\+?[0-9]{4,17}")
+# What a written phone number may contain besides digits.
+_SEPARATORS = frozenset(" +-.()/\u00a0\u2010\u2011\u2012\u2013\u2014\u2212\uff0b\uff0d")
+_COUNTRY_CODES = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+
+_REASONS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short for its country",
+    phonenumbers.ValidationResult.TOO_LONG: "too long for its country",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "not a possible length for its country",
+}
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
+def _invalid(text: str, why: str) -> InvalidPhoneNumber:
+    return InvalidPhoneNumber(
+        f"{_shown(text)} is not a possible phone number: {why}", input=text[:MAX_INPUT_LENGTH]
+    )
+
+
+def _possible(ddi: str, phone: str) -> str | None:
+    """``None`` when ``ddi`` + ``phone`` is a possible number, else the reason it is not."""
+    if not ddi.isascii() or not ddi.isdigit() or ddi.startswith("0") or len(ddi) > 3:
+        return "the country code (ddi) must be 1 to 3 digits, not starting with 0"
+    if not phone.isascii() or not phone.isdigit():
+        return "the phone part must be digits only"
+    if int(ddi) not in _COUNTRY_CODES:
+        return "unknown country code"
+    leading_zeros = len(phone) - len(phone.lstrip("0"))
+    number = phonenumbers.PhoneNumber(
+        country_code=int(ddi),
+        national_number=int(phone),
+        italian_leading_zero=leading_zeros > 0 or None,
+        number_of_leading_zeros=leading_zeros if leading_zeros > 1 else None,
+    )
+    result = phonenumbers.is_possible_number_with_reason(number)
+    if result in (
+        phonenumbers.ValidationResult.IS_POSSIBLE,
+        phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    ):
+        return None
+    return _REASONS.get(result, "not a possible number")
+
+
+def _check(instance: PhoneNumber, attribute: object, value: str) -> None:
+    why = _possible(instance.ddi, instance.phone)
+    if why is not None:
+        raise _invalid(f"+{instance.ddi} {instance.phone}", why)
+
+
+def _drop_idd(text: str) -> str:
+    """``0044 …`` is how much of the world dials ``+44 …``."""
+    return text[2:] if text.startswith("00") else text
+
+
+def _normalise(text: str) -> str:
+    """ASCII digits for decimal digits of any script; refuse anything but separators."""
+    out = []
+    for char in text:
+        if "0" <= char <= "9" or char in _SEPARATORS:
+            out.append(char)
+        elif char.isdecimal():
+            out.append(str(unicodedata.decimal(char)))
+        else:
+            raise _invalid(text, f"unexpected character {char!r}")
+    return "".join(out).replace("\uff0b", "+")
+
+
+@attrs.frozen(order=True)
+class PhoneNumber:
+    """A phone number split the way the API wants it.
+
+    Construct it from its parts, or with :meth:`parse` from text. Either way an
+    impossible number raises :class:`InvalidPhoneNumber` at once.
+
+    Attributes:
+        ddi: the country calling code, digits only (``"55"``).
+        phone: the national significant number, digits only (``"44999999999"``).
+
+    Example:
+        >>> PhoneNumber.parse("+55 (44) 99999-9999")
+        PhoneNumber(ddi='55', phone='44999999999')
+        >>> str(PhoneNumber(ddi="1", phone="2025550123"))
+        '+12025550123'
+    """
+
+    ddi: str
+    phone: str = attrs.field(validator=_check)
+
+    @classmethod
+    def parse(cls, text: str | PhoneNumber, *, default_region: str | None = None) -> PhoneNumber:
+        """Read a phone number from text.
+
+        Args:
+            text: E.164, a common human form, or digits that start with the country
+                code. A ``PhoneNumber`` is returned as it is.
+            default_region: an ISO region (``"BR"``) for numbers written without a
+                country code; without it, input with no ``+`` must start with one.
+
+        Raises:
+            InvalidPhoneNumber: the text is not a possible phone number.
+        """
+        if isinstance(text, PhoneNumber):
+            return text
+        if not isinstance(text, str):
+            raise InvalidPhoneNumber(
+                f"a phone number must be text, not {type(text).__name__}", input=""
+            )
+        if len(text) > MAX_INPUT_LENGTH:
+            raise _invalid(text, f"longer than {MAX_INPUT_LENGTH} characters")
+        stripped = text.strip()
+        if _DIGITS.fullmatch(stripped) and (default_region is None or stripped.startswith("+")):
+            digits = stripped[1:] if stripped.startswith("+") else _drop_idd(stripped)
+            return cls._from_digits(text, digits)
+        return cls._from_text(text, _normalise(stripped), default_region)
+
+    @classmethod
+    def _from_digits(cls, text: str, digits: str) -> PhoneNumber:
+        # The fast path: country codes are prefix-free, so the first 1 to 3 digits
+        # that name a known code are the code.
+        for size in (1, 2, 3):
+            if int(digits[:size]) in _COUNTRY_CODES:
+                ddi, phone = digits[:size], digits[size:]
+                why = _possible(ddi, phone)
+                if why is not None:
+                    raise _invalid(text, why)
+                return cls(ddi=ddi, phone=phone)
+        raise _invalid(text, "unknown country code")
+
+    @classmethod
+    def _from_text(cls, text: str, normalised: str, default_region: str | None) -> PhoneNumber:
+        if not any(c.isdigit() for c in normalised):
+            raise _invalid(text, "no digits")
+        region = None
+        if normalised.startswith("+"):
+            pass
+        elif default_region is not None:
+            region = default_region.upper()
+        else:
+            normalised = "+" + _drop_idd(normalised)
+        try:
+            parsed = phonenumbers.parse(normalised, region)
+        except phonenumbers.NumberParseException as exc:
+            why = str(exc).split(") ", 1)[-1].rstrip(".")
+            raise _invalid(text, why[:1].lower() + why[1:]) from None
+        if parsed.extension:
+            raise _invalid(text, "extensions are not supported")
+        return cls._from_parsed(text, parsed)
+
+    @classmethod
+    def _from_parsed(cls, text: str, parsed: phonenumbers.PhoneNumber) -> PhoneNumber:
+        ddi = str(parsed.country_code)
+        phone = phonenumbers.national_significant_number(parsed)
+        why = _possible(ddi, phone)
+        if why is not None:
+            raise _invalid(text, why)
+        return cls(ddi=ddi, phone=phone)
+
+    @property
+    def e164(self) -> str:
+        """The number in E.164 form, e.g. ``"+5544999999999"``."""
+        return f"+{self.ddi}{self.phone}"
+
+    def to_wire(self) -> dict[str, str]:
+        """The request body fields the API documents: ``{"ddi": ..., "phone": ...}``."""
+        return {"ddi": self.ddi, "phone": self.phone}
+
+    def __str__(self) -> str:
+        return self.e164
