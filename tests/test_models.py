@@ -1,0 +1,166 @@
+"""Availability: decoded leniently, kept faithfully."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import plugz_async as pz
+from plugz_async._models import decode_availability
+
+NUMBER = pz.PhoneNumber(ddi="55", phone="44999999999")
+WHEN = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def decode(data: Any) -> pz.Availability:
+    return decode_availability(data, number=NUMBER, observed_at=WHEN, observed_monotonic=5.0)
+
+
+def test_documented_available_example() -> None:
+    a = decode(
+        {
+            "available": True,
+            "smsWaitSeconds": 0,
+            "voiceWaitSeconds": 0,
+            "waOldWaitSeconds": 0,
+            "waOldEligible": True,
+        }
+    )
+    assert a.available and not a.blocked and a.wa_old_eligible
+    assert (a.sms_wait_seconds, a.voice_wait_seconds, a.wa_old_wait_seconds) == (0.0, 0.0, 0.0)
+    assert a.number == NUMBER and a.observed_at == WHEN and a.observed_monotonic == 5.0
+    assert a.appeal_token is None and a.reason is None
+
+
+def test_documented_banned_example() -> None:
+    a = decode({"available": False, "blocked": True, "appealToken": "Ae0B_xyz"})
+    assert not a.available and a.blocked and a.appeal_token == "Ae0B_xyz"
+    # Missing fields take their documented defaults.
+    assert a.sms_wait_seconds == 0.0 and a.wa_old_eligible is False
+
+
+@pytest.mark.parametrize(
+    ("wire", "seconds"),
+    [(30, 30.0), (30.0, 30.0), (12.5, 12.5), ("165", 165.0), (" 30.0 ", 30.0), (None, 0.0)],
+)
+def test_numbers_as_ints_floats_or_strings(wire: Any, seconds: float) -> None:
+    a = decode({"available": True, "smsWaitSeconds": wire, "voiceWaitSeconds": wire})
+    assert a.sms_wait_seconds == a.voice_wait_seconds == seconds
+    assert isinstance(a.sms_wait_seconds, float)
+
+
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [(True, True), (False, False), (1, True), (0, False), ("true", True), ("False", False)],
+)
+def test_booleans_leniently(wire: Any, value: bool) -> None:
+    assert decode({"available": wire}).available is value
+
+
+def test_nonsense_combination_is_kept_not_fixed() -> None:
+    a = decode({"available": True, "blocked": True})
+    assert a.available is True and a.blocked is True
+
+
+def test_unknown_fields_are_kept_in_raw_read_only() -> None:
+    wire = {"available": True, "newField": {"x": [1, 2]}, "smsWaitSeconds": "7"}
+    a = decode(wire)
+    assert dict(a.raw) == wire
+    assert a.raw["smsWaitSeconds"] == "7"  # exactly as received
+    with pytest.raises(TypeError):
+        a.raw["available"] = False  # type: ignore[index]
+    wire["available"] = False
+    assert a.raw["available"] is True  # a copy, not a view of the caller's dict
+
+
+def test_reason_and_numeric_appeal_token() -> None:
+    a = decode({"available": False, "reason": "number in use", "appealToken": 1234})
+    assert a.reason == "number in use" and a.appeal_token == "1234"
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (
+            {"smsWaitSeconds": "soon"},
+            "'smsWaitSeconds' of mobile/registration-available should be a number",
+        ),
+        ({"smsWaitSeconds": True}, "should be a number"),
+        ({"smsWaitSeconds": [1]}, "should be a number"),
+        ({"smsWaitSeconds": "inf"}, "finite"),
+        ({"smsWaitSeconds": 10**400}, "finite"),
+        (
+            {"available": "maybe"},
+            "'available' of mobile/registration-available should be a boolean",
+        ),
+        ({"available": 2}, "should be a boolean"),
+        ({"reason": {"code": 1}}, "'reason' of mobile/registration-available should be text"),
+    ],
+)
+def test_values_that_cannot_mean_the_field_raise_decode_errors(
+    wire: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(pz.ResponseDecodeError, match=message):
+        decode(wire)
+
+
+@pytest.mark.parametrize("data", [[], "ok", 3, None, True])
+def test_not_an_object(data: Any) -> None:
+    with pytest.raises(pz.ResponseDecodeError, match="should answer a JSON object"):
+        decode(data)
+
+
+def test_wait_seconds_by_channel_and_to_dict() -> None:
+    a = decode(
+        {"available": True, "smsWaitSeconds": 1, "voiceWaitSeconds": 2, "waOldWaitSeconds": 3}
+    )
+    assert [a.wait_seconds(c) for c in pz.Channel] == [1.0, 2.0, 3.0]
+    assert a.wait_seconds("voice") == 2.0  # type: ignore[arg-type]
+    data = a.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["number"] == "+5544999999999" and data["observed_at"] == "2026-03-01T12:00:00+00:00"
+
+
+def test_availability_is_frozen_and_hashable() -> None:
+    a = decode({"available": True})
+    assert hash(a) == hash(decode({"available": True, "extra": 1}))
+    with pytest.raises(AttributeError):
+        a.available = False  # type: ignore[misc]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "available",
+    "blocked",
+    "appealToken",
+    "smsWaitSeconds",
+    "voiceWaitSeconds",
+    "waOldWaitSeconds",
+    "waOldEligible",
+    "reason",
+]
+
+
+@settings(max_examples=500)
+@given(JSON | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=9))
+def test_any_json_decodes_or_raises_a_plugz_error(data: Any) -> None:
+    try:
+        a = decode(data)
+    except pz.ResponseDecodeError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(a.available, bool) and isinstance(a.blocked, bool)
+        for seconds in (a.sms_wait_seconds, a.voice_wait_seconds, a.wa_old_wait_seconds):
+            assert isinstance(seconds, float)
+        assert dict(a.raw) == data
