@@ -1,0 +1,210 @@
+"""When to try a request again, and how long to wait first.
+
+:class:`RetryPolicy` says it in the SDK's own words; :func:`call_with_retry` turns
+it into ``tenacity.AsyncRetrying`` arguments in this one place, so tenacity never
+shows through the public API.
+
+What is retried: connection failures and timeouts, and the statuses that may
+succeed on a second try (408, 429, 500, 502, 503, 504). Never: other 4xx, a 200
+with an error body, a body that is not JSON, bad input. The wait is exponential
+(``wait_initial * 2**(n-1)``, capped at ``wait_max``), with full jitter when
+``jitter`` is on, and never shorter than a ``Retry-After`` the server sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+import tenacity
+
+from ._clock import Clock
+from ._errors import APIError, PlugzError, TransportError
+
+__all__ = ["RETRYABLE_STATUSES", "RetryEvent", "RetryPolicy", "call_with_retry", "is_retryable"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("plugz_async")
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"RetryPolicy.{attribute.name} must be > 0 or None, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a request is retried.
+
+    Attributes:
+        attempts: how many times a request may be sent in all (1 = no retry).
+        wait_initial: the wait before the first retry, in seconds; it doubles each time.
+        wait_max: the longest wait between two attempts.
+        jitter: draw each wait at random between 0 and its exponential value
+            (spreads out many clients retrying at once).
+        max_retry_after: the longest ``Retry-After`` the client will wait; a longer
+            one raises ``RateLimitError`` at once, with ``retry_after`` set.
+        deadline: if set, the seconds that all attempts and waits together may take;
+            each attempt's timeout is cut to what is left of it.
+
+    Example:
+        >>> RetryPolicy(attempts=5, deadline=20.0).backoff(3)
+        2.0
+    """
+
+    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    wait_initial: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
+    wait_max: float = attrs.field(default=8.0, validator=attrs.validators.ge(0.0))
+    jitter: bool = True
+    max_retry_after: float = attrs.field(default=60.0, validator=attrs.validators.ge(0.0))
+    deadline: float | None = attrs.field(default=None, validator=_positive_or_none)
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        """A policy that sends each request once and never retries."""
+        return cls(attempts=1)
+
+    def backoff(self, retry_number: int) -> float:
+        """The exponential wait before retry ``retry_number`` (1-based), before jitter."""
+        return float(min(self.wait_max, self.wait_initial * 2 ** (retry_number - 1)))
+
+
+@attrs.frozen(kw_only=True)
+class RetryEvent:
+    """What ``on_retry`` hears before each wait: which attempt failed, how, and the wait.
+
+    Attributes:
+        route: the API route being retried.
+        attempt: the number of the attempt that just failed (1-based).
+        wait: the seconds the client will now wait before the next attempt.
+        error: the (redacted) error that attempt ended with.
+    """
+
+    route: str
+    attempt: int
+    wait: float
+    error: PlugzError
+
+    @property
+    def error_kind(self) -> str:
+        """The error's class name, e.g. ``"ServerError"``."""
+        return type(self.error).__name__
+
+
+def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
+    """Whether ``error`` may go away on a second try under ``policy``."""
+    if isinstance(error, TransportError):
+        return True
+    if isinstance(error, APIError) and error.status in RETRYABLE_STATUSES:
+        return error.retry_after is None or error.retry_after <= policy.max_retry_after
+    return False
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Exponential backoff (jittered or not), never shorter than ``Retry-After``."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        base: tenacity.wait.wait_base
+        if policy.jitter:
+            base = tenacity.wait_random_exponential(
+                multiplier=policy.wait_initial, max=policy.wait_max
+            )
+        else:
+            base = tenacity.wait_exponential(multiplier=policy.wait_initial, max=policy.wait_max)
+        self._base = base
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait = float(self._base(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, APIError) and error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        return wait
+
+
+class _Stop(tenacity.stop.stop_base):
+    """Stop after ``attempts``, or when the next attempt would start past the deadline."""
+
+    def __init__(self, policy: RetryPolicy, clock: Clock, started: float) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._started = started
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number >= self._policy.attempts:
+            return True
+        deadline = self._policy.deadline
+        if deadline is None:
+            return False
+        elapsed = self._clock.monotonic() - self._started
+        return elapsed + retry_state.upcoming_sleep >= deadline
+
+
+async def call_with_retry(
+    send: Callable[[float | None], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    route: str,
+    on_retry: Callable[[RetryEvent], object] | None = None,
+) -> T:
+    """Call ``send`` until it succeeds or ``policy`` says stop; raise the last error.
+
+    ``send`` is given the seconds left before the policy's deadline (``None`` when
+    there is none), to cut its own timeout to. The error raised carries
+    ``attempts``, the number of times ``send`` was called.
+    """
+    started = clock.monotonic()
+    attempts = 0
+
+    def report(retry_state: tenacity.RetryCallState) -> None:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        assert isinstance(error, PlugzError)
+        event = RetryEvent(
+            route=route, attempt=attempts, wait=retry_state.upcoming_sleep, error=error
+        )
+        logger.info(
+            "retrying %s in %.2f s after attempt %d of %d failed: %s",
+            route,
+            event.wait,
+            event.attempt,
+            policy.attempts,
+            event.error_kind,
+            extra={
+                "route": route,
+                "attempt": event.attempt,
+                "wait": event.wait,
+                "error_kind": event.error_kind,
+            },
+        )
+        if on_retry is not None:
+            on_retry(event)
+
+    retrying = tenacity.AsyncRetrying(
+        stop=_Stop(policy, clock, started),
+        wait=_Wait(policy),
+        retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
+        sleep=clock.sleep,
+        before_sleep=report,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                remaining = None
+                if policy.deadline is not None:
+                    remaining = max(0.0, policy.deadline - (clock.monotonic() - started))
+                result = await send(remaining)
+    except PlugzError as error:
+        error.attempts = attempts
+        raise
+    return result
