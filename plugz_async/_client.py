@@ -1,0 +1,308 @@
+"""PlugzClient: the async session wrapper, one method per API route."""
+
+from __future__ import annotations
+
+import enum
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import yarl
+
+from ._clock import Clock, SystemClock
+from ._errors import ClientClosedError, ConfigurationError
+from ._models import Availability, decode_availability
+from ._phone import PhoneNumber
+from ._redact import Redactor
+from ._retry import RetryEvent, RetryPolicy, call_with_retry
+from ._transport import DEFAULT_MAX_BODY_BYTES, Transport, as_timeout
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "ZAPI_BASE_URL", "PlugzClient"]
+
+
+DEFAULT_BASE_URL = "https://api.plugzapi.com.br"
+ZAPI_BASE_URL = "https://api.z-api.io"
+
+ENV_INSTANCE_ID = "PLUGZ_INSTANCE_ID"
+ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
+ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
+ENV_BASE_URL = "PLUGZ_BASE_URL"
+
+ROUTE_REGISTRATION_AVAILABLE = "mobile/registration-available"
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _credential(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name} must be a non-empty string")
+    if value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ConfigurationError(f"{name} must not contain spaces or control characters")
+    return value
+
+
+def _base_url(value: str) -> str:
+    try:
+        url = yarl.URL(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"base_url {value!r} is not a URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {value!r}")
+    if url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not have a query or a fragment")
+    return str(url).rstrip("/")
+
+
+class PlugzClient:
+    """An async client for one PlugzAPI (or Z-API) instance.
+
+    Use it as an async context manager, or call :meth:`aclose` when done::
+
+        async with PlugzClient(instance_id=..., instance_token=..., client_token=...) as client:
+            availability = await client.check_availability("+55 44 99999-9999")
+
+    Args:
+        instance_id: the instance's id.
+        instance_token: the instance's token (secret: it goes in the URL path).
+        client_token: the account's security token (secret: sent as ``Client-Token``).
+        base_url: the API's address; ``ZAPI_BASE_URL`` for Z-API, a loopback
+            address for the sandbox.
+        session: an ``aiohttp.ClientSession`` of your own to send through; the client
+            then never closes it. Without one, the client opens (and closes) its own.
+        timeout: the per-attempt timeout, in seconds (total) or as an
+            ``aiohttp.ClientTimeout``; default 30 s in all, 10 s to connect.
+        retry: the default :class:`RetryPolicy` for every call.
+        on_retry: called with a :class:`RetryEvent` before each retry's wait.
+        clock: the source of time and sleep (``FakeClock`` in tests).
+        max_connections: the connection pool's size, when the client opens its session.
+        max_body_bytes: the largest answer the client will read.
+
+    Raises:
+        ConfigurationError: a credential is empty or the base URL is not http(s).
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        instance_token: str,
+        client_token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        clock: Clock | None = None,
+        max_connections: int = 100,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self._state = _State.UNOPENED
+        self._session: aiohttp.ClientSession | None = session
+        self._owns_session = session is None
+        instance_id = _credential("instance_id", instance_id)
+        instance_token = _credential("instance_token", instance_token)
+        client_token = _credential("client_token", client_token)
+        self._redactor = Redactor.of([instance_token, client_token])
+        self._clock: Clock = clock or SystemClock()
+        self._timeout = as_timeout(timeout)
+        self._retry = retry or RetryPolicy()
+        self._on_retry = on_retry
+        self._max_connections = max_connections
+        self._transport = Transport(
+            _base_url(base_url),
+            instance_id,
+            instance_token,
+            client_token,
+            self._redactor,
+            self._clock,
+            f"plugz-async/{__version__} aiohttp/{aiohttp.__version__} "
+            f"{platform.python_implementation()}/{platform.python_version()}",
+            max_body_bytes,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> PlugzClient:
+        """A client configured from ``PLUGZ_*`` environment variables.
+
+        Reads ``PLUGZ_INSTANCE_ID``, ``PLUGZ_INSTANCE_TOKEN``, ``PLUGZ_CLIENT_TOKEN``
+        and, if set, ``PLUGZ_BASE_URL``. Keyword ``options`` go to the constructor
+        and win over the environment (``from_env(client_token=...)`` works).
+
+        Raises:
+            ConfigurationError: naming every required variable that is missing or empty.
+        """
+        env = os.environ if environ is None else environ
+        names = {
+            "instance_id": ENV_INSTANCE_ID,
+            "instance_token": ENV_INSTANCE_TOKEN,
+            "client_token": ENV_CLIENT_TOKEN,
+        }
+        missing = [
+            variable
+            for option, variable in names.items()
+            if option not in options and not env.get(variable, "").strip()
+        ]
+        if missing:
+            raise ConfigurationError(
+                "missing environment variable"
+                + ("s " if len(missing) > 1 else " ")
+                + ", ".join(missing)
+            )
+        for option, variable in names.items():
+            options.setdefault(option, env.get(variable, "").strip())
+        if env.get(ENV_BASE_URL, "").strip():
+            options.setdefault("base_url", env[ENV_BASE_URL].strip())
+        return cls(**options)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API's address this client talks to."""
+        return self._transport.base_url
+
+    @property
+    def instance_id(self) -> str:
+        """The instance this client talks to."""
+        return self._transport.instance_id
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._state is _State.CLOSED
+
+    def redact(self, text: str) -> str:
+        """``text`` with this client's secrets masked as ``***`` (for your own logs)."""
+        return self._redactor.redact(text)
+
+    def __repr__(self) -> str:
+        return (
+            f"PlugzClient(base_url={self.base_url!r}, instance_id={self.instance_id!r}, "
+            f"state={self._state.value})"
+        )
+
+    async def __aenter__(self) -> PlugzClient:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("this PlugzClient is closed; create a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                raise_for_status=False,
+            )
+        self._state = _State.OPEN
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the client and its own session (never a session it was given).
+
+        Safe to call more than once.
+        """
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if self._state is _State.OPEN and self._owns_session and sys is not None:
+            _warn(
+                f"{self!r} was never closed; use 'async with' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
+
+    # -- routes ----------------------------------------------------------------
+
+    async def check_availability(
+        self,
+        number: str | PhoneNumber,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> Availability:
+        """Ask whether ``number`` can be registered, and when each code channel opens.
+
+        Sends ``POST /mobile/registration-available`` with ``{"ddi", "phone"}``. This
+        must come before any code request: it also sets the number up for onboarding.
+
+        Args:
+            number: the phone number, as text (``"+55 44 99999-9999"``) or a
+                :class:`PhoneNumber`.
+            retry: a :class:`RetryPolicy` for this call only.
+            timeout: a per-attempt timeout for this call only.
+
+        Returns:
+            The :class:`Availability`, stamped with the moment it was received.
+
+        Raises:
+            InvalidPhoneNumber: before any request, for a number that cannot exist.
+            APIError: the server answered with an error (see the error tree).
+            TransportError: the request failed on the way, or timed out.
+            ResponseDecodeError: the answer was not the JSON object expected.
+        """
+        phone = PhoneNumber.parse(number)
+        data = await self._call(
+            "POST", ROUTE_REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout
+        )
+        return decode_availability(
+            data,
+            number=phone,
+            observed_at=self._clock.now(),
+            observed_monotonic=self._clock.monotonic(),
+            route=ROUTE_REGISTRATION_AVAILABLE,
+        )
+
+    async def _call(
+        self,
+        method: str,
+        route: str,
+        body: Mapping[str, Any] | None,
+        retry: RetryPolicy | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> dict[str, Any]:
+        session = self._open()
+        base_timeout = self._timeout if timeout is None else as_timeout(timeout)
+
+        async def send(remaining: float | None) -> dict[str, Any]:
+            attempt_timeout = base_timeout
+            if remaining is not None and (
+                base_timeout.total is None or remaining < base_timeout.total
+            ):
+                attempt_timeout = aiohttp.ClientTimeout(
+                    total=remaining,
+                    connect=base_timeout.connect,
+                    sock_connect=base_timeout.sock_connect,
+                    sock_read=base_timeout.sock_read,
+                )
+            return await self._transport.send(session, method, route, body, attempt_timeout)
+
+        return await call_with_retry(
+            send,
+            policy=retry or self._retry,
+            clock=self._clock,
+            route=route,
+            on_retry=self._on_retry,
+        )

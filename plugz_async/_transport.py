@@ -1,0 +1,322 @@
+"""The one door to the network: send one request, read and decode the answer, map errors.
+
+Everything aiohttp raises is translated here into the SDK's error tree, and every
+text that goes into an error or a log record is redacted first. Retries are not
+done here (see ``_retry``): this module sends exactly one request per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import attrs
+import yarl
+
+from ._clock import Clock
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectError,
+    InstanceNotFoundError,
+    MethodNotAllowedError,
+    PlugzError,
+    RateLimitError,
+    RequestTimeout,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+    UnsupportedMediaTypeError,
+)
+from ._redact import Redactor
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "Transport", "parse_retry_after"]
+
+logger = logging.getLogger("plugz_async")
+
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30.0, sock_connect=10.0)
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+_STATUS_ERRORS: Mapping[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: InstanceNotFoundError,
+    405: MethodNotAllowedError,
+    415: UnsupportedMediaTypeError,
+    429: RateLimitError,
+}
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date.
+
+    Returns ``None`` when the header is absent or unreadable, and 0 for a date
+    in the past.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def as_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
+    """A ``ClientTimeout`` from seconds (the total per attempt), or as given."""
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return aiohttp.ClientTimeout(total=float(timeout), sock_connect=min(float(timeout), 10.0))
+
+
+def _is_clean(exc: BaseException, redactor: Redactor) -> bool:
+    """Whether nothing in ``exc`` or its chain would show a secret."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for text in (str(current), repr(current)):
+            if redactor.redact(text) != text:
+                return False
+        current = current.__cause__ or current.__context__
+    return True
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@attrs.define(repr=False)
+class Transport:
+    """Sends one request to one instance, and returns its decoded JSON object."""
+
+    base_url: str
+    instance_id: str
+    _instance_token: str
+    _client_token: str
+    redactor: Redactor
+    clock: Clock
+    user_agent: str
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r}, instance_id={self.instance_id!r})"
+
+    def url(self, route: str) -> yarl.URL:
+        """The full URL of ``route`` (it holds the instance token: never log it)."""
+        instance = quote(self.instance_id, safe="")
+        token = quote(self._instance_token, safe="")
+        return yarl.URL(f"{self.base_url}/instances/{instance}/token/{token}/{route}", encoded=True)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Client-Token": self._client_token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+        }
+
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        route: str,
+        body: Mapping[str, Any] | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> dict[str, Any]:
+        """Send one request; return the answer's JSON object or raise a ``PlugzError``."""
+        if timeout.total is not None and timeout.total <= 0:
+            raise RequestTimeout(f"no time was left to send {route}", route=route)
+        started = self.clock.monotonic()
+        error: PlugzError
+        try:
+            answer = await self._exchange(session, method, route, body, timeout)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = self._translate(exc, route, timeout)
+            cause: BaseException | None = exc if _is_clean(exc, self.redactor) else None
+        else:
+            elapsed = self.clock.monotonic() - started
+            logger.debug(
+                "%s %s -> %d in %.0f ms",
+                method,
+                route,
+                answer.status,
+                elapsed * 1000,
+                extra={"route": route, "status": answer.status, "elapsed": elapsed},
+            )
+            return self.decode(answer.status, answer.body, answer.headers, route)
+        logger.debug(
+            "%s %s failed: %s",
+            method,
+            route,
+            type(error).__name__,
+            extra={"route": route, "error_kind": type(error).__name__},
+        )
+        # Raised outside the except block so that the aiohttp exception is kept as
+        # the cause only when it is known to hold no secret.
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        raise error
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        route: str,
+        body: Mapping[str, Any] | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> _Answer:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        async with session.request(
+            method,
+            self.url(route),
+            data=data,
+            headers=self.headers(),
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            declared = response.content_length
+            if declared is not None and declared > self.max_body_bytes:
+                raise self._too_large(response.status, route)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise self._too_large(response.status, route)
+                chunks.append(chunk)
+            return _Answer(response.status, b"".join(chunks), dict(response.headers))
+
+    def _too_large(self, status: int, route: str) -> ResponseDecodeError:
+        return ResponseDecodeError(
+            f"the answer of {route} is larger than {self.max_body_bytes} bytes; not read",
+            status=status,
+            route=route,
+        )
+
+    def _translate(
+        self, exc: BaseException, route: str, timeout: aiohttp.ClientTimeout
+    ) -> TransportError:
+        detail = self.redactor.redact(str(exc)) or type(exc).__name__
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return ConnectError(
+                f"could not connect for {route} within {timeout.sock_connect or timeout.connect} s",
+                route=route,
+            )
+        if isinstance(exc, asyncio.TimeoutError):
+            return RequestTimeout(f"no answer from {route} within {timeout.total} s", route=route)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return ConnectError(f"could not connect for {route}: {detail}", route=route)
+        return TransportError(
+            f"{route} failed on the way: {type(exc).__name__}: {detail}", route=route
+        )
+
+    def decode(
+        self, status: int, body: bytes, headers: Mapping[str, str], route: str
+    ) -> dict[str, Any]:
+        """Map a status and body to the JSON object, or to the error they mean."""
+        data: Any = None
+        parsed = False
+        try:
+            data = json.loads(body)
+            parsed = True
+        except (ValueError, RecursionError):
+            pass
+        if not 200 <= status < 300:
+            raise self._api_error(
+                status, data if isinstance(data, dict) else None, body, headers, route
+            )
+        if not parsed:
+            raise ResponseDecodeError(
+                f"the answer of {route} is not JSON (HTTP {status})",
+                status=status,
+                body_excerpt=self._excerpt(body),
+                route=route,
+            )
+        if not isinstance(data, dict):
+            raise ResponseDecodeError(
+                f"the answer of {route} should be a JSON object, got {type(data).__name__}",
+                status=status,
+                body_excerpt=self._excerpt(body),
+                route=route,
+            )
+        if data.get("error") not in (None, False, ""):
+            raise self._api_error(status, data, body, headers, route)
+        return data
+
+    def _excerpt(self, body: bytes) -> str:
+        return self.redactor.excerpt(body[:4096].decode("utf-8", errors="replace"))
+
+    def _text(self, data: Mapping[str, Any] | None, key: str) -> str | None:
+        if data is None or data.get(key) is None:
+            return None
+        value = data[key]
+        text = value if isinstance(value, str) else json.dumps(value)
+        return self.redactor.excerpt(text)
+
+    def _api_error(
+        self,
+        status: int,
+        data: Mapping[str, Any] | None,
+        body: bytes,
+        headers: Mapping[str, str],
+        route: str,
+    ) -> APIError:
+        error = self._text(data, "error")
+        message = self._text(data, "message")
+        said = " ".join(f"{(error or '')} {(message or '')}".lower().split())
+        cls: type[APIError]
+        if "client-token" in said or "client token" in said:
+            cls = AuthenticationError
+        elif (error or "").upper() == "NOT_FOUND":
+            cls = InstanceNotFoundError
+        elif status >= 500:
+            cls = ServerError
+        else:
+            cls = _STATUS_ERRORS.get(status, APIError)
+        retry_after = parse_retry_after(headers.get("Retry-After"), self.clock.now())
+        summary = f"{route}: HTTP {status}"
+        if error or message:
+            summary += ": " + ": ".join(part for part in (error, message) if part)
+        elif 300 <= status < 400:
+            summary += ": unexpected redirect (not followed)"
+        elif body:
+            summary += f": {self._excerpt(body)[:80]}"
+        if retry_after is not None:
+            summary += f" (retry after {retry_after:g} s)"
+        return cls(
+            summary,
+            status=status,
+            error=error,
+            message=message,
+            body_excerpt=self._excerpt(body),
+            retry_after=retry_after,
+            route=route,
+        )

@@ -1,0 +1,316 @@
+"""PlugzClient against a real HTTP server on loopback: wire, errors, retries, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI, Reply
+
+import plugz_async as pz
+
+NUMBER = "+55 44 99999-9999"
+
+
+def make(api: FakeAPI, **options: Any) -> pz.PlugzClient:
+    options.setdefault("clock", pz.FakeClock())
+    options.setdefault("retry", pz.RetryPolicy(jitter=False))
+    return pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        CLIENT_TOKEN,
+        base_url=api.base_url,
+        **options,  # type: ignore[attr-defined]
+    )
+
+
+async def test_check_availability_end_to_end(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.answers["+5544999999999"] = {
+        "available": True,
+        "smsWaitSeconds": "30",
+        "voiceWaitSeconds": 90.0,
+        "waOldWaitSeconds": 0,
+        "waOldEligible": False,
+        "brandNew": "kept",
+    }
+    availability = await client.check_availability(NUMBER)
+    assert availability.available and availability.sms_wait_seconds == 30.0
+    assert availability.voice_wait_seconds == 90.0 and availability.raw["brandNew"] == "kept"
+    (seen,) = api.requests
+    assert seen.method == "POST"
+    assert seen.raw_path == (
+        "/instances/3C0FFEE-instance/token/tok%2FSECRET%2Binstance%3D42/mobile/registration-available"
+    )
+    assert seen.headers["Client-Token"] == CLIENT_TOKEN
+    assert seen.headers["Content-Type"] == "application/json"
+    assert json.loads(seen.body) == {"ddi": "55", "phone": "44999999999"}
+
+
+async def test_accepts_a_phone_number_value(client: pz.PlugzClient, api: FakeAPI) -> None:
+    number = pz.PhoneNumber(ddi="1", phone="2025550123")
+    assert (await client.check_availability(number)).number == number
+    assert json.loads(api.requests[0].body) == {"ddi": "1", "phone": "2025550123"}
+
+
+async def test_refused_client_token_is_an_authentication_error_without_the_secret(
+    api: FakeAPI,
+) -> None:
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        "wrong-SECRET-value",
+        base_url=api.base_url,  # type: ignore[attr-defined]
+    ) as c:
+        with pytest.raises(pz.AuthenticationError) as info:
+            await c.check_availability(NUMBER)
+    assert info.value.status == 403 and api.count == 1
+    assert info.value.error == "Client-Token *** not allowed"
+    assert "wrong-SECRET-value" not in str(info.value) + repr(info.value)
+
+
+async def test_unknown_instance_is_instance_not_found_even_with_200(api: FakeAPI) -> None:
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        "another-token",
+        CLIENT_TOKEN,
+        base_url=api.base_url,  # type: ignore[attr-defined]
+    ) as c:
+        with pytest.raises(pz.InstanceNotFoundError) as info:
+            await c.check_availability(NUMBER)
+    assert info.value.status == 200 and info.value.error == "NOT_FOUND" and api.count == 1
+
+
+async def test_5xx_html_is_retried_then_succeeds(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.then(Reply(503, body="<html>busy</html>"), Reply(502, body="<html>bad gateway</html>"))
+    assert (await client.check_availability(NUMBER)).available
+    assert api.count == 3
+
+
+async def test_429_with_retry_after_waits_then_succeeds(
+    client: pz.PlugzClient, api: FakeAPI, clock: pz.FakeClock
+) -> None:
+    api.then(Reply(429, json={"error": "Too Many Requests"}, headers={"Retry-After": "4"}))
+    assert (await client.check_availability(NUMBER)).available
+    assert api.count == 2 and clock.sleeps == [4.0]
+
+
+async def test_dropped_connection_is_a_transport_error_after_retries(
+    client: pz.PlugzClient, api: FakeAPI
+) -> None:
+    api.then(*[Reply(drop=True)] * 3)
+    with pytest.raises(pz.TransportError) as info:
+        await client.check_availability(NUMBER)
+    assert info.value.attempts == 3 and api.count == 3
+
+
+async def test_dropped_once_then_answered(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.then(Reply(drop=True))
+    assert (await client.check_availability(NUMBER)).available
+    assert api.count == 2
+
+
+async def test_slow_answer_times_out_per_attempt(api: FakeAPI) -> None:
+    api.then(Reply(delay=5.0), Reply(delay=5.0))
+    async with make(api, timeout=0.05, retry=pz.RetryPolicy(attempts=2, jitter=False)) as c:
+        with pytest.raises(pz.RequestTimeout) as info:
+            await c.check_availability(NUMBER)
+    assert info.value.attempts == 2 and api.count == 2
+    assert isinstance(info.value, TimeoutError)
+
+
+async def test_per_call_timeout(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.then(Reply(delay=5.0))
+    with pytest.raises(pz.RequestTimeout, match=r"within 0\.05 s"):
+        await client.check_availability(
+            NUMBER, timeout=aiohttp.ClientTimeout(total=0.05), retry=pz.RetryPolicy.none()
+        )
+
+
+async def test_deadline_cuts_the_attempt_timeout(api: FakeAPI) -> None:
+    api.then(Reply(delay=5.0))
+    policy = pz.RetryPolicy(attempts=5, deadline=0.08)
+    async with make(api, timeout=30.0, retry=policy, clock=pz.SystemClock()) as c:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(pz.RequestTimeout):
+            await c.check_availability(NUMBER)
+        assert loop.time() - started < 1.0
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        CLIENT_TOKEN,
+        base_url=f"http://127.0.0.1:{port}",
+        clock=pz.FakeClock(),
+    ) as c:
+        with pytest.raises(pz.ConnectError) as info:
+            await c.check_availability(NUMBER)
+    assert info.value.attempts == 3 and isinstance(info.value, ConnectionError)
+    assert INSTANCE_TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_refuses_to_read_a_body_past_the_limit(api: FakeAPI, chunked: bool) -> None:
+    api.then(Reply(body="x" * 5000, chunked=chunked))
+    async with make(api, max_body_bytes=1000) as c:
+        with pytest.raises(pz.ResponseDecodeError, match="larger than 1000 bytes"):
+            await c.check_availability(NUMBER)
+    assert api.count == 1
+
+
+async def test_deeply_nested_json_is_a_decode_error(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.then(
+        Reply(body="[" * 100_000 + "]" * 100_000, headers={"Content-Type": "application/json"})
+    )
+    with pytest.raises(pz.ResponseDecodeError, match="is not JSON"):
+        await client.check_availability(NUMBER)
+
+
+async def test_redirects_are_not_followed(client: pz.PlugzClient, api: FakeAPI) -> None:
+    api.then(Reply(302, headers={"Location": "http://127.0.0.1:1/elsewhere"}))
+    with pytest.raises(pz.APIError, match="unexpected redirect") as info:
+        await client.check_availability(NUMBER)
+    assert info.value.status == 302 and api.count == 1
+
+
+# -- lifecycle -----------------------------------------------------------------
+
+
+async def test_aclose_twice_and_use_after_close(api: FakeAPI) -> None:
+    client = make(api)
+    assert "state=unopened" in repr(client)
+    await client.check_availability(NUMBER)  # opens lazily, without async with
+    assert "state=open" in repr(client)
+    await client.aclose()
+    await client.aclose()
+    assert client.closed and "state=closed" in repr(client)
+    with pytest.raises(pz.ClientClosedError, match="closed"):
+        await client.check_availability(NUMBER)
+    with pytest.raises(pz.ClientClosedError):
+        async with client:
+            pass  # pragma: no cover
+    assert api.count == 1
+
+
+async def test_resource_warning_when_never_closed(api: FakeAPI) -> None:
+    client = make(api)
+    await client.check_availability(NUMBER)
+    session = client._session
+    assert session is not None
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del client
+        gc.collect()
+    await session.close()
+
+
+async def test_no_warning_for_a_client_never_used(api: FakeAPI) -> None:
+    client = make(api)
+    del client
+    gc.collect()
+
+
+async def test_a_users_own_session_is_used_and_not_closed(api: FakeAPI) -> None:
+    async with aiohttp.ClientSession(headers={"X-Trace": "mine"}) as session:
+        async with make(api, session=session) as client:
+            await client.check_availability(NUMBER)
+        assert client.closed and not session.closed
+        assert api.requests[0].headers["X-Trace"] == "mine"
+
+
+async def test_cancelling_mid_flight_releases_the_connection(api: FakeAPI) -> None:
+    connector = aiohttp.TCPConnector(limit=1)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        make(api, session=session, timeout=2.0) as client,
+    ):
+        api.then(Reply(delay=5.0))
+        task = asyncio.create_task(client.check_availability(NUMBER))
+        await api.received.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # With a pool of one, a leaked connection would block this call.
+        assert (await client.check_availability(NUMBER)).available
+    assert api.count == 2
+
+
+async def test_cancelling_with_an_own_session_then_closing_warns_nothing(api: FakeAPI) -> None:
+    client = make(api)
+    api.then(Reply(delay=5.0))
+    task = asyncio.create_task(client.check_availability(NUMBER))
+    await api.received.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await client.aclose()
+
+
+# -- configuration -------------------------------------------------------------
+
+
+def test_from_env_reads_the_variables(api: FakeAPI) -> None:
+    env = {
+        "PLUGZ_INSTANCE_ID": "i",
+        "PLUGZ_INSTANCE_TOKEN": "t",
+        "PLUGZ_CLIENT_TOKEN": "c",
+        "PLUGZ_BASE_URL": "http://127.0.0.1:9/",
+    }
+    client = pz.PlugzClient.from_env(env)
+    assert client.base_url == "http://127.0.0.1:9" and client.instance_id == "i"
+    assert pz.PlugzClient.from_env({**env, "PLUGZ_BASE_URL": ""}).base_url == pz.DEFAULT_BASE_URL
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLUGZ_INSTANCE_ID", "i")
+    monkeypatch.setenv("PLUGZ_INSTANCE_TOKEN", "t")
+    monkeypatch.setenv("PLUGZ_CLIENT_TOKEN", "c")
+    monkeypatch.delenv("PLUGZ_BASE_URL", raising=False)
+    assert pz.PlugzClient.from_env(timeout=3).base_url == pz.DEFAULT_BASE_URL
+
+
+def test_from_env_names_every_missing_variable() -> None:
+    with pytest.raises(pz.ConfigurationError) as info:
+        pz.PlugzClient.from_env({"PLUGZ_INSTANCE_ID": "i", "PLUGZ_CLIENT_TOKEN": " "})
+    assert (
+        str(info.value) == "missing environment variables PLUGZ_INSTANCE_TOKEN, PLUGZ_CLIENT_TOKEN"
+    )
+    with pytest.raises(
+        pz.ConfigurationError, match=r"^missing environment variable PLUGZ_CLIENT_TOKEN$"
+    ):
+        pz.PlugzClient.from_env({"PLUGZ_INSTANCE_ID": "i", "PLUGZ_INSTANCE_TOKEN": "t"})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"instance_token": ""}, "instance_token must be a non-empty string"),
+        ({"client_token": "has space"}, "client_token must not contain spaces"),
+        ({"instance_id": None}, "instance_id must be a non-empty string"),
+        ({"base_url": "ftp://example.org"}, "must be an http"),
+        ({"base_url": "api.plugzapi.com.br"}, "must be an http"),
+        ({"base_url": "https://h/?x=1"}, "query"),
+        ({"timeout": 0}, "timeout must be a positive"),
+        ({"timeout": "5"}, "timeout must be a positive"),
+    ],
+)
+def test_configuration_errors(kwargs: dict[str, Any], message: str) -> None:
+    options = {"instance_id": "i", "instance_token": "t", "client_token": "c", **kwargs}
+    with pytest.raises(pz.ConfigurationError, match=message) as info:
+        pz.PlugzClient(**options)
+    assert isinstance(info.value, ValueError)
+
+
+def test_repr_and_redact_hide_secrets() -> None:
+    client = pz.PlugzClient("inst", "tok-SECRET", "ct-SECRET")
+    assert "SECRET" not in repr(client)
+    assert client.redact("url /token/tok-SECRET/ and ct-SECRET") == "url /token/***/ and ***"

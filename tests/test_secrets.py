@@ -1,0 +1,128 @@
+"""No secret in anything the SDK produces, across every error scenario."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
+
+import pytest
+from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI, Reply
+
+import plugz_async as pz
+
+WRONG_CLIENT_TOKEN = "wrong-SECRET/client+token"
+SECRETS = [INSTANCE_TOKEN, CLIENT_TOKEN, WRONG_CLIENT_TOKEN]
+NUMBER = "+55 44 99999-9999"
+PATH = f"/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/mobile/registration-available"
+
+
+def forms(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__]
+
+
+def everything_about(error: BaseException) -> list[str]:
+    texts = ["".join(traceback.format_exception(error))]
+    for link in chain(error):
+        texts += [str(link), repr(link), *(repr(v) for v in vars(link).values())]
+    return texts
+
+
+def assert_clean(texts: list[str]) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            for form in forms(secret):
+                assert form not in text, f"secret leaked in: {text[:300]}"
+
+
+SCENARIOS = {
+    "403 echoing the refused Client-Token": [],
+    "200 with an error body naming the secrets": [
+        Reply(
+            json={
+                "error": f"bad {CLIENT_TOKEN}",
+                "message": f"see {quote(INSTANCE_TOKEN, safe='')}",
+            }
+        )
+    ],
+    "502 HTML echoing the URL": [Reply(502, body=f"<html><p>upstream {PATH} failed</p></html>")]
+    * 3,
+    "400 with a nested error object": [Reply(400, json={"error": {"token": CLIENT_TOKEN}})],
+    "broken JSON with the token": [Reply(body=f'{{"available": "{INSTANCE_TOKEN}')],
+    "429 with a huge Retry-After": [
+        Reply(429, json={"message": INSTANCE_TOKEN}, headers={"Retry-After": "99999"})
+    ],
+    "dropped connection": [Reply(drop=True)] * 3,
+    "timeout": [Reply(delay=5.0)] * 3,
+    "not found (wrong instance token)": [],
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_no_secret_in_errors_logs_or_reprs(
+    api: FakeAPI, scenario: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.then(*SCENARIOS[scenario])
+    client_token = WRONG_CLIENT_TOKEN if scenario.startswith("403") else CLIENT_TOKEN
+    instance_token = "other-token" if scenario.startswith("not found") else INSTANCE_TOKEN
+    events: list[pz.RetryEvent] = []
+    produced: list[str] = []
+    caplog.set_level(logging.DEBUG, logger="plugz_async")
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        instance_token,
+        client_token,
+        base_url=api.base_url,  # type: ignore[attr-defined]
+        clock=pz.FakeClock(),
+        timeout=0.05,
+        on_retry=events.append,
+    ) as client:
+        produced.append(repr(client))
+        with pytest.raises(pz.PlugzError) as info:
+            await client.check_availability(NUMBER)
+        produced.append(repr(client))
+    produced += everything_about(info.value)
+    produced += [repr(event) for event in events]
+    for record in caplog.records:
+        produced += [record.getMessage(), repr(vars(record))]
+    assert caplog.records  # the scan saw log output too
+    assert_clean(produced)
+
+
+async def test_no_secret_when_the_server_is_unreachable(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.DEBUG, logger="plugz_async")
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        CLIENT_TOKEN,
+        base_url=f"http://127.0.0.1:{port}",
+        clock=pz.FakeClock(),
+    ) as client:
+        with pytest.raises(pz.ConnectError) as info:
+            await client.check_availability(NUMBER)
+    produced = everything_about(info.value)
+    produced += [r.getMessage() + repr(vars(r)) for r in caplog.records]
+    assert_clean(produced)
+
+
+async def test_no_secret_in_the_repr_of_results(client: pz.PlugzClient, api: FakeAPI) -> None:
+    availability = await client.check_availability(NUMBER)
+    plan = pz.RegistrationPlanner().plan(availability)
+    assert_clean([repr(availability), repr(plan), str(plan.to_dict()), repr(client.__dict__)])
