@@ -1,0 +1,361 @@
+"""The registration planner: when each code-request channel becomes usable.
+
+Pure: no network, and time only through an injected :class:`Clock`. A plan is
+made from an :class:`Availability`; each channel's ``ready_at`` is the moment the
+answer was received, plus the channel's wait seconds, plus the planner's margin.
+Waiting is done on the monotonic clock, so a plan never fires early when the wall
+clock jumps; wall-clock times (aware UTC) are kept for people and for storage.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+
+from ._clock import Clock, SystemClock
+from ._errors import InvalidPhoneNumber, NoChannelError, PlanDataError
+from ._models import Availability, Channel
+from ._phone import PhoneNumber
+
+__all__ = ["ChannelWindow", "Outcome", "RegistrationPlan", "RegistrationPlanner"]
+
+PLAN_FORMAT_VERSION = 1
+
+
+class Outcome(str, enum.Enum):
+    """What the availability check means for the registration, at planning time."""
+
+    READY = "ready"
+    """A channel can be asked for a code now."""
+    WAIT = "wait"
+    """The number can be registered; the first channel opens later."""
+    APPEAL = "appeal"
+    """The number is banned; an appeal token was given for an unban request."""
+    BLOCKED = "blocked"
+    """The number is blocked, with no appeal token."""
+    UNAVAILABLE = "unavailable"
+    """The number cannot be registered now (see ``reason``)."""
+    NO_CHANNEL = "no_channel"
+    """The number could be registered, but none of the planner's channels can be used."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(kw_only=True)
+class ChannelWindow:
+    """When one channel opens, and whether this plan may use it at all.
+
+    Attributes:
+        channel: the channel.
+        eligible: whether the plan may use it.
+        wait_seconds: the wait the server gave for it.
+        ready_at: when it opens, as an aware UTC ``datetime``.
+        ready_at_monotonic: when it opens, on the plan's monotonic clock.
+        why_not: when not eligible, why.
+    """
+
+    channel: Channel
+    eligible: bool
+    wait_seconds: float
+    ready_at: datetime
+    ready_at_monotonic: float = attrs.field(eq=False, repr=False)
+    why_not: str | None = None
+
+
+def _preference(value: Iterable[Channel | str]) -> tuple[Channel, ...]:
+    try:
+        channels = tuple(Channel(item) for item in value)
+    except ValueError as exc:
+        raise ValueError(f"preference: {exc}") from None
+    return channels
+
+
+@attrs.frozen(kw_only=True)
+class RegistrationPlanner:
+    """Turns availability answers into plans.
+
+    Args:
+        preference: the channels to use, in the order to prefer them when two open
+            at the same moment.
+        allow_wa_old: whether the in-app pop-up channel may be used. It needs the
+            phone that holds the number, in hand with the app open, so it is off
+            unless asked for; when on, it is added to the end of ``preference``.
+        margin: seconds added to every wait, for a server whose clock runs ahead.
+        clock: the clock to plan and wait on; give the planner the same clock as the
+            client whose answers it plans.
+
+    Example:
+        >>> planner = RegistrationPlanner(allow_wa_old=True, margin=1.0)
+        >>> planner.preference
+        (<Channel.SMS: 'sms'>, <Channel.VOICE: 'voice'>, <Channel.WA_OLD: 'wa_old'>)
+    """
+
+    preference: tuple[Channel, ...] = attrs.field(
+        default=(Channel.SMS, Channel.VOICE), converter=_preference
+    )
+    allow_wa_old: bool = False
+    margin: float = 0.0
+    clock: Clock = attrs.field(factory=SystemClock, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.preference:
+            raise ValueError("preference must name at least one channel")
+        if len(set(self.preference)) != len(self.preference):
+            raise ValueError(f"preference names a channel twice: {self.preference}")
+        if Channel.WA_OLD in self.preference and not self.allow_wa_old:
+            raise ValueError(
+                "Channel.WA_OLD needs allow_wa_old=True: it needs the phone that holds the "
+                "number, in hand"
+            )
+        if self.allow_wa_old and Channel.WA_OLD not in self.preference:
+            object.__setattr__(self, "preference", (*self.preference, Channel.WA_OLD))
+        if not 0 <= self.margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0, not {self.margin!r}")
+
+    def plan(self, availability: Availability) -> RegistrationPlan:
+        """The plan for one availability answer."""
+        now_mono = self.clock.monotonic()
+        observed_mono = availability.observed_monotonic
+        if observed_mono is None or observed_mono > now_mono:
+            # Not received on this clock: place it by the wall clock instead.
+            age = max(0.0, (self.clock.now() - availability.observed_at).total_seconds())
+            observed_mono = now_mono - age
+        go = availability.available and not availability.blocked
+        windows = []
+        for channel in Channel:
+            wait = max(0.0, availability.wait_seconds(channel)) + self.margin
+            why_not = None
+            if not go:
+                why_not = "the number cannot be registered now"
+            elif channel not in self.preference:
+                why_not = (
+                    "allow_wa_old is off" if channel is Channel.WA_OLD else "not in the preference"
+                )
+            elif channel is Channel.WA_OLD and not availability.wa_old_eligible:
+                why_not = "the server says wa_old is not eligible for this number"
+            windows.append(
+                ChannelWindow(
+                    channel=channel,
+                    eligible=why_not is None,
+                    wait_seconds=availability.wait_seconds(channel),
+                    ready_at=availability.observed_at.astimezone(timezone.utc)
+                    + timedelta(seconds=wait),
+                    ready_at_monotonic=observed_mono + wait,
+                    why_not=why_not,
+                )
+            )
+        if availability.blocked:
+            outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
+        elif not availability.available:
+            outcome = Outcome.UNAVAILABLE
+        elif not any(window.eligible for window in windows):
+            outcome = Outcome.NO_CHANNEL
+        else:
+            first = min((w for w in windows if w.eligible), key=lambda w: w.ready_at_monotonic)
+            outcome = Outcome.READY if first.ready_at_monotonic <= now_mono else Outcome.WAIT
+        return RegistrationPlan(
+            number=availability.number,
+            outcome=outcome,
+            windows=tuple(windows),
+            preference=self.preference,
+            reason=availability.reason,
+            appeal_token=availability.appeal_token,
+            observed_at=availability.observed_at,
+            clock=self.clock,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RegistrationPlan:
+    """When each channel opens for one number, and the means to wait for it.
+
+    Attributes:
+        number: the number planned for.
+        outcome: what the availability answer means, at planning time.
+        windows: one :class:`ChannelWindow` per channel (SMS, voice, wa_old).
+        preference: the planner's channel order, for breaking ties.
+        reason: the server's reason, when it gave one.
+        appeal_token: when banned, the token for an unban request.
+        observed_at: when the availability answer was received.
+    """
+
+    number: PhoneNumber
+    outcome: Outcome
+    windows: tuple[ChannelWindow, ...]
+    preference: tuple[Channel, ...]
+    reason: str | None = None
+    appeal_token: str | None = None
+    observed_at: datetime
+    clock: Clock = attrs.field(factory=SystemClock, eq=False, repr=False)
+
+    def window(self, channel: Channel | str) -> ChannelWindow:
+        """The window of ``channel``."""
+        wanted = Channel(channel)
+        for window in self.windows:
+            if window.channel is wanted:
+                return window
+        raise NoChannelError(f"the plan has no window for {wanted.value}")  # pragma: no cover
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        """The eligible channels, the soonest first (ties in preference order)."""
+        eligible = [w for w in self.windows if w.eligible]
+        order = {channel: i for i, channel in enumerate(self.preference)}
+        eligible.sort(key=lambda w: (w.ready_at_monotonic, order.get(w.channel, len(order))))
+        return tuple(w.channel for w in eligible)
+
+    def next_channel(self) -> Channel | None:
+        """The eligible channel that opens first (ties broken by preference), or None."""
+        channels = self.channels
+        return channels[0] if channels else None
+
+    def _eligible(self, channel: Channel | str | None) -> ChannelWindow:
+        if channel is None:
+            raise NoChannelError(
+                f"no channel can be used for {self.number} (outcome: {self.outcome})"
+            )
+        window = self.window(channel)
+        if not window.eligible:
+            raise NoChannelError(f"{window.channel.value} cannot be used: {window.why_not}")
+        return window
+
+    def ready_in(self, channel: Channel | str) -> float:
+        """Seconds from now until ``channel`` opens; 0 when it is open.
+
+        Raises:
+            NoChannelError: the channel is not eligible in this plan.
+        """
+        window = self._eligible(channel)
+        return max(0.0, window.ready_at_monotonic - self.clock.monotonic())
+
+    def is_ready(self, channel: Channel | str) -> bool:
+        """Whether ``channel`` is eligible and open now."""
+        try:
+            return self.ready_in(channel) == 0.0
+        except NoChannelError:
+            return False
+
+    async def wait_until_ready(self, channel: Channel | str | None) -> None:
+        """Return when ``channel`` opens: at its time, never before.
+
+        Waits on the monotonic clock and checks it again after every sleep, so
+        neither an early wake-up nor a jump of the wall clock makes it return early.
+
+        Raises:
+            NoChannelError: ``channel`` is None or not eligible in this plan.
+        """
+        window = self._eligible(channel)
+        while (remaining := window.ready_at_monotonic - self.clock.monotonic()) > 0:
+            await self.clock.sleep(remaining)
+
+    async def wait_for_next(self) -> Channel:
+        """Wait until the first eligible channel opens, and return it.
+
+        Raises:
+            NoChannelError: the plan has no eligible channel.
+        """
+        channel = self.next_channel()
+        await self.wait_until_ready(channel)
+        assert channel is not None
+        return channel
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, times in ISO-8601 UTC; :meth:`from_dict` reads it back."""
+        return {
+            "version": PLAN_FORMAT_VERSION,
+            "number": self.number.e164,
+            "ddi": self.number.ddi,
+            "phone": self.number.phone,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "appeal_token": self.appeal_token,
+            "observed_at": _iso(self.observed_at),
+            "preference": [channel.value for channel in self.preference],
+            "next_channel": None if self.next_channel() is None else str(self.next_channel()),
+            "windows": [
+                {
+                    "channel": w.channel.value,
+                    "eligible": w.eligible,
+                    "wait_seconds": w.wait_seconds,
+                    "ready_at": _iso(w.ready_at),
+                    "why_not": w.why_not,
+                }
+                for w in self.windows
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, clock: Clock | None = None) -> RegistrationPlan:
+        """Rebuild a plan stored with :meth:`to_dict`, perhaps in another process.
+
+        The monotonic times are placed from the stored wall-clock times, as seen
+        from ``clock`` now.
+
+        Raises:
+            PlanDataError: ``data`` is not a stored plan.
+        """
+        clock = clock or SystemClock()
+        try:
+            if data.get("version") != PLAN_FORMAT_VERSION:
+                raise PlanDataError(f"unknown plan format version {data.get('version')!r}")
+            now, now_mono = clock.now(), clock.monotonic()
+            windows = []
+            for item in data["windows"]:
+                ready_at = _parse_iso(item["ready_at"])
+                windows.append(
+                    ChannelWindow(
+                        channel=Channel(item["channel"]),
+                        eligible=_strict_bool(item["eligible"]),
+                        wait_seconds=float(item["wait_seconds"]),
+                        ready_at=ready_at,
+                        ready_at_monotonic=now_mono + (ready_at - now).total_seconds(),
+                        why_not=_optional_text(item.get("why_not")),
+                    )
+                )
+            if sorted(w.channel.value for w in windows) != sorted(c.value for c in Channel):
+                raise PlanDataError("a plan needs exactly one window per channel")
+            return cls(
+                number=PhoneNumber(ddi=str(data["ddi"]), phone=str(data["phone"])),
+                outcome=Outcome(data["outcome"]),
+                windows=tuple(windows),
+                preference=tuple(Channel(c) for c in data["preference"]),
+                reason=_optional_text(data.get("reason")),
+                appeal_token=_optional_text(data.get("appeal_token")),
+                observed_at=_parse_iso(data["observed_at"]),
+                clock=clock,
+            )
+        except PlanDataError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidPhoneNumber) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise PlanDataError(f"not a stored plan: {detail}") from None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise PlanDataError(f"a time must be ISO-8601 text, not {type(text).__name__}")
+    moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if moment.tzinfo is None:
+        raise PlanDataError(f"time {text!r} has no time zone")
+    return moment.astimezone(timezone.utc)
+
+
+def _strict_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise PlanDataError(f"expected true or false, not {value!r}")
+    return value
+
+
+def _optional_text(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise PlanDataError(f"expected text or null, not {value!r}")
+    return value
