@@ -1,0 +1,119 @@
+"""The public face: exactly these names, typed, and the layers kept apart."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.metadata
+from pathlib import Path
+
+import plugz_async as pz
+
+PACKAGE = Path(pz.__file__).parent
+
+PUBLIC = {
+    "APIError",
+    "AuthenticationError",
+    "Availability",
+    "BadRequestError",
+    "Channel",
+    "ChannelWindow",
+    "ClientClosedError",
+    "Clock",
+    "ConfigurationError",
+    "ConnectError",
+    "DEFAULT_BASE_URL",
+    "FakeClock",
+    "InstanceNotFoundError",
+    "InvalidPhoneNumber",
+    "MethodNotAllowedError",
+    "NoChannelError",
+    "Outcome",
+    "PhoneNumber",
+    "PlanDataError",
+    "PlugzClient",
+    "PlugzError",
+    "RateLimitError",
+    "RegistrationPlan",
+    "RegistrationPlanner",
+    "RequestTimeout",
+    "ResponseDecodeError",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "SystemClock",
+    "TransportError",
+    "UnsupportedMediaTypeError",
+    "ZAPI_BASE_URL",
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_public_names_and_sorted() -> None:
+    assert set(pz.__all__) == PUBLIC
+    assert len(pz.__all__) == len(PUBLIC)
+    assert pz.__all__ == sorted(pz.__all__, key=lambda n: (not n.isupper(), n.startswith("_"), n))
+    public_attributes = {n for n in dir(pz) if not n.startswith("_")} - {
+        # submodules, imported by the package itself
+        name.removesuffix(".py")
+        for name in (p.name for p in PACKAGE.glob("*.py"))
+    }
+    assert public_attributes == PUBLIC - {"__version__"}
+
+
+def test_version_matches_the_distribution_and_py_typed_ships() -> None:
+    assert pz.__version__ == importlib.metadata.version("plugz-async")
+    assert (PACKAGE / "py.typed").is_file()
+
+
+def test_error_tree_and_builtin_bases() -> None:
+    assert issubclass(pz.InvalidPhoneNumber, ValueError)
+    assert issubclass(pz.ConfigurationError, ValueError)
+    assert issubclass(pz.RequestTimeout, TimeoutError)
+    assert issubclass(pz.RequestTimeout, pz.TransportError)
+    assert issubclass(pz.ConnectError, ConnectionError)
+    assert issubclass(pz.ClientClosedError, RuntimeError)
+    assert issubclass(pz.NoChannelError, LookupError)
+    for cls in (
+        pz.BadRequestError,
+        pz.AuthenticationError,
+        pz.InstanceNotFoundError,
+        pz.MethodNotAllowedError,
+        pz.UnsupportedMediaTypeError,
+        pz.RateLimitError,
+        pz.ServerError,
+    ):
+        assert issubclass(cls, pz.APIError)
+    exported = [getattr(pz, n) for n in pz.__all__]
+    errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
+    assert len(errors) == 18
+    assert all(issubclass(cls, pz.PlugzError) for cls in errors)
+    # The docstring's drawing names every error class.
+    doc = importlib.import_module("plugz_async._errors").__doc__ or ""
+    assert all(cls.__name__ in doc for cls in errors)
+
+
+def imports_of(module: str) -> set[str]:
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add(("." * node.level) + (node.module or ""))
+    return found
+
+
+def test_the_pure_layers_stay_pure() -> None:
+    for module in ("_planner", "_models", "_phone", "_errors", "_redact", "_clock"):
+        imported = imports_of(module)
+        assert "aiohttp" not in imported, module
+        assert not {".cli", ".sandbox", "._client", "._transport"} & imported, module
+    for module in ("_planner", "_models"):
+        assert not {"time"} & imports_of(module), "time comes from the injected clock"
+
+
+def test_tenacity_stays_inside_retry() -> None:
+    for path in PACKAGE.glob("*.py"):
+        if path.stem != "_retry":
+            assert "tenacity" not in imports_of(path.stem), path.name
