@@ -61,13 +61,17 @@ def _possible(ddi: str, phone: str) -> str | None:
         return "the phone part must be digits only"
     if int(ddi) not in _COUNTRY_CODES:
         return "unknown country code"
-    leading_zeros = len(phone) - len(phone.lstrip("0"))
-    number = phonenumbers.PhoneNumber(
-        country_code=int(ddi),
-        national_number=int(phone),
-        italian_leading_zero=leading_zeros > 0 or None,
-        number_of_leading_zeros=leading_zeros if leading_zeros > 1 else None,
-    )
+    if phone.startswith("0"):
+        # Leading zeros are kept only where a country's numbers have them (Italy);
+        # let the full parser decide, and refuse what it would read differently.
+        try:
+            number = phonenumbers.parse(f"+{ddi}{phone}")
+        except phonenumbers.NumberParseException:
+            return "not a possible number"
+        if phonenumbers.national_significant_number(number) != phone:
+            return "not a possible number for its country"
+    else:
+        number = phonenumbers.PhoneNumber(country_code=int(ddi), national_number=int(phone))
     result = phonenumbers.is_possible_number_with_reason(number)
     if result in (
         phonenumbers.ValidationResult.IS_POSSIBLE,
@@ -156,6 +160,10 @@ class PhoneNumber:
         for size in (1, 2, 3):
             if int(digits[:size]) in _COUNTRY_CODES:
                 ddi, phone = digits[:size], digits[size:]
+                if phone.startswith("0"):
+                    # A trunk 0 after the country code (+44 020...) or a
+                    # country that keeps it (Italy): the full parser knows which.
+                    return cls._from_text(text, "+" + digits, None)
                 why = _possible(ddi, phone)
                 if why is not None:
                     raise _invalid(text, why)

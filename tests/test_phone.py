@@ -28,6 +28,8 @@ from plugz_async._phone import MAX_INPUT_LENGTH
         ("+39 06 1234 5678", "39", "0612345678"),  # Italy keeps its leading zero
         ("390612345678", "39", "0612345678"),
         ("+55.44.99999.9999", "55", "44999999999"),
+        ("+44 020 7946 0000", "44", "2079460000"),  # a trunk 0 written after the code
+        ("+4402079460000", "44", "2079460000"),  # the same through the fast path
         ("+55/44/99999-9999", "55", "44999999999"),
     ],
 )
@@ -76,6 +78,8 @@ def test_parse_returns_a_phone_number_as_is() -> None:
         ("+55\x0044999999999", "unexpected character"),
         ("9" * (MAX_INPUT_LENGTH + 1), "longer than"),
         ("+00442079460000", "unknown country code"),
+        ("8200", "too short"),
+        ("+82 00 1234 5678", "not a possible number"),
     ],
 )
 def test_parse_refuses_impossible_numbers(text: str, why: str) -> None:
