@@ -17,7 +17,7 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "-W",
         "error",
-        "--cov=plugz_async",
+        "--cov",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
         *session.posargs,
