@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,12 +15,28 @@ async def api() -> AsyncIterator[FakeAPI]:
     fake = FakeAPI()
     server = TestServer(fake.app, host="127.0.0.1")
     await server.start_server()
-    fake.base_url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    fake.base_url = str(server.make_url("")).rstrip("/")
     try:
         yield fake
     finally:
         fake.release.set()
         await server.close()
+
+
+@pytest.fixture
+async def refused_client() -> AsyncIterator[pz.PlugzClient]:
+    """A client for a loopback port where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        CLIENT_TOKEN,
+        base_url=f"http://127.0.0.1:{port}",
+        clock=pz.FakeClock(),
+    ) as c:
+        yield c
 
 
 @pytest.fixture
@@ -33,7 +50,7 @@ async def client(api: FakeAPI, clock: pz.FakeClock) -> AsyncIterator[pz.PlugzCli
         INSTANCE_ID,
         INSTANCE_TOKEN,
         CLIENT_TOKEN,
-        base_url=api.base_url,  # type: ignore[attr-defined]
+        base_url=api.base_url,
         clock=clock,
         timeout=5.0,
         retry=pz.RetryPolicy(jitter=False),

@@ -51,6 +51,7 @@ class Seen:
 
 class FakeAPI:
     def __init__(self) -> None:
+        self.base_url = ""  # set once the server listens
         self.script: deque[Reply] = deque()
         self.requests: list[Seen] = []
         self.answers: dict[str, dict[str, Any]] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import socket
 from typing import Any
 
 import aiohttp
@@ -25,7 +24,7 @@ def make(api: FakeAPI, **options: Any) -> pz.PlugzClient:
         INSTANCE_TOKEN,
         CLIENT_TOKEN,
         base_url=api.base_url,
-        **options,  # type: ignore[attr-defined]
+        **options,
     )
 
 
@@ -64,7 +63,7 @@ async def test_refused_client_token_is_an_authentication_error_without_the_secre
         INSTANCE_ID,
         INSTANCE_TOKEN,
         "wrong-SECRET-value",
-        base_url=api.base_url,  # type: ignore[attr-defined]
+        base_url=api.base_url,
     ) as c:
         with pytest.raises(pz.AuthenticationError) as info:
             await c.check_availability(NUMBER)
@@ -78,7 +77,7 @@ async def test_unknown_instance_is_instance_not_found_even_with_200(api: FakeAPI
         INSTANCE_ID,
         "another-token",
         CLIENT_TOKEN,
-        base_url=api.base_url,  # type: ignore[attr-defined]
+        base_url=api.base_url,
     ) as c:
         with pytest.raises(pz.InstanceNotFoundError) as info:
             await c.check_availability(NUMBER)
@@ -142,19 +141,9 @@ async def test_deadline_cuts_the_attempt_timeout(api: FakeAPI) -> None:
         assert loop.time() - started < 1.0
 
 
-async def test_connection_refused_is_a_connect_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    async with pz.PlugzClient(
-        INSTANCE_ID,
-        INSTANCE_TOKEN,
-        CLIENT_TOKEN,
-        base_url=f"http://127.0.0.1:{port}",
-        clock=pz.FakeClock(),
-    ) as c:
-        with pytest.raises(pz.ConnectError) as info:
-            await c.check_availability(NUMBER)
+async def test_connection_refused_is_a_connect_error(refused_client: pz.PlugzClient) -> None:
+    with pytest.raises(pz.ConnectError) as info:
+        await refused_client.check_availability(NUMBER)
     assert info.value.attempts == 3 and isinstance(info.value, ConnectionError)
     assert INSTANCE_TOKEN not in str(info.value)
 
@@ -227,18 +216,23 @@ async def test_a_users_own_session_is_used_and_not_closed(api: FakeAPI) -> None:
         assert api.requests[0].headers["X-Trace"] == "mine"
 
 
+async def cancel_mid_flight(client: pz.PlugzClient, api: FakeAPI) -> None:
+    """Start a check the server holds, and cancel it once the server has it."""
+    api.then(Reply(delay=5.0))
+    task = asyncio.create_task(client.check_availability(NUMBER))
+    await api.received.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_cancelling_mid_flight_releases_the_connection(api: FakeAPI) -> None:
     connector = aiohttp.TCPConnector(limit=1)
     async with (
         aiohttp.ClientSession(connector=connector) as session,
         make(api, session=session, timeout=2.0) as client,
     ):
-        api.then(Reply(delay=5.0))
-        task = asyncio.create_task(client.check_availability(NUMBER))
-        await api.received.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_mid_flight(client, api)
         # With a pool of one, a leaked connection would block this call.
         assert (await client.check_availability(NUMBER)).available
     assert api.count == 2
@@ -246,12 +240,7 @@ async def test_cancelling_mid_flight_releases_the_connection(api: FakeAPI) -> No
 
 async def test_cancelling_with_an_own_session_then_closing_warns_nothing(api: FakeAPI) -> None:
     client = make(api)
-    api.then(Reply(delay=5.0))
-    task = asyncio.create_task(client.check_availability(NUMBER))
-    await api.received.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_mid_flight(client, api)
     await client.aclose()
 
 

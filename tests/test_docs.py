@@ -70,7 +70,7 @@ async def test_python_blocks_run(page: Path, api: FakeAPI, monkeypatch: pytest.M
     monkeypatch.setenv("PLUGZ_INSTANCE_ID", INSTANCE_ID)
     monkeypatch.setenv("PLUGZ_INSTANCE_TOKEN", INSTANCE_TOKEN)
     monkeypatch.setenv("PLUGZ_CLIENT_TOKEN", CLIENT_TOKEN)
-    monkeypatch.setenv("PLUGZ_BASE_URL", api.base_url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("PLUGZ_BASE_URL", api.base_url)
     namespace: dict[str, Any] = {"__expect__": expect, "__name__": "__docs__"}
     output = io.StringIO()
     with redirect_stdout(output):
