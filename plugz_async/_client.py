@@ -211,6 +211,8 @@ class PlugzClient:
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 raise_for_status=False,
             )
+        elif self._session.closed:
+            raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")
         self._state = _State.OPEN
         return self._session
 

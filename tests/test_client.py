@@ -216,6 +216,18 @@ async def test_a_users_own_session_is_used_and_not_closed(api: FakeAPI) -> None:
         assert api.requests[0].headers["X-Trace"] == "mine"
 
 
+async def test_a_closed_users_session_is_a_clear_error(api: FakeAPI) -> None:
+    session = aiohttp.ClientSession()
+    await session.close()
+    client = make(api, session=session)
+    with pytest.raises(pz.ClientClosedError, match="session given to this PlugzClient"):
+        await client.check_availability(NUMBER)
+    with pytest.raises(pz.ClientClosedError, match="session given to this PlugzClient"):
+        async with client:
+            pass  # pragma: no cover
+    assert api.count == 0
+
+
 async def cancel_mid_flight(client: pz.PlugzClient, api: FakeAPI) -> None:
     """Start a check the server holds, and cancel it once the server has it."""
     api.then(Reply(delay=5.0))
