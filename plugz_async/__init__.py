@@ -11,6 +11,8 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
         await plan.wait_until_ready(plan.next_channel())
 """
 
+import typing as _typing
+
 from ._client import DEFAULT_BASE_URL, ZAPI_BASE_URL, PlugzClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
@@ -38,6 +40,23 @@ from ._phone import PhoneNumber
 from ._planner import ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
 from ._retry import RetryEvent, RetryPolicy
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from . import sandbox as sandbox
+    from . import testing as testing
+
+# Loaded on first use: ``pz.sandbox.running()`` works after ``import plugz_async as pz``
+# without every user paying for the server code at import.
+_SUBMODULES = ("sandbox", "testing")
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BASE_URL",

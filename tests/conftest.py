@@ -4,23 +4,30 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
-from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI
+from helpers import CLIENT_TOKEN, CONFIG, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
+from plugz_async.sandbox import Sandbox, running
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeAPI]:
-    fake = FakeAPI()
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    fake.base_url = str(server.make_url("")).rstrip("/")
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        await server.close()
+async def api() -> AsyncIterator[Sandbox]:
+    """The sandbox, in this event loop, with this suite's credentials."""
+    async with running(CONFIG) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def clock() -> pz.FakeClock:
+    return pz.FakeClock()
+
+
+@pytest.fixture
+async def client(api: Sandbox, clock: pz.FakeClock) -> AsyncIterator[pz.PlugzClient]:
+    async with api.new_client(clock=clock, timeout=5.0, retry=pz.RetryPolicy(jitter=False)) as c:
+        yield c
 
 
 @pytest.fixture
@@ -35,24 +42,5 @@ async def refused_client() -> AsyncIterator[pz.PlugzClient]:
         CLIENT_TOKEN,
         base_url=f"http://127.0.0.1:{port}",
         clock=pz.FakeClock(),
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def clock() -> pz.FakeClock:
-    return pz.FakeClock()
-
-
-@pytest.fixture
-async def client(api: FakeAPI, clock: pz.FakeClock) -> AsyncIterator[pz.PlugzClient]:
-    async with pz.PlugzClient(
-        INSTANCE_ID,
-        INSTANCE_TOKEN,
-        CLIENT_TOKEN,
-        base_url=api.base_url,
-        clock=clock,
-        timeout=5.0,
-        retry=pz.RetryPolicy(jitter=False),
     ) as c:
         yield c

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from typing import Any
 
 import aiohttp
 import pytest
-from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI, Reply
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
+from plugz_async.sandbox import Reply, Sandbox
 
 NUMBER = "+55 44 99999-9999"
 
 
-def make(api: FakeAPI, **options: Any) -> pz.PlugzClient:
+def make(api: Sandbox, **options: Any) -> pz.PlugzClient:
     options.setdefault("clock", pz.FakeClock())
     options.setdefault("retry", pz.RetryPolicy(jitter=False))
-    return pz.PlugzClient(
-        INSTANCE_ID,
-        INSTANCE_TOKEN,
-        CLIENT_TOKEN,
-        base_url=api.base_url,
-        **options,
-    )
+    return api.new_client(**options)
 
 
-async def test_check_availability_end_to_end(client: pz.PlugzClient, api: FakeAPI) -> None:
-    api.answers["+5544999999999"] = {
+async def test_check_availability_end_to_end(client: pz.PlugzClient, api: Sandbox) -> None:
+    answer = {
         "available": True,
         "smsWaitSeconds": "30",
         "voiceWaitSeconds": 90.0,
@@ -37,27 +31,28 @@ async def test_check_availability_end_to_end(client: pz.PlugzClient, api: FakeAP
         "waOldEligible": False,
         "brandNew": "kept",
     }
+    api.then(Reply(json=answer), number="+5544999999999")
     availability = await client.check_availability(NUMBER)
     assert availability.available and availability.sms_wait_seconds == 30.0
     assert availability.voice_wait_seconds == 90.0 and availability.raw["brandNew"] == "kept"
-    (seen,) = api.requests
-    assert seen.method == "POST"
-    assert seen.raw_path == (
-        "/instances/3C0FFEE-instance/token/tok%2FSECRET%2Binstance%3D42/mobile/registration-available"
-    )
-    assert seen.headers["Client-Token"] == CLIENT_TOKEN
-    assert seen.headers["Content-Type"] == "application/json"
-    assert json.loads(seen.body) == {"ddi": "55", "phone": "44999999999"}
+    (seen,) = api.requests()
+    assert seen["method"] == "POST"
+    assert seen["route"] == "registration-available"
+    # The token has / + = in it: it matched only if the path carried it encoded.
+    assert seen["instance"] == INSTANCE_ID and seen["auth"] == "ok"
+    assert seen["path"] == "/instances/3C0FFEE-instance/token/***/mobile/registration-available"
+    assert seen["headers"]["Content-Type"] == "application/json"
+    assert seen["body"] == {"ddi": "55", "phone": "44999999999"}
 
 
-async def test_accepts_a_phone_number_value(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_accepts_a_phone_number_value(client: pz.PlugzClient, api: Sandbox) -> None:
     number = pz.PhoneNumber(ddi="1", phone="2025550123")
     assert (await client.check_availability(number)).number == number
-    assert json.loads(api.requests[0].body) == {"ddi": "1", "phone": "2025550123"}
+    assert api.requests()[0]["body"] == {"ddi": "1", "phone": "2025550123"}
 
 
 async def test_refused_client_token_is_an_authentication_error_without_the_secret(
-    api: FakeAPI,
+    api: Sandbox,
 ) -> None:
     async with pz.PlugzClient(
         INSTANCE_ID,
@@ -67,12 +62,12 @@ async def test_refused_client_token_is_an_authentication_error_without_the_secre
     ) as c:
         with pytest.raises(pz.AuthenticationError) as info:
             await c.check_availability(NUMBER)
-    assert info.value.status == 403 and api.count == 1
+    assert info.value.status == 403 and len(api.requests()) == 1
     assert info.value.error == "Client-Token *** not allowed"
     assert "wrong-SECRET-value" not in str(info.value) + repr(info.value)
 
 
-async def test_unknown_instance_is_instance_not_found_even_with_200(api: FakeAPI) -> None:
+async def test_unknown_instance_is_instance_not_found_even_with_200(api: Sandbox) -> None:
     async with pz.PlugzClient(
         INSTANCE_ID,
         "another-token",
@@ -81,48 +76,48 @@ async def test_unknown_instance_is_instance_not_found_even_with_200(api: FakeAPI
     ) as c:
         with pytest.raises(pz.InstanceNotFoundError) as info:
             await c.check_availability(NUMBER)
-    assert info.value.status == 200 and info.value.error == "NOT_FOUND" and api.count == 1
+    assert info.value.status == 200 and info.value.error == "NOT_FOUND" and len(api.requests()) == 1
 
 
-async def test_5xx_html_is_retried_then_succeeds(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_5xx_html_is_retried_then_succeeds(client: pz.PlugzClient, api: Sandbox) -> None:
     api.then(Reply(503, body="<html>busy</html>"), Reply(502, body="<html>bad gateway</html>"))
     assert (await client.check_availability(NUMBER)).available
-    assert api.count == 3
+    assert len(api.requests()) == 3
 
 
 async def test_429_with_retry_after_waits_then_succeeds(
-    client: pz.PlugzClient, api: FakeAPI, clock: pz.FakeClock
+    client: pz.PlugzClient, api: Sandbox, clock: pz.FakeClock
 ) -> None:
     api.then(Reply(429, json={"error": "Too Many Requests"}, headers={"Retry-After": "4"}))
     assert (await client.check_availability(NUMBER)).available
-    assert api.count == 2 and clock.sleeps == [4.0]
+    assert len(api.requests()) == 2 and clock.sleeps == [4.0]
 
 
 async def test_dropped_connection_is_a_transport_error_after_retries(
-    client: pz.PlugzClient, api: FakeAPI
+    client: pz.PlugzClient, api: Sandbox
 ) -> None:
     api.then(*[Reply(drop=True)] * 3)
     with pytest.raises(pz.TransportError) as info:
         await client.check_availability(NUMBER)
-    assert info.value.attempts == 3 and api.count == 3
+    assert info.value.attempts == 3 and len(api.requests()) == 3
 
 
-async def test_dropped_once_then_answered(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_dropped_once_then_answered(client: pz.PlugzClient, api: Sandbox) -> None:
     api.then(Reply(drop=True))
     assert (await client.check_availability(NUMBER)).available
-    assert api.count == 2
+    assert len(api.requests()) == 2
 
 
-async def test_slow_answer_times_out_per_attempt(api: FakeAPI) -> None:
+async def test_slow_answer_times_out_per_attempt(api: Sandbox) -> None:
     api.then(Reply(delay=5.0), Reply(delay=5.0))
     async with make(api, timeout=0.05, retry=pz.RetryPolicy(attempts=2, jitter=False)) as c:
         with pytest.raises(pz.RequestTimeout) as info:
             await c.check_availability(NUMBER)
-    assert info.value.attempts == 2 and api.count == 2
+    assert info.value.attempts == 2 and len(api.requests()) == 2
     assert isinstance(info.value, TimeoutError)
 
 
-async def test_per_call_timeout(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_per_call_timeout(client: pz.PlugzClient, api: Sandbox) -> None:
     api.then(Reply(delay=5.0))
     with pytest.raises(pz.RequestTimeout, match=r"within 0\.05 s"):
         await client.check_availability(
@@ -130,7 +125,7 @@ async def test_per_call_timeout(client: pz.PlugzClient, api: FakeAPI) -> None:
         )
 
 
-async def test_deadline_cuts_the_attempt_timeout(api: FakeAPI) -> None:
+async def test_deadline_cuts_the_attempt_timeout(api: Sandbox) -> None:
     api.then(Reply(delay=5.0))
     policy = pz.RetryPolicy(attempts=5, deadline=0.08)
     async with make(api, timeout=30.0, retry=policy, clock=pz.SystemClock()) as c:
@@ -149,15 +144,15 @@ async def test_connection_refused_is_a_connect_error(refused_client: pz.PlugzCli
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-async def test_refuses_to_read_a_body_past_the_limit(api: FakeAPI, chunked: bool) -> None:
+async def test_refuses_to_read_a_body_past_the_limit(api: Sandbox, chunked: bool) -> None:
     api.then(Reply(body="x" * 5000, chunked=chunked))
     async with make(api, max_body_bytes=1000) as c:
         with pytest.raises(pz.ResponseDecodeError, match="larger than 1000 bytes"):
             await c.check_availability(NUMBER)
-    assert api.count == 1
+    assert len(api.requests()) == 1
 
 
-async def test_deeply_nested_json_is_a_decode_error(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_deeply_nested_json_is_a_decode_error(client: pz.PlugzClient, api: Sandbox) -> None:
     api.then(
         Reply(body="[" * 100_000 + "]" * 100_000, headers={"Content-Type": "application/json"})
     )
@@ -165,17 +160,17 @@ async def test_deeply_nested_json_is_a_decode_error(client: pz.PlugzClient, api:
         await client.check_availability(NUMBER)
 
 
-async def test_redirects_are_not_followed(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_redirects_are_not_followed(client: pz.PlugzClient, api: Sandbox) -> None:
     api.then(Reply(302, headers={"Location": "http://127.0.0.1:1/elsewhere"}))
     with pytest.raises(pz.APIError, match="unexpected redirect") as info:
         await client.check_availability(NUMBER)
-    assert info.value.status == 302 and api.count == 1
+    assert info.value.status == 302 and len(api.requests()) == 1
 
 
 # -- lifecycle -----------------------------------------------------------------
 
 
-async def test_aclose_twice_and_use_after_close(api: FakeAPI) -> None:
+async def test_aclose_twice_and_use_after_close(api: Sandbox) -> None:
     client = make(api)
     assert "state=unopened" in repr(client)
     await client.check_availability(NUMBER)  # opens lazily, without async with
@@ -188,10 +183,10 @@ async def test_aclose_twice_and_use_after_close(api: FakeAPI) -> None:
     with pytest.raises(pz.ClientClosedError):
         async with client:
             pass  # pragma: no cover
-    assert api.count == 1
+    assert len(api.requests()) == 1
 
 
-async def test_resource_warning_when_never_closed(api: FakeAPI) -> None:
+async def test_resource_warning_when_never_closed(api: Sandbox) -> None:
     client = make(api)
     await client.check_availability(NUMBER)
     session = client._session
@@ -202,21 +197,21 @@ async def test_resource_warning_when_never_closed(api: FakeAPI) -> None:
     await session.close()
 
 
-async def test_no_warning_for_a_client_never_used(api: FakeAPI) -> None:
+async def test_no_warning_for_a_client_never_used(api: Sandbox) -> None:
     client = make(api)
     del client
     gc.collect()
 
 
-async def test_a_users_own_session_is_used_and_not_closed(api: FakeAPI) -> None:
+async def test_a_users_own_session_is_used_and_not_closed(api: Sandbox) -> None:
     async with aiohttp.ClientSession(headers={"X-Trace": "mine"}) as session:
         async with make(api, session=session) as client:
             await client.check_availability(NUMBER)
         assert client.closed and not session.closed
-        assert api.requests[0].headers["X-Trace"] == "mine"
+        assert api.requests()[0]["headers"]["X-Trace"] == "mine"
 
 
-async def test_a_closed_users_session_is_a_clear_error(api: FakeAPI) -> None:
+async def test_a_closed_users_session_is_a_clear_error(api: Sandbox) -> None:
     session = aiohttp.ClientSession()
     await session.close()
     client = make(api, session=session)
@@ -225,20 +220,20 @@ async def test_a_closed_users_session_is_a_clear_error(api: FakeAPI) -> None:
     with pytest.raises(pz.ClientClosedError, match="session given to this PlugzClient"):
         async with client:
             pass  # pragma: no cover
-    assert api.count == 0
+    assert len(api.requests()) == 0
 
 
-async def cancel_mid_flight(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def cancel_mid_flight(client: pz.PlugzClient, api: Sandbox) -> None:
     """Start a check the server holds, and cancel it once the server has it."""
     api.then(Reply(delay=5.0))
     task = asyncio.create_task(client.check_availability(NUMBER))
-    await api.received.wait()
+    await api.wait_for_requests(1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
 
-async def test_cancelling_mid_flight_releases_the_connection(api: FakeAPI) -> None:
+async def test_cancelling_mid_flight_releases_the_connection(api: Sandbox) -> None:
     connector = aiohttp.TCPConnector(limit=1)
     async with (
         aiohttp.ClientSession(connector=connector) as session,
@@ -247,10 +242,10 @@ async def test_cancelling_mid_flight_releases_the_connection(api: FakeAPI) -> No
         await cancel_mid_flight(client, api)
         # With a pool of one, a leaked connection would block this call.
         assert (await client.check_availability(NUMBER)).available
-    assert api.count == 2
+    assert len(api.requests()) == 2
 
 
-async def test_cancelling_with_an_own_session_then_closing_warns_nothing(api: FakeAPI) -> None:
+async def test_cancelling_with_an_own_session_then_closing_warns_nothing(api: Sandbox) -> None:
     client = make(api)
     await cancel_mid_flight(client, api)
     await client.aclose()
@@ -259,7 +254,7 @@ async def test_cancelling_with_an_own_session_then_closing_warns_nothing(api: Fa
 # -- configuration -------------------------------------------------------------
 
 
-def test_from_env_reads_the_variables(api: FakeAPI) -> None:
+def test_from_env_reads_the_variables(api: Sandbox) -> None:
     env = {
         "PLUGZ_INSTANCE_ID": "i",
         "PLUGZ_INSTANCE_TOKEN": "t",

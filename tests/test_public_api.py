@@ -6,6 +6,9 @@ import ast
 import importlib
 import importlib.metadata
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 import plugz_async as pz
 
@@ -53,12 +56,17 @@ def test_all_is_exactly_the_public_names_and_sorted() -> None:
     assert set(pz.__all__) == PUBLIC
     assert len(pz.__all__) == len(PUBLIC)
     assert pz.__all__ == sorted(pz.__all__, key=lambda n: (not n.isupper(), n.startswith("_"), n))
-    public_attributes = {n for n in dir(pz) if not n.startswith("_")} - {
-        # submodules, imported by the package itself
-        name.removesuffix(".py")
-        for name in (p.name for p in PACKAGE.glob("*.py"))
+    public_attributes = {
+        n for n in dir(pz) if not n.startswith("_") and not isinstance(getattr(pz, n), ModuleType)
     }
     assert public_attributes == PUBLIC - {"__version__"}
+
+
+def test_sandbox_and_testing_load_on_first_use() -> None:
+    assert pz.sandbox.running is importlib.import_module("plugz_async.sandbox").running
+    assert pz.testing.__name__ == "plugz_async.testing"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = pz.nope  # type: ignore[attr-defined]
 
 
 def test_version_matches_the_distribution_and_py_typed_ships() -> None:
@@ -94,7 +102,7 @@ def test_error_tree_and_builtin_bases() -> None:
 
 
 def imports_of(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    tree = ast.parse((PACKAGE / f"{module.replace('.', '/')}.py").read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -111,6 +119,22 @@ def test_the_pure_layers_stay_pure() -> None:
         assert not {".cli", ".sandbox", "._client", "._transport"} & imported, module
     for module in ("_planner", "_models"):
         assert not {"time"} & imports_of(module), "time comes from the injected clock"
+
+
+def test_the_core_never_imports_the_cli_or_the_sandbox() -> None:
+    for path in PACKAGE.glob("_*.py"):
+        if path.name.startswith("__"):
+            continue
+        imported = imports_of(path.stem)
+        assert not any("cli" in name or "sandbox" in name for name in imported), path.name
+
+
+def test_the_sandbox_server_imports_nothing_from_the_client() -> None:
+    # It writes the wire format itself, so tests against it check the client.
+    for module in ("sandbox._app", "sandbox._scenarios"):
+        imported = imports_of(module)
+        assert not {name for name in imported if "plugz_async" in name}, module
+        assert all(not name.startswith("..") for name in imported), module
 
 
 def test_tenacity_stays_inside_retry() -> None:

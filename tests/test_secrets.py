@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
 import pytest
-from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI, Reply
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
+from plugz_async.sandbox import Reply, Sandbox
 
 WRONG_CLIENT_TOKEN = "wrong-SECRET/client+token"
 SECRETS = [INSTANCE_TOKEN, CLIENT_TOKEN, WRONG_CLIENT_TOKEN]
@@ -73,7 +74,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_no_secret_in_errors_logs_or_reprs(
-    api: FakeAPI, scenario: str, caplog: pytest.LogCaptureFixture
+    api: Sandbox, scenario: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.then(*SCENARIOS[scenario])
     client_token = WRONG_CLIENT_TOKEN if scenario.startswith("403") else CLIENT_TOKEN
@@ -113,7 +114,7 @@ async def test_no_secret_when_the_server_is_unreachable(
     assert_clean(produced)
 
 
-async def test_no_secret_in_the_repr_of_results(client: pz.PlugzClient, api: FakeAPI) -> None:
+async def test_no_secret_in_the_repr_of_results(client: pz.PlugzClient, api: Sandbox) -> None:
     availability = await client.check_availability(NUMBER)
     plan = pz.RegistrationPlanner().plan(availability)
     assert_clean([repr(availability), repr(plan), str(plan.to_dict()), repr(client.__dict__)])

@@ -1,0 +1,239 @@
+"""Starting the sandbox: in this event loop (``running()``), or in a thread of its own.
+
+This is the one part of the sandbox that knows the client: it hands out
+``PlugzClient`` objects configured for the sandbox. The server itself
+(``_app``, ``_scenarios``) never imports the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import attrs
+from aiohttp import web
+
+from plugz_async._client import PlugzClient
+
+from ._app import ACCESS_LOGGER, STATE, Reply, SandboxConfig, SandboxState, create_app
+
+__all__ = ["Sandbox", "SandboxThread", "running", "serve"]
+
+T = TypeVar("T")
+
+access_logger = logging.getLogger("plugz_async.sandbox.access")
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[str, SandboxState]]:
+    """Serve the sandbox on ``host:port`` (0: any free port); yield its base URL and state."""
+    app = create_app(config)
+    state = app[STATE]
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=access_logger,
+        access_log_class=ACCESS_LOGGER,
+        shutdown_timeout=1.0,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield f"http://{shown}:{bound_port}", state
+    finally:
+        state.stopping.set()  # cut short every slow answer still waiting
+        await runner.cleanup()
+
+
+@attrs.define
+class _Control:
+    """What a running sandbox offers, whichever way it was started."""
+
+    base_url: str
+    config: SandboxConfig
+
+    @property
+    def instance_id(self) -> str:
+        return self.config.instance_id
+
+    @property
+    def instance_token(self) -> str:
+        return self.config.instance_token
+
+    @property
+    def client_token(self) -> str:
+        return self.config.client_token
+
+    def env(self) -> dict[str, str]:
+        """The ``PLUGZ_*`` variables that point ``PlugzClient.from_env()`` here."""
+        return {
+            "PLUGZ_INSTANCE_ID": self.instance_id,
+            "PLUGZ_INSTANCE_TOKEN": self.instance_token,
+            "PLUGZ_CLIENT_TOKEN": self.client_token,
+            "PLUGZ_BASE_URL": self.base_url,
+        }
+
+    def _call(self, fn: Callable[[SandboxState], T]) -> T:
+        raise NotImplementedError
+
+    def then(self, *replies: Reply, number: str | None = None, route: str | None = None) -> None:
+        """Script the next answers (for one number and/or route, or for any)."""
+        self._call(lambda state: state.then(*replies, number=number, route=route))
+
+    def requests(
+        self, *, number: str | None = None, route: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The request log (no tokens in it), oldest first."""
+        return self._call(lambda state: state.requests(number=number, route=route))
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox's clock forward (waits and retryAfter run out sooner)."""
+        self._call(lambda state: state.advance(seconds))
+
+    def reset(self) -> None:
+        """Forget scripts, fault counters, registrations and the log."""
+        self._call(lambda state: state.reset())
+
+    def new_client(self, **options: Any) -> PlugzClient:
+        """A new ``PlugzClient`` for the sandbox's test instance (close it when done)."""
+        return PlugzClient(
+            self.instance_id,
+            self.instance_token,
+            self.client_token,
+            base_url=self.base_url,
+            **options,
+        )
+
+
+@attrs.define(repr=False)
+class Sandbox(_Control):
+    """A sandbox running in this event loop, with a ready client.
+
+    Attributes:
+        base_url: where it listens, e.g. ``http://127.0.0.1:41234``.
+        config: its :class:`SandboxConfig` (test credentials included).
+        state: its state: scripts, the request log, the clock.
+        client: a ``PlugzClient`` for it, open until the ``async with`` block ends.
+    """
+
+    state: SandboxState = attrs.field(kw_only=True)
+    client: PlugzClient = attrs.field(kw_only=True)
+
+    def __repr__(self) -> str:
+        return f"Sandbox(base_url={self.base_url!r})"
+
+    def _call(self, fn: Callable[[SandboxState], T]) -> T:
+        return fn(self.state)
+
+    async def wait_for_requests(self, count: int = 1) -> None:
+        """Return once the sandbox has received at least ``count`` requests."""
+        await self.state.wait_for_requests(count)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    config: SandboxConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **client_options: Any,
+) -> AsyncIterator[Sandbox]:
+    """Run the sandbox in this event loop, and hand out a ready client for it.
+
+    Example::
+
+        async with pz.sandbox.running() as sb:
+            availability = await sb.client.check_availability("+55 11 90000-0001")
+
+    Args:
+        config: the sandbox's behaviour and test credentials.
+        host: the address to listen on (loopback by default).
+        port: the port (0: any free port).
+        **client_options: passed to the ``PlugzClient`` of ``sb.client``.
+    """
+    config = config or SandboxConfig()
+    async with serve(config, host=host, port=port) as (base_url, state):
+        control = _Control(base_url, config)
+        async with control.new_client(**client_options) as client:
+            yield Sandbox(base_url, config, state=state, client=client)
+
+
+class SandboxThread(_Control):
+    """The sandbox served from a thread with its own event loop.
+
+    For code that is not async, or whose event loop should not host the server
+    (the pytest fixture uses it). Use it as a context manager::
+
+        with SandboxThread() as sb:
+            print(sb.base_url)
+    """
+
+    def __init__(
+        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__("", config or SandboxConfig())
+        self._host, self._port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: SandboxState | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="plugz-sandbox", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"SandboxThread(base_url={self.base_url!r})"
+
+    def start(self) -> SandboxThread:
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join()
+        self._loop = self._state = None
+
+    def __enter__(self) -> SandboxThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            async with serve(self.config, host=self._host, port=self._port) as (url, state):
+                self.base_url, self._state = url, state
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # reported to start()
+            self._failure = exc
+            self._ready.set()
+
+    def _call(self, fn: Callable[[SandboxState], T]) -> T:
+        if self._loop is None or self._state is None:
+            raise RuntimeError("the sandbox thread is not running; call start() first")
+        state = self._state
+
+        async def call() -> T:
+            return fn(state)
+
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        return future.result(timeout=10)

@@ -1,0 +1,479 @@
+"""The sandbox itself: the real checks, every test number, the flow, the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import pytest
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+
+import plugz_async as pz
+from plugz_async.sandbox import (
+    APPEAL_TOKEN,
+    CAPTCHA_TEXT,
+    CONFIRMATION_CODE,
+    PIN,
+    ROUTES,
+    SCENARIOS,
+    Reply,
+    Sandbox,
+    SandboxConfig,
+    SandboxState,
+    SandboxThread,
+    running,
+    scenario_table,
+)
+from plugz_async.sandbox._scenarios import mixed_answer
+
+READY = "+55 11 90000-0001"
+
+
+def path(route: str, instance: str = INSTANCE_ID, token: str = INSTANCE_TOKEN) -> str:
+    from urllib.parse import quote
+
+    return f"/instances/{quote(instance, safe='')}/token/{quote(token, safe='')}/mobile/{route}"
+
+
+async def call(
+    api: Sandbox,
+    route: str,
+    body: Any = None,
+    *,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+    instance_token: str = INSTANCE_TOKEN,
+) -> tuple[int, Any]:
+    """A raw request, as any HTTP client would send it (no SDK in the way)."""
+    sent = {"Client-Token": CLIENT_TOKEN, "Content-Type": "application/json"}
+    sent.update(headers or {})
+    sent = {k: v for k, v in sent.items() if v}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method or ROUTES.get(route, "POST"),
+            api.base_url + path(route, token=instance_token),
+            json=body,
+            headers=sent,
+        ) as response,
+    ):
+        try:
+            return response.status, await response.json(content_type=None)
+        except ValueError:
+            return response.status, await response.text()
+
+
+# -- the real checks, on every route -------------------------------------------------------
+
+BODIES = {
+    "registration-available": {"ddi": "55", "phone": "11900000001"},
+    "request-registration-code": {"ddi": "55", "phone": "11900000001", "method": "sms"},
+    "respond-captcha": {"captcha": "x"},
+    "confirm-registration-code": {"code": "1"},
+    "device-transfer-confirmed": None,
+    "confirm-pin-code": {"code": "1"},
+    "recovery-pin-code": {},
+    "request-unbanning": {"appealToken": "t", "description": "d"},
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_wrong_method_is_405(api: Sandbox, route: str) -> None:
+    wrong = "GET" if ROUTES[route] == "POST" else "POST"
+    assert await call(api, route, BODIES[route], method=wrong) == (
+        405,
+        {"error": "Method Not Allowed"},
+    )
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if ROUTES[r] == "POST"])
+async def test_missing_json_content_type_is_415(api: Sandbox, route: str) -> None:
+    status, body = await call(api, route, BODIES[route], headers={"Content-Type": "text/plain"})
+    assert status == 415 and body["error"] == "Unsupported Media Type"
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_client_token_missing_400_and_wrong_403_echoed(api: Sandbox, route: str) -> None:
+    assert await call(api, route, BODIES[route], headers={"Client-Token": ""}) == (
+        400,
+        {"error": "your client-token is not configured"},
+    )
+    assert await call(api, route, BODIES[route], headers={"Client-Token": "nope"}) == (
+        403,
+        {"error": "Client-Token nope not allowed"},
+    )
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_unknown_instance_token_is_200_not_found(api: Sandbox, route: str) -> None:
+    assert await call(api, route, BODIES[route], instance_token="other") == (
+        200,
+        {"error": "NOT_FOUND", "message": "Instance not found"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("registration-available", {"ddi": 55, "phone": "11900000001"}),
+        ("registration-available", {"ddi": "55"}),
+        ("registration-available", ["55", "11900000001"]),
+        ("request-registration-code", {"ddi": "55", "phone": "11900000001", "method": "fax"}),
+        ("respond-captcha", {}),
+        ("confirm-registration-code", {"code": 123456}),
+        ("confirm-pin-code", {}),
+        ("request-unbanning", {"appealToken": "", "description": "x"}),
+    ],
+)
+async def test_bad_bodies_are_400(api: Sandbox, route: str, body: Any) -> None:
+    status, answer = await call(api, route, body)
+    assert status == 400 and answer["error"]
+
+
+async def test_unknown_route_is_404(api: Sandbox) -> None:
+    status, _ = await call(api, "no-such-route", {}, method="POST")
+    assert status == 404
+
+
+# -- every test number, through the client ----------------------------------------------
+
+
+@pytest.fixture
+async def sb_client(api: Sandbox) -> Any:
+    # The 429-date number sends a real HTTP date: the fake clock starts at the real time.
+    clock = pz.FakeClock(start=pz.SystemClock().now())
+    async with api.new_client(clock=clock, timeout=0.2) as client:
+        yield client, clock
+
+
+EXPECTED: dict[str, tuple[type[Exception] | None, int]] = {
+    # name: (error class or None, requests the sandbox sees)
+    "ready": (None, 1),
+    "waits": (None, 1),
+    "wa_old-not-eligible": (None, 1),
+    "banned": (None, 1),
+    "unavailable": (None, 1),
+    "voice-first": (None, 1),
+    "blocked-at-code-request": (None, 1),
+    "captcha": (None, 1),
+    "pin": (None, 1),
+    "device-transfer": (None, 1),
+    "503-twice": (None, 3),
+    "503-always": (pz.ServerError, 3),
+    "429-seconds": (None, 2),
+    "429-date": (None, 2),
+    "slow": (pz.RequestTimeout, 3),
+    "drop": (pz.TransportError, 3),
+    "broken-json": (pz.ResponseDecodeError, 1),
+    "error-body": (pz.APIError, 1),
+}
+
+
+def test_every_scenario_has_an_expectation() -> None:
+    assert {s.name for s in SCENARIOS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+async def test_each_test_number(api: Sandbox, sb_client: Any, scenario: Any) -> None:
+    client, clock = sb_client
+    error_class, requests = EXPECTED[scenario.name]
+    if error_class is None:
+        availability = await client.check_availability(scenario.number)
+        for key, value in scenario.answer.items():
+            assert availability.raw[key] == value
+    else:
+        with pytest.raises(error_class) as info:
+            await client.check_availability(scenario.number)
+        assert info.value.attempts == requests
+    assert len(api.requests(number=scenario.number)) == requests
+    if scenario.name == "429-seconds":
+        assert clock.sleeps == [1.0]
+    if scenario.name == "429-date":
+        assert 1.0 <= clock.sleeps[0] <= 2.0  # the date is 1 to 2 s ahead, never waited less
+
+
+async def test_fault_counters_reset(api: Sandbox, sb_client: Any) -> None:
+    client, _ = sb_client
+    await client.check_availability("+55 11 90000-5032")
+    api.reset()
+    with pytest.raises(pz.ServerError):
+        await client.check_availability("+55 11 90000-5032", retry=pz.RetryPolicy.none())
+
+
+def test_the_mix_is_deterministic_and_close_to_its_documented_shares() -> None:
+    numbers = [f"5531{n:09d}" for n in range(4000)]
+    names = Counter(mixed_answer(n, seed=7)[0] for n in numbers)
+    assert [mixed_answer(n, seed=7) for n in numbers[:50]] == [
+        mixed_answer(n, seed=7) for n in numbers[:50]
+    ]
+    shares = {name: count / len(numbers) for name, count in names.items()}
+    assert 0.50 < shares["ready"] < 0.60
+    assert 0.21 < shares["waits"] < 0.29
+    assert 0.04 < shares["banned"] < 0.07
+    assert set(names) == {
+        "ready",
+        "waits",
+        "wa_old-not-eligible",
+        "banned",
+        "unavailable",
+        "blocked",
+    }
+    different_seeds = sum(mixed_answer(n, seed=1) != mixed_answer(n, seed=2) for n in numbers[:200])
+    assert different_seeds > 50
+
+
+async def test_mixed_numbers_decode_into_availability(client: pz.PlugzClient) -> None:
+    planner = pz.RegistrationPlanner()
+    outcomes = Counter()
+    for n in range(60):
+        availability = await client.check_availability(f"+55 31 9{n:04d}-0000")
+        outcomes[planner.plan(availability).outcome] += 1
+    assert outcomes[pz.Outcome.READY] > 20 and len(outcomes) >= 3
+
+
+async def test_fault_rate_fails_that_share_of_requests() -> None:
+    async with running(SandboxConfig(fault_rate=1.0), retry=pz.RetryPolicy.none()) as sb:
+        with pytest.raises(pz.ServerError):
+            await sb.client.check_availability("+55 31 99999-0000")
+
+
+# -- the rest of the flow ------------------------------------------------------------------
+
+
+async def check(api: Sandbox, number: str) -> Any:
+    ddi, phone = "55", number
+    return await call(api, "registration-available", {"ddi": ddi, "phone": phone})
+
+
+async def request_code(api: Sandbox, phone: str, method: str = "sms") -> tuple[int, Any]:
+    body = {"ddi": "55", "phone": phone, "method": method}
+    return await call(api, "request-registration-code", body)
+
+
+async def test_code_request_needs_the_check_first(api: Sandbox) -> None:
+    status, body = await request_code(api, "11900000001")
+    assert status == 400 and "registration-available" in body["message"]
+
+
+async def test_code_request_and_confirmation(api: Sandbox) -> None:
+    await check(api, "11900000001")
+    status, body = await request_code(api, "11900000001", "voice")
+    assert status == 200
+    assert body == {
+        "success": True,
+        "retryAfter": "165",
+        "smsWaitSeconds": 125,
+        "voiceWaitSeconds": 125,
+        "waOldWaitSeconds": 125,
+        "method": "voice",
+    }
+    assert (await call(api, "confirm-registration-code", {"code": "000000"}))[1] == {
+        "success": False
+    }
+    assert (await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE}))[1] == {
+        "success": True
+    }
+
+
+async def test_waits_are_enforced_until_the_clock_moves(api: Sandbox) -> None:
+    await check(api, "11900000002")
+    _, body = await request_code(api, "11900000002")
+    assert body["success"] is False and 29 <= body["retryAfter"] <= 30 and body["method"] == "sms"
+    api.advance(30)
+    _, body = await request_code(api, "11900000002")
+    assert body["success"] is True and body["retryAfter"] == 165
+    _, again = await request_code(api, "11900000002")
+    assert again["success"] is False and again["retryAfter"] >= 164  # the channel just used
+
+
+async def test_captcha_flow(api: Sandbox) -> None:
+    await check(api, "11900000008")
+    _, body = await request_code(api, "11900000008")
+    assert body["success"] is False and body["captcha"].startswith("data:image/png;base64,")
+    png = base64.b64decode(body["captcha"].split(",", 1)[1])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert (await call(api, "respond-captcha", {"captcha": "wrong"}))[1] == {"success": False}
+    assert (await call(api, "respond-captcha", {"captcha": CAPTCHA_TEXT.lower()}))[1] == {
+        "success": True
+    }
+    assert (await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE}))[1] == {
+        "success": True
+    }
+
+
+async def test_pin_flow(api: Sandbox) -> None:
+    await check(api, "11900000009")
+    await request_code(api, "11900000009")
+    _, body = await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE})
+    assert body == {"success": False, "confirmSecurityCode": True}
+    assert (await call(api, "confirm-pin-code", {"code": "000000"}))[1] == {"success": False}
+    assert (await call(api, "confirm-pin-code", {"code": PIN}))[1] == {"success": True}
+    assert (await call(api, "recovery-pin-code", {}))[1] == {"success": True}
+
+
+async def test_device_transfer_flow(api: Sandbox) -> None:
+    assert (await call(api, "device-transfer-confirmed"))[0] == 400
+    await check(api, "11900000010")
+    await request_code(api, "11900000010")
+    _, body = await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE})
+    assert body == {"success": False, "deviceConfirm": True}
+    assert (await call(api, "device-transfer-confirmed"))[0] == 400  # not approved yet
+    assert await call(api, "device-transfer-confirmed") == (200, {"success": True})
+
+
+@pytest.mark.parametrize(
+    ("phone", "method", "answer"),
+    [
+        ("11900000007", "sms", {"success": False, "blocked": True}),
+        ("11900000004", "sms", {"success": False, "blocked": True}),
+        ("11900000005", "sms", {"success": False, "reason": "number not available"}),
+        (
+            "11900000003",
+            "wa_old",
+            {"success": False, "method": "wa_old", "reason": "wa_old not eligible"},
+        ),
+    ],
+)
+async def test_code_requests_that_cannot_succeed(
+    api: Sandbox, phone: str, method: str, answer: dict[str, Any]
+) -> None:
+    await check(api, phone)
+    assert (await request_code(api, phone, method))[1] == answer
+
+
+async def test_unbanning(api: Sandbox) -> None:
+    body = {"appealToken": APPEAL_TOKEN, "description": "my number was banned by mistake"}
+    assert (await call(api, "request-unbanning", body))[1] == {
+        "success": True,
+        "status": "UNBANNED",
+    }
+    body["appealToken"] = "Ae0B_other"
+    assert (await call(api, "request-unbanning", body))[1] == {
+        "success": True,
+        "status": "IN_REVIEW",
+    }
+
+
+# -- the control API and the log --------------------------------------------------------
+
+
+async def control(api: Sandbox, method: str, what: str, body: Any = None) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{api.base_url}/_sandbox/{what}", json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_control_api_scripts_logs_moves_the_clock_and_resets(
+    api: Sandbox, client: pz.PlugzClient
+) -> None:
+    status, _ = await control(
+        api,
+        "POST",
+        "script",
+        {"number": READY, "replies": [{"status": 502, "body": "<html>bad gateway</html>"}]},
+    )
+    assert status == 200
+    await client.check_availability(READY)
+    _, log = await control(api, "GET", f"requests?number={READY.replace('+', '%2B')}")
+    assert [entry["status"] for entry in log] == [502, 200]
+    assert [entry["answer"] for entry in log] == ["scripted", None]
+    _, info = await control(api, "GET", "")
+    assert info["sandbox"] is True and info["requests"] == 2
+    _, scenarios = await control(api, "GET", "scenarios")
+    assert [s["number"] for s in scenarios] == [s.number for s in SCENARIOS]
+    assert (await control(api, "POST", "clock", {"advance": 30}))[0] == 200
+    assert (await control(api, "POST", "clock", {"advance": -1}))[0] == 400
+    assert (await control(api, "POST", "reset"))[1] == {"reset": True}
+    assert api.requests() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"replies": [{"sttus": 500}]}, {"replies": [{}], "route": "nope"}, {"replies": "x"}],
+)
+async def test_control_api_refuses_bad_scripts(api: Sandbox, body: Any) -> None:
+    status, answer = await control(api, "POST", "script", body)
+    assert status == 400 and answer["error"] == "Invalid script"
+
+
+async def test_scripts_by_route_and_chunked_bodies(api: Sandbox, client: pz.PlugzClient) -> None:
+    api.then(
+        Reply(json={"available": True, "smsWaitSeconds": 5}, chunked=True),
+        route="registration-available",
+    )
+    availability = await client.check_availability(READY)
+    assert availability.sms_wait_seconds == 5.0
+
+
+async def test_the_log_and_access_log_hold_no_secret(
+    api: Sandbox, client: pz.PlugzClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plugz_async.sandbox.access")
+    await client.check_availability(READY)
+    await call(
+        api,
+        "registration-available",
+        BODIES["registration-available"],
+        headers={"Client-Token": "wrong"},
+    )
+    text = repr(api.requests()) + " ".join(r.getMessage() for r in caplog.records)
+    for secret in (INSTANCE_TOKEN, CLIENT_TOKEN, "tok%2FSECRET", "SECRET"):
+        assert secret not in text
+    assert [entry["auth"] for entry in api.requests()] == ["ok", "refused"]
+    assert len(caplog.records) == 2
+
+
+def test_scenario_table_lists_every_number() -> None:
+    table = scenario_table()
+    assert all(s.number in table and s.name in table for s in SCENARIOS)
+
+
+def test_sandbox_config_is_frozen_and_reply_checks_its_fields() -> None:
+    with pytest.raises(AttributeError):
+        SandboxConfig().seed = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown reply fields"):
+        Reply.from_dict({"stauts": 200})
+    with pytest.raises(ValueError, match="unknown route"):
+        SandboxState(SandboxConfig()).then(Reply(), route="nope")
+
+
+# -- in a thread ----------------------------------------------------------------------------
+
+
+async def test_sandbox_thread_serves_any_event_loop() -> None:
+    with SandboxThread() as sandbox:
+        assert "SandboxThread(base_url='http://127.0.0.1:" in repr(sandbox)
+        sandbox.then(Reply(503, body="busy"), number=READY)
+        async with sandbox.new_client(clock=pz.FakeClock()) as client:
+            assert (await client.check_availability(READY)).available
+        assert [e["status"] for e in sandbox.requests()] == [503, 200]
+        sandbox.advance(5)
+        sandbox.reset()
+        assert sandbox.requests() == []
+        assert sandbox.env()["PLUGZ_BASE_URL"] == sandbox.base_url
+    with pytest.raises(RuntimeError, match="not running"):
+        sandbox.requests()
+
+
+def test_sandbox_thread_reports_a_port_in_use() -> None:
+    with SandboxThread() as first:
+        port = int(first.base_url.rsplit(":", 1)[1])
+        with pytest.raises(OSError, match="address already in use"):
+            SandboxThread(port=port).start()
+
+
+async def test_running_gives_a_ready_client_and_stops_slow_answers(api: Sandbox) -> None:
+    assert repr(api).startswith("Sandbox(base_url='http://127.0.0.1:")
+    assert (await api.client.check_availability(READY)).available
+    api.then(Reply(delay=30.0))
+    task = asyncio.create_task(api.client.check_availability(READY))
+    await api.wait_for_requests(2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
