@@ -1,0 +1,528 @@
+"""``plugz-async``: check numbers, plan and wait for code channels, run the sandbox.
+
+Exit codes:
+
+==== =================================================================
+0    done (for ``check``: every number was checked)
+1    an unexpected error (a bug: please report it)
+2    usage: bad arguments, an invalid number, missing credentials
+3    the API answered with an error (or an answer that could not be read)
+4    the API could not be reached (refused, dropped, timed out)
+5    ``plan --wait``: the plan has no channel to wait for
+130  interrupted (Ctrl-C)
+==== =================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import os
+import sys
+import textwrap
+import time
+import traceback
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plugz_async._client import ENV_BASE_URL, PlugzClient
+from plugz_async._clock import Clock, SystemClock
+from plugz_async._errors import (
+    APIError,
+    ConfigurationError,
+    InvalidPhoneNumber,
+    PlugzError,
+    ResponseDecodeError,
+    TransportError,
+)
+from plugz_async._models import Channel
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import RegistrationPlanner
+from plugz_async._redact import Redactor
+from plugz_async._retry import RetryPolicy
+from plugz_async._version import __version__
+from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
+
+from ._render import Checked, console, humanize, local_time, results_table, summary_table, to_json
+
+__all__ = [
+    "EXIT_API",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO_CHANNEL",
+    "EXIT_OK",
+    "EXIT_UNEXPECTED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "main",
+    "run",
+]
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_UNREACHABLE = 4
+EXIT_NO_CHANNEL = 5
+EXIT_INTERRUPTED = 130
+
+PROG = "plugz-async"
+logger = logging.getLogger("plugz_async.cli")
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code an error means."""
+    if isinstance(error, (InvalidPhoneNumber, ConfigurationError)):
+        return EXIT_USAGE
+    if isinstance(error, TransportError):
+        return EXIT_UNREACHABLE
+    if isinstance(error, (APIError, ResponseDecodeError)):
+        return EXIT_API
+    return EXIT_UNEXPECTED
+
+
+class _Fail(Exception):
+    """A one-line failure of the command itself, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- the parser -------------------------------------------------------------------------
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def _channels(text: str) -> tuple[Channel, ...]:
+    try:
+        return tuple(Channel(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: channels are sms, voice and wa_old, comma-separated"
+        ) from None
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "credentials",
+        "Taken from these flags, else from PLUGZ_INSTANCE_ID, PLUGZ_INSTANCE_TOKEN, "
+        "PLUGZ_CLIENT_TOKEN and PLUGZ_BASE_URL (prefer the variables: flags show in ps).",
+    )
+    group.add_argument("--instance-id", metavar="ID")
+    group.add_argument("--instance-token", metavar="TOKEN")
+    group.add_argument("--client-token", metavar="TOKEN")
+    group.add_argument("--base-url", metavar="URL", help="default: https://api.plugzapi.com.br")
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the built-in sandbox and talk to it instead (no account needed)",
+    )
+    tuning = parser.add_argument_group("requests and planning")
+    tuning.add_argument(
+        "--timeout", type=_positive, default=30.0, metavar="S", help="per attempt (default 30)"
+    )
+    tuning.add_argument(
+        "--attempts", type=int, default=3, metavar="N", help="requests per number (default 3)"
+    )
+    tuning.add_argument(
+        "--prefer",
+        type=_channels,
+        default=(Channel.SMS, Channel.VOICE),
+        metavar="LIST",
+        help="channels in order of preference (default: sms,voice)",
+    )
+    tuning.add_argument(
+        "--allow-wa-old",
+        action="store_true",
+        help="also plan the in-app pop-up (needs the phone that holds the number, in hand)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Check WhatsApp numbers for registration on PlugzAPI / Z-API and plan "
+        "when each confirmation-code channel opens.",
+        epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 API error, 4 API unreachable, "
+        "5 no channel to wait for, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="check numbers and show when each code channel opens",
+        description="Check each number with POST /mobile/registration-available and show its "
+        "plan: which code channel opens when (in local time and as 'in 1m30s').",
+    )
+    check.add_argument("numbers", nargs="+", metavar="NUMBER")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _connection_options(check)
+
+    plan = commands.add_parser(
+        "plan",
+        help="plan one number; --wait waits for its first channel",
+        description="Check one number and show its plan. With --wait, count down until the "
+        "first channel opens, and exit 0 when it does.",
+    )
+    plan.add_argument("number", metavar="NUMBER")
+    plan.add_argument("--wait", action="store_true", help="wait for the first channel to open")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _connection_options(plan)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole job on the built-in sandbox, no account needed",
+        description="Start the sandbox, check a bundled list of numbers (every test scenario), "
+        "show progress and a summary.",
+    )
+    demo.add_argument(
+        "--numbers", type=Path, metavar="CSV", help="a CSV with a 'number' column instead"
+    )
+    demo.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    demo.add_argument(
+        "--timeout", type=_positive, default=1.0, metavar="S", help="per attempt (default 1)"
+    )
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the sandbox server (a local stand-in of the API)",
+        description="Serve the PlugzAPI mobile routes locally, with test credentials and the "
+        "test numbers below. Control API under /_sandbox/. Stop with Ctrl-C.",
+        epilog="Test numbers:\n\n" + scenario_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080, help="default 8080; 0: any free port")
+    sandbox.add_argument("--seed", type=int, default=0, help="seed of the answer mix")
+    sandbox.add_argument(
+        "--slow-seconds", type=_positive, default=35.0, help="how slow the slow number is"
+    )
+    sandbox.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests failing with a 503"
+    )
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+class _App:
+    """What every command shares: the clock, the consoles, and the secrets to mask."""
+
+    def __init__(self, args: argparse.Namespace, clock: Clock) -> None:
+        self.args = args
+        self.clock = clock
+        self.out = console()
+        self.err = console(stderr=True)
+        self.redactor = Redactor.of([])
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "clock": self.clock,
+            "timeout": self.args.timeout,
+            "retry": RetryPolicy(attempts=max(1, self.args.attempts)),
+        }
+
+    async def open_client(self, stack: AsyncExitStack) -> PlugzClient:
+        args = self.args
+        if args.sandbox:
+            sandbox = await stack.enter_async_context(running(**self.client_options()))
+            self.err.print(f"Using the sandbox at {sandbox.base_url}", style="dim", markup=False)
+            self.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
+            return sandbox.client
+        flags = {
+            "instance_id": args.instance_id,
+            "instance_token": args.instance_token,
+            "client_token": args.client_token,
+        }
+        options = {k: v for k, v in flags.items() if v}
+        if args.base_url:
+            options["base_url"] = args.base_url
+        secrets = [
+            options.get("instance_token") or os.environ.get("PLUGZ_INSTANCE_TOKEN", ""),
+            options.get("client_token") or os.environ.get("PLUGZ_CLIENT_TOKEN", ""),
+        ]
+        self.redactor = Redactor.of(secrets)
+        try:
+            client = PlugzClient.from_env(**options, **self.client_options())
+        except ConfigurationError as exc:
+            raise _Fail(
+                f"{exc} (set the PLUGZ_* variables, give --instance-id/--instance-token/"
+                "--client-token, or use --sandbox)",
+                EXIT_USAGE,
+            ) from None
+        return await stack.enter_async_context(client)
+
+    def planner(self) -> RegistrationPlanner:
+        prefer = self.args.prefer
+        if self.args.allow_wa_old is False and Channel.WA_OLD in prefer:
+            raise _Fail("--prefer names wa_old: add --allow-wa-old", EXIT_USAGE)
+        return RegistrationPlanner(
+            preference=prefer, allow_wa_old=self.args.allow_wa_old, clock=self.clock
+        )
+
+    async def check_one(
+        self, client: PlugzClient, planner: RegistrationPlanner, text: str
+    ) -> Checked:
+        try:
+            number = PhoneNumber.parse(text)
+        except InvalidPhoneNumber as error:
+            return Checked(text, error=error)
+        try:
+            availability = await client.check_availability(number)
+        except PlugzError as error:
+            return Checked(text, number, error=error)
+        return Checked(text, number, availability, planner.plan(availability))
+
+    async def check_all(
+        self,
+        client: PlugzClient,
+        planner: RegistrationPlanner,
+        numbers: Sequence[str],
+        progress: Progress | None = None,
+    ) -> list[Checked]:
+        limit = asyncio.Semaphore(8)
+        task = None if progress is None else progress.add_task("Checking", total=len(numbers))
+
+        async def one(text: str) -> Checked:
+            async with limit:
+                result = await self.check_one(client, planner, text)
+            if progress is not None and task is not None:
+                progress.advance(task)
+            return result
+
+        return list(await asyncio.gather(*(one(text) for text in numbers)))
+
+    def print_json(self, data: Any) -> None:
+        import json
+
+        self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+async def _check(app: _App) -> int:
+    planner = app.planner()
+    # Refuse bad numbers before any request (and before starting anything).
+    bad = []
+    for text in app.args.numbers:
+        try:
+            PhoneNumber.parse(text)
+        except InvalidPhoneNumber as exc:
+            bad.append(str(exc))
+    if bad and len(bad) == len(app.args.numbers):
+        raise _Fail("; ".join(bad), EXIT_USAGE)
+    async with AsyncExitStack() as stack:
+        client = await app.open_client(stack)
+        results = await app.check_all(client, planner, app.args.numbers)
+    if app.args.json:
+        app.print_json(to_json(results))
+    else:
+        app.out.print(results_table(results, app.clock.now()))
+    # The most serious: unreachable (4), then an API error (3), then a bad number (2).
+    return max((exit_code_for(r.error) for r in results if r.error is not None), default=EXIT_OK)
+
+
+async def _plan(app: _App) -> int:
+    planner = app.planner()
+    PhoneNumber.parse(app.args.number)
+    async with AsyncExitStack() as stack:
+        client = await app.open_client(stack)
+        availability = await client.check_availability(app.args.number)
+    plan = planner.plan(availability)
+    result = Checked(app.args.number, availability.number, availability, plan)
+    if app.args.json:
+        app.print_json(result.to_dict())
+    else:
+        app.out.print(results_table([result], app.clock.now()))
+    if not app.args.wait:
+        return EXIT_OK
+    channel = plan.next_channel()
+    if channel is None:
+        app.err.print(f"No channel to wait for: the outcome is {plan.outcome.value}.", markup=False)
+        return EXIT_NO_CHANNEL
+    waiting = asyncio.ensure_future(plan.wait_until_ready(channel))
+    opens_at = local_time(plan.window(channel).ready_at, app.clock.now())
+    with Live(console=app.err, transient=True, refresh_per_second=4) as live:
+        while not waiting.done():
+            left = humanize(plan.ready_in(channel))
+            live.update(f"Waiting for {channel.value}: {left} (at {opens_at})")
+            await asyncio.wait({waiting}, timeout=0.25)
+    await waiting
+    app.err.print(f"[green]{channel.value} is open now[/green]: request the code.")
+    return EXIT_OK
+
+
+def bundled_numbers() -> list[tuple[str, str]]:
+    """The demo's numbers: the package's copy of examples/numbers.csv (or the repo's)."""
+    packaged = resources.files("plugz_async.sandbox").joinpath("numbers.csv")
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:  # an editable install: read the repository's file
+        text = (Path(__file__).parents[2] / "examples" / "numbers.csv").read_text(encoding="utf-8")
+    return _numbers_from_csv(text.splitlines())
+
+
+def _numbers_from_csv(lines: list[str]) -> list[tuple[str, str]]:
+    """(number, scenario label) for each row with a number."""
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or "number" not in reader.fieldnames:
+        raise _Fail("the numbers CSV needs a 'number' column", EXIT_USAGE)
+    return [(row["number"], row.get("scenario") or "") for row in reader if row.get("number")]
+
+
+async def _demo(app: _App) -> int:
+    if app.args.numbers is not None:
+        try:
+            numbers = _numbers_from_csv(
+                app.args.numbers.read_text(encoding="utf-8-sig").splitlines()
+            )
+        except OSError as exc:
+            raise _Fail(f"cannot read {app.args.numbers}: {exc.strerror}", EXIT_USAGE) from None
+    else:
+        numbers = bundled_numbers()
+    planner = RegistrationPlanner(clock=app.clock)
+    options = {"clock": app.clock, "timeout": app.args.timeout}
+    started = time.monotonic()
+    async with running(**options) as sandbox:
+        app.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
+        if not app.args.json:
+            app.out.print(
+                f"Sandbox running at [bold]{sandbox.base_url}[/bold] (no account, no network)"
+            )
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=app.err,
+            transient=True,
+            disable=app.args.json,
+        )
+        with progress:
+            texts = [number for number, _ in numbers]
+            checked = await app.check_all(sandbox.client, planner, texts, progress)
+        results = [
+            attrs.evolve(r, label=label) for r, (_, label) in zip(checked, numbers, strict=True)
+        ]
+    elapsed = time.monotonic() - started
+    if app.args.json:
+        app.print_json({"results": to_json(results), "elapsed_seconds": round(elapsed, 3)})
+        return EXIT_OK
+    app.out.print(results_table(results, app.clock.now(), title="Availability and plan"))
+    app.out.print(summary_table(results, elapsed))
+    app.out.print(
+        textwrap.dedent(
+            """
+            Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
+            To do the same against the real API, set your instance's credentials and check numbers:
+
+              export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
+              plugz-async check "+55 44 99999-9999"
+
+            (Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
+            """
+        ).rstrip(),
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+async def _sandbox(app: _App) -> int:
+    args = app.args
+    config = SandboxConfig(
+        seed=args.seed, slow_seconds=args.slow_seconds, fault_rate=args.fault_rate
+    )
+    async with serve(config, host=args.host, port=args.port) as (base_url, _state):
+        app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
+        app.out.print("Test credentials (point the SDK or the CLI here with these):")
+        for name, value in (
+            ("PLUGZ_INSTANCE_ID", config.instance_id),
+            ("PLUGZ_INSTANCE_TOKEN", config.instance_token),
+            ("PLUGZ_CLIENT_TOKEN", config.client_token),
+            (ENV_BASE_URL, base_url),
+        ):
+            app.out.print(f"  export {name}={value}", highlight=False)
+        app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
+        app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
+        await asyncio.Event().wait()  # until Ctrl-C
+    return EXIT_OK  # pragma: no cover
+
+
+COMMANDS = {"check": _check, "plan": _plan, "demo": _demo, "sandbox": _sandbox}
+
+
+def _log_handler(app: _App) -> logging.Handler:
+    """A stderr handler for the SDK's logs, masking the CLI's secrets once more."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    class _Mask(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = app.redactor.redact(record.getMessage())
+            record.args = None
+            return True
+
+    handler.addFilter(_Mask())
+    return handler
+
+
+def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
+    """Run the command line; return the exit code (``run()`` exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    app = _App(args, clock or SystemClock())
+    package_logger = logging.getLogger("plugz_async")
+    handler, level = _log_handler(app), package_logger.level
+    if args.verbose:
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.DEBUG)
+    try:
+        return asyncio.run(COMMANDS[args.command](app))
+    except KeyboardInterrupt:
+        if args.command == "sandbox":
+            app.err.print("sandbox stopped")
+            return EXIT_OK
+        app.err.print(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+    except _Fail as fail:
+        app.err.print(f"{PROG}: error: {app.redactor.redact(str(fail))}", markup=False)
+        return fail.code
+    except PlugzError as error:
+        message = app.redactor.redact(f"{type(error).__name__}: {error}")
+        app.err.print(f"{PROG}: error: {message}", markup=False)
+        return exit_code_for(error)
+    except Exception as error:  # a bug: one line, the traceback only with --verbose
+        message = app.redactor.redact(f"{type(error).__name__}: {error}")
+        app.err.print(f"{PROG}: unexpected error: {message}", markup=False)
+        if args.verbose:
+            trace = "".join(traceback.format_exception(error))
+            app.err.print(app.redactor.redact(trace), highlight=False, markup=False)
+        else:
+            app.err.print("run again with --verbose for the traceback", highlight=False)
+        return EXIT_UNEXPECTED
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(level)
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The command line, in-process (``main``) and through its real entry points."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+import plugz_async as pz
+from plugz_async import cli
+from plugz_async.cli import (
+    EXIT_API,
+    EXIT_NO_CHANNEL,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    main,
+)
+from plugz_async.cli._render import humanize
+from plugz_async.sandbox import SCENARIOS, SandboxThread
+
+ROOT = Path(__file__).parent.parent
+
+
+def fake_clock() -> pz.FakeClock:
+    # Real "now", so the sandbox's HTTP-date Retry-After makes sense; sleeps take no time.
+    return pz.FakeClock(start=datetime.now(timezone.utc))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "now"),
+        (-3, "now"),
+        (0.2, "in 1s"),
+        (45, "in 45s"),
+        (60, "in 1m"),
+        (90, "in 1m30s"),
+        (3600, "in 1h"),
+        (3725, "in 1h2m"),
+    ],
+)
+def test_humanize(seconds: float, text: str) -> None:
+    assert humanize(seconds) == text
+
+
+def test_check_against_the_sandbox_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["check", "--sandbox", "+55 11 90000-0002", "+55 11 90000-0004"], clock=fake_clock()
+    )
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "+5511900000002" in out and "wait" in out and "in 30s (" in out and "in 1m30s (" in out
+    assert "appeal token Ae0B_sandbox-appeal-token" in out
+
+
+def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["check", "--sandbox", "--json", "+55 11 90000-0006", "+55 44 9"], clock=fake_clock()
+    )
+    results = json.loads(capsys.readouterr().out)
+    assert code == EXIT_USAGE  # one number was invalid
+    assert [r["outcome"] for r in results] == ["ready", "error"]
+    assert results[0]["plan"]["next_channel"] == "voice"
+    assert results[0]["availability"]["sms_wait_seconds"] == 120
+    assert results[1]["error"]["type"] == "InvalidPhoneNumber" and results[1]["input"] == "+55 44 9"
+
+
+@pytest.mark.parametrize(
+    ("number", "code"),
+    [
+        ("+55 11 90000-9004", EXIT_API),
+        ("+55 11 90000-9003", EXIT_API),
+        ("+55 11 90000-9002", EXIT_UNREACHABLE),
+    ],
+)
+def test_check_exit_codes(number: str, code: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--sandbox", number, "--timeout", "0.2"], clock=fake_clock()) == code
+
+
+def test_invalid_numbers_only_is_a_usage_error_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "--sandbox", "call me", "+55 44 9"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("plugz-async: error: 'call me' is not a possible phone number")
+    assert "Using the sandbox" not in err and err.count("\n") == 1
+
+
+def test_missing_credentials_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (
+        "PLUGZ_INSTANCE_ID",
+        "PLUGZ_INSTANCE_TOKEN",
+        "PLUGZ_CLIENT_TOKEN",
+        "PLUGZ_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["check", "+55 11 90000-0001", "--instance-id", "x"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "missing environment variables PLUGZ_INSTANCE_TOKEN, PLUGZ_CLIENT_TOKEN" in err
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check"])
+    assert info.value.code == EXIT_USAGE
+    with pytest.raises(SystemExit):
+        main(["check", "--sandbox", "+55 11 90000-0001", "--prefer", "fax"])
+    assert main(["check", "--sandbox", "+5511900000001", "--prefer", "wa_old"]) == EXIT_USAGE
+    assert "--allow-wa-old" in capsys.readouterr().err
+
+
+def test_plan_wait_counts_down_and_exits_when_the_channel_opens(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = fake_clock()
+    assert main(["plan", "--sandbox", "+55 11 90000-0002", "--wait"], clock=clock) == EXIT_OK
+    assert clock.monotonic() >= 30.0  # SMS opens 30 s after the answer, never earlier
+    assert "sms is open now" in capsys.readouterr().err
+
+
+def test_plan_wait_with_nothing_to_wait_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--sandbox", "+55 11 90000-0004", "--wait"]) == EXIT_NO_CHANNEL
+    assert "outcome is appeal" in capsys.readouterr().err
+
+
+def test_plan_json_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--sandbox", "--json", "+55 11 90000-0001"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["plan"]["outcome"] == "ready"
+    assert main(["plan", "--sandbox", "+55 11 90000-9004"]) == EXIT_API
+    assert "plugz-async: error: APIError: mobile/registration-available: HTTP 200: INTERNAL" in (
+        capsys.readouterr().err
+    )
+    assert main(["plan", "--sandbox", "12"]) == EXIT_USAGE
+
+
+def demo_rows() -> list[dict[str, str]]:
+    with open(ROOT / "examples" / "numbers.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_bundled_numbers_cover_every_scenario() -> None:
+    names = {row["scenario"] for row in demo_rows()}
+    assert {s.name for s in SCENARIOS} <= names
+
+
+def test_demo_json_checks_every_bundled_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json", "--timeout", "0.05"], clock=fake_clock()) == EXIT_OK
+    results = json.loads(capsys.readouterr().out)["results"]
+    rows = demo_rows()
+    assert [r["input"] for r in results] == [row["number"] for row in rows]
+    by_input = {r["input"]: r for r in results}
+    assert by_input["+55 11 90000-0004"]["outcome"] == "appeal"
+    assert by_input["+55 11 90000-5032"]["outcome"] == "ready"  # after two 503s
+    assert by_input["+55 11 90000-9001"]["error"]["type"] == "RequestTimeout"
+    assert by_input["+55 44 9"]["error"]["type"] == "InvalidPhoneNumber"
+
+
+def test_demo_shows_results_a_summary_and_the_way_to_the_real_api(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text(
+        "\ufeffnumber,scenario\r\n+55 11 90000-0001,ready\r\n+55 11 90000-0005,unavailable\r\n"
+    )
+    assert main(["demo", "--numbers", str(numbers)], clock=fake_clock()) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Sandbox running at http://127.0.0.1:" in out
+    assert "2 numbers in" in out and "unavailable" in out
+    assert "export PLUGZ_INSTANCE_ID=" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("phone\n123\n")
+    assert main(["demo", "--numbers", str(bad)]) == EXIT_USAGE
+    assert main(["demo", "--numbers", str(tmp_path / "missing.csv")]) == EXIT_USAGE
+
+
+# -- through the real entry points -----------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plugz_async", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_an_unexpected_error_is_one_line_and_a_traceback_only_when_verbose(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(app: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.COMMANDS, "check", broken)
+    assert main(["check", "+55 11 90000-0001"]) == cli.EXIT_UNEXPECTED
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "plugz-async: unexpected error: RuntimeError: boom",
+        "run again with --verbose for the traceback",
+    ]
+    assert main(["--verbose", "check", "+55 11 90000-0001"]) == cli.EXIT_UNEXPECTED
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_verbose_logs_requests_redacted_and_leaves_logging_as_it_was(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package = logging.getLogger("plugz_async")
+    before = (list(package.handlers), package.level)
+    assert main(["--verbose", "check", "--sandbox", "+55 11 90000-0001"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "plugz_async DEBUG POST mobile/registration-available -> 200" in err
+    assert "/token/***/mobile/registration-available" in err  # the sandbox's access log
+    assert "sandbox-instance-token" not in err
+    assert (list(package.handlers), package.level) == before
+
+
+def test_module_entry_point_and_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"plugz-async {pz.__version__}"
+
+
+def test_sandbox_help_lists_the_test_numbers() -> None:
+    done = run_cli("sandbox", "--help")
+    assert done.returncode == 0
+    for scenario in SCENARIOS:
+        assert scenario.number in done.stdout
+
+
+def test_nothing_the_cli_prints_shows_a_secret_given_wrong_credentials() -> None:
+    instance_token = "inst/SECRET+tok=1"
+    client_token = "client-SECRET/tok+2"
+    with SandboxThread() as sandbox:
+        env = {
+            "PLUGZ_INSTANCE_ID": sandbox.instance_id,
+            "PLUGZ_INSTANCE_TOKEN": instance_token,
+            "PLUGZ_CLIENT_TOKEN": client_token,  # refused: the server echoes it in a 403
+            "PLUGZ_BASE_URL": sandbox.base_url,
+        }
+        refused = run_cli("--verbose", "check", "+55 11 90000-0001", env=env)
+        as_json = run_cli("check", "--json", "+55 11 90000-0001", env=env)
+        flags = run_cli(
+            "--verbose",
+            "plan",
+            "+55 11 90000-0001",
+            "--client-token",
+            sandbox.client_token,
+            "--instance-token",
+            instance_token,  # unknown: NOT_FOUND
+            env={**env, "PLUGZ_CLIENT_TOKEN": ""},
+        )
+    assert refused.returncode == EXIT_API and "AuthenticationError" in refused.stdout
+    assert "Client-Token *** not allowed" in refused.stdout
+    assert "DEBUG" in refused.stderr  # --verbose logged the request, redacted
+    assert json.loads(as_json.stdout)[0]["error"]["type"] == "AuthenticationError"
+    assert flags.returncode == EXIT_API and "InstanceNotFoundError" in flags.stderr
+    everything = "".join(p.stdout + p.stderr for p in (refused, as_json, flags))
+    for secret in (instance_token, client_token, sandbox.client_token):
+        for form in (secret, quote(secret, safe=""), quote(secret)):
+            assert form not in everything
+    assert "Traceback" not in everything
+
+
+def test_sandbox_command_serves_until_interrupted() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plugz_async", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Sandbox listening on http://127.0.0.1:")
+        base_url = first.split()[3]
+        lines = [process.stdout.readline() for _ in range(6)]
+        assert "  export PLUGZ_CLIENT_TOKEN=sandbox-client-token\n" in lines
+        done = run_cli(
+            "check",
+            "+55 11 90000-0001",
+            env={
+                "PLUGZ_INSTANCE_ID": "sandbox-instance",
+                "PLUGZ_INSTANCE_TOKEN": "sandbox-instance-token",
+                "PLUGZ_CLIENT_TOKEN": "sandbox-client-token",
+                "PLUGZ_BASE_URL": base_url,
+            },
+        )
+        assert done.returncode == 0 and "ready" in done.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "sandbox stopped" in err
