@@ -13,27 +13,32 @@ import doctest
 import importlib
 import io
 import re
+import shlex
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeapi import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, FakeAPI
+from helpers import CLIENT_TOKEN, INSTANCE_TOKEN
+
+from plugz_async.cli import build_parser
+from plugz_async.sandbox import Sandbox, scenario_table
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 EXPECT = re.compile(r"^(\s*)print\((.*)\)\s+# (.+)$")
 
 
-def blocks(page: Path, language: str) -> list[str]:
-    """The page's code blocks in ``language``, each padded to start at its own line."""
+def blocks(page: Path, language: str, info: str = "") -> list[str]:
+    """The page's code blocks in ``language`` with exactly this info string after it,
+    each padded to start at its own line (so tracebacks point into the page)."""
     text = page.read_text()
     found = []
     for match in BLOCK.finditer(text):
-        if match.group(1) == language:
-            first_line = text.count("\n", 0, match.start(2))
-            found.append("\n" * first_line + match.group(2))
+        if match.group(1) == language and match.group(2).strip() == info:
+            first_line = text.count("\n", 0, match.start(3))
+            found.append("\n" * first_line + match.group(3))
     return found
 
 
@@ -66,11 +71,9 @@ async def run_page(page: Path, namespace: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-async def test_python_blocks_run(page: Path, api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLUGZ_INSTANCE_ID", INSTANCE_ID)
-    monkeypatch.setenv("PLUGZ_INSTANCE_TOKEN", INSTANCE_TOKEN)
-    monkeypatch.setenv("PLUGZ_CLIENT_TOKEN", CLIENT_TOKEN)
-    monkeypatch.setenv("PLUGZ_BASE_URL", api.base_url)
+async def test_python_blocks_run(page: Path, api: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in api.env().items():
+        monkeypatch.setenv(name, value)
     namespace: dict[str, Any] = {"__expect__": expect, "__name__": "__docs__"}
     output = io.StringIO()
     with redirect_stdout(output):
@@ -99,9 +102,32 @@ def test_shell_blocks_name_real_sessions(page: Path) -> None:
             assert set(named.split()) <= sessions, named
 
 
-def test_readme_test_command_is_what_ci_runs() -> None:
-    (command,) = [c.strip() for c in blocks(ROOT / "README.md", "bash") if "nox -s" in c]
-    assert command in (ROOT / ".ci" / "run").read_text()
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_documented_commands_parse(page: Path) -> None:
+    parser = build_parser()
+    for code in blocks(page, "bash"):
+        for line in code.strip().splitlines():
+            words = shlex.split(line.split("&&")[-1])
+            if words[:1] == ["plugz-async"]:
+                parser.parse_args(words[1:])
+            elif words[:3] == ["python3", "-m", "plugz_async"]:
+                parser.parse_args(words[3:])
+
+
+def test_readme_first_screen_has_the_two_commands_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:40])
+    commands = [c.strip() for c in blocks(ROOT / "README.md", "bash")[:2]]
+    assert len(commands) == 2
+    assert "demo" in commands[0] and "nox -s tests" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in commands:
+        assert command in first_screen
+        assert command in ci
+
+
+def test_sandbox_page_shows_the_real_test_number_table() -> None:
+    assert scenario_table() in (ROOT / "docs" / "sandbox.md").read_text()
 
 
 MODULES = ["_clock", "_phone", "_redact", "_retry", "_planner"]
