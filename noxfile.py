@@ -30,5 +30,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".", "mypy")
+    session.install(".[test]", "mypy")  # plugz_async.testing imports pytest
     session.run("mypy", "--strict", "plugz_async")

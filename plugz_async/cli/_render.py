@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plugz_async._errors import PlugzError
+from plugz_async._errors import APIError, InvalidPhoneNumber, PlugzError
 from plugz_async._models import Availability, Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import Outcome, RegistrationPlan
@@ -106,6 +106,21 @@ def _channel_cell(plan: RegistrationPlan, channel: Channel, now: datetime) -> Te
     return Text(f"{humanize(wait)} ({local_time(window.ready_at, now)})")
 
 
+def error_note(error: PlugzError) -> str:
+    """A short account of an error for a table cell (``--json`` has the whole message)."""
+    name = type(error).__name__
+    if isinstance(error, APIError):
+        said = ": ".join(part for part in (error.error, error.message) if part)
+        note = f"{name}: HTTP {error.status}" + (f" {said}" if said else "")
+    elif isinstance(error, InvalidPhoneNumber):
+        note = f"{name}: {str(error).split(': ', 1)[-1]}"
+    else:
+        note = f"{name}: {str(error).split(': ', 1)[-1] if ': ' in str(error) else error}"
+    if error.attempts > 1:
+        note += f" ({error.attempts} attempts)"
+    return note if len(note) <= 90 else note[:89] + "…"
+
+
 def results_table(results: Sequence[Checked], now: datetime, title: str | None = None) -> Table:
     """One row a number: its outcome, when each channel opens, and a note."""
     table = Table(title=title, title_justify="left")
@@ -124,8 +139,7 @@ def results_table(results: Sequence[Checked], now: datetime, title: str | None =
             shown.append(result.label)
         plan = result.plan
         if plan is None:
-            error = result.error
-            note = f"{type(error).__name__}: {error}" if error is not None else ""
+            note = "" if result.error is None else error_note(result.error)
             table.add_row(*shown, Text("error", style="bold red"), "", "", "", "", note)
             continue
         next_channel = plan.next_channel()
