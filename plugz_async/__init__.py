@@ -13,7 +13,7 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 
 import typing as _typing
 
-from ._client import DEFAULT_BASE_URL, ZAPI_BASE_URL, PlugzClient
+from ._client import DEFAULT_BASE_URL, ROUTES, ZAPI_BASE_URL, PlugzClient, Route
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
     APIError,
@@ -23,22 +23,42 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     InstanceNotFoundError,
+    InvalidArgument,
     InvalidPhoneNumber,
     MethodNotAllowedError,
     NoChannelError,
     PlanDataError,
     PlugzError,
     RateLimitError,
+    RegistrationStateError,
     RequestTimeout,
     ResponseDecodeError,
     ServerError,
     TransportError,
     UnsupportedMediaTypeError,
 )
-from ._models import Availability, Channel
+from ._flow import (
+    EventKind,
+    Registration,
+    RegistrationEvent,
+    RegistrationOutcome,
+    RegistrationResult,
+)
+from ._models import (
+    Availability,
+    CaptchaAnswer,
+    Channel,
+    CodeConfirmation,
+    CodeRequest,
+    DeviceTransfer,
+    PinConfirmation,
+    PinRecovery,
+    UnbanRequest,
+    UnbanStatus,
+)
 from ._phone import PhoneNumber
 from ._planner import ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
-from ._retry import RetryEvent, RetryPolicy
+from ._retry import RetryEvent, RetryPolicy, RetrySafety
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -60,37 +80,55 @@ def __getattr__(name: str) -> _typing.Any:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "ROUTES",
     "ZAPI_BASE_URL",
     "APIError",
     "AuthenticationError",
     "Availability",
     "BadRequestError",
+    "CaptchaAnswer",
     "Channel",
     "ChannelWindow",
     "ClientClosedError",
     "Clock",
+    "CodeConfirmation",
+    "CodeRequest",
     "ConfigurationError",
     "ConnectError",
+    "DeviceTransfer",
+    "EventKind",
     "FakeClock",
     "InstanceNotFoundError",
+    "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
     "NoChannelError",
     "Outcome",
     "PhoneNumber",
+    "PinConfirmation",
+    "PinRecovery",
     "PlanDataError",
     "PlugzClient",
     "PlugzError",
     "RateLimitError",
+    "Registration",
+    "RegistrationEvent",
+    "RegistrationOutcome",
     "RegistrationPlan",
     "RegistrationPlanner",
+    "RegistrationResult",
+    "RegistrationStateError",
     "RequestTimeout",
     "ResponseDecodeError",
     "RetryEvent",
     "RetryPolicy",
+    "RetrySafety",
+    "Route",
     "ServerError",
     "SystemClock",
     "TransportError",
+    "UnbanRequest",
+    "UnbanStatus",
     "UnsupportedMediaTypeError",
     "__version__",
 ]

@@ -9,21 +9,42 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import attrs
 import yarl
 
 from ._clock import Clock, SystemClock
-from ._errors import ClientClosedError, ConfigurationError
-from ._models import Availability, decode_availability
+from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
+from ._models import (
+    Availability,
+    CaptchaAnswer,
+    Channel,
+    CodeConfirmation,
+    CodeRequest,
+    DeviceTransfer,
+    PinConfirmation,
+    PinRecovery,
+    UnbanRequest,
+    decode_availability,
+    decode_code_confirmation,
+    decode_code_request,
+    decode_success,
+    decode_unban_request,
+    read_bool,
+)
 from ._phone import PhoneNumber
+from ._planner import RegistrationPlanner
 from ._redact import Redactor
-from ._retry import RetryEvent, RetryPolicy, call_with_retry
+from ._retry import RetryEvent, RetryPolicy, RetrySafety, call_with_retry
 from ._transport import DEFAULT_MAX_BODY_BYTES, Transport, as_timeout
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "ZAPI_BASE_URL", "PlugzClient"]
+if TYPE_CHECKING:  # _flow sits above the client: it is imported when first used
+    from ._flow import Registration, RegistrationEvent
+
+__all__ = ["DEFAULT_BASE_URL", "ROUTES", "ZAPI_BASE_URL", "PlugzClient", "Route"]
 
 
 DEFAULT_BASE_URL = "https://api.plugzapi.com.br"
@@ -34,7 +55,36 @@ ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
 ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
 ENV_BASE_URL = "PLUGZ_BASE_URL"
 
-ROUTE_REGISTRATION_AVAILABLE = "mobile/registration-available"
+
+@attrs.frozen
+class Route:
+    """One API route: its HTTP method, its path under the instance, its retry safety."""
+
+    method: str
+    path: str
+    safety: RetrySafety
+
+
+REGISTRATION_AVAILABLE = Route("POST", "mobile/registration-available", RetrySafety.SAFE)
+REQUEST_CODE = Route("POST", "mobile/request-registration-code", RetrySafety.UNSAFE)
+RESPOND_CAPTCHA = Route("POST", "mobile/respond-captcha", RetrySafety.UNSAFE)
+CONFIRM_CODE = Route("POST", "mobile/confirm-registration-code", RetrySafety.UNSAFE)
+CONFIRM_DEVICE_TRANSFER = Route("GET", "mobile/device-transfer-confirmed", RetrySafety.SAFE)
+CONFIRM_PIN = Route("POST", "mobile/confirm-pin-code", RetrySafety.UNSAFE)
+RECOVER_PIN = Route("POST", "mobile/recovery-pin-code", RetrySafety.UNSAFE)
+REQUEST_UNBANNING = Route("POST", "mobile/request-unbanning", RetrySafety.UNSAFE)
+
+#: Every route the client sends, with its retry safety (the docs' retry table).
+ROUTES: tuple[Route, ...] = (
+    REGISTRATION_AVAILABLE,
+    REQUEST_CODE,
+    RESPOND_CAPTCHA,
+    CONFIRM_CODE,
+    CONFIRM_DEVICE_TRANSFER,
+    CONFIRM_PIN,
+    RECOVER_PIN,
+    REQUEST_UNBANNING,
+)
 
 
 class _State(enum.Enum):
@@ -249,6 +299,7 @@ class PlugzClient:
 
         Sends ``POST /mobile/registration-available`` with ``{"ddi", "phone"}``. This
         must come before any code request: it also sets the number up for onboarding.
+        Retry safety: ``SAFE``.
 
         Args:
             number: the phone number, as text (``"+55 44 99999-9999"``) or a
@@ -266,21 +317,207 @@ class PlugzClient:
             ResponseDecodeError: the answer was not the JSON object expected.
         """
         phone = PhoneNumber.parse(number)
-        data = await self._call(
-            "POST", ROUTE_REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout
-        )
+        data = await self._call(REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout)
         return decode_availability(
             data,
             number=phone,
             observed_at=self._clock.now(),
             observed_monotonic=self._clock.monotonic(),
-            route=ROUTE_REGISTRATION_AVAILABLE,
+            route=REGISTRATION_AVAILABLE.path,
+        )
+
+    async def request_code(
+        self,
+        number: str | PhoneNumber,
+        channel: Channel | str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> CodeRequest:
+        """Ask for a registration code on ``channel`` (``"sms"``, ``"voice"``, ``"wa_old"``).
+
+        Check availability first: the API requires it. This sends an SMS or places a
+        call, so it is retried only when the request certainly was not processed
+        (retry safety ``UNSAFE``). A ``CodeRequest`` with ``success`` false is an
+        answer, not an error: it says why (``retry_after``, ``blocked``, a captcha).
+
+        Raises:
+            InvalidPhoneNumber: for a number that cannot exist (no request sent).
+            InvalidArgument: for an unknown channel (no request sent).
+        """
+        phone = PhoneNumber.parse(number)
+        wanted = _channel(channel)
+        data = await self._call(
+            REQUEST_CODE, {**phone.to_wire(), "method": wanted.value}, retry, timeout
+        )
+        return decode_code_request(
+            data,
+            number=phone,
+            channel=wanted,
+            observed_at=self._clock.now(),
+            observed_monotonic=self._clock.monotonic(),
+            route=REQUEST_CODE.path,
+        )
+
+    async def respond_captcha(
+        self,
+        text: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> CaptchaAnswer:
+        """Answer the captcha a code request returned; then wait for the code.
+
+        Retry safety ``UNSAFE``.
+
+        Raises:
+            InvalidArgument: the text is empty (no request sent).
+        """
+        answer = _text("captcha text", text)
+        data = await self._call(RESPOND_CAPTCHA, {"captcha": answer}, retry, timeout)
+        return decode_success(
+            CaptchaAnswer, data, observed_at=self._clock.now(), route=RESPOND_CAPTCHA.path
+        )
+
+    async def confirm_code(
+        self,
+        code: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> CodeConfirmation:
+        """Confirm the code received by SMS or call (``"123456"``, ``"123-456"``).
+
+        ``success`` means connected; otherwise ``needs_pin`` or
+        ``needs_device_confirmation`` says what comes next, or the code was wrong.
+        Retry safety ``UNSAFE``.
+
+        Raises:
+            InvalidArgument: the code is not 4 to 8 digits (no request sent).
+        """
+        digits = _digits("code", code, 4, 8)
+        data = await self._call(CONFIRM_CODE, {"code": digits}, retry, timeout)
+        return decode_code_confirmation(
+            data, observed_at=self._clock.now(), route=CONFIRM_CODE.path
+        )
+
+    async def confirm_device_transfer(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> DeviceTransfer:
+        """Ask whether the transfer was approved on the phone that holds the number.
+
+        ``confirmed`` is false while it was not (the API answers 400 until then).
+        Retry safety ``SAFE``: it only asks.
+        """
+        try:
+            data = await self._call(CONFIRM_DEVICE_TRANSFER, None, retry, timeout)
+        except BadRequestError as error:
+            return DeviceTransfer(
+                confirmed=False,
+                observed_at=self._clock.now(),
+                raw={"error": error.error, "message": error.message},
+            )
+        return DeviceTransfer(
+            confirmed=read_bool(data, "success", False, CONFIRM_DEVICE_TRANSFER.path),
+            observed_at=self._clock.now(),
+            raw=data,
+        )
+
+    async def confirm_pin(
+        self,
+        pin: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> PinConfirmation:
+        """Confirm the two-step verification PIN (6 digits). Retry safety ``UNSAFE``.
+
+        Raises:
+            InvalidArgument: the PIN is not 6 digits (no request sent).
+        """
+        digits = _digits("PIN", pin, 6, 6)
+        data = await self._call(CONFIRM_PIN, {"code": digits}, retry, timeout)
+        return decode_success(
+            PinConfirmation, data, observed_at=self._clock.now(), route=CONFIRM_PIN.path
+        )
+
+    async def recover_pin(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> PinRecovery:
+        """Ask for a PIN reset link by e-mail. Retry safety ``UNSAFE``."""
+        data = await self._call(RECOVER_PIN, {}, retry, timeout)
+        return decode_success(
+            PinRecovery, data, observed_at=self._clock.now(), route=RECOVER_PIN.path
+        )
+
+    async def request_unbanning(
+        self,
+        appeal_token: str,
+        description: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> UnbanRequest:
+        """Ask WhatsApp to review a ban. Retry safety ``UNSAFE``.
+
+        Args:
+            appeal_token: the ``appeal_token`` of the availability check.
+            description: the text WhatsApp reviews.
+
+        Raises:
+            InvalidArgument: an empty token or description (no request sent).
+        """
+        body = {
+            "appealToken": _text("appeal_token", appeal_token),
+            "description": _text("description", description),
+        }
+        data = await self._call(REQUEST_UNBANNING, body, retry, timeout)
+        return decode_unban_request(
+            data, observed_at=self._clock.now(), route=REQUEST_UNBANNING.path
+        )
+
+    def registration(
+        self,
+        number: str | PhoneNumber,
+        *,
+        planner: RegistrationPlanner | None = None,
+        code_timeout: float | None = 300.0,
+        max_code_attempts: int = 3,
+        max_captcha_attempts: int = 3,
+        max_pin_attempts: int = 3,
+        device_timeout: float = 300.0,
+        device_poll_interval: float = 3.0,
+        on_event: Callable[[RegistrationEvent], object] | None = None,
+    ) -> Registration:
+        """A driver for the whole registration of ``number``; see :class:`Registration`.
+
+        Raises:
+            InvalidPhoneNumber: for a number that cannot exist (nothing is sent).
+        """
+        from ._flow import Registration
+
+        return Registration(
+            self,
+            PhoneNumber.parse(number),
+            planner=planner or RegistrationPlanner(clock=self._clock),
+            code_timeout=code_timeout,
+            max_code_attempts=max_code_attempts,
+            max_captcha_attempts=max_captcha_attempts,
+            max_pin_attempts=max_pin_attempts,
+            device_timeout=device_timeout,
+            device_poll_interval=device_poll_interval,
+            on_event=on_event,
         )
 
     async def _call(
         self,
-        method: str,
-        route: str,
+        route: Route,
         body: Mapping[str, Any] | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
@@ -299,12 +536,40 @@ class PlugzClient:
                     sock_connect=base_timeout.sock_connect,
                     sock_read=base_timeout.sock_read,
                 )
-            return await self._transport.send(session, method, route, body, attempt_timeout)
+            return await self._transport.send(
+                session, route.method, route.path, body, attempt_timeout
+            )
 
         return await call_with_retry(
             send,
             policy=retry or self._retry,
             clock=self._clock,
-            route=route,
+            route=route.path,
             on_retry=self._on_retry,
+            safety=route.safety,
         )
+
+
+def _channel(value: Channel | str) -> Channel:
+    try:
+        return Channel(value)
+    except ValueError:
+        names = ", ".join(repr(c.value) for c in Channel)
+        raise InvalidArgument(f"channel must be one of {names}, not {value!r}") from None
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{name} must be non-empty text")
+    return value.strip()
+
+
+def _digits(name: str, value: object, shortest: int, longest: int) -> str:
+    """A code as digits: spaces and hyphens are dropped (``"123-456"``)."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"the {name} must be text, not {type(value).__name__}")
+    digits = "".join(value.replace("-", "").split())
+    if not (digits.isascii() and digits.isdigit() and shortest <= len(digits) <= longest):
+        size = str(shortest) if shortest == longest else f"{shortest} to {longest}"
+        raise InvalidArgument(f"the {name} must be {size} digits")
+    return digits

@@ -5,11 +5,13 @@ derives from the builtin a caller would naturally catch, so ``except ValueError`
 or ``except TimeoutError`` keeps working in code that does not know the SDK::
 
     PlugzError
-    ├── InvalidPhoneNumber            (ValueError)   bad input, raised before any request
+    ├── InvalidArgument               (ValueError)   bad input, raised before any request
+    │   └── InvalidPhoneNumber                       not a possible phone number
     ├── ConfigurationError            (ValueError)   missing credentials, bad base URL
     ├── PlanDataError                 (ValueError)   RegistrationPlan.from_dict got bad data
     ├── NoChannelError                (LookupError)  the plan offers no such channel
     ├── ClientClosedError             (RuntimeError) the client was closed
+    ├── RegistrationStateError        (RuntimeError) a Registration used out of order
     ├── ResponseDecodeError                          not the JSON object expected
     ├── TransportError                (ConnectionError)
     │   ├── ConnectError                             the connection was never made
@@ -38,12 +40,14 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "InstanceNotFoundError",
+    "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
     "NoChannelError",
     "PlanDataError",
     "PlugzError",
     "RateLimitError",
+    "RegistrationStateError",
     "RequestTimeout",
     "ResponseDecodeError",
     "ServerError",
@@ -66,7 +70,12 @@ class PlugzError(Exception):
         return f"{type(self).__name__}({str(self)!r})"
 
 
-class InvalidPhoneNumber(PlugzError, ValueError):
+class InvalidArgument(PlugzError, ValueError):
+    """An argument cannot be sent as it is (a code that is not digits, an unknown
+    channel, an empty description); no request was sent."""
+
+
+class InvalidPhoneNumber(InvalidArgument):
     """The text is not a possible phone number; no request was sent.
 
     Attributes:
@@ -92,6 +101,10 @@ class NoChannelError(PlugzError, LookupError):
 
 class ClientClosedError(PlugzError, RuntimeError):
     """The client was closed and cannot be used (or reopened) any more."""
+
+
+class RegistrationStateError(PlugzError, RuntimeError):
+    """A ``Registration`` was used out of order (run twice, appeal with no ban)."""
 
 
 class ResponseDecodeError(PlugzError):

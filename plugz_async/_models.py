@@ -10,19 +10,37 @@ says (``"soon"`` for a number of seconds).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import math
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from ._errors import ResponseDecodeError
 from ._phone import PhoneNumber
 
-__all__ = ["Availability", "Channel", "decode_availability"]
+__all__ = [
+    "Availability",
+    "CaptchaAnswer",
+    "Channel",
+    "CodeConfirmation",
+    "CodeRequest",
+    "DeviceTransfer",
+    "PinConfirmation",
+    "PinRecovery",
+    "UnbanRequest",
+    "UnbanStatus",
+    "decode_availability",
+    "decode_code_confirmation",
+    "decode_code_request",
+    "decode_success",
+    "decode_unban_request",
+]
 
 
 class Channel(str, enum.Enum):
@@ -180,10 +198,7 @@ def decode_availability(
     Raises:
         ResponseDecodeError: ``data`` is not an object, or a field cannot be read.
     """
-    if not isinstance(data, Mapping):
-        raise ResponseDecodeError(
-            f"{route} should answer a JSON object, got {type(data).__name__}", route=route
-        )
+    data = _object(data, route)
     return Availability(
         number=number,
         available=read_bool(data, "available", False, route),
@@ -198,3 +213,230 @@ def decode_availability(
         observed_monotonic=observed_monotonic,
         raw=data,
     )
+
+
+# -- the rest of the registration flow -------------------------------------------------------
+
+
+class UnbanStatus(str, enum.Enum):
+    """Where an unban request stands."""
+
+    IN_REVIEW = "IN_REVIEW"
+    UNBANNED = "UNBANNED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def read_optional_seconds(data: Mapping[str, Any], key: str, route: str) -> float | None:
+    """Like :func:`read_seconds`, but ``None`` when the field is missing or null."""
+    return None if data.get(key) is None else read_seconds(data, key, route)
+
+
+_DATA_URL_PREFIX = "base64,"
+
+
+def read_captcha(data: Mapping[str, Any], route: str) -> bytes | None:
+    """The captcha image: base64 (with or without a ``data:image/png;base64,`` prefix)."""
+    value = data.get("captcha")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _bad(route, "captcha", value, "base64 text")
+    text = value.split(_DATA_URL_PREFIX, 1)[1] if value.startswith("data:") else value
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(route, "captcha", value, "base64 text") from None
+
+
+def _object(data: object, route: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ResponseDecodeError(
+            f"{route} should answer a JSON object, got {type(data).__name__}", route=route
+        )
+    return data
+
+
+@attrs.frozen(kw_only=True)
+class _Answered:
+    """What every answer keeps: when it arrived, and every field as received."""
+
+    observed_at: datetime
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_read_only, repr=False, hash=False)
+
+
+@attrs.frozen(kw_only=True)
+class CodeRequest(_Answered):
+    """The answer of ``POST /mobile/request-registration-code``.
+
+    Attributes:
+        number: the number a code was asked for.
+        channel: the channel asked for.
+        success: whether the code is on its way.
+        captcha: when the server wants a captcha answered first, the image (PNG bytes);
+            answer it with ``respond_captcha`` and then wait for the code (do not ask again).
+        blocked: the number is blocked (the case the availability check cannot see).
+        retry_after: seconds before this channel may be asked again (``None``: not given).
+        sms_wait_seconds: the new wait before SMS may be asked (``None``: not given).
+        voice_wait_seconds: the same for a voice call.
+        wa_old_wait_seconds: the same for the in-app pop-up.
+        method: the channel as the server echoed it.
+        reason: why, when the server says.
+        observed_monotonic: when it arrived, on the client's monotonic clock.
+    """
+
+    number: PhoneNumber
+    channel: Channel
+    success: bool
+    captcha: bytes | None = attrs.field(
+        default=None, repr=lambda v: f"<{len(v)} bytes>" if v else "None"
+    )
+    blocked: bool = False
+    retry_after: float | None = None
+    sms_wait_seconds: float | None = None
+    voice_wait_seconds: float | None = None
+    wa_old_wait_seconds: float | None = None
+    method: str | None = None
+    reason: str | None = None
+    observed_monotonic: float | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def needs_captcha(self) -> bool:
+        """Whether a captcha must be answered before the code is sent."""
+        return self.captcha is not None
+
+    def wait_seconds(self, channel: Channel) -> float | None:
+        """The new wait the server gave for ``channel``, if it gave one."""
+        return {
+            Channel.SMS: self.sms_wait_seconds,
+            Channel.VOICE: self.voice_wait_seconds,
+            Channel.WA_OLD: self.wa_old_wait_seconds,
+        }[Channel(channel)]
+
+
+@attrs.frozen(kw_only=True)
+class CaptchaAnswer(_Answered):
+    """The answer of ``POST /mobile/respond-captcha``: ``success`` means the code is on its way."""
+
+    success: bool
+
+
+@attrs.frozen(kw_only=True)
+class CodeConfirmation(_Answered):
+    """The answer of ``POST /mobile/confirm-registration-code``.
+
+    Attributes:
+        success: the instance is connected.
+        needs_pin: a two-step PIN must be confirmed next (``confirm_pin``).
+        needs_device_confirmation: the transfer must be approved on the phone that holds
+            the number now; then ``confirm_device_transfer``.
+    """
+
+    success: bool
+    needs_pin: bool = False
+    needs_device_confirmation: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class DeviceTransfer(_Answered):
+    """The answer of ``GET /mobile/device-transfer-confirmed``.
+
+    ``confirmed`` is false while the transfer was not approved on the phone yet
+    (the API answers 400 until then).
+    """
+
+    confirmed: bool
+
+
+@attrs.frozen(kw_only=True)
+class PinConfirmation(_Answered):
+    """The answer of ``POST /mobile/confirm-pin-code``: ``success`` means connected."""
+
+    success: bool
+
+
+@attrs.frozen(kw_only=True)
+class PinRecovery(_Answered):
+    """The answer of ``POST /mobile/recovery-pin-code``: a reset link was e-mailed."""
+
+    success: bool
+
+
+@attrs.frozen(kw_only=True)
+class UnbanRequest(_Answered):
+    """The answer of ``POST /mobile/request-unbanning``.
+
+    Attributes:
+        success: the request was accepted.
+        status: ``IN_REVIEW`` or ``UNBANNED``; ``None`` when the server sent another
+            value (kept in ``raw``).
+    """
+
+    success: bool
+    status: UnbanStatus | None = None
+
+
+def decode_code_request(
+    data: object,
+    *,
+    number: PhoneNumber,
+    channel: Channel,
+    observed_at: datetime,
+    observed_monotonic: float | None = None,
+    route: str = "mobile/request-registration-code",
+) -> CodeRequest:
+    """Decode a code-request answer (``retryAfter`` as a number or a numeric string)."""
+    data = _object(data, route)
+    return CodeRequest(
+        number=number,
+        channel=channel,
+        success=read_bool(data, "success", False, route),
+        captcha=read_captcha(data, route),
+        blocked=read_bool(data, "blocked", False, route),
+        retry_after=read_optional_seconds(data, "retryAfter", route),
+        sms_wait_seconds=read_optional_seconds(data, "smsWaitSeconds", route),
+        voice_wait_seconds=read_optional_seconds(data, "voiceWaitSeconds", route),
+        wa_old_wait_seconds=read_optional_seconds(data, "waOldWaitSeconds", route),
+        method=read_text(data, "method", route),
+        reason=read_text(data, "reason", route),
+        observed_at=observed_at,
+        observed_monotonic=observed_monotonic,
+        raw=data,
+    )
+
+
+def decode_code_confirmation(
+    data: object, *, observed_at: datetime, route: str
+) -> CodeConfirmation:
+    data = _object(data, route)
+    return CodeConfirmation(
+        success=read_bool(data, "success", False, route),
+        needs_pin=read_bool(data, "confirmSecurityCode", False, route),
+        needs_device_confirmation=read_bool(data, "deviceConfirm", False, route),
+        observed_at=observed_at,
+        raw=data,
+    )
+
+
+def decode_unban_request(data: object, *, observed_at: datetime, route: str) -> UnbanRequest:
+    data = _object(data, route)
+    status = read_text(data, "status", route)
+    known = {s.value for s in UnbanStatus}
+    return UnbanRequest(
+        success=read_bool(data, "success", False, route),
+        status=UnbanStatus(status.upper()) if status and status.upper() in known else None,
+        observed_at=observed_at,
+        raw=data,
+    )
+
+
+_Acknowledged = TypeVar("_Acknowledged", CaptchaAnswer, PinConfirmation, PinRecovery)
+
+
+def decode_success(
+    cls: type[_Acknowledged], data: object, *, observed_at: datetime, route: str
+) -> _Acknowledged:
+    """Decode an answer whose one field is ``success``."""
+    data = _object(data, route)
+    return cls(success=read_bool(data, "success", False, route), observed_at=observed_at, raw=data)

@@ -18,7 +18,7 @@ import attrs
 
 from ._clock import Clock, SystemClock
 from ._errors import InvalidPhoneNumber, NoChannelError, PlanDataError
-from ._models import Availability, Channel
+from ._models import Availability, Channel, CodeRequest
 from ._phone import PhoneNumber
 
 __all__ = ["ChannelWindow", "Outcome", "RegistrationPlan", "RegistrationPlanner"]
@@ -41,6 +41,8 @@ class Outcome(str, enum.Enum):
     """The number cannot be registered now (see ``reason``)."""
     NO_CHANNEL = "no_channel"
     """The number could be registered, but none of the planner's channels can be used."""
+    BLOCKED_AT_CODE_REQUEST = "blocked_at_code_request"
+    """Reported available, but blocked (with no appeal token) when a code was requested."""
 
     def __str__(self) -> str:
         return self.value
@@ -166,6 +168,7 @@ class RegistrationPlanner:
             reason=availability.reason,
             appeal_token=availability.appeal_token,
             observed_at=availability.observed_at,
+            margin=self.margin,
             clock=self.clock,
         )
 
@@ -182,6 +185,7 @@ class RegistrationPlan:
         reason: the server's reason, when it gave one.
         appeal_token: when banned, the token for an unban request.
         observed_at: when the availability answer was received.
+        margin: the planner's margin, kept to plan the answers that follow.
     """
 
     number: PhoneNumber
@@ -191,6 +195,7 @@ class RegistrationPlan:
     reason: str | None = None
     appeal_token: str | None = None
     observed_at: datetime
+    margin: float = 0.0
     clock: Clock = attrs.field(factory=SystemClock, eq=False, repr=False)
 
     def window(self, channel: Channel | str) -> ChannelWindow:
@@ -264,6 +269,53 @@ class RegistrationPlan:
         assert channel is not None
         return channel
 
+    def after_code_request(self, request: CodeRequest) -> RegistrationPlan:
+        """The plan once a code was requested: the new waits, and ``retryAfter``.
+
+        Each channel opens after the new wait the answer gave it (a channel it gave
+        none for keeps its time); the channel just used also waits its
+        ``retry_after``, so it is not offered again before then. A ``blocked``
+        answer makes the outcome ``BLOCKED_AT_CODE_REQUEST``, with no channel left.
+        """
+        if request.blocked:
+            why = "blocked when a code was requested"
+            return attrs.evolve(
+                self,
+                outcome=Outcome.BLOCKED_AT_CODE_REQUEST,
+                windows=tuple(attrs.evolve(w, eligible=False, why_not=why) for w in self.windows),
+                reason=request.reason or self.reason,
+            )
+        now_mono = self.clock.monotonic()
+        base_mono = request.observed_monotonic
+        if base_mono is None or base_mono > now_mono:
+            age = max(0.0, (self.clock.now() - request.observed_at).total_seconds())
+            base_mono = now_mono - age
+        base_wall = request.observed_at.astimezone(timezone.utc)
+        windows = []
+        for window in self.windows:
+            waits = [request.wait_seconds(window.channel)]
+            if window.channel is request.channel:
+                waits.append(request.retry_after)
+            given = [max(0.0, wait) for wait in waits if wait is not None]
+            if not given:
+                windows.append(window)
+                continue
+            delay = max(given) + self.margin
+            windows.append(
+                attrs.evolve(
+                    window,
+                    wait_seconds=max(given),
+                    ready_at=base_wall + timedelta(seconds=delay),
+                    ready_at_monotonic=base_mono + delay,
+                )
+            )
+        plan = attrs.evolve(self, windows=tuple(windows))
+        channel = plan.next_channel()
+        if channel is not None:
+            ready = plan.window(channel).ready_at_monotonic <= now_mono
+            plan = attrs.evolve(plan, outcome=Outcome.READY if ready else Outcome.WAIT)
+        return plan
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, times in ISO-8601 UTC; :meth:`from_dict` reads it back."""
         return {
@@ -275,6 +327,7 @@ class RegistrationPlan:
             "reason": self.reason,
             "appeal_token": self.appeal_token,
             "observed_at": _iso(self.observed_at),
+            "margin": self.margin,
             "preference": [channel.value for channel in self.preference],
             "next_channel": None if self.next_channel() is None else str(self.next_channel()),
             "windows": [
@@ -327,6 +380,7 @@ class RegistrationPlan:
                 reason=_optional_text(data.get("reason")),
                 appeal_token=_optional_text(data.get("appeal_token")),
                 observed_at=_parse_iso(data["observed_at"]),
+                margin=float(data.get("margin", 0.0)),
                 clock=clock,
             )
         except PlanDataError:

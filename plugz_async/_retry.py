@@ -4,15 +4,25 @@
 it into ``tenacity.AsyncRetrying`` arguments in this one place, so tenacity never
 shows through the public API.
 
-What is retried: connection failures and timeouts, and the statuses that may
-succeed on a second try (408, 429, 500, 502, 503, 504). Never: other 4xx, a 200
-with an error body, a body that is not JSON, bad input. The wait is exponential
-(``wait_initial * 2**(n-1)``, capped at ``wait_max``), with full jitter when
-``jitter`` is on, and never shorter than a ``Retry-After`` the server sent.
+What is retried depends on the route's :class:`RetrySafety`:
+
+- ``SAFE`` routes (the availability check, polling a device transfer): connection
+  failures and timeouts, and the statuses that may succeed on a second try (408,
+  429, 500, 502, 503, 504).
+- ``UNSAFE`` routes (a code request sends an SMS or places a call): only when the
+  request certainly was not processed: the connection was never made, or the server
+  answered 429 or 503 (by HTTP's definition, not handled). Never after a read
+  timeout, a dropped connection, a 500, 502 or 504: the request may have reached it.
+
+Never, on any route: other 4xx, a 200 with an error body, a body that is not JSON,
+bad input. The wait is exponential (``wait_initial * 2**(n-1)``, capped at
+``wait_max``), with full jitter when ``jitter`` is on, and never shorter than a
+``Retry-After`` the server sent.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -21,15 +31,38 @@ import attrs
 import tenacity
 
 from ._clock import Clock
-from ._errors import APIError, PlugzError, TransportError
+from ._errors import APIError, ConnectError, PlugzError, TransportError
 
-__all__ = ["RETRYABLE_STATUSES", "RetryEvent", "RetryPolicy", "call_with_retry", "is_retryable"]
+__all__ = [
+    "NOT_PROCESSED_STATUSES",
+    "RETRYABLE_STATUSES",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetrySafety",
+    "call_with_retry",
+    "is_retryable",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("plugz_async")
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses that say the request was not handled (RFC 9110 15.5.30, 15.6.4).
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+
+
+class RetrySafety(str, enum.Enum):
+    """Whether a route may be sent again when the first try may have reached the server."""
+
+    SAFE = "safe"
+    """Sending it twice does no harm: retried on every failure that may pass."""
+    UNSAFE = "unsafe"
+    """It acts (sends an SMS, places a call, changes state): retried only when the
+    request certainly was not processed."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def _positive_or_none(
@@ -98,11 +131,18 @@ class RetryEvent:
         return type(self.error).__name__
 
 
-def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
-    """Whether ``error`` may go away on a second try under ``policy``."""
-    if isinstance(error, TransportError):
+def is_retryable(
+    error: BaseException, policy: RetryPolicy, safety: RetrySafety = RetrySafety.SAFE
+) -> bool:
+    """Whether ``error`` may go away on a second try of a route of this ``safety``."""
+    statuses = RETRYABLE_STATUSES
+    if safety is RetrySafety.UNSAFE:
+        if isinstance(error, ConnectError):
+            return True
+        statuses = NOT_PROCESSED_STATUSES
+    elif isinstance(error, TransportError):
         return True
-    if isinstance(error, APIError) and error.status in RETRYABLE_STATUSES:
+    if isinstance(error, APIError) and error.status in statuses:
         return error.retry_after is None or error.retry_after <= policy.max_retry_after
     return False
 
@@ -154,6 +194,7 @@ async def call_with_retry(
     clock: Clock,
     route: str,
     on_retry: Callable[[RetryEvent], object] | None = None,
+    safety: RetrySafety = RetrySafety.SAFE,
 ) -> T:
     """Call ``send`` until it succeeds or ``policy`` says stop; raise the last error.
 
@@ -191,7 +232,7 @@ async def call_with_retry(
     retrying = tenacity.AsyncRetrying(
         stop=_Stop(policy, clock, started),
         wait=_Wait(policy),
-        retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
+        retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy, safety)),
         sleep=clock.sleep,
         before_sleep=report,
         reraise=True,

@@ -162,6 +162,8 @@ EXPECTED: dict[str, tuple[type[Exception] | None, int]] = {
     "captcha": (None, 1),
     "pin": (None, 1),
     "device-transfer": (None, 1),
+    "code-expires": (None, 1),
+    "growing-waits": (None, 1),
     "503-twice": (None, 3),
     "503-always": (pz.ServerError, 3),
     "429-seconds": (None, 2),

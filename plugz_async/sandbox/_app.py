@@ -82,24 +82,50 @@ HTML_503 = (
 )
 
 
-def _png(width: int = 8, height: int = 8) -> bytes:
-    """A small, valid grey PNG: the sandbox's captcha image."""
+# A 5x7 pixel font, just for the letters of the captcha's answer.
+_GLYPHS = {
+    "S": (" ####", "#    ", "#    ", " ### ", "    #", "    #", "#### "),
+    "A": (" ### ", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"),
+    "N": ("#   #", "##  #", "# # #", "#  ##", "#   #", "#   #", "#   #"),
+    "D": ("#### ", "#   #", "#   #", "#   #", "#   #", "#   #", "#### "),
+    "B": ("#### ", "#   #", "#   #", "#### ", "#   #", "#   #", "#### "),
+    "O": (" ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "),
+    "X": ("#   #", "#   #", " # # ", "  #  ", " # # ", "#   #", "#   #"),
+}
+
+
+def captcha_png(text: str, scale: int = 4) -> bytes:
+    """A greyscale PNG that shows ``text`` (letters of the sandbox's font): the captcha."""
+    cells: list[list[bool]] = [[False] * 2 for _ in range(7)]  # a left margin
+    for letter in text:
+        glyph = _GLYPHS[letter]
+        for y in range(7):
+            cells[y] += [c == "#" for c in glyph[y]] + [False]
+    for line in cells:
+        line += [False]
+    margin = [[False] * len(cells[0])]
+    cells = margin * 2 + cells + margin * 2
+    raster = b"".join(
+        b"\x00" + bytes(0x20 if on else 0xE8 for on in row for _ in range(scale))
+        for row in cells
+        for _ in range(scale)
+    )
+    width, height = len(cells[0]) * scale, len(cells) * scale
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IDAT", zlib.compress(raster))
         + chunk(b"IEND", b"")
     )
 
 
-CAPTCHA_PNG = _png()
+CAPTCHA_PNG = captcha_png(CAPTCHA_TEXT)
 
 
 def mask_path(request: web.BaseRequest) -> str:
@@ -163,6 +189,9 @@ class SandboxConfig:
         fault_rate: the share of requests (0 to 1) that fail with a 503 HTML page at
             random, as a flaky gateway would (0: none).
         log_limit: how many requests the log keeps (the oldest are dropped).
+        random_codes: "send" a random code each time (read it with ``codes()`` or
+            ``GET /_sandbox/codes``) instead of the documented ``123456``.
+        code_lifetime: seconds a code stays valid (on the sandbox's clock).
     """
 
     instance_id: str = "sandbox-instance"
@@ -172,6 +201,8 @@ class SandboxConfig:
     slow_seconds: float = 35.0
     fault_rate: float = 0.0
     log_limit: int = 10_000
+    random_codes: bool = False
+    code_lifetime: float = 600.0
 
 
 @attrs.define
@@ -189,6 +220,9 @@ class _Registration:
     device_polls: int = 0
     waits_from: float = 0.0
     waits: dict[str, float] = attrs.field(factory=dict)
+    requests: int = 0
+    code: str | None = None
+    code_sent_at: float = 0.0
 
 
 class SandboxState:
@@ -212,7 +246,10 @@ class SandboxState:
         """Forget scripts, counters, registrations and the log; set the clock back."""
         self._scripts: list[tuple[str | None, str | None, deque[Reply]]] = []
         self._fault_counts: dict[str, int] = {}
-        self._registrations: dict[str, _Registration] = {}
+        # (instance, number) -> where that number stands; instance -> the number it works on.
+        self._registrations: dict[tuple[str, str], _Registration] = {}
+        self._current: dict[str, str] = {}
+        self._codes: list[dict[str, Any]] = []
         self._offset = 0.0
         self._rng = random.Random(self.config.seed)
         self._log.clear()
@@ -244,6 +281,21 @@ class SandboxState:
             if (digits is None or entry["number"] == digits)
             and (route is None or entry["route"] == route)
         ]
+
+    def codes(self, *, number: str | None = None) -> list[dict[str, Any]]:
+        """The codes the sandbox "sent": number, channel, code, when; oldest first."""
+        digits = None if number is None else "".join(c for c in number if c.isdigit())
+        return [dict(c) for c in self._codes if digits is None or c["number"] == digits]
+
+    def registration(self, instance: str) -> _Registration | None:
+        """The registration the instance works on now (the number last checked)."""
+        digits = self._current.get(instance)
+        return None if digits is None else self._registrations.get((instance, digits))
+
+    def _new_code(self) -> str:
+        if self.config.random_codes:
+            return f"{self._rng.randrange(1_000_000):06d}"
+        return CONFIRMATION_CODE
 
     async def wait_for_requests(self, count: int = 1) -> None:
         """Return once the log holds at least ``count`` requests (in the server's loop)."""
@@ -481,9 +533,10 @@ class _Handler:
             "voice": float(answer.get("voiceWaitSeconds", 0)),
             "wa_old": float(answer.get("waOldWaitSeconds", 0)),
         }
-        self.state._registrations[instance] = _Registration(
+        self.state._registrations[(instance, digits)] = _Registration(
             digits, flow, answer, now, waits_from=now, waits=waits
         )
+        self.state._current[instance] = digits
         return web.json_response(answer)
 
     def _request_registration_code(
@@ -494,11 +547,12 @@ class _Handler:
             return _error(
                 400, "Invalid body", 'ddi, phone and method ("sms", "voice", "wa_old") are required'
             )
-        registration = self.state._registrations.get(instance)
-        if registration is None or registration.digits != digits:
+        registration = self.state._registrations.get((instance, digits))
+        if registration is None:
             return _error(
                 400, "Invalid request", "call registration-available for this number first"
             )
+        self.state._current[instance] = digits
         answer = registration.answer
         if answer.get("blocked") or registration.flow == "blocked":
             return web.json_response({"success": False, "blocked": True})
@@ -526,38 +580,60 @@ class _Handler:
                     **wire_waits,
                 }
             )
+        registration.requests += 1
+        # The documented example: 125 s for every channel, 165 s for the one just used;
+        # the growing-waits number doubles them with each request (60, 120, 240...).
+        if registration.flow == "growing":
+            wait = 60.0 * 2 ** (registration.requests - 1)
+            retry_after = wait
+        else:
+            wait, retry_after = 125.0, 165.0
         registration.waits_from = now
-        registration.waits = {"sms": 125.0, "voice": 125.0, "wa_old": 125.0}
-        registration.waits[method] = 165.0
+        registration.waits = {"sms": wait, "voice": wait, "wa_old": wait}
+        registration.waits[method] = retry_after
         if registration.flow == "captcha" and not registration.code_sent:
             registration.captcha_pending = True
             image = base64.b64encode(CAPTCHA_PNG).decode()
             return web.json_response(
                 {"success": False, "captcha": "data:image/png;base64," + image, "method": method}
             )
-        registration.code_sent = True
+        self._send_code(instance, registration, method)
         return web.json_response(
             {
                 "success": True,
                 # Documented both as a number and as a string: the voice answer uses the string.
-                "retryAfter": "165" if method == "voice" else 165,
-                "smsWaitSeconds": 125,
-                "voiceWaitSeconds": 125,
-                "waOldWaitSeconds": 125,
+                "retryAfter": str(int(retry_after)) if method == "voice" else int(retry_after),
+                "smsWaitSeconds": int(wait),
+                "voiceWaitSeconds": int(wait),
+                "waOldWaitSeconds": int(wait),
                 "method": method,
+            }
+        )
+
+    def _send_code(self, instance: str, registration: _Registration, method: str) -> None:
+        registration.code_sent = True
+        registration.code = self.state._new_code()
+        registration.code_sent_at = self.state.now()
+        self.state._codes.append(
+            {
+                "instance": instance,
+                "number": registration.digits,
+                "channel": method,
+                "code": registration.code,
+                "sent_at": datetime.now(timezone.utc).isoformat(),
             }
         )
 
     def _respond_captcha(self, instance: str, body: Any, digits: str | None) -> web.Response:
         if not isinstance(body.get("captcha"), str):
             return _error(400, "Invalid body", "captcha must be a string")
-        registration = self.state._registrations.get(instance)
+        registration = self.state.registration(instance)
         if registration is None or not registration.captcha_pending:
             return web.json_response({"success": False})
         if body["captcha"].strip().upper() != CAPTCHA_TEXT:
             return web.json_response({"success": False})
         registration.captcha_pending = False
-        registration.code_sent = True
+        self._send_code(instance, registration, "sms")
         return web.json_response({"success": True})
 
     def _confirm_registration_code(
@@ -565,11 +641,14 @@ class _Handler:
     ) -> web.Response:
         if not isinstance(body.get("code"), str):
             return _error(400, "Invalid body", "code must be a string")
-        registration = self.state._registrations.get(instance)
+        registration = self.state.registration(instance)
         if registration is None or not registration.code_sent:
             return web.json_response({"success": False})
-        if body["code"].replace("-", "").strip() != CONFIRMATION_CODE:
+        if body["code"].replace("-", "").strip() != registration.code:
             return web.json_response({"success": False})
+        lifetime = 60.0 if registration.flow == "expires" else self.state.config.code_lifetime
+        if self.state.now() - registration.code_sent_at > lifetime:
+            return web.json_response({"success": False, "reason": "code expired"})
         if registration.flow == "pin":
             registration.pin_pending = True
             return web.json_response({"success": False, "confirmSecurityCode": True})
@@ -581,7 +660,7 @@ class _Handler:
     def _device_transfer_confirmed(
         self, instance: str, body: Any, digits: str | None
     ) -> web.Response:
-        registration = self.state._registrations.get(instance)
+        registration = self.state.registration(instance)
         if registration is None or not registration.device_pending:
             return _error(400, "Bad Request", "no device transfer is waiting")
         registration.device_polls += 1
@@ -593,7 +672,7 @@ class _Handler:
     def _confirm_pin_code(self, instance: str, body: Any, digits: str | None) -> web.Response:
         if not isinstance(body.get("code"), str):
             return _error(400, "Invalid body", "code must be a string")
-        registration = self.state._registrations.get(instance)
+        registration = self.state.registration(instance)
         ok = registration is not None and registration.pin_pending and body["code"] == PIN
         if ok and registration is not None:
             registration.pin_pending = False
@@ -669,6 +748,9 @@ class _Control:
             return _error(400, "Invalid clock change", str(exc))
         return web.json_response({"advanced": data["advance"]})
 
+    async def codes(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.codes(number=request.query.get("number")))
+
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()
         return web.json_response({"reset": True})
@@ -687,6 +769,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get(CONTROL_PREFIX + "/", control.info)
     app.router.add_get(CONTROL_PREFIX + "/scenarios", control.scenarios)
     app.router.add_get(CONTROL_PREFIX + "/requests", control.requests)
+    app.router.add_get(CONTROL_PREFIX + "/codes", control.codes)
     app.router.add_post(CONTROL_PREFIX + "/script", control.script)
     app.router.add_post(CONTROL_PREFIX + "/clock", control.clock)
     app.router.add_post(CONTROL_PREFIX + "/reset", control.reset)

@@ -153,6 +153,20 @@ SCENARIOS: tuple[Scenario, ...] = (
         flow="device",
     ),
     Scenario(
+        "+55 11 90000-0011",
+        "code-expires",
+        "available; the code it sends is valid for 60 s only",
+        READY,
+        flow="expires",
+    ),
+    Scenario(
+        "+55 11 90000-0012",
+        "growing-waits",
+        "available; each code request doubles the waits (60 s, 120 s, 240 s...)",
+        READY,
+        flow="growing",
+    ),
+    Scenario(
         "+55 11 90000-5032",
         "503-twice",
         "fails with 503 (an HTML page) twice, then is ready",
