@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol, runtime_checkable
 
@@ -51,7 +52,8 @@ class FakeClock:
     ``sleep`` advances the clock at once by the seconds asked (and yields to the
     event loop once), so code that waits an hour runs in microseconds. Every sleep
     is recorded in :attr:`sleeps`. :meth:`jump_wall` moves the wall clock alone, as
-    an NTP step or a user changing the system time would.
+    an NTP step or a user changing the system time would. ``on_advance`` hears every
+    move: ``FakeClock(on_advance=sandbox.advance)`` keeps the sandbox's clock in step.
 
     Example:
         >>> clock = FakeClock()
@@ -60,11 +62,17 @@ class FakeClock:
         90.0
     """
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        start: datetime | None = None,
+        *,
+        on_advance: Callable[[float], object] | None = None,
+    ) -> None:
         self._wall = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
         if self._wall.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime")
         self._mono = 0.0
+        self._on_advance = on_advance
         self.sleeps: list[float] = []
 
     def now(self) -> datetime:
@@ -85,6 +93,8 @@ class FakeClock:
             raise ValueError("time does not go back on a monotonic clock")
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
+        if self._on_advance is not None:
+            self._on_advance(seconds)
 
     def jump_wall(self, seconds: float) -> None:
         """Move the wall clock alone (forward or back), leaving the monotonic clock."""

@@ -157,7 +157,8 @@ def test_bundled_numbers_cover_every_scenario() -> None:
 
 
 def test_demo_json_checks_every_bundled_number(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--json", "--timeout", "0.05"], clock=fake_clock()) == EXIT_OK
+    # The slow number costs three real timeouts; the rest answer at once.
+    assert main(["demo", "--json", "--timeout", "0.1"], clock=fake_clock()) == EXIT_OK
     results = json.loads(capsys.readouterr().out)["results"]
     rows = demo_rows()
     assert [r["input"] for r in results] == [row["number"] for row in rows]
@@ -304,3 +305,80 @@ def test_sandbox_command_serves_until_interrupted() -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0 and "sandbox stopped" in err
+
+
+# -- register ---------------------------------------------------------------------------------
+
+
+def answers(monkeypatch: pytest.MonkeyPatch, *replies: str) -> list[str]:
+    """Feed ``input()`` these replies (EOF after them); return the prompts it saw."""
+    prompts: list[str] = []
+    queue = list(replies)
+
+    def fake_input(prompt: str = "") -> str:
+        prompts.append(prompt)
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    return prompts
+
+
+def test_register_asks_for_each_thing_the_server_wants(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = answers(monkeypatch, "000000", "123456", "654321")
+    # +55 11 90000-0009 needs a PIN; the first code typed is wrong.
+    code = main(["register", "--sandbox", "+55 11 90000-0009"], clock=fake_clock())
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK and "+5511900000009 is connected (code by sms)" in out
+    assert prompts == [
+        "Code received by sms (empty if none came): ",
+        "Code received by sms (empty if none came): ",
+        "Two-step verification PIN: ",
+    ]
+    assert "· wrong code" in err and "Sandbox: the code is 123456" in err
+
+
+def test_register_with_no_code_on_any_channel_does_not_connect(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers(monkeypatch)  # standard input is closed: no code comes
+    code = main(
+        ["register", "--sandbox", "+55 11 90000-0001", "--timeout", "1"], clock=fake_clock()
+    )
+    assert code == cli.EXIT_NOT_CONNECTED
+    assert "+5511900000001: no_code" in capsys.readouterr().out
+
+
+def test_register_shows_the_captcha_image(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers(monkeypatch, "sandbox", "123456")
+    assert main(["register", "--sandbox", "+55 11 90000-0008"], clock=fake_clock()) == EXIT_OK
+    err = capsys.readouterr().err
+    path = Path(err.split("The server asks for a captcha: open ", 1)[1].split()[0])
+    assert path.read_bytes().startswith(b"\x89PNG")
+    path.unlink()
+
+
+def test_register_a_banned_number_offers_the_appeal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers(monkeypatch, "It is our support line.")
+    assert main(["register", "--sandbox", "+55 11 90000-0004"]) == cli.EXIT_NOT_CONNECTED
+    out, err = capsys.readouterr()
+    assert "+5511900000004: appeal" in out and "Unban request: UNBANNED" in err
+
+
+def test_register_through_the_entry_point_with_piped_answers() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "plugz_async", "register", "--sandbox", "+55 11 90000-0009"],
+        input="123456\n654321\n",  # the code, then the two-step PIN
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "is connected" in done.stdout and "PIN confirmed" in done.stderr

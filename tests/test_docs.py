@@ -137,3 +137,46 @@ MODULES = ["_clock", "_phone", "_redact", "_retry", "_planner"]
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(f"plugz_async.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_retry_table_matches_the_routes() -> None:
+    import plugz_async as pz
+
+    text = (ROOT / "docs" / "client.md").read_text()
+    rows = re.findall(r"^\| `(mobile/[\w-]+)` \| (\w+) \| (\w+) \|", text, re.M)
+    assert rows == [(r.path, r.method, r.safety.value) for r in pz.ROUTES]
+
+
+def diagram_routes() -> list[str]:
+    (diagram,) = blocks(ROOT / "docs" / "flow.md", "mermaid")
+    return re.findall(r"SDK->>API: (?:GET|POST) /mobile/([\w-]+)", diagram)
+
+
+@pytest.mark.parametrize(
+    "number", ["+55 11 90000-0001", "+55 11 90000-0008", "+55 11 90000-0009", "+55 11 90000-0010"]
+)
+async def test_the_flow_follows_the_sequence_diagram(api: Sandbox, number: str) -> None:
+    import plugz_async as pz
+    from plugz_async.sandbox import CAPTCHA_TEXT, CONFIRMATION_CODE, PIN
+
+    async def code(channel: pz.Channel) -> str:
+        return CONFIRMATION_CODE
+
+    async def captcha(png: bytes) -> str:
+        return CAPTCHA_TEXT
+
+    async def pin() -> str:
+        return PIN
+
+    async def approved() -> None:
+        return None
+
+    async with api.new_client(clock=pz.FakeClock(on_advance=api.advance)) as client:
+        result = await client.registration(number).run(code, captcha, pin, approved)
+    assert result.connected
+    sent = [entry["route"] for entry in api.requests()]
+    order = diagram_routes()
+    # Each request is a step of the diagram, in the diagram's order (a step may repeat).
+    positions = [order.index(route) for route in sent]
+    assert positions == sorted(positions)
+    assert sent[0] == "registration-available" and "confirm-registration-code" in sent

@@ -287,3 +287,72 @@ def test_from_dict_refuses_what_is_not_a_plan(clock: pz.FakeClock, change: Any) 
     change(data)
     with pytest.raises(pz.PlanDataError, match=r"plan|time|expected|channel"):
         pz.RegistrationPlan.from_dict(data, clock=clock)
+
+
+# -- following the code requests -------------------------------------------------------------
+
+
+def code_request(clock: pz.FakeClock, channel: pz.Channel, **wire: Any) -> pz.CodeRequest:
+    from plugz_async._models import decode_code_request
+
+    return decode_code_request(
+        wire,
+        number=NUMBER,
+        channel=channel,
+        observed_at=clock.now(),
+        observed_monotonic=clock.monotonic(),
+    )
+
+
+def test_after_a_code_request_the_new_waits_and_retry_after_apply(clock: pz.FakeClock) -> None:
+    plan = pz.RegistrationPlanner(margin=1.0, clock=clock).plan(waits(clock, 0, 0, 0))
+    clock.advance(5)
+    sent = code_request(
+        clock, SMS, success=True, retryAfter="165", smsWaitSeconds=125, voiceWaitSeconds=125
+    )
+    after = plan.after_code_request(sent)
+    assert after.outcome is pz.Outcome.WAIT
+    assert after.ready_in(SMS) == 166.0  # retryAfter wins over the wait, for the channel used
+    assert after.ready_in(VOICE) == 126.0
+    assert after.next_channel() is VOICE  # SMS is not offered again before its retryAfter
+    assert after.window(WA_OLD) == plan.window(WA_OLD)  # nothing said about it: unchanged
+    assert after.window(SMS).ready_at == clock.now() + timedelta(seconds=166)
+
+
+def test_a_refusal_with_retry_after_only_moves_that_channel(clock: pz.FakeClock) -> None:
+    plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 10, 0))
+    after = plan.after_code_request(code_request(clock, SMS, success=False, retryAfter=30))
+    assert after.ready_in(SMS) == 30.0 and after.ready_in(VOICE) == 10.0
+    clock.advance(10)
+    assert after.after_code_request(code_request(clock, VOICE, success=True)).outcome is (
+        pz.Outcome.READY
+    )
+
+
+def test_blocked_at_code_request(clock: pz.FakeClock) -> None:
+    plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 0, 0))
+    after = plan.after_code_request(code_request(clock, SMS, success=False, blocked=True))
+    assert after.outcome is pz.Outcome.BLOCKED_AT_CODE_REQUEST
+    assert after.next_channel() is None and after.appeal_token is None
+    assert after.window(SMS).why_not == "blocked when a code was requested"
+    stored = pz.RegistrationPlan.from_dict(after.to_dict(), clock=clock)
+    assert stored.outcome is pz.Outcome.BLOCKED_AT_CODE_REQUEST
+
+
+def test_a_code_request_from_another_clock_is_placed_by_the_wall_clock(clock: pz.FakeClock) -> None:
+    from plugz_async._models import decode_code_request
+
+    plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 0, 0))
+    request = decode_code_request(
+        {"success": True, "retryAfter": 60}, number=NUMBER, channel=SMS, observed_at=clock.now()
+    )
+    clock.advance(20)
+    assert plan.after_code_request(request).ready_in(SMS) == 40.0
+
+
+def test_the_margin_survives_storage(clock: pz.FakeClock) -> None:
+    plan = pz.RegistrationPlanner(margin=2.0, clock=clock).plan(waits(clock, 0, 0, 0))
+    resumed = pz.RegistrationPlan.from_dict(plan.to_dict(), clock=clock)
+    assert resumed.margin == 2.0
+    after = resumed.after_code_request(code_request(clock, SMS, success=True, retryAfter=10))
+    assert after.ready_in(SMS) == 12.0

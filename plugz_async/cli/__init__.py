@@ -9,6 +9,7 @@ Exit codes:
 3    the API answered with an error (or an answer that could not be read)
 4    the API could not be reached (refused, dropped, timed out)
 5    ``plan --wait``: the plan has no channel to wait for
+6    ``register``: the registration ended without connecting (banned, no code...)
 130  interrupted (Ctrl-C)
 ==== =================================================================
 """
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import traceback
@@ -44,19 +47,29 @@ from plugz_async._errors import (
     ResponseDecodeError,
     TransportError,
 )
+from plugz_async._flow import EventKind, RegistrationEvent, RegistrationOutcome
 from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async._retry import RetryPolicy
 from plugz_async._version import __version__
-from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
+from plugz_async.sandbox import (
+    CAPTCHA_TEXT,
+    CONFIRMATION_CODE,
+    PIN,
+    SandboxConfig,
+    running,
+    scenario_table,
+    serve,
+)
 
 from ._render import Checked, console, humanize, local_time, results_table, summary_table, to_json
 
 __all__ = [
     "EXIT_API",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_CONNECTED",
     "EXIT_NO_CHANNEL",
     "EXIT_OK",
     "EXIT_UNEXPECTED",
@@ -72,6 +85,7 @@ EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_UNREACHABLE = 4
 EXIT_NO_CHANNEL = 5
+EXIT_NOT_CONNECTED = 6
 EXIT_INTERRUPTED = 130
 
 PROG = "plugz-async"
@@ -161,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check WhatsApp numbers for registration on PlugzAPI / Z-API and plan "
         "when each confirmation-code channel opens.",
         epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 API error, 4 API unreachable, "
-        "5 no channel to wait for, 130 interrupted.",
+        "5 no channel to wait for, 6 registration not connected, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
@@ -201,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", type=_positive, default=1.0, metavar="S", help="per attempt (default 1)"
     )
+
+    register = commands.add_parser(
+        "register",
+        help="register a number interactively: code, captcha, PIN, device transfer",
+        description="Run the whole registration: check, wait for the first channel, request "
+        "the code, then ask you for the code (and a captcha, a PIN, an approval on the old "
+        "phone when the server asks). An empty code means none came: the next channel is "
+        "tried when it opens.",
+    )
+    register.add_argument("number", metavar="NUMBER")
+    _connection_options(register)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -466,7 +491,104 @@ async def _sandbox(app: _App) -> int:
     return EXIT_OK  # pragma: no cover
 
 
-COMMANDS = {"check": _check, "plan": _plan, "demo": _demo, "sandbox": _sandbox}
+class _Prompts:
+    """What ``register`` asks a person, on the terminal (or piped standard input)."""
+
+    def __init__(self, app: _App) -> None:
+        self.app = app
+        self.countdown: asyncio.Task[None] | None = None
+
+    async def ask(self, prompt: str, *, secret: bool = False) -> str | None:
+        self.stop_countdown()
+        reader = getpass.getpass if secret and sys.stdin.isatty() else input
+        try:
+            answer = await asyncio.to_thread(reader, prompt)
+        except EOFError:
+            return None
+        return answer.strip()
+
+    async def code(self, channel: Channel) -> str | None:
+        answer = await self.ask(f"Code received by {channel.value} (empty if none came): ")
+        return answer or None
+
+    async def captcha(self, png: bytes) -> str:
+        with tempfile.NamedTemporaryFile(prefix="plugz-captcha-", suffix=".png", delete=False) as f:
+            f.write(png)
+        self.app.err.print(f"The server asks for a captcha: open {f.name}", markup=False)
+        return await self.ask("Captcha text: ") or ""
+
+    async def pin(self) -> str:
+        return await self.ask("Two-step verification PIN: ", secret=True) or ""
+
+    async def device_confirmed(self) -> None:
+        await self.ask("Approve the transfer on the phone that holds the number, then press Enter")
+
+    async def hear(self, event: RegistrationEvent) -> None:
+        self.stop_countdown()
+        self.app.err.print(f"· {event.message}", markup=False, highlight=False)
+        if event.kind is EventKind.WAITING and event.wait_seconds and event.channel:
+            self.countdown = asyncio.ensure_future(
+                self._count_down(event.channel, event.wait_seconds)
+            )
+
+    async def _count_down(self, channel: Channel, seconds: float) -> None:
+        until = self.app.clock.monotonic() + seconds
+        with Live(console=self.app.err, transient=True, refresh_per_second=4) as live:
+            while (left := until - self.app.clock.monotonic()) > 0:
+                live.update(f"Waiting for {channel.value}: {humanize(left)}")
+                await self.app.clock.sleep(min(0.25, left))
+
+    def stop_countdown(self) -> None:
+        if self.countdown is not None:
+            self.countdown.cancel()
+            self.countdown = None
+
+
+async def _register(app: _App) -> int:
+    planner = app.planner()
+    number = PhoneNumber.parse(app.args.number)
+    prompts = _Prompts(app)
+    async with AsyncExitStack() as stack:
+        client = await app.open_client(stack)
+        if app.args.sandbox:
+            app.err.print(
+                f"Sandbox: the code is {CONFIRMATION_CODE}, the captcha says {CAPTCHA_TEXT}, "
+                f"the PIN is {PIN}.",
+                markup=False,
+            )
+        registration = client.registration(
+            number, planner=planner, code_timeout=None, on_event=prompts.hear
+        )
+        try:
+            result = await registration.run(
+                code=prompts.code,
+                captcha=prompts.captcha,
+                pin=prompts.pin,
+                device_confirmed=prompts.device_confirmed,
+            )
+        finally:
+            prompts.stop_countdown()
+        if result.outcome is RegistrationOutcome.APPEAL:
+            app.err.print(f"Banned; appeal token {result.appeal_token}.", markup=False)
+            description = await prompts.ask("Describe why it should be unbanned (empty: skip): ")
+            if description:
+                unban = await registration.appeal(description)
+                app.err.print(f"Unban request: {unban.status or 'sent'}", markup=False)
+    if result.connected:
+        app.out.print(f"[green]{number.e164} is connected[/green] (code by {result.channel}).")
+        return EXIT_OK
+    note = f": {result.reason}" if result.reason else ""
+    app.out.print(f"{number.e164}: {result.outcome.value}{note}", markup=False)
+    return EXIT_NOT_CONNECTED
+
+
+COMMANDS = {
+    "check": _check,
+    "plan": _plan,
+    "register": _register,
+    "demo": _demo,
+    "sandbox": _sandbox,
+}
 
 
 def _log_handler(app: _App) -> logging.Handler:
