@@ -10,7 +10,6 @@ API failing, the network failing) are raised as the client raises them.
 from __future__ import annotations
 
 import asyncio
-import enum
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from ._errors import InvalidArgument, RegistrationStateError
 from ._models import Availability, Channel, CodeRequest, UnbanRequest
 from ._phone import PhoneNumber
 from ._planner import Outcome, RegistrationPlan, RegistrationPlanner
+from ._strenum import StrEnum
 
 if TYPE_CHECKING:
     from ._client import PlugzClient
@@ -41,7 +41,7 @@ logger = logging.getLogger("plugz_async")
 MAX_EARLY_REQUESTS = 3
 
 
-class RegistrationOutcome(str, enum.Enum):
+class RegistrationOutcome(StrEnum):
     """How a registration ended."""
 
     CONNECTED = "connected"
@@ -73,11 +73,8 @@ class RegistrationOutcome(str, enum.Enum):
     DEVICE_NOT_CONFIRMED = "device_not_confirmed"
     """The transfer was not approved within ``device_timeout``."""
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EventKind(str, enum.Enum):
+class EventKind(StrEnum):
     """The steps a registration reports."""
 
     CHECKED = "checked"
@@ -93,9 +90,6 @@ class EventKind(str, enum.Enum):
     DEVICE_WAITING = "device_waiting"
     DEVICE_CONFIRMED = "device_confirmed"
     FINISHED = "finished"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen(kw_only=True)

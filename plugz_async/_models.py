@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -23,6 +22,7 @@ import attrs
 
 from ._errors import ResponseDecodeError
 from ._phone import PhoneNumber
+from ._strenum import StrEnum
 
 __all__ = [
     "Availability",
@@ -43,16 +43,13 @@ __all__ = [
 ]
 
 
-class Channel(str, enum.Enum):
+class Channel(StrEnum):
     """A way to receive the registration code; the value is the API's ``method``."""
 
     SMS = "sms"
     VOICE = "voice"
     WA_OLD = "wa_old"
     """The pop-up in the WhatsApp app on the phone that holds the number today."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _TRUE = frozenset({"true", "1", "yes"})
@@ -218,14 +215,11 @@ def decode_availability(
 # -- the rest of the registration flow -------------------------------------------------------
 
 
-class UnbanStatus(str, enum.Enum):
+class UnbanStatus(StrEnum):
     """Where an unban request stands."""
 
     IN_REVIEW = "IN_REVIEW"
     UNBANNED = "UNBANNED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def read_optional_seconds(data: Mapping[str, Any], key: str, route: str) -> float | None:

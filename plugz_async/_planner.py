@@ -9,7 +9,6 @@ clock jumps; wall-clock times (aware UTC) are kept for people and for storage.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,13 +19,14 @@ from ._clock import Clock, SystemClock
 from ._errors import InvalidPhoneNumber, NoChannelError, PlanDataError
 from ._models import Availability, Channel, CodeRequest
 from ._phone import PhoneNumber
+from ._strenum import StrEnum
 
 __all__ = ["ChannelWindow", "Outcome", "RegistrationPlan", "RegistrationPlanner"]
 
 PLAN_FORMAT_VERSION = 1
 
 
-class Outcome(str, enum.Enum):
+class Outcome(StrEnum):
     """What the availability check means for the registration, at planning time."""
 
     READY = "ready"
@@ -43,9 +43,6 @@ class Outcome(str, enum.Enum):
     """The number could be registered, but none of the planner's channels can be used."""
     BLOCKED_AT_CODE_REQUEST = "blocked_at_code_request"
     """Reported available, but blocked (with no appeal token) when a code was requested."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,6 @@ bad input. The wait is exponential (``wait_initial * 2**(n-1)``, capped at
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -32,6 +31,7 @@ import tenacity
 
 from ._clock import Clock
 from ._errors import APIError, ConnectError, PlugzError, TransportError
+from ._strenum import StrEnum
 
 __all__ = [
     "NOT_PROCESSED_STATUSES",
@@ -52,7 +52,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 NOT_PROCESSED_STATUSES = frozenset({429, 503})
 
 
-class RetrySafety(str, enum.Enum):
+class RetrySafety(StrEnum):
     """Whether a route may be sent again when the first try may have reached the server."""
 
     SAFE = "safe"
@@ -60,9 +60,6 @@ class RetrySafety(str, enum.Enum):
     UNSAFE = "unsafe"
     """It acts (sends an SMS, places a call, changes state): retried only when the
     request certainly was not processed."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _positive_or_none(
