@@ -28,6 +28,16 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks (bench/): ratios against raw aiohttp, httpx and requests, RSS, planner.
+
+    Never part of the tests. ``nox -s bench -- --quick`` for a short run.
+    """
+    session.install(".", "httpx", "requests")
+    session.run("python", "bench/bench.py", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install(".[test]", "mypy")  # plugz_async.testing imports pytest

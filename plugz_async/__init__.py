@@ -13,6 +13,7 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 
 import typing as _typing
 
+from ._bulk import BulkItem, BulkRow, BulkRun, BulkSummary, ResultsFile, read_results, to_dataframe
 from ._client import DEFAULT_BASE_URL, ROUTES, ZAPI_BASE_URL, PlugzClient, Route
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
@@ -86,6 +87,10 @@ __all__ = [
     "AuthenticationError",
     "Availability",
     "BadRequestError",
+    "BulkItem",
+    "BulkRow",
+    "BulkRun",
+    "BulkSummary",
     "CaptchaAnswer",
     "Channel",
     "ChannelWindow",
@@ -120,6 +125,7 @@ __all__ = [
     "RegistrationStateError",
     "RequestTimeout",
     "ResponseDecodeError",
+    "ResultsFile",
     "RetryEvent",
     "RetryPolicy",
     "RetrySafety",
@@ -131,4 +137,6 @@ __all__ = [
     "UnbanStatus",
     "UnsupportedMediaTypeError",
     "__version__",
+    "read_results",
+    "to_dataframe",
 ]

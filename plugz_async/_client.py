@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,8 @@ from ._retry import RetryEvent, RetryPolicy, RetrySafety, call_with_retry
 from ._transport import DEFAULT_MAX_BODY_BYTES, Transport, as_timeout
 from ._version import __version__
 
-if TYPE_CHECKING:  # _flow sits above the client: it is imported when first used
+if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
+    from ._bulk import BulkRun, Limiter, Row
     from ._flow import Registration, RegistrationEvent
 
 __all__ = ["DEFAULT_BASE_URL", "ROUTES", "ZAPI_BASE_URL", "PlugzClient", "Route"]
@@ -85,6 +86,10 @@ ROUTES: tuple[Route, ...] = (
     RECOVER_PIN,
     REQUEST_UNBANNING,
 )
+
+
+# Wraps each attempt of a request (a bulk run paces and counts attempts with it).
+Gate = Callable[[Callable[[], Awaitable[dict[str, Any]]]], Awaitable[dict[str, Any]]]
 
 
 class _State(enum.Enum):
@@ -227,9 +232,74 @@ class PlugzClient:
         return self._transport.instance_id
 
     @property
+    def clock(self) -> Clock:
+        """The clock this client stamps answers with and waits on."""
+        return self._clock
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._state is _State.CLOSED
+
+    def for_instance(self, instance_id: str, instance_token: str) -> PlugzClient:
+        """A client for another instance of the same account (same Client-Token).
+
+        It shares this client's connection pool and settings, and never closes it:
+        close this client when done with both.
+        """
+        return PlugzClient(
+            instance_id,
+            instance_token,
+            self._transport.client_token,
+            base_url=self.base_url,
+            session=self._open(),
+            timeout=self._timeout,
+            retry=self._retry,
+            on_retry=self._on_retry,
+            clock=self._clock,
+            max_body_bytes=self._transport.max_body_bytes,
+        )
+
+    def check_many(
+        self,
+        numbers: Iterable[Row] | AsyncIterable[Row],
+        *,
+        concurrency: int = 32,
+        max_rate: float | None = None,
+        limiter: Limiter | None = None,
+        planner: RegistrationPlanner | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> BulkRun:
+        r"""Check many numbers: a :class:`BulkRun` to iterate for items as they complete.
+
+        Args:
+            numbers: an iterable or async iterable of text, ``PhoneNumber``\ s,
+                ``BulkRow``\ s or mappings (CSV rows: ``number`` or ``ddi``+``phone``,
+                optional ``instance_id``/``instance_token``); read lazily.
+            concurrency: requests in flight at most.
+            max_rate: requests a second at most across the run, retries included.
+            limiter: pace with this limiter instead (an ``aiolimiter.AsyncLimiter``
+                shared by several runs, say).
+            planner: plans each answer (``item.plan``, made when first read).
+            retry: the retry policy for these checks.
+            timeout: the per-attempt timeout for these checks.
+
+        Raises:
+            InvalidArgument: concurrency below 1 or a rate of 0 or less.
+        """
+        from ._bulk import BulkRun
+
+        return BulkRun(
+            self,
+            numbers,
+            concurrency=concurrency,
+            max_rate=max_rate,
+            limiter=limiter,
+            planner=planner,
+            retry=retry,
+            timeout=timeout,
+        )
 
     def redact(self, text: str) -> str:
         """``text`` with this client's secrets masked as ``***`` (for your own logs)."""
@@ -316,8 +386,16 @@ class PlugzClient:
             TransportError: the request failed on the way, or timed out.
             ResponseDecodeError: the answer was not the JSON object expected.
         """
-        phone = PhoneNumber.parse(number)
-        data = await self._call(REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout)
+        return await self._check(PhoneNumber.parse(number), retry, timeout)
+
+    async def _check(
+        self,
+        phone: PhoneNumber,
+        retry: RetryPolicy | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+        gate: Gate | None = None,
+    ) -> Availability:
+        data = await self._call(REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout, gate)
         return decode_availability(
             data,
             number=phone,
@@ -521,6 +599,7 @@ class PlugzClient:
         body: Mapping[str, Any] | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
+        gate: Gate | None = None,
     ) -> dict[str, Any]:
         session = self._open()
         base_timeout = self._timeout if timeout is None else as_timeout(timeout)
@@ -536,8 +615,14 @@ class PlugzClient:
                     sock_connect=base_timeout.sock_connect,
                     sock_read=base_timeout.sock_read,
                 )
-            return await self._transport.send(
-                session, route.method, route.path, body, attempt_timeout
+            if gate is None:
+                return await self._transport.send(
+                    session, route.method, route.path, body, attempt_timeout
+                )
+            return await gate(
+                lambda: self._transport.send(
+                    session, route.method, route.path, body, attempt_timeout
+                )
             )
 
         return await call_with_retry(

@@ -52,6 +52,12 @@ class Channel(StrEnum):
     """The pop-up in the WhatsApp app on the phone that holds the number today."""
 
 
+_WAIT_FIELDS = {
+    Channel.SMS: "sms_wait_seconds",
+    Channel.VOICE: "voice_wait_seconds",
+    Channel.WA_OLD: "wa_old_wait_seconds",
+}
+
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
 
@@ -68,10 +74,10 @@ def _bad(route: str, key: str, value: object, wanted: str) -> ResponseDecodeErro
 def read_bool(data: Mapping[str, Any], key: str, default: bool, route: str) -> bool:
     """A boolean field: ``true``/``false``, ``1``/``0`` or their strings; null means default."""
     value = data.get(key)
+    if value is True or value is False:  # the usual case, first
+        return value
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -81,7 +87,12 @@ def read_bool(data: Mapping[str, Any], key: str, default: bool, route: str) -> b
 
 def read_seconds(data: Mapping[str, Any], key: str, route: str) -> float:
     """A count of seconds: an int, a float or a numeric string; null or missing means 0."""
-    value = data.get(key)
+    value: Any = data.get(key)
+    kind = type(value)
+    if kind is int and -(2**53) <= value <= 2**53:  # the usual case, first
+        return float(value)
+    if kind is float and math.isfinite(value):
+        return float(value)
     if value is None:
         return 0.0
     if isinstance(value, bool):
@@ -114,6 +125,8 @@ def read_text(data: Mapping[str, Any], key: str, route: str) -> str | None:
 
 
 def _read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(mapping, MappingProxyType):
+        return mapping  # already read-only (decoders wrap the JSON they parsed)
     return MappingProxyType(dict(mapping))
 
 
@@ -157,11 +170,8 @@ class Availability:
 
     def wait_seconds(self, channel: Channel) -> float:
         """The wait the server gave for ``channel``."""
-        return {
-            Channel.SMS: self.sms_wait_seconds,
-            Channel.VOICE: self.voice_wait_seconds,
-            Channel.WA_OLD: self.wa_old_wait_seconds,
-        }[Channel(channel)]
+        value: float = getattr(self, _WAIT_FIELDS[Channel(channel)])
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (snake_case keys, ISO-8601 time, ``raw`` as received)."""
@@ -208,7 +218,7 @@ def decode_availability(
         reason=read_text(data, "reason", route),
         observed_at=observed_at,
         observed_monotonic=observed_monotonic,
-        raw=data,
+        raw=_owned(data),
     )
 
 
@@ -244,7 +254,14 @@ def read_captcha(data: Mapping[str, Any], route: str) -> bytes | None:
         raise _bad(route, "captcha", value, "base64 text") from None
 
 
+def _owned(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The JSON the transport decoded belongs to this answer alone: wrap it, no copy."""
+    return MappingProxyType(data) if type(data) is dict else data
+
+
 def _object(data: object, route: str) -> Mapping[str, Any]:
+    if type(data) is dict:
+        return data
     if not isinstance(data, Mapping):
         raise ResponseDecodeError(
             f"{route} should answer a JSON object, got {type(data).__name__}", route=route
@@ -302,11 +319,8 @@ class CodeRequest(_Answered):
 
     def wait_seconds(self, channel: Channel) -> float | None:
         """The new wait the server gave for ``channel``, if it gave one."""
-        return {
-            Channel.SMS: self.sms_wait_seconds,
-            Channel.VOICE: self.voice_wait_seconds,
-            Channel.WA_OLD: self.wa_old_wait_seconds,
-        }[Channel(channel)]
+        value: float | None = getattr(self, _WAIT_FIELDS[Channel(channel)])
+        return value
 
 
 @attrs.frozen(kw_only=True)

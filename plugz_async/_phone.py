@@ -17,6 +17,7 @@ that is not a possible number for its country raise :class:`InvalidPhoneNumber`.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -31,6 +32,8 @@ __all__ = ["PhoneNumber"]
 MAX_INPUT_LENGTH = 64
 
 _DIGITS = re.compile(r"\+?[0-9]{4,17}")
+# Separators the fast path drops; anything else goes to the full parser.
+_FAST_SEPARATORS = str.maketrans("", "", " -().")
 # What a written phone number may contain besides digits.
 _SEPARATORS = frozenset(" +-.()/\u00a0\u2010\u2011\u2012\u2013\u2014\u2212\uff0b\uff0d")
 _COUNTRY_CODES = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
@@ -70,9 +73,19 @@ def _possible(ddi: str, phone: str) -> str | None:
             return "not a possible number"
         if phonenumbers.national_significant_number(number) != phone:
             return "not a possible number for its country"
-    else:
-        number = phonenumbers.PhoneNumber(country_code=int(ddi), national_number=int(phone))
-    result = phonenumbers.is_possible_number_with_reason(number)
+        return _verdict(phonenumbers.is_possible_number_with_reason(number))
+    return _possible_length(int(ddi), len(phone))
+
+
+@functools.lru_cache(maxsize=2048)
+def _possible_length(country_code: int, length: int) -> str | None:
+    # Possibility is a matter of the country and the length alone (phonenumbers'
+    # metadata lists the possible lengths), so a bulk run asks phonenumbers once.
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=10 ** (length - 1))
+    return _verdict(phonenumbers.is_possible_number_with_reason(number))
+
+
+def _verdict(result: int) -> str | None:
     if result in (
         phonenumbers.ValidationResult.IS_POSSIBLE,
         phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
@@ -148,8 +161,10 @@ class PhoneNumber:
         if len(text) > MAX_INPUT_LENGTH:
             raise _invalid(text, f"longer than {MAX_INPUT_LENGTH} characters")
         stripped = text.strip()
-        if _DIGITS.fullmatch(stripped) and (default_region is None or stripped.startswith("+")):
-            digits = stripped[1:] if stripped.startswith("+") else _drop_idd(stripped)
+        # The fast path: ASCII digits written with the usual separators.
+        compact = stripped.translate(_FAST_SEPARATORS)
+        if _DIGITS.fullmatch(compact) and (default_region is None or compact.startswith("+")):
+            digits = compact[1:] if compact.startswith("+") else _drop_idd(compact)
             return cls._from_digits(text, digits)
         return cls._from_text(text, _normalise(stripped), default_region)
 
@@ -164,10 +179,7 @@ class PhoneNumber:
                     # A trunk 0 after the country code (+44 020...) or a
                     # country that keeps it (Italy): the full parser knows which.
                     return cls._from_text(text, "+" + digits, None)
-                why = _possible(ddi, phone)
-                if why is not None:
-                    raise _invalid(text, why)
-                return cls(ddi=ddi, phone=phone)
+                return cls._checked(text, ddi, phone)
         raise _invalid(text, "unknown country code")
 
     @classmethod
@@ -193,11 +205,18 @@ class PhoneNumber:
     @classmethod
     def _from_parsed(cls, text: str, parsed: phonenumbers.PhoneNumber) -> PhoneNumber:
         ddi = str(parsed.country_code)
-        phone = phonenumbers.national_significant_number(parsed)
+        return cls._checked(text, ddi, phonenumbers.national_significant_number(parsed))
+
+    @classmethod
+    def _checked(cls, text: str, ddi: str, phone: str) -> PhoneNumber:
+        """Check once (the error names ``text``), then build without checking again."""
         why = _possible(ddi, phone)
         if why is not None:
             raise _invalid(text, why)
-        return cls(ddi=ddi, phone=phone)
+        number = object.__new__(cls)
+        object.__setattr__(number, "ddi", ddi)
+        object.__setattr__(number, "phone", phone)
+        return number
 
     @property
     def e164(self) -> str:

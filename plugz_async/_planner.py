@@ -100,6 +100,9 @@ class RegistrationPlanner:
     allow_wa_old: bool = False
     margin: float = 0.0
     clock: Clock = attrs.field(factory=SystemClock, eq=False)
+    _why_not: dict[Channel, str | None] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.preference:
@@ -115,52 +118,38 @@ class RegistrationPlanner:
             object.__setattr__(self, "preference", (*self.preference, Channel.WA_OLD))
         if not 0 <= self.margin < float("inf"):
             raise ValueError(f"margin must be a finite number >= 0, not {self.margin!r}")
+        # Why each channel is left out whatever the answer (None: it is in the plan).
+        why_not = {
+            channel: None
+            if channel in self.preference
+            else "allow_wa_old is off"
+            if channel is Channel.WA_OLD
+            else "not in the preference"
+            for channel in Channel
+        }
+        object.__setattr__(self, "_why_not", why_not)
 
     def plan(self, availability: Availability) -> RegistrationPlan:
         """The plan for one availability answer."""
-        now_mono = self.clock.monotonic()
-        observed_mono = availability.observed_monotonic
-        if observed_mono is None or observed_mono > now_mono:
-            # Not received on this clock: place it by the wall clock instead.
-            age = max(0.0, (self.clock.now() - availability.observed_at).total_seconds())
-            observed_mono = now_mono - age
-        go = availability.available and not availability.blocked
-        windows = []
-        for channel in Channel:
-            wait = max(0.0, availability.wait_seconds(channel)) + self.margin
-            why_not = None
-            if not go:
-                why_not = "the number cannot be registered now"
-            elif channel not in self.preference:
-                why_not = (
-                    "allow_wa_old is off" if channel is Channel.WA_OLD else "not in the preference"
-                )
-            elif channel is Channel.WA_OLD and not availability.wa_old_eligible:
-                why_not = "the server says wa_old is not eligible for this number"
-            windows.append(
-                ChannelWindow(
-                    channel=channel,
-                    eligible=why_not is None,
-                    wait_seconds=availability.wait_seconds(channel),
-                    ready_at=availability.observed_at.astimezone(timezone.utc)
-                    + timedelta(seconds=wait),
-                    ready_at_monotonic=observed_mono + wait,
-                    why_not=why_not,
-                )
+        outcome, observed_mono, steps = self.assess(availability)
+        observed_at = availability.observed_at
+        if observed_at.tzinfo is not timezone.utc:
+            observed_at = observed_at.astimezone(timezone.utc)
+        windows = tuple(
+            ChannelWindow(
+                channel=channel,
+                eligible=why_not is None,
+                wait_seconds=given,
+                ready_at=observed_at + timedelta(seconds=delay),
+                ready_at_monotonic=observed_mono + delay,
+                why_not=why_not,
             )
-        if availability.blocked:
-            outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
-        elif not availability.available:
-            outcome = Outcome.UNAVAILABLE
-        elif not any(window.eligible for window in windows):
-            outcome = Outcome.NO_CHANNEL
-        else:
-            first = min((w for w in windows if w.eligible), key=lambda w: w.ready_at_monotonic)
-            outcome = Outcome.READY if first.ready_at_monotonic <= now_mono else Outcome.WAIT
+            for channel, given, delay, why_not in steps
+        )
         return RegistrationPlan(
             number=availability.number,
             outcome=outcome,
-            windows=tuple(windows),
+            windows=windows,
             preference=self.preference,
             reason=availability.reason,
             appeal_token=availability.appeal_token,
@@ -168,6 +157,50 @@ class RegistrationPlanner:
             margin=self.margin,
             clock=self.clock,
         )
+
+    def assess(self, availability: Availability) -> tuple[Outcome, float, list[Step]]:
+        """What :meth:`plan` decides, without building the plan (bulk summaries use it).
+
+        Returns the outcome, the moment the answer was received on the planner's
+        monotonic clock, and for each channel ``(channel, the server's wait, the delay
+        from that moment until it opens, why it is left out or None)``.
+        """
+        now_mono = self.clock.monotonic()
+        observed_mono = availability.observed_monotonic
+        if observed_mono is None or observed_mono > now_mono:
+            # Not received on this clock: place it by the wall clock instead.
+            age = max(0.0, (self.clock.now() - availability.observed_at).total_seconds())
+            observed_mono = now_mono - age
+        go = availability.available and not availability.blocked
+        margin = self.margin
+        steps: list[Step] = []
+        first: float | None = None
+        for channel, given, why_not in (
+            (Channel.SMS, availability.sms_wait_seconds, self._why_not[Channel.SMS]),
+            (Channel.VOICE, availability.voice_wait_seconds, self._why_not[Channel.VOICE]),
+            (Channel.WA_OLD, availability.wa_old_wait_seconds, self._why_not[Channel.WA_OLD]),
+        ):
+            delay = (given if given > 0 else 0.0) + margin
+            if not go:
+                why_not = "the number cannot be registered now"
+            elif why_not is None and channel is Channel.WA_OLD and not availability.wa_old_eligible:
+                why_not = "the server says wa_old is not eligible for this number"
+            if why_not is None and (first is None or delay < first):
+                first = delay
+            steps.append((channel, given, delay, why_not))
+        if availability.blocked:
+            outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
+        elif not availability.available:
+            outcome = Outcome.UNAVAILABLE
+        elif first is None:
+            outcome = Outcome.NO_CHANNEL
+        else:
+            outcome = Outcome.READY if observed_mono + first <= now_mono else Outcome.WAIT
+        return outcome, observed_mono, steps
+
+
+# (channel, the server's wait seconds, seconds from the answer until it opens, why not)
+Step = tuple[Channel, float, float, "str | None"]
 
 
 @attrs.frozen(kw_only=True)

@@ -198,9 +198,20 @@ async def call_with_retry(
     ``send`` is given the seconds left before the policy's deadline (``None`` when
     there is none), to cut its own timeout to. The error raised carries
     ``attempts``, the number of times ``send`` was called.
+
+    The first attempt runs outside tenacity: most calls succeed at once, and
+    building the retry machinery costs more than a fast answer. A first failure
+    that may be retried is handed to tenacity as its attempt 1.
     """
     started = clock.monotonic()
-    attempts = 0
+    try:
+        return await send(policy.deadline)
+    except PlugzError as error:
+        first = error
+    attempts = 1
+    if policy.attempts == 1 or not is_retryable(first, policy, safety):
+        first.attempts = attempts
+        raise first
 
     def report(retry_state: tenacity.RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -234,9 +245,13 @@ async def call_with_retry(
         before_sleep=report,
         reraise=True,
     )
+    replayed = False
     try:
         async for attempt in retrying:
             with attempt:
+                if not replayed:  # attempt 1 was sent above: let tenacity see how it ended
+                    replayed = True
+                    raise first
                 attempts += 1
                 remaining = None
                 if policy.deadline is not None:

@@ -120,7 +120,7 @@ class Transport:
     base_url: str
     instance_id: str
     _instance_token: str
-    _client_token: str
+    client_token: str = attrs.field(repr=False)
     redactor: Redactor
     clock: Clock
     user_agent: str
@@ -129,19 +129,32 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r}, instance_id={self.instance_id!r})"
 
-    def url(self, route: str) -> yarl.URL:
-        """The full URL of ``route`` (it holds the instance token: never log it)."""
-        instance = quote(self.instance_id, safe="")
-        token = quote(self._instance_token, safe="")
-        return yarl.URL(f"{self.base_url}/instances/{instance}/token/{token}/{route}", encoded=True)
+    _urls: dict[str, yarl.URL] = attrs.field(factory=dict, init=False)
+    _headers: dict[str, str] = attrs.field(factory=dict, init=False)
 
-    def headers(self) -> dict[str, str]:
-        return {
-            "Client-Token": self._client_token,
+    def __attrs_post_init__(self) -> None:
+        self._headers = {
+            "Client-Token": self.client_token,
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
+
+    def url(self, route: str) -> yarl.URL:
+        """The full URL of ``route`` (it holds the instance token: never log it)."""
+        url = self._urls.get(route)
+        if url is None:
+            instance = quote(self.instance_id, safe="")
+            token = quote(self._instance_token, safe="")
+            url = yarl.URL(
+                f"{self.base_url}/instances/{instance}/token/{token}/{route}", encoded=True
+            )
+            self._urls[route] = url
+        return url
+
+    def headers(self) -> dict[str, str]:
+        """The request headers (the same dict every time: aiohttp copies it)."""
+        return self._headers
 
     async def send(
         self,
@@ -162,15 +175,16 @@ class Transport:
             error = self._translate(exc, route, timeout)
             cause: BaseException | None = exc if _is_clean(exc, self.redactor) else None
         else:
-            elapsed = self.clock.monotonic() - started
-            logger.debug(
-                "%s %s -> %d in %.0f ms",
-                method,
-                route,
-                answer.status,
-                elapsed * 1000,
-                extra={"route": route, "status": answer.status, "elapsed": elapsed},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                elapsed = self.clock.monotonic() - started
+                logger.debug(
+                    "%s %s -> %d in %.0f ms",
+                    method,
+                    route,
+                    answer.status,
+                    elapsed * 1000,
+                    extra={"route": route, "status": answer.status, "elapsed": elapsed},
+                )
             return self.decode(answer.status, answer.body, answer.headers, route)
         logger.debug(
             "%s %s failed: %s",
@@ -203,8 +217,11 @@ class Transport:
             allow_redirects=False,
         ) as response:
             declared = response.content_length
-            if declared is not None and declared > self.max_body_bytes:
-                raise self._too_large(response.status, route)
+            if declared is not None:
+                if declared > self.max_body_bytes:
+                    raise self._too_large(response.status, route)
+                # A declared length within the limit: aiohttp reads no more than it.
+                return _Answer(response.status, await response.read(), response.headers)
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.content.iter_chunked(64 * 1024):
@@ -212,7 +229,7 @@ class Transport:
                 if size > self.max_body_bytes:
                     raise self._too_large(response.status, route)
                 chunks.append(chunk)
-            return _Answer(response.status, b"".join(chunks), dict(response.headers))
+            return _Answer(response.status, b"".join(chunks), response.headers)
 
     def _too_large(self, status: int, route: str) -> ResponseDecodeError:
         return ResponseDecodeError(

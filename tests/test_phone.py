@@ -70,7 +70,7 @@ def test_parse_returns_a_phone_number_as_is() -> None:
         ("12", "not a possible"),
         ("+55 44 9", "too short"),
         ("+55 44 99999 99999 99999", "too long"),
-        ("+999 1234 5678", "could not interpret"),
+        ("+999 1234 5678", "unknown country code"),
         ("99912345678", "unknown country code"),
         ("1-800-FLOWERS", "unexpected character 'F'"),
         ("+55 44 99999-9999 ext. 12", "unexpected character 'e'"),

@@ -20,14 +20,15 @@ import argparse
 import asyncio
 import csv
 import getpass
+import io
+import itertools
 import logging
 import os
 import sys
 import tempfile
 import textwrap
-import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
@@ -35,13 +36,22 @@ from typing import Any
 
 import attrs
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from plugz_async._bulk import BulkItem, BulkRow, BulkSummary, ResultsFile
 from plugz_async._client import ENV_BASE_URL, PlugzClient
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._errors import (
     APIError,
     ConfigurationError,
+    InvalidArgument,
     InvalidPhoneNumber,
     PlugzError,
     ResponseDecodeError,
@@ -64,7 +74,15 @@ from plugz_async.sandbox import (
     serve,
 )
 
-from ._render import Checked, console, humanize, local_time, results_table, summary_table, to_json
+from ._render import (
+    console,
+    humanize,
+    local_time,
+    opens_table,
+    results_table,
+    summary_table,
+    to_json,
+)
 
 __all__ = [
     "EXIT_API",
@@ -216,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive, default=1.0, metavar="S", help="per attempt (default 1)"
     )
 
+    bulk = commands.add_parser(
+        "bulk",
+        help="check a file of numbers into a results file, resumable",
+        description="Check every row of INPUT (a CSV with a 'number' column, or 'ddi' and "
+        "'phone', and optionally 'instance_id' and 'instance_token'; or one number per line; "
+        "'-' reads standard input). Each result is appended to --out and flushed at once; "
+        "--resume skips the rows already there, so a run killed at any moment loses nothing.",
+    )
+    bulk.add_argument("input", metavar="INPUT")
+    bulk.add_argument("--out", required=True, type=Path, metavar="FILE", help="the results file")
+    bulk.add_argument("--resume", action="store_true", help="skip the rows already in --out")
+    bulk.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    bulk.add_argument("--concurrency", type=int, default=32, metavar="N", help="default 32")
+    bulk.add_argument("--rate", type=_positive, metavar="R", help="requests a second at most")
+    bulk.add_argument(
+        "--json-summary", action="store_true", help="print the summary as JSON for programs"
+    )
+    _connection_options(bulk)
+
     register = commands.add_parser(
         "register",
         help="register a number interactively: code, captcha, PIN, device transfer",
@@ -259,6 +296,7 @@ class _App:
         self.out = console()
         self.err = console(stderr=True)
         self.redactor = Redactor.of([])
+        self.resume_hint: str | None = None
 
     def client_options(self) -> dict[str, Any]:
         return {
@@ -305,37 +343,22 @@ class _App:
             preference=prefer, allow_wa_old=self.args.allow_wa_old, clock=self.clock
         )
 
-    async def check_one(
-        self, client: PlugzClient, planner: RegistrationPlanner, text: str
-    ) -> Checked:
-        try:
-            number = PhoneNumber.parse(text)
-        except InvalidPhoneNumber as error:
-            return Checked(text, error=error)
-        try:
-            availability = await client.check_availability(number)
-        except PlugzError as error:
-            return Checked(text, number, error=error)
-        return Checked(text, number, availability, planner.plan(availability))
-
     async def check_all(
         self,
         client: PlugzClient,
         planner: RegistrationPlanner,
-        numbers: Sequence[str],
+        rows: Sequence[Any],
         progress: Progress | None = None,
-    ) -> list[Checked]:
-        limit = asyncio.Semaphore(8)
-        task = None if progress is None else progress.add_task("Checking", total=len(numbers))
-
-        async def one(text: str) -> Checked:
-            async with limit:
-                result = await self.check_one(client, planner, text)
-            if progress is not None and task is not None:
-                progress.advance(task)
-            return result
-
-        return list(await asyncio.gather(*(one(text) for text in numbers)))
+    ) -> tuple[list[BulkItem], BulkSummary]:
+        """Check ``rows`` through the bulk path; the items in input order, and the summary."""
+        task = None if progress is None else progress.add_task("Checking", total=len(rows))
+        items = []
+        async with client.check_many(rows, concurrency=8, planner=planner) as run:
+            async for item in run:
+                items.append(item)
+                if progress is not None and task is not None:
+                    progress.advance(task)
+        return sorted(items, key=lambda item: item.index), run.summary
 
     def print_json(self, data: Any) -> None:
         import json
@@ -356,23 +379,31 @@ async def _check(app: _App) -> int:
         raise _Fail("; ".join(bad), EXIT_USAGE)
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
-        results = await app.check_all(client, planner, app.args.numbers)
+        items, _ = await app.check_all(client, planner, app.args.numbers)
     if app.args.json:
-        app.print_json(to_json(results))
+        app.print_json(to_json(items))
     else:
-        app.out.print(results_table(results, app.clock.now()))
+        app.out.print(results_table(items, app.clock.now()))
     # The most serious: unreachable (4), then an API error (3), then a bad number (2).
-    return max((exit_code_for(r.error) for r in results if r.error is not None), default=EXIT_OK)
+    return max((exit_code_for(i.error) for i in items if i.error is not None), default=EXIT_OK)
 
 
 async def _plan(app: _App) -> int:
     planner = app.planner()
-    PhoneNumber.parse(app.args.number)
+    number = PhoneNumber.parse(app.args.number)
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
-        availability = await client.check_availability(app.args.number)
-    plan = planner.plan(availability)
-    result = Checked(app.args.number, availability.number, availability, plan)
+        availability = await client.check_availability(number)
+    result = BulkItem(
+        index=0,
+        key="0",
+        input=app.args.number,
+        number=number,
+        availability=availability,
+        planner=planner,
+    )
+    plan = result.plan
+    assert plan is not None
     if app.args.json:
         app.print_json(result.to_dict())
     else:
@@ -425,7 +456,6 @@ async def _demo(app: _App) -> int:
         numbers = bundled_numbers()
     planner = RegistrationPlanner(clock=app.clock)
     options = {"clock": app.clock, "timeout": app.args.timeout}
-    started = time.monotonic()
     async with running(**options) as sandbox:
         app.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
         if not app.args.json:
@@ -443,16 +473,14 @@ async def _demo(app: _App) -> int:
         )
         with progress:
             texts = [number for number, _ in numbers]
-            checked = await app.check_all(sandbox.client, planner, texts, progress)
-        results = [
-            attrs.evolve(r, label=label) for r, (_, label) in zip(checked, numbers, strict=True)
-        ]
-    elapsed = time.monotonic() - started
+            items, summary = await app.check_all(sandbox.client, planner, texts, progress)
     if app.args.json:
-        app.print_json({"results": to_json(results), "elapsed_seconds": round(elapsed, 3)})
+        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
         return EXIT_OK
-    app.out.print(results_table(results, app.clock.now(), title="Availability and plan"))
-    app.out.print(summary_table(results, elapsed))
+    labels = {index: label for index, (_, label) in enumerate(numbers)}
+    now = app.clock.now()
+    app.out.print(results_table(items, now, title="Availability and plan", labels=labels))
+    app.out.print(summary_table(summary))
     app.out.print(
         textwrap.dedent(
             """
@@ -489,6 +517,103 @@ async def _sandbox(app: _App) -> int:
         app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
         await asyncio.Event().wait()  # until Ctrl-C
     return EXIT_OK  # pragma: no cover
+
+
+def _input_lines(path: str) -> Iterator[str]:
+    """The input's lines, read lazily; undecodable bytes become U+FFFD (a bad row)."""
+    if path == "-":
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
+        yield from stream
+        return
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            yield from f
+    except OSError as exc:
+        raise _Fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+
+
+def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
+    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``) or of one number
+    a line; each keyed by its place among the data rows (or its ``key`` column)."""
+    first = next(lines, None)
+    if first is None:
+        return
+    header = [field.strip().lower() for field in next(csv.reader([first]), [])]
+    if "number" in header or {"ddi", "phone"} <= set(header):
+        reader = csv.DictReader(lines, fieldnames=header)
+        for index, raw in enumerate(reader):
+            row = {k: v for k, v in raw.items() if k is not None}
+            key = (row.get("key") or "").strip() or str(index)
+            try:
+                yield attrs.evolve(BulkRow.from_mapping(row), key=key)
+            except InvalidArgument:  # the row is kept, and fails as a row
+                yield BulkRow(number=str(row.get("number") or ""), key=key, given=row)
+        return
+    index = 0
+    for line in itertools.chain([first], lines):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield BulkRow(number=text, key=str(index), given=text)
+            index += 1
+
+
+def _count_rows(path: str) -> int | None:
+    if path == "-":
+        return None
+    return sum(1 for _ in read_rows(_input_lines(path)))
+
+
+async def _bulk(app: _App) -> int:
+    args = app.args
+    if args.concurrency < 1:
+        raise _Fail("--concurrency must be at least 1", EXIT_USAGE)
+    planner = app.planner()
+    total = _count_rows(args.input)  # also: the input can be read, before anything is written
+    results = ResultsFile(args.out, format=args.format)
+    try:
+        done = results.open(resume=args.resume)
+    except InvalidArgument as exc:
+        raise _Fail(str(exc), EXIT_USAGE) from None
+    resume = f"{PROG} bulk {args.input} --out {args.out} --resume"
+    app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
+    rows = (row for row in read_rows(_input_lines(args.input)) if row.key not in done)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}/s"),
+        TimeRemainingColumn(),
+        console=app.err,
+        disable=args.json_summary,
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            client = await app.open_client(stack)
+            run = client.check_many(
+                rows, concurrency=args.concurrency, max_rate=args.rate, planner=planner
+            )
+            await stack.enter_async_context(run)
+            with progress:
+                task = progress.add_task("", total=total, completed=len(done), rate="0")
+                async for item in run:
+                    results.write(item)
+                    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.summary.outcomes.items()))
+                    progress.update(
+                        task, advance=1, description=counts, rate=f"{run.summary.rate:.0f}"
+                    )
+    finally:
+        results.close()
+    app.resume_hint = None
+    if args.json_summary:
+        app.print_json({**run.summary.to_dict(), "skipped": len(done), "out": str(args.out)})
+        return EXIT_OK
+    app.out.print(summary_table(run.summary))
+    opens = opens_table(run.summary, app.clock.now())
+    if opens is not None:
+        app.out.print(opens)
+    skipped = f" ({len(done)} rows were already there)" if done else ""
+    app.out.print(f"Results in {args.out}{skipped}.", markup=False)
+    return EXIT_OK
 
 
 class _Prompts:
@@ -586,6 +711,7 @@ COMMANDS = {
     "check": _check,
     "plan": _plan,
     "register": _register,
+    "bulk": _bulk,
     "demo": _demo,
     "sandbox": _sandbox,
 }
@@ -622,7 +748,9 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
         if args.command == "sandbox":
             app.err.print("sandbox stopped")
             return EXIT_OK
-        app.err.print(f"{PROG}: interrupted")
+        app.err.print(f"{PROG}: interrupted", markup=False)
+        if app.resume_hint:
+            app.err.print(app.resume_hint, markup=False)
         return EXIT_INTERRUPTED
     except _Fail as fail:
         app.err.print(f"{PROG}: error: {app.redactor.redact(str(fail))}", markup=False)

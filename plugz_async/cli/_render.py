@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plugz_async._errors import APIError, InvalidPhoneNumber, PlugzError
-from plugz_async._models import Availability, Channel
-from plugz_async._phone import PhoneNumber
+from plugz_async._bulk import BulkItem, BulkSummary
+from plugz_async._errors import APIError, InvalidPhoneNumber
+from plugz_async._models import Channel
 from plugz_async._planner import Outcome, RegistrationPlan
 
-__all__ = ["Checked", "humanize", "results_table", "summary_table", "to_json"]
+__all__ = ["humanize", "opens_table", "results_table", "summary_table", "to_json"]
 
 _STYLE = {
     Outcome.READY: "bold green",
@@ -55,45 +53,8 @@ def local_time(moment: datetime, now: datetime) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
-@attrs.frozen
-class Checked:
-    """One number as the command line checked it: a plan, or the error it met."""
-
-    input: str
-    number: PhoneNumber | None = None
-    availability: Availability | None = None
-    plan: RegistrationPlan | None = None
-    error: PlugzError | None = None
-    label: str = ""
-
-    @property
-    def outcome(self) -> str:
-        if self.plan is not None:
-            return self.plan.outcome.value
-        return "error"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the input as given, the decoded answer and plan, or the error."""
-        error = None
-        if self.error is not None:
-            error = {
-                "type": type(self.error).__name__,
-                "message": str(self.error),
-                "status": getattr(self.error, "status", None),
-                "attempts": self.error.attempts,
-            }
-        return {
-            "input": self.input,
-            "number": None if self.number is None else self.number.e164,
-            "outcome": self.outcome,
-            "availability": None if self.availability is None else self.availability.to_dict(),
-            "plan": None if self.plan is None else self.plan.to_dict(),
-            "error": error,
-        }
-
-
-def to_json(results: Iterable[Checked]) -> list[dict[str, Any]]:
-    return [result.to_dict() for result in results]
+def to_json(items: Iterable[BulkItem]) -> list[dict[str, Any]]:
+    return [item.to_dict() for item in items]
 
 
 def _channel_cell(plan: RegistrationPlan, channel: Channel, now: datetime) -> Text:
@@ -106,7 +67,7 @@ def _channel_cell(plan: RegistrationPlan, channel: Channel, now: datetime) -> Te
     return Text(f"{humanize(wait)} ({local_time(window.ready_at, now)})")
 
 
-def error_note(error: PlugzError) -> str:
+def error_note(error: Exception) -> str:
     """A short account of an error for a table cell (``--json`` has the whole message)."""
     name = type(error).__name__
     if isinstance(error, APIError):
@@ -116,30 +77,35 @@ def error_note(error: PlugzError) -> str:
         note = f"{name}: {str(error).split(': ', 1)[-1]}"
     else:
         note = f"{name}: {str(error).split(': ', 1)[-1] if ': ' in str(error) else error}"
-    if error.attempts > 1:
-        note += f" ({error.attempts} attempts)"
+    attempts = getattr(error, "attempts", 0)
+    if attempts > 1:
+        note += f" ({attempts} attempts)"
     return note if len(note) <= 90 else note[:89] + "…"
 
 
-def results_table(results: Sequence[Checked], now: datetime, title: str | None = None) -> Table:
+def results_table(
+    items: Sequence[BulkItem],
+    now: datetime,
+    title: str | None = None,
+    labels: Mapping[int, str] | None = None,
+) -> Table:
     """One row a number: its outcome, when each channel opens, and a note."""
     table = Table(title=title, title_justify="left")
     table.add_column("Number", no_wrap=True)
-    labelled = any(result.label for result in results)
-    if labelled:
+    if labels:
         table.add_column("Scenario", no_wrap=True)
     table.add_column("Outcome", no_wrap=True)
     table.add_column("Next", no_wrap=True)
     for header in _HEADERS.values():
         table.add_column(header, no_wrap=True)
     table.add_column("Note")
-    for result in results:
-        shown = [result.input if result.number is None else result.number.e164]
-        if labelled:
-            shown.append(result.label)
-        plan = result.plan
+    for item in items:
+        shown = [str(item.input) if item.number is None else item.number.e164]
+        if labels:
+            shown.append(labels.get(item.index, ""))
+        plan = item.plan
         if plan is None:
-            note = "" if result.error is None else error_note(result.error)
+            note = "" if item.error is None else error_note(item.error)
             table.add_row(*shown, Text("error", style="bold red"), "", "", "", "", note)
             continue
         next_channel = plan.next_channel()
@@ -156,19 +122,47 @@ def results_table(results: Sequence[Checked], now: datetime, title: str | None =
     return table
 
 
-def summary_table(results: Sequence[Checked], elapsed: float) -> Table:
-    """Counts by outcome, and errors by class."""
-    outcomes = Counter(result.outcome for result in results)
-    errors = Counter(type(r.error).__name__ for r in results if r.error is not None)
-    table = Table(title=f"{len(results)} numbers in {elapsed:.1f} s", title_justify="left")
+def summary_table(summary: BulkSummary) -> Table:
+    """Counts by outcome and errors by class; attempts, rate; when channels open."""
+    caption = (
+        f"{summary.total} numbers in {summary.wall_time:.1f} s ({summary.rate:.0f}/s), "
+        f"{summary.attempts} requests, {summary.retries} retries"
+    )
+    table = Table(caption=caption, caption_justify="left")
     table.add_column("Outcome")
     table.add_column("Count", justify="right")
     for outcome in Outcome:
-        if outcomes[outcome.value]:
-            table.add_row(Text(outcome.value, style=_STYLE[outcome]), str(outcomes[outcome.value]))
-    for name, count in sorted(errors.items()):
+        if summary.outcomes[outcome.value]:
+            table.add_row(
+                Text(outcome.value, style=_STYLE[outcome]), str(summary.outcomes[outcome.value])
+            )
+    for name, count in sorted(summary.errors.items()):
         table.add_row(Text(f"error: {name}", style="red"), str(count))
     return table
+
+
+def opens_table(summary: BulkSummary, now: datetime) -> Table | None:
+    """When each channel opens across the numbers: earliest, median, latest."""
+    spreads = {channel: summary.opens[channel].to_dict() for channel in Channel}
+    if not any(spreads.values()):
+        return None
+    table = Table(title="When the channels open", title_justify="left")
+    for header in ("Channel", "Numbers", "Earliest", "Median", "Latest"):
+        table.add_column(header)
+    for channel, spread in spreads.items():
+        if spread is None:
+            continue
+        moments = [datetime.fromisoformat(spread[k]) for k in ("earliest", "median", "latest")]
+        table.add_row(
+            _HEADERS[channel],
+            str(spread["count"]),
+            *(_when(moment, now) for moment in moments),
+        )
+    return table
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    return f"{humanize((moment - now).total_seconds())} ({local_time(moment, now)})"
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -1,0 +1,324 @@
+"""plugz-async's benchmarks, as ratios against baselines measured in the same run.
+
+Run with ``nox -s bench`` (it installs httpx and requests for the comparisons), or
+``python bench/bench.py [--quick]`` in an environment that has them. The server is
+``bench/server.py`` in its own process on loopback, so the client process is what is
+measured. Each comparison alternates which side goes first, warms up, and reports the
+median of several rounds.
+
+Prints a Markdown table; ``--out FILE`` writes it there too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+import plugz_async as pz
+
+HERE = Path(__file__).parent
+ID, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "server.py"), str(port)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def numbers(n: int) -> Iterator[str]:
+    for i in range(n):
+        yield f"+55 31 9{i % 10_000:04d}-{i % 10_000:04d}"
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the sides compared -----------------------------------------------------------------------
+
+
+async def sdk_run(base_url: str, n: int, concurrency: int) -> None:
+    client = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url)
+    async with client, client.check_many(numbers(n), concurrency=concurrency) as run:
+        async for _ in run:
+            pass
+
+
+async def raw_run(base_url: str, n: int, concurrency: int) -> None:
+    """What a careful user would write with aiohttp alone: a session, a semaphore."""
+    url = f"{base_url}/instances/{ID}/token/{TOKEN}/mobile/registration-available"
+    headers = {"Client-Token": CLIENT_TOKEN}
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> Any:
+            async with limit:
+                body = {"ddi": "55", "phone": f"319{i % 10_000:04d}{i % 10_000:04d}"}
+                async with session.post(url, json=body, headers=headers) as response:
+                    return await response.json()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def httpx_run(base_url: str, n: int, concurrency: int) -> None:
+    import httpx
+
+    url = f"{base_url}/instances/{ID}/token/{TOKEN}/mobile/registration-available"
+    limit = asyncio.Semaphore(concurrency)
+    # Keep-alive for every connection in flight, as for aiohttp (httpx keeps 20 by default).
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(headers={"Client-Token": CLIENT_TOKEN}, limits=limits) as client:
+
+        async def one(i: int) -> Any:
+            async with limit:
+                body = {"ddi": "55", "phone": f"319{i % 10_000:04d}{i % 10_000:04d}"}
+                return (await client.post(url, json=body)).json()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def requests_run(base_url: str, n: int) -> None:
+    import requests
+
+    url = f"{base_url}/instances/{ID}/token/{TOKEN}/mobile/registration-available"
+    with requests.Session() as session:
+        for i in range(n):
+            body = {"ddi": "55", "phone": f"319{i % 10_000:04d}{i % 10_000:04d}"}
+            session.post(url, json=body, headers={"Client-Token": CLIENT_TOKEN}).json()
+
+
+Side = Callable[[str, int, int], Awaitable[None]]
+
+
+def timed(side: Callable[[], Awaitable[None] | None]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of one run (async sides in a fresh event loop)."""
+    started, cpu_started = time.perf_counter(), cpu()
+    result = side()
+    if result is not None:
+        asyncio.run(result)  # type: ignore[arg-type]
+    return time.perf_counter() - started, cpu() - cpu_started
+
+
+def compare(
+    base_url: str, sdk: Side, other: Side, n: int, concurrency: int, rounds: int
+) -> dict[str, float]:
+    """Median throughput ratio sdk/other and CPU-per-check ratio, alternating the order."""
+    timed(lambda: sdk(base_url, 300, concurrency))  # warm up both
+    timed(lambda: other(base_url, 300, concurrency))
+    speed, cost, sdk_rates = [], [], []
+    for round_ in range(rounds):
+        order = [(sdk, "sdk"), (other, "other")]
+        if round_ % 2:
+            order.reverse()
+        results = {
+            name: timed(lambda side=side: side(base_url, n, concurrency)) for side, name in order
+        }
+        (sdk_wall, sdk_cpu), (other_wall, other_cpu) = results["sdk"], results["other"]
+        speed.append(other_wall / sdk_wall)
+        cost.append(sdk_cpu / other_cpu)
+        sdk_rates.append(n / sdk_wall)
+    return {
+        "throughput_ratio": statistics.median(speed),
+        "cpu_ratio": statistics.median(cost),
+        "sdk_rate": statistics.median(sdk_rates),
+    }
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+RSS_CHILD = """
+import asyncio, json, resource, sys
+import plugz_async as pz
+base_url, n = sys.argv[1], int(sys.argv[2])
+def numbers():
+    for i in range(n):
+        yield f"+55 31 9{i % 10_000:04d}-{i % 10_000:04d}"
+async def main():
+    async with pz.PlugzClient("bench-instance", "bench-token", "bench-client-token", base_url=base_url) as client:
+        async with client.check_many(numbers(), concurrency=64) as run:
+            async for item in run:
+                pass
+    return run.summary.total
+total = asyncio.run(main())
+print(json.dumps({"total": total, "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def peak_rss(base_url: str, n: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, base_url, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result["total"] == n
+    return {"rss_mib": result["max_rss_kib"] / 1024}
+
+
+# -- the planner ------------------------------------------------------------------------------
+
+
+async def planner_lateness(plans: int, spread: float) -> dict[str, float]:
+    """Plans with staggered ready times, all waiting on one loop: how late each wakes."""
+    clock = pz.SystemClock()
+    planner = pz.RegistrationPlanner(clock=clock)
+    number = pz.PhoneNumber.parse("+55 31 90000-0000")
+    observed_at, observed = clock.now(), clock.monotonic()
+    lateness: list[float] = []
+    # All plans are made first; the first opens 0.5 s later, the last 0.5 s + spread later.
+    made = [
+        planner.plan(
+            pz.Availability(
+                number=number,
+                available=True,
+                sms_wait_seconds=0.5 + spread * i / plans,
+                voice_wait_seconds=1.0 + spread * 2,
+                observed_at=observed_at,
+                observed_monotonic=observed,
+            )
+        )
+        for i in range(plans)
+    ]
+
+    async def wait(plan: pz.RegistrationPlan) -> None:
+        channel = await plan.wait_for_next()
+        lateness.append(clock.monotonic() - plan.window(channel).ready_at_monotonic)
+
+    await asyncio.gather(*(wait(plan) for plan in made))
+    ordered = sorted(lateness)
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "early": sum(1 for late in lateness if late < 0),
+    }
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and numbers")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 7
+    scale = 0.25 if args.quick else 1.0
+    server, base_url = start_server()
+    rows: list[tuple[str, str, str, str]] = []
+    started = time.perf_counter()
+    try:
+        for concurrency, n in ((1, 600), (16, 3000), (64, 4000)):
+            n = max(200, int(n * scale))
+            result = compare(base_url, sdk_run, raw_run, n, concurrency, rounds)
+            target = ">= 0.9x" if concurrency == 64 else ""
+            rows.append(
+                (
+                    f"throughput, check_many vs raw aiohttp, concurrency {concurrency}",
+                    f"{result['throughput_ratio']:.2f}x",
+                    target,
+                    f"SDK {result['sdk_rate']:.0f} checks/s",
+                )
+            )
+            if concurrency == 64:
+                rows.append(
+                    (
+                        "client CPU per check, SDK / raw aiohttp (concurrency 64)",
+                        f"{result['cpu_ratio']:.2f}x",
+                        "<= 1.3x",
+                        "user+sys of the client process",
+                    )
+                )
+        n = max(200, int(3000 * scale))
+        result = compare(base_url, sdk_run, httpx_run, n, 64, rounds)
+        rows.append(
+            (
+                "throughput, check_many vs httpx.AsyncClient, concurrency 64",
+                f"{result['throughput_ratio']:.2f}x",
+                "",
+                f"CPU ratio {result['cpu_ratio']:.2f}x",
+            )
+        )
+
+        def sequential(base: str, count: int, concurrency: int) -> Any:
+            return requests_run(base, count)
+
+        n = max(200, int(1000 * scale))
+        result = compare(base_url, sdk_run, sequential, n, 64, max(3, rounds // 2))  # type: ignore[arg-type]
+        rows.append(
+            (
+                "throughput, check_many (concurrency 64) vs a sequential requests loop",
+                f"{result['throughput_ratio']:.2f}x",
+                "",
+                "how users would otherwise write it",
+            )
+        )
+        small, large = int(10_000 * scale), int(100_000 * scale)
+        rss_small, rss_large = (
+            peak_rss(base_url, small)["rss_mib"],
+            peak_rss(base_url, large)["rss_mib"],
+        )
+        rows.append(
+            (
+                f"peak RSS, bulk of {large:,} vs {small:,} numbers (streamed)",
+                f"{rss_large / rss_small:.2f}x",
+                "<= 1.10x",
+                f"{rss_small:.1f} MiB vs {rss_large:.1f} MiB",
+            )
+        )
+        lateness = asyncio.run(planner_lateness(int(10_000 * max(scale, 0.5)), 2.0))
+        rows.append(
+            (
+                f"planner: {int(10_000 * max(scale, 0.5)):,} plans waking on one loop, p99 lateness",
+                f"{lateness['p99_ms']:.1f} ms",
+                "<= 20 ms",
+                f"p50 {lateness['p50_ms']:.1f} ms, max {lateness['max_ms']:.1f} ms, "
+                f"{lateness['early']} early",
+            )
+        )
+    finally:
+        server.terminate()
+        server.wait()
+    table = [
+        "| measure | result | target | note |",
+        "| --- | --- | --- | --- |",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+    ]
+    text = "\n".join(table)
+    print(text)
+    print(
+        f"\n{rounds} rounds each, median; {time.perf_counter() - started:.0f} s in all; "
+        f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs"
+    )
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
