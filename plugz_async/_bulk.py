@@ -223,8 +223,9 @@ class _Spread:
             self.earliest = moment
         if self.latest is None or moment > self.latest:
             self.latest = moment
-        if len(self.sample) < SPREAD_SAMPLE:
-            self.sample.append(moment)
+        sample = self.sample
+        if len(sample) < SPREAD_SAMPLE:
+            sample.append(moment)
         else:
             slot = self.rng.randrange(self.seen)
             if slot < SPREAD_SAMPLE:
@@ -280,16 +281,18 @@ class BulkSummary:
             return
         # The planner's verdict without building a plan: items plan lazily.
         outcome, _, steps = planner.assess(availability)
-        self.outcomes[outcome.value] += 1
-        received = availability.observed_at.timestamp()
+        self.outcomes[outcome] += 1  # a StrEnum: it counts as its text
+        received = None
         for channel, _, delay, why_not in steps:
             if why_not is None:
+                if received is None:
+                    received = availability.observed_at.timestamp()
                 self.opens[channel].add(received + delay)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
-            "outcomes": dict(self.outcomes),
+            "outcomes": {str(outcome): count for outcome, count in self.outcomes.items()},
             "errors": dict(self.errors),
             "attempts": self.attempts,
             "retries": self.retries,
@@ -430,7 +433,11 @@ class BulkRun:
                     row = await next_row()
                 except StopAsyncIteration:
                     return
-                await queue.put(await self._one(next(counter), row))
+                item = await self._one(next(counter), row)
+                if queue.full():  # the reader lags: wait for room
+                    await queue.put(item)
+                else:
+                    queue.put_nowait(item)
 
         failure: list[BaseException] = []
 

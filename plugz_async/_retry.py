@@ -203,11 +203,13 @@ async def call_with_retry(
     building the retry machinery costs more than a fast answer. A first failure
     that may be retried is handed to tenacity as its attempt 1.
     """
-    started = clock.monotonic()
+    started = clock.monotonic() if policy.deadline is not None else 0.0
     try:
         return await send(policy.deadline)
     except PlugzError as error:
         first = error
+    if policy.deadline is None:
+        started = clock.monotonic()  # no deadline: any start will do for the stop rule
     attempts = 1
     if policy.attempts == 1 or not is_retryable(first, policy, safety):
         first.attempts = attempts

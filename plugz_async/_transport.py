@@ -167,7 +167,7 @@ class Transport:
         """Send one request; return the answer's JSON object or raise a ``PlugzError``."""
         if timeout.total is not None and timeout.total <= 0:
             raise RequestTimeout(f"no time was left to send {route}", route=route)
-        started = self.clock.monotonic()
+        started = self.clock.monotonic() if logger.isEnabledFor(logging.DEBUG) else 0.0
         error: PlugzError
         try:
             answer = await self._exchange(session, method, route, body, timeout)
