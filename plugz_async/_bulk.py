@@ -406,38 +406,35 @@ class BulkRun:
         # A fixed pool of workers pulls rows as it frees up (the input is read lazily) and
         # hands items over through a bounded queue (a slow reader holds the workers back).
         numbers = self._numbers
-        next_row: Callable[[], Awaitable[Row]]
+        counter = itertools.count()
+        queue: asyncio.Queue[BulkItem | None] = asyncio.Queue(maxsize=self._concurrency)
+
+        async def hand_over(row: Row) -> None:
+            item = await self._one(next(counter), row)
+            if queue.full():  # the reader lags: wait for room
+                await queue.put(item)
+            else:
+                queue.put_nowait(item)
+
         if isinstance(numbers, AsyncIterable):
             rows = aiter(numbers)
             lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
 
-            async def next_row() -> Row:
-                async with lock:
-                    return await anext(rows)
+            async def work() -> None:
+                while True:
+                    async with lock:
+                        try:
+                            row = await anext(rows)
+                        except StopAsyncIteration:
+                            return
+                    await hand_over(row)
 
         else:
             plain = iter(numbers)
 
-            async def next_row() -> Row:
-                try:
-                    return next(plain)
-                except StopIteration:
-                    raise StopAsyncIteration from None
-
-        counter = itertools.count()
-        queue: asyncio.Queue[BulkItem | None] = asyncio.Queue(maxsize=self._concurrency)
-
-        async def work() -> None:
-            while True:
-                try:
-                    row = await next_row()
-                except StopAsyncIteration:
-                    return
-                item = await self._one(next(counter), row)
-                if queue.full():  # the reader lags: wait for room
-                    await queue.put(item)
-                else:
-                    queue.put_nowait(item)
+            async def work() -> None:
+                for row in plain:  # the workers share one iterator: each row goes once
+                    await hand_over(row)
 
         failure: list[BaseException] = []
 
