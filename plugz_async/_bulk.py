@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 import random
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -31,7 +31,7 @@ from collections.abc import (
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("plugz_async")
+
+T = TypeVar("T")
 
 # Distinct instances a run keeps a client for at once (one instance per number is common).
 INSTANCE_CACHE = 256
@@ -334,6 +336,42 @@ _ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
 )
 
 
+class _Handoff(Generic[T]):
+    """A bounded first-in first-out hand-off from the workers to the one reader.
+
+    What ``asyncio.Queue(maxsize)`` does, with none of its task accounting: a bulk run
+    passes every item through it, so its cost counts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[T] = deque()
+        self._limit = limit
+        self._reader: asyncio.Future[None] | None = None
+        self._writers: deque[asyncio.Future[None]] = deque()
+
+    async def put(self, item: T) -> None:
+        while len(self._items) >= self._limit:  # the reader lags: wait for room
+            waiter = asyncio.get_running_loop().create_future()
+            self._writers.append(waiter)
+            await waiter
+        self._items.append(item)
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    async def get(self) -> T:
+        while not self._items:
+            self._reader = waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        item = self._items.popleft()
+        while self._writers:
+            writer = self._writers.popleft()
+            if not writer.done():
+                writer.set_result(None)
+                break
+        return item
+
+
 class BulkRun:
     """A bulk run: iterate it for the items as they complete; ``summary`` grows with it.
 
@@ -407,14 +445,10 @@ class BulkRun:
         # hands items over through a bounded queue (a slow reader holds the workers back).
         numbers = self._numbers
         counter = itertools.count()
-        queue: asyncio.Queue[BulkItem | None] = asyncio.Queue(maxsize=self._concurrency)
+        queue: _Handoff[BulkItem | None] = _Handoff(self._concurrency)
 
         async def hand_over(row: Row) -> None:
-            item = await self._one(next(counter), row)
-            if queue.full():  # the reader lags: wait for room
-                await queue.put(item)
-            else:
-                queue.put_nowait(item)
+            await queue.put(await self._one(next(counter), row))
 
         if isinstance(numbers, AsyncIterable):
             rows = aiter(numbers)
@@ -514,7 +548,7 @@ class BulkRun:
         return BulkItem(
             index=index,
             key=key,
-            input=_as_input(row),
+            input=row if type(row) is str else _as_input(row),
             number=number,
             availability=availability,
             attempts=attempts[0],

@@ -395,7 +395,7 @@ class PlugzClient:
         timeout: float | aiohttp.ClientTimeout | None,
         gate: Gate | None = None,
     ) -> Availability:
-        data = await self._call(REGISTRATION_AVAILABLE, phone.to_wire(), retry, timeout, gate)
+        data = await self._call(REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, gate)
         return decode_availability(
             data,
             number=phone,
@@ -596,7 +596,7 @@ class PlugzClient:
     async def _call(
         self,
         route: Route,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | bytes | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
         gate: Gate | None = None,

@@ -161,7 +161,7 @@ class Transport:
         session: aiohttp.ClientSession,
         method: str,
         route: str,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | bytes | None,
         timeout: aiohttp.ClientTimeout,
     ) -> dict[str, Any]:
         """Send one request; return the answer's JSON object or raise a ``PlugzError``."""
@@ -204,10 +204,13 @@ class Transport:
         session: aiohttp.ClientSession,
         method: str,
         route: str,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | bytes | None,
         timeout: aiohttp.ClientTimeout,
     ) -> _Answer:
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        if body is None or isinstance(body, bytes):
+            data = body  # already JSON (the phone routes build theirs: digits need no escaping)
+        else:
+            data = json.dumps(body, separators=(",", ":")).encode()
         async with session.request(
             method,
             self.url(route),

@@ -180,3 +180,12 @@ def test_fast_path_agrees_with_phonenumbers_on_possibility(digits: str) -> None:
     parsed = phonenumbers.parse(number.e164)
     assert phonenumbers.is_possible_number(parsed)
     assert str(parsed.country_code) == number.ddi
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(EXAMPLES))
+def test_wire_json_is_the_json_of_to_wire(example: phonenumbers.PhoneNumber) -> None:
+    import json
+
+    number = pz.PhoneNumber.parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    assert json.loads(number.wire_json()) == number.to_wire()
