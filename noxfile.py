@@ -38,6 +38,30 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests with hostile input, 10,000 examples each, and a 1 GB input line."""
+    session.install(".[test]")
+    session.run(
+        "pytest",
+        "-W",
+        "error",
+        "-m",
+        "fuzz",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"PLUGZ_FUZZ_EXAMPLES": "10000", "PLUGZ_FUZZ_BIG": "1"},
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """200,000 checks with 5% faults at concurrency 256, sampling sockets, tasks and memory."""
+    session.install(".")
+    session.run("python", "bench/soak.py", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install(".[test]", "mypy")  # plugz_async.testing imports pytest

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+from hypothesis import settings
+
 from plugz_async.sandbox import SandboxConfig
 
 INSTANCE_ID = "3C0FFEE-instance"
@@ -12,3 +16,16 @@ CLIENT_TOKEN = "ct-SECRET-account+token/7"
 CONFIG = SandboxConfig(
     instance_id=INSTANCE_ID, instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
 )
+
+# Property tests run this many examples: a few hundred in the suite, 10,000 in `nox -s fuzz`.
+FUZZ_EXAMPLES = int(os.environ.get("PLUGZ_FUZZ_EXAMPLES", "300"))
+# `nox -s fuzz` also feeds the bulk input a line of a gigabyte.
+FUZZ_BIG = os.environ.get("PLUGZ_FUZZ_BIG") == "1"
+
+
+def fuzz(default: int | None = None) -> settings:
+    """Hypothesis settings for a property test (``deadline=None``: machines vary)."""
+    examples = FUZZ_EXAMPLES if default is None else min(default, FUZZ_EXAMPLES)
+    if "PLUGZ_FUZZ_EXAMPLES" in os.environ:
+        examples = FUZZ_EXAMPLES
+    return settings(max_examples=examples, deadline=None)

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from helpers import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 import plugz_async as pz
@@ -154,7 +155,8 @@ FIELDS = [
 ]
 
 
-@settings(max_examples=500)
+@pytest.mark.fuzz
+@fuzz(500)
 @given(JSON | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=9))
 def test_any_json_decodes_or_raises_a_plugz_error(data: Any) -> None:
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings
+from helpers import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 import plugz_async as pz
@@ -136,7 +137,8 @@ def _examples() -> list[phonenumbers.PhoneNumber]:
 EXAMPLES = _examples()
 
 
-@settings(max_examples=300)
+@pytest.mark.fuzz
+@fuzz(300)
 @given(
     st.sampled_from(EXAMPLES),
     st.sampled_from(
@@ -157,7 +159,8 @@ def test_every_country_splits_its_country_code(
     assert pz.PhoneNumber.parse(text.replace(" ", "").replace("-", "").lstrip("+")) == number
 
 
-@settings(max_examples=500)
+@pytest.mark.fuzz
+@fuzz(500)
 @given(st.text(max_size=80))
 def test_parse_never_raises_anything_else(text: str) -> None:
     try:
@@ -170,7 +173,8 @@ def test_parse_never_raises_anything_else(text: str) -> None:
         assert pz.PhoneNumber.parse(number.e164) == number
 
 
-@settings(max_examples=500)
+@pytest.mark.fuzz
+@fuzz(500)
 @given(st.from_regex(r"\+?[0-9]{4,17}", fullmatch=True))
 def test_fast_path_agrees_with_phonenumbers_on_possibility(digits: str) -> None:
     try:
@@ -182,10 +186,13 @@ def test_fast_path_agrees_with_phonenumbers_on_possibility(digits: str) -> None:
     assert str(parsed.country_code) == number.ddi
 
 
-@settings(max_examples=200)
+@pytest.mark.fuzz
+@fuzz(200)
 @given(st.sampled_from(EXAMPLES))
 def test_wire_json_is_the_json_of_to_wire(example: phonenumbers.PhoneNumber) -> None:
     import json
 
-    number = pz.PhoneNumber.parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    number = pz.PhoneNumber.parse(
+        phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    )
     assert json.loads(number.wire_json()) == number.to_wire()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote, quote_plus
 
-from hypothesis import given, settings
+import pytest
+from helpers import fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 
 from plugz_async._redact import Redactor
@@ -51,7 +53,8 @@ SECRETS = st.text(
 )
 
 
-@settings(max_examples=400)
+@pytest.mark.fuzz
+@fuzz(400)
 @given(st.lists(SECRETS, min_size=1, max_size=3), st.text(max_size=60), st.text(max_size=60))
 def test_no_secret_survives_in_any_form(secrets: list[str], before: str, after: str) -> None:
     r = Redactor.of(secrets)

@@ -519,15 +519,31 @@ async def _sandbox(app: _App) -> int:
     return EXIT_OK  # pragma: no cover
 
 
+# No row of a numbers file needs more; a longer line is read in pieces and becomes a bad row.
+MAX_LINE = 4096
+TOO_LONG = "<a line longer than 4096 characters>"
+
+
+def _bounded_lines(stream: io.TextIOBase) -> Iterator[str]:
+    """Lines of at most ``MAX_LINE`` characters: a longer one (a 1 GB line, say) is skipped
+    in pieces, never held in memory, and stands as one bad row."""
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            while (rest := stream.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass
+            line = TOO_LONG + "\n"
+        yield line
+
+
 def _input_lines(path: str) -> Iterator[str]:
     """The input's lines, read lazily; undecodable bytes become U+FFFD (a bad row)."""
     if path == "-":
         stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
-        yield from stream
+        yield from _bounded_lines(stream)
         return
     try:
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-            yield from f
+            yield from _bounded_lines(f)
     except OSError as exc:
         raise _Fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
 
@@ -538,17 +554,28 @@ def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
     first = next(lines, None)
     if first is None:
         return
-    header = [field.strip().lower() for field in next(csv.reader([first]), [])]
+    try:
+        header = [field.strip().lower() for field in next(csv.reader([first]), [])]
+    except csv.Error:  # not a CSV header (a NUL byte, say): a plain list of numbers
+        header = []
     if "number" in header or {"ddi", "phone"} <= set(header):
         reader = csv.DictReader(lines, fieldnames=header)
-        for index, raw in enumerate(reader):
+        index = -1
+        while True:
+            index += 1
+            try:
+                raw = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # a row the csv module cannot read: a bad row, kept
+                yield BulkRow(number="", key=str(index), given=f"<unreadable row: {exc}>")
+                continue
             row = {k: v for k, v in raw.items() if k is not None}
             key = (row.get("key") or "").strip() or str(index)
             try:
                 yield attrs.evolve(BulkRow.from_mapping(row), key=key)
             except InvalidArgument:  # the row is kept, and fails as a row
                 yield BulkRow(number=str(row.get("number") or ""), key=key, given=row)
-        return
     index = 0
     for line in itertools.chain([first], lines):
         text = line.strip()

@@ -27,7 +27,7 @@ import re
 import struct
 import time
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -156,6 +156,9 @@ class Reply:
         delay: seconds to wait before answering (cut short when the sandbox stops).
         drop: close the connection without answering.
         chunked: send the body with chunked transfer encoding, in 1 KiB pieces.
+        cut: declare the whole body, send half of it, then close the connection.
+        trickle: send the body one byte at a time, this many seconds apart.
+        size: send a body of this many bytes (spaces), declared, made as it goes.
     """
 
     status: int = 200
@@ -165,11 +168,14 @@ class Reply:
     delay: float = 0.0
     drop: bool = False
     chunked: bool = False
+    cut: bool = False
+    trickle: float = 0.0
+    size: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reply:
         """A reply from the control API's JSON."""
-        known = {"status", "json", "body", "headers", "delay", "drop", "chunked"}
+        known = {f.name for f in attrs.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown reply fields: {sorted(unknown)}")
@@ -189,6 +195,8 @@ class SandboxConfig:
         fault_rate: the share of requests (0 to 1) that fail with a 503 HTML page at
             random, as a flaky gateway would (0: none).
         log_limit: how many requests the log keeps (the oldest are dropped).
+        registration_limit: how many numbers' registrations it remembers (the oldest
+            are forgotten).
         random_codes: "send" a random code each time (read it with ``codes()`` or
             ``GET /_sandbox/codes``) instead of the documented ``123456``.
         code_lifetime: seconds a code stays valid (on the sandbox's clock).
@@ -201,6 +209,7 @@ class SandboxConfig:
     slow_seconds: float = 35.0
     fault_rate: float = 0.0
     log_limit: int = 10_000
+    registration_limit: int = 10_000
     random_codes: bool = False
     code_lifetime: float = 600.0
 
@@ -247,7 +256,7 @@ class SandboxState:
         self._scripts: list[tuple[str | None, str | None, deque[Reply]]] = []
         self._fault_counts: dict[str, int] = {}
         # (instance, number) -> where that number stands; instance -> the number it works on.
-        self._registrations: dict[tuple[str, str], _Registration] = {}
+        self._registrations: OrderedDict[tuple[str, str], _Registration] = OrderedDict()
         self._current: dict[str, str] = {}
         self._codes: list[dict[str, Any]] = []
         self._offset = 0.0
@@ -482,14 +491,37 @@ class _Handler:
             data = reply.body.encode() if isinstance(reply.body, str) else reply.body or b""
             content_type = "text/html"
         headers = {"Content-Type": content_type, **reply.headers}
-        if not reply.chunked:
+        if not (reply.chunked or reply.cut or reply.trickle or reply.size):
             return web.Response(status=reply.status, body=data, headers=headers)
         response = web.StreamResponse(status=reply.status, headers=headers)
-        response.enable_chunked_encoding()
+        if reply.size:  # a large body, made as it is sent
+            response.content_length = reply.size
+        elif reply.cut:  # promise the whole body, send half of it, and hang up
+            response.content_length = len(data)
+        else:
+            response.enable_chunked_encoding()
         await response.prepare(request)
-        for start in range(0, len(data), 1024):
-            await response.write(data[start : start + 1024])
-        await response.write_eof()
+        try:
+            if reply.size:
+                block = b" " * 65536
+                for _ in range(0, reply.size, len(block)):
+                    await response.write(block)
+            elif reply.cut:
+                await response.write(data[: len(data) // 2])
+                await response.drain()
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            elif reply.trickle:
+                for index in range(len(data)):
+                    await response.write(data[index : index + 1])
+                    await self._wait(reply.trickle)
+            else:
+                for start in range(0, len(data), 1024):
+                    await response.write(data[start : start + 1024])
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away (as a client refusing a huge body does)
         return response
 
     async def _fault(self, request: web.Request, fault: Fault, digits: str) -> web.StreamResponse:
@@ -533,9 +565,13 @@ class _Handler:
             "voice": float(answer.get("voiceWaitSeconds", 0)),
             "wa_old": float(answer.get("waOldWaitSeconds", 0)),
         }
-        self.state._registrations[(instance, digits)] = _Registration(
+        registrations = self.state._registrations
+        registrations[(instance, digits)] = _Registration(
             digits, flow, answer, now, waits_from=now, waits=waits
         )
+        registrations.move_to_end((instance, digits))
+        if len(registrations) > self.state.config.registration_limit:
+            registrations.popitem(last=False)  # a long-running sandbox stays small
         self.state._current[instance] = digits
         return web.json_response(answer)
 
