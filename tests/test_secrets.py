@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -118,3 +119,72 @@ async def test_no_secret_in_the_repr_of_results(client: pz.PlugzClient, api: San
     availability = await client.check_availability(NUMBER)
     plan = pz.RegistrationPlanner().plan(availability)
     assert_clean([repr(availability), repr(plan), str(plan.to_dict()), repr(client.__dict__)])
+
+
+def test_no_secret_in_bulk_output_results_files_or_reprs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's bulk path with the suite's tokens (and per-row tokens, one refused):
+    stdout, stderr with --verbose, both results formats, and the reprs of what it made."""
+    import asyncio as _asyncio
+
+    from helpers import CONFIG
+
+    from plugz_async.cli import main
+    from plugz_async.sandbox import SandboxThread
+
+    row_token = "row-SECRET/token+9"
+    source = tmp_path / "rows.csv"
+    source.write_text(
+        "number,instance_id,instance_token\n"
+        "+55 11 90000-0001,,\n"
+        f"+55 11 90000-0002,{INSTANCE_ID},{INSTANCE_TOKEN}\n"
+        f"+55 11 90000-0003,elsewhere,{row_token}\n"
+        "+55 11 90000-9004,,\n"
+        "bad,,\n"
+    )
+    produced: list[str] = []
+    with SandboxThread(CONFIG) as sandbox:
+        for name, value in sandbox.env().items():
+            monkeypatch.setenv(name, value)
+        for fmt in ("jsonl", "csv"):
+            out = tmp_path / f"results.{fmt}"
+            code = main(["--verbose", "bulk", str(source), "--out", str(out), "--format", fmt])
+            assert code == 0
+            captured = capsys.readouterr()
+            produced += [captured.out, captured.err, out.read_text()]
+        monkeypatch.setenv("PLUGZ_CLIENT_TOKEN", WRONG_CLIENT_TOKEN)
+        assert main(["--verbose", "check", "+55 11 90000-0001"]) != 0
+        captured = capsys.readouterr()
+        produced += [captured.out, captured.err]
+
+        async def objects() -> list[str]:
+            async with sandbox.new_client() as client:
+                availability = await client.check_availability("+55 11 90000-0001")
+                run = client.check_many(["+55 11 90000-0001"])
+                items = [item async for item in run]
+                registration = client.registration("+55 11 90000-0004")
+                result = await registration.run(code=lambda channel: _asyncio.sleep(0, "123456"))
+                other = client.for_instance("elsewhere", row_token)
+                return [
+                    repr(x)
+                    for x in (
+                        client,
+                        other,
+                        availability,
+                        pz.RegistrationPlanner().plan(availability),
+                        run,
+                        run.summary,
+                        items,
+                        registration,
+                        result,
+                        sandbox,
+                    )
+                ]
+
+        produced += _asyncio.run(objects())
+    assert len(produced) >= 16 and "Results in" in produced[0]
+    for text in produced:
+        for secret in [*SECRETS, row_token]:
+            for form in forms(secret):
+                assert form not in text, f"secret leaked in: {text[:300]}"
