@@ -140,6 +140,8 @@ class PlugzClient:
         on_retry: called with a :class:`RetryEvent` before each retry's wait.
         clock: the source of time and sleep (``FakeClock`` in tests).
         max_connections: the connection pool's size, when the client opens its session.
+        trace_configs: aiohttp ``TraceConfig`` objects for your tracing, given to the session
+            the client opens (a session of your own carries its own).
         max_body_bytes: the largest answer the client will read.
 
     Raises:
@@ -160,6 +162,7 @@ class PlugzClient:
         clock: Clock | None = None,
         max_connections: int = 100,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = session
@@ -173,6 +176,7 @@ class PlugzClient:
         self._retry = retry or RetryPolicy()
         self._on_retry = on_retry
         self._max_connections = max_connections
+        self._trace_configs = trace_configs
         self._transport = Transport(
             _base_url(base_url),
             instance_id,
@@ -274,8 +278,8 @@ class PlugzClient:
         r"""Check many numbers: a :class:`BulkRun` to iterate for items as they complete.
 
         Args:
-            numbers: an iterable or async iterable of text, ``PhoneNumber``\ s,
-                ``BulkRow``\ s or mappings (CSV rows: ``number`` or ``ddi``+``phone``,
+            numbers: an iterable or async iterable of text, ``PhoneNumber`` objects,
+                ``BulkRow`` objects or mappings (CSV rows: ``number`` or ``ddi``+``phone``,
                 optional ``instance_id``/``instance_token``); read lazily.
             concurrency: requests in flight at most.
             max_rate: requests a second at most across the run, retries included.
@@ -330,6 +334,7 @@ class PlugzClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 raise_for_status=False,
+                trace_configs=self._trace_configs,
             )
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")

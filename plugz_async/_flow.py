@@ -160,7 +160,7 @@ class Registration:
     """Drives one number's registration; make it with ``client.registration(number)``.
 
     ``await registration.run(code=...)`` goes through every step and returns a
-    :class:`RegistrationResult`. Progress comes as :class:`RegistrationEvent`\\ s,
+    :class:`RegistrationResult`. Progress comes as :class:`RegistrationEvent` objects,
     through ``on_event`` or ``async for event in registration.events()``.
     """
 

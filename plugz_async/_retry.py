@@ -22,6 +22,7 @@ bad input. The wait is exponential (``wait_initial * 2**(n-1)``, capped at
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The attempt number of the request being sent, for the transport's log records.
+ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("plugz_attempt", default=1)
 
 logger = logging.getLogger("plugz_async")
 
@@ -204,6 +208,8 @@ async def call_with_retry(
     that may be retried is handed to tenacity as its attempt 1.
     """
     started = clock.monotonic() if policy.deadline is not None else 0.0
+    if ATTEMPT.get() != 1:  # a previous call in this task left its count behind
+        ATTEMPT.set(1)
     try:
         return await send(policy.deadline)
     except PlugzError as error:
@@ -255,6 +261,7 @@ async def call_with_retry(
                     replayed = True
                     raise first
                 attempts += 1
+                ATTEMPT.set(attempts)
                 remaining = None
                 if policy.deadline is not None:
                     remaining = max(0.0, policy.deadline - (clock.monotonic() - started))

@@ -39,6 +39,7 @@ from ._errors import (
     UnsupportedMediaTypeError,
 )
 from ._redact import Redactor
+from ._retry import ATTEMPT
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "Transport", "parse_retry_after"]
 
@@ -183,7 +184,12 @@ class Transport:
                     route,
                     answer.status,
                     elapsed * 1000,
-                    extra={"route": route, "status": answer.status, "elapsed": elapsed},
+                    extra={
+                        "route": route,
+                        "attempt": ATTEMPT.get(),
+                        "status": answer.status,
+                        "elapsed": elapsed,
+                    },
                 )
             return self.decode(answer.status, answer.body, answer.headers, route)
         logger.debug(
@@ -191,7 +197,7 @@ class Transport:
             method,
             route,
             type(error).__name__,
-            extra={"route": route, "error_kind": type(error).__name__},
+            extra={"route": route, "attempt": ATTEMPT.get(), "error_kind": type(error).__name__},
         )
         # Raised outside the except block so that the aiohttp exception is kept as
         # the cause only when it is known to hold no secret.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,33 @@ async def test_foreign_exceptions_pass_through_unretried(clock: pz.FakeClock) ->
     with pytest.raises(KeyError):
         await call_with_retry(send, policy=pz.RetryPolicy(), clock=clock, route=ROUTE)
     assert len(calls) == 1
+
+
+async def test_log_records_carry_the_attempt_number(
+    clock: pz.FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugz_async.sandbox import Reply, running
+
+    caplog.set_level(logging.DEBUG, logger="plugz_async")
+    async with running(clock=clock) as sb:
+        sb.then(Reply(503, body="busy"))
+        await sb.client.check_availability("+55 11 90000-0001")
+        await sb.client.check_availability("+55 11 90000-0001")  # a new call starts at 1
+    sent = [r for r in caplog.records if r.getMessage().startswith("POST ")]
+    assert [(r.attempt, r.status) for r in sent] == [(1, 503), (2, 200), (1, 200)]  # type: ignore[attr-defined]
+    assert all(r.route == "mobile/registration-available" and r.elapsed >= 0 for r in sent)  # type: ignore[attr-defined]
+
+
+async def test_trace_configs_reach_the_session(api: Any) -> None:
+    import aiohttp
+
+    started: list[str] = []
+
+    async def on_start(session: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        started.append(params.method)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with api.new_client(trace_configs=[trace]) as client:
+        await client.check_availability("+55 11 90000-0001")
+    assert started == ["POST"]
