@@ -262,6 +262,11 @@ class BulkSummary:
     wall_time: float = 0.0
     opens: dict[Channel, _Spread] = attrs.field(factory=lambda: {c: _Spread() for c in Channel})
 
+    def _repr_html_(self) -> str:
+        from ._display import summary_html
+
+        return summary_html(self)
+
     @property
     def retries(self) -> int:
         """Requests beyond the first of each row."""

@@ -168,6 +168,11 @@ class Availability:
     observed_monotonic: float | None = attrs.field(default=None, eq=False, repr=False)
     raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_read_only, repr=False, hash=False)
 
+    def _repr_html_(self) -> str:
+        from ._display import availability_html
+
+        return availability_html(self)
+
     def wait_seconds(self, channel: Channel) -> float:
         """The wait the server gave for ``channel``."""
         value: float = getattr(self, _WAIT_FIELDS[Channel(channel)])

@@ -299,6 +299,21 @@ class RegistrationPlan:
         assert channel is not None
         return channel
 
+    def _repr_html_(self) -> str:
+        from ._display import plan_html
+
+        return plan_html(self)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Draw the plan's channel timeline with matplotlib; returns the ``Axes``.
+
+        Args:
+            ax: the ``Axes`` to draw on (a new figure when None).
+        """
+        from ._display import plot_plan
+
+        return plot_plan(self, ax)
+
     def after_code_request(self, request: CodeRequest) -> RegistrationPlan:
         """The plan once a code was requested: the new waits, and ``retryAfter``.
 
