@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -57,8 +58,13 @@ async def test_a_plan_stored_as_json_resumes_in_another_process() -> None:
         availability = await sb.client.check_availability("+55 11 90000-0002")
     plan = pz.RegistrationPlanner().plan(availability)
     stored = json.dumps(plan.to_dict())
-    done = subprocess.run(
-        [sys.executable, "-c", RESUME], input=stored, capture_output=True, text=True, check=True
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", RESUME],
+        input=stored,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     resumed = json.loads(done.stdout)
     assert resumed["next"] == "sms"
