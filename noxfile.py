@@ -28,6 +28,20 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with MkDocs (Material, mkdocstrings), --strict."""
+    session.install(".", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """Execute docs/notebooks/*.ipynb with nbclient."""
+    session.install(".[notebook]", "nbclient", "nbformat", "ipykernel")
+    session.run("python", "docs/notebooks/run.py", env={"MPLBACKEND": "Agg"})
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks (bench/): ratios against raw aiohttp, httpx and requests, RSS, planner.
 

@@ -4,7 +4,7 @@
 concurrency, not on the length of the input), keeps at most ``concurrency``
 requests in flight, paces every attempt (retries included) with an ``aiolimiter``
 limiter, pauses the whole run when the server answers 429, and yields a
-:class:`BulkItem` per input row as each completes. A row that cannot be read, or
+`BulkItem` per input row as each completes. A row that cannot be read, or
 any error, becomes an item with an ``error``: the run goes on.
 """
 
@@ -380,7 +380,7 @@ class _Handoff(Generic[T]):
 class BulkRun:
     """A bulk run: iterate it for the items as they complete; ``summary`` grows with it.
 
-    Use ``async with`` (or call :meth:`aclose`) so that breaking out of the loop
+    Use ``async with`` (or call `aclose`) so that breaking out of the loop
     stops every request still in flight at once::
 
         async with client.check_many(numbers, concurrency=32) as run:
@@ -625,7 +625,7 @@ class ResultsFile:
     """An append-only results file (JSON Lines, or CSV) that a crash cannot corrupt.
 
     Each record is written with one ``write`` and flushed at once, so a process killed
-    at any moment leaves at most a half-written last line; :meth:`open` with
+    at any moment leaves at most a half-written last line; `open` with
     ``resume=True`` cuts it off and returns the keys already done.
     """
 

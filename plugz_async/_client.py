@@ -121,7 +121,7 @@ def _base_url(value: str) -> str:
 class PlugzClient:
     """An async client for one PlugzAPI (or Z-API) instance.
 
-    Use it as an async context manager, or call :meth:`aclose` when done::
+    Use it as an async context manager, or call `aclose` when done::
 
         async with PlugzClient(instance_id=..., instance_token=..., client_token=...) as client:
             availability = await client.check_availability("+55 44 99999-9999")
@@ -136,8 +136,8 @@ class PlugzClient:
             then never closes it. Without one, the client opens (and closes) its own.
         timeout: the per-attempt timeout, in seconds (total) or as an
             ``aiohttp.ClientTimeout``; default 30 s in all, 10 s to connect.
-        retry: the default :class:`RetryPolicy` for every call.
-        on_retry: called with a :class:`RetryEvent` before each retry's wait.
+        retry: the default `RetryPolicy` for every call.
+        on_retry: called with a `RetryEvent` before each retry's wait.
         clock: the source of time and sleep (``FakeClock`` in tests).
         max_connections: the connection pool's size, when the client opens its session.
         trace_configs: aiohttp ``TraceConfig`` objects for your tracing, given to the session
@@ -242,7 +242,7 @@ class PlugzClient:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
+        """Whether `aclose` was called."""
         return self._state is _State.CLOSED
 
     def for_instance(self, instance_id: str, instance_token: str) -> PlugzClient:
@@ -275,7 +275,7 @@ class PlugzClient:
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
     ) -> BulkRun:
-        r"""Check many numbers: a :class:`BulkRun` to iterate for items as they complete.
+        r"""Check many numbers: a `BulkRun` to iterate for items as they complete.
 
         Args:
             numbers: an iterable or async iterable of text, ``PhoneNumber`` objects,
@@ -378,12 +378,12 @@ class PlugzClient:
 
         Args:
             number: the phone number, as text (``"+55 44 99999-9999"``) or a
-                :class:`PhoneNumber`.
-            retry: a :class:`RetryPolicy` for this call only.
+                `PhoneNumber`.
+            retry: a `RetryPolicy` for this call only.
             timeout: a per-attempt timeout for this call only.
 
         Returns:
-            The :class:`Availability`, stamped with the moment it was received.
+            The `Availability`, stamped with the moment it was received.
 
         Raises:
             InvalidPhoneNumber: before any request, for a number that cannot exist.
@@ -578,7 +578,7 @@ class PlugzClient:
         device_poll_interval: float = 3.0,
         on_event: Callable[[RegistrationEvent], object] | None = None,
     ) -> Registration:
-        """A driver for the whole registration of ``number``; see :class:`Registration`.
+        """A driver for the whole registration of ``number``; see `Registration`.
 
         Raises:
             InvalidPhoneNumber: for a number that cannot exist (nothing is sent).

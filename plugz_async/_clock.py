@@ -1,7 +1,7 @@
 """Time, injected: the wall clock, the monotonic clock and sleeping, in one object.
 
-The planner and the retry waits take a :class:`Clock`, so every schedule and every
-backoff can be tested without sleeping: :class:`FakeClock` moves only when told to
+The planner and the retry waits take a `Clock`, so every schedule and every
+backoff can be tested without sleeping: `FakeClock` moves only when told to
 (or when something sleeps on it).
 """
 
@@ -47,11 +47,11 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock for tests: time passes only through :meth:`advance` or :meth:`sleep`.
+    """A clock for tests: time passes only through `advance` or `sleep`.
 
     ``sleep`` advances the clock at once by the seconds asked (and yields to the
     event loop once), so code that waits an hour runs in microseconds. Every sleep
-    is recorded in :attr:`sleeps`. :meth:`jump_wall` moves the wall clock alone, as
+    is recorded in :attr:`sleeps`. `jump_wall` moves the wall clock alone, as
     an NTP step or a user changing the system time would. ``on_advance`` hears every
     move: ``FakeClock(on_advance=sandbox.advance)`` keeps the sandbox's clock in step.
 

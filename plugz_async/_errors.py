@@ -1,6 +1,6 @@
 """The errors plugz-async raises: one tree, one root.
 
-Every exception the SDK raises derives from :class:`PlugzError`. Each branch also
+Every exception the SDK raises derives from `PlugzError`. Each branch also
 derives from the builtin a caller would naturally catch, so ``except ValueError``
 or ``except TimeoutError`` keeps working in code that does not know the SDK::
 

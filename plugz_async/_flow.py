@@ -3,7 +3,7 @@
 check → plan → wait for the first channel → request the code → captcha if asked →
 confirm the code → PIN if asked → device transfer if asked → connected.
 
-Every ending is a :class:`RegistrationResult`; errors that are not an ending (the
+Every ending is a `RegistrationResult`; errors that are not an ending (the
 API failing, the network failing) are raised as the client raises them.
 """
 
@@ -160,7 +160,7 @@ class Registration:
     """Drives one number's registration; make it with ``client.registration(number)``.
 
     ``await registration.run(code=...)`` goes through every step and returns a
-    :class:`RegistrationResult`. Progress comes as :class:`RegistrationEvent` objects,
+    `RegistrationResult`. Progress comes as `RegistrationEvent` objects,
     through ``on_event`` or ``async for event in registration.events()``.
     """
 

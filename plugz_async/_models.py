@@ -4,7 +4,7 @@ The API is loose: numbers come as ints, floats or numeric strings (``30``,
 ``30.0``, ``"30"``), booleans sometimes as ``"true"`` or ``1``, fields go
 missing and new ones appear. Decoding accepts all of that, fills documented
 defaults, keeps every field as received in ``raw``, and raises
-:class:`ResponseDecodeError` only for a value that cannot mean what the field
+`ResponseDecodeError` only for a value that cannot mean what the field
 says (``"soon"`` for a number of seconds).
 """
 
@@ -238,7 +238,7 @@ class UnbanStatus(StrEnum):
 
 
 def read_optional_seconds(data: Mapping[str, Any], key: str, route: str) -> float | None:
-    """Like :func:`read_seconds`, but ``None`` when the field is missing or null."""
+    """Like `read_seconds`, but ``None`` when the field is missing or null."""
     return None if data.get(key) is None else read_seconds(data, key, route)
 
 

@@ -12,7 +12,7 @@ country code is read as a national number of that region.
 
 Decimal digits of any script (full-width, Arabic-Indic, Devanagari...) are read as
 the digits they stand for; letters (``1-800-FLOWERS``), extensions and anything
-that is not a possible number for its country raise :class:`InvalidPhoneNumber`.
+that is not a possible number for its country raise `InvalidPhoneNumber`.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def _normalise(text: str) -> str:
 class PhoneNumber:
     """A phone number split the way the API wants it.
 
-    Construct it from its parts, or with :meth:`parse` from text. Either way an
-    impossible number raises :class:`InvalidPhoneNumber` at once.
+    Construct it from its parts, or with `parse` from text. Either way an
+    impossible number raises `InvalidPhoneNumber` at once.
 
     Attributes:
         ddi: the country calling code, digits only (``"55"``).
@@ -228,7 +228,7 @@ class PhoneNumber:
         return {"ddi": self.ddi, "phone": self.phone}
 
     def wire_json(self) -> bytes:
-        """:meth:`to_wire` as JSON bytes; both parts are ASCII digits, so nothing needs
+        """`to_wire` as JSON bytes; both parts are ASCII digits, so nothing needs
         escaping and no encoder is needed."""
         return b'{"ddi":"%s","phone":"%s"}' % (self.ddi.encode(), self.phone.encode())
 

@@ -1,7 +1,7 @@
 """The registration planner: when each code-request channel becomes usable.
 
-Pure: no network, and time only through an injected :class:`Clock`. A plan is
-made from an :class:`Availability`; each channel's ``ready_at`` is the moment the
+Pure: no network, and time only through an injected `Clock`. A plan is
+made from an `Availability`; each channel's ``ready_at`` is the moment the
 answer was received, plus the channel's wait seconds, plus the planner's margin.
 Waiting is done on the monotonic clock, so a plan never fires early when the wall
 clock jumps; wall-clock times (aware UTC) are kept for people and for storage.
@@ -78,7 +78,7 @@ def _preference(value: Iterable[Channel | str]) -> tuple[Channel, ...]:
 class RegistrationPlanner:
     """Turns availability answers into plans.
 
-    Args:
+    Attributes:
         preference: the channels to use, in the order to prefer them when two open
             at the same moment.
         allow_wa_old: whether the in-app pop-up channel may be used. It needs the
@@ -159,7 +159,7 @@ class RegistrationPlanner:
         )
 
     def assess(self, availability: Availability) -> tuple[Outcome, float, list[Step]]:
-        """What :meth:`plan` decides, without building the plan (bulk summaries use it).
+        """What `plan` decides, without building the plan (bulk summaries use it).
 
         Returns the outcome, the moment the answer was received on the planner's
         monotonic clock, and for each channel ``(channel, the server's wait, the delay
@@ -210,7 +210,7 @@ class RegistrationPlan:
     Attributes:
         number: the number planned for.
         outcome: what the availability answer means, at planning time.
-        windows: one :class:`ChannelWindow` per channel (SMS, voice, wa_old).
+        windows: one `ChannelWindow` per channel (SMS, voice, wa_old).
         preference: the planner's channel order, for breaking ties.
         reason: the server's reason, when it gave one.
         appeal_token: when banned, the token for an unban request.
@@ -362,7 +362,7 @@ class RegistrationPlan:
         return plan
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, times in ISO-8601 UTC; :meth:`from_dict` reads it back."""
+        """A JSON-ready dict, times in ISO-8601 UTC; `from_dict` reads it back."""
         return {
             "version": PLAN_FORMAT_VERSION,
             "number": self.number.e164,
@@ -389,7 +389,7 @@ class RegistrationPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, clock: Clock | None = None) -> RegistrationPlan:
-        """Rebuild a plan stored with :meth:`to_dict`, perhaps in another process.
+        """Rebuild a plan stored with `to_dict`, perhaps in another process.
 
         The monotonic times are placed from the stored wall-clock times, as seen
         from ``clock`` now.

@@ -2,7 +2,7 @@
 
 The instance token travels in the URL path and the Client-Token in a header; the
 server even echoes a refused Client-Token in its error text. Every message, log
-record, ``repr`` and excerpt the SDK builds passes through a :class:`Redactor`
+record, ``repr`` and excerpt the SDK builds passes through a `Redactor`
 first.
 """
 

@@ -1,10 +1,10 @@
 """When to try a request again, and how long to wait first.
 
-:class:`RetryPolicy` says it in the SDK's own words; :func:`call_with_retry` turns
+`RetryPolicy` says it in the SDK's own words; `call_with_retry` turns
 it into ``tenacity.AsyncRetrying`` arguments in this one place, so tenacity never
 shows through the public API.
 
-What is retried depends on the route's :class:`RetrySafety`:
+What is retried depends on the route's `RetrySafety`:
 
 - ``SAFE`` routes (the availability check, polling a device transfer): connection
   failures and timeouts, and the statuses that may succeed on a second try (408,

@@ -3,7 +3,7 @@
 plugz-async registers this module as a pytest plugin, so once it is installed the
 fixtures below are there in every test, with no import and no conftest:
 
-- ``plugz_sandbox``: a running sandbox (a :class:`~plugz_async.sandbox.SandboxThread`,
+- ``plugz_sandbox``: a running sandbox (a `~plugz_async.sandbox.SandboxThread`,
   served from a thread, so it works with any event loop, or none); script it with
   ``plugz_sandbox.then(...)``, read what it received with ``plugz_sandbox.requests()``.
 - ``plugz_env``: the ``PLUGZ_*`` variables set to the sandbox, so code that calls

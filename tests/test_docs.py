@@ -180,3 +180,13 @@ async def test_the_flow_follows_the_sequence_diagram(api: Sandbox, number: str) 
     positions = [order.index(route) for route in sent]
     assert positions == sorted(positions)
     assert sent[0] == "registration-available" and "confirm-registration-code" in sent
+
+
+def test_notebooks_are_kept_without_outputs() -> None:
+    import json
+
+    for path in (ROOT / "docs" / "notebooks").glob("*.ipynb"):
+        notebook = json.loads(path.read_text())
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, path.name

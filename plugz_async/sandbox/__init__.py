@@ -1,12 +1,12 @@
 """The sandbox: a local stand-in of the PlugzAPI mobile-registration API.
 
 Run the whole registration flow with no account, no phone and no network: the
-real routes and checks, documented test numbers (see :data:`SCENARIOS` and
+real routes and checks, documented test numbers (see `SCENARIOS` and
 ``plugz-async sandbox --help``), faults on demand, and a control API under
 ``/_sandbox/`` for tests.
 
-Start it in this event loop with :func:`running`, in a thread with
-:class:`SandboxThread`, from the command line with ``plugz-async sandbox``, or in
+Start it in this event loop with `running`, in a thread with
+`SandboxThread`, from the command line with ``plugz-async sandbox``, or in
 your tests with the ``plugz_sandbox`` pytest fixture.
 """
 

@@ -121,7 +121,7 @@ class Sandbox(_Control):
 
     Attributes:
         base_url: where it listens, e.g. ``http://127.0.0.1:41234``.
-        config: its :class:`SandboxConfig` (test credentials included).
+        config: its `SandboxConfig` (test credentials included).
         state: its state: scripts, the request log, the clock.
         client: a ``PlugzClient`` for it, open until the ``async with`` block ends.
     """
