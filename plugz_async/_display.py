@@ -100,8 +100,15 @@ def plot_plan(plan: RegistrationPlan, ax: Any = None) -> Any:
         ax.barh(row, max(delay, 0.5), left=0, color=color, alpha=0.35 if window.eligible else 0.6)
         if window.eligible:
             ax.plot([delay], [row], marker="|", markersize=18, color="tab:green")
+            label = "open now" if delay <= 0 else f"opens at +{delay:g} s"
+        else:
+            label = f"not used: {window.why_not}"
+        ax.annotate(
+            label, (max(delay, 0.0), row), xytext=(6, 0), textcoords="offset points", va="center"
+        )
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("seconds after the answer")
+    ax.set_xlim(0, max(10.0, *(ax.get_xlim()[1:])) * 1.35)
     ax.set_title(f"{plan.number}: {plan.outcome.value}", fontsize=10)
     ax.invert_yaxis()
     return ax
