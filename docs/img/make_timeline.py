@@ -1,4 +1,4 @@
-"""Draw docs/img/plan-timeline.png, the planner page's figure: ``python docs/img/make_timeline.py``."""
+"""Draw docs/img/plan-timeline.png (the planner page): ``python docs/img/make_timeline.py``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import plugz_async as pz  # noqa: E402
+import plugz_async as pz
 
 
 async def main() -> None:
