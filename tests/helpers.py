@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from plugz_async.sandbox import SandboxConfig
 
@@ -29,3 +30,13 @@ def fuzz(default: int | None = None) -> settings:
     if "PLUGZ_FUZZ_EXAMPLES" in os.environ:
         examples = FUZZ_EXAMPLES
     return settings(max_examples=examples, deadline=None)
+
+
+# Any JSON value: what a server could send where an object is expected.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=14), inner, max_size=5)
+    ),
+    max_leaves=16,
+)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FUZZ_BIG, fuzz
+from helpers import FUZZ_BIG, JSON_VALUES, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,13 +110,6 @@ DECODERS = {
     "mobile/request-unbanning": lambda data: decode_unban_request(data, observed_at=NOW, route="r"),
 }
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=14), inner, max_size=5)
-    ),
-    max_leaves=16,
-)
 FIELDS = [
     "available",
     "blocked",

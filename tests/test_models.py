@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from helpers import fuzz
+from helpers import JSON_VALUES, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -136,13 +136,7 @@ def test_availability_is_frozen_and_hashable() -> None:
         a.available = False  # type: ignore[misc]
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+JSON = JSON_VALUES
 FIELDS = [
     "available",
     "blocked",

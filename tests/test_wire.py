@@ -18,9 +18,10 @@ from aioresponses import core as aioresponses_core
 import plugz_async as pz
 from plugz_async._transport import parse_retry_after
 
-BASE = "https://api.plugzapi.com.br"
+# aioresponses answers every request of these tests: nothing leaves the process.
+MOCKED = "https://api.plugzapi.com.br"
 ID, TOKEN, CLIENT_TOKEN = "inst-1", "tok-SECRET-1", "ct-SECRET-2"
-URL = f"{BASE}/instances/{ID}/token/{TOKEN}/mobile/registration-available"
+URL = f"{MOCKED}/instances/{ID}/token/{TOKEN}/mobile/registration-available"
 OK = {"available": True, "smsWaitSeconds": 0, "voiceWaitSeconds": 0, "waOldWaitSeconds": 0}
 
 
