@@ -80,6 +80,7 @@ from ._render import (
     local_time,
     opens_table,
     results_table,
+    summary_line,
     summary_table,
     to_json,
 )
@@ -480,6 +481,7 @@ async def _demo(app: _App) -> int:
     labels = {index: label for index, (_, label) in enumerate(numbers)}
     now = app.clock.now()
     app.out.print(results_table(items, now, title="Availability and plan", labels=labels))
+    app.out.print(summary_line(summary), markup=False)
     app.out.print(summary_table(summary))
     app.out.print(
         textwrap.dedent(
@@ -634,6 +636,7 @@ async def _bulk(app: _App) -> int:
     if args.json_summary:
         app.print_json({**run.summary.to_dict(), "skipped": len(done), "out": str(args.out)})
         return EXIT_OK
+    app.out.print(summary_line(run.summary), markup=False)
     app.out.print(summary_table(run.summary))
     opens = opens_table(run.summary, app.clock.now())
     if opens is not None:

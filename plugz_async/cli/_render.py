@@ -122,13 +122,17 @@ def results_table(
     return table
 
 
-def summary_table(summary: BulkSummary) -> Table:
-    """Counts by outcome and errors by class; attempts, rate; when channels open."""
-    caption = (
+def summary_line(summary: BulkSummary) -> str:
+    """The run in one line: how many, how long, how fast, how many requests."""
+    return (
         f"{summary.total} numbers in {summary.wall_time:.1f} s ({summary.rate:.0f}/s), "
         f"{summary.attempts} requests, {summary.retries} retries"
     )
-    table = Table(caption=caption, caption_justify="left")
+
+
+def summary_table(summary: BulkSummary) -> Table:
+    """Counts by outcome and errors by class."""
+    table = Table()
     table.add_column("Outcome")
     table.add_column("Count", justify="right")
     for outcome in Outcome:
