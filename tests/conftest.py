@@ -11,6 +11,26 @@ from plugz_async.sandbox import Sandbox, running
 
 pytest_plugins = ["pytester"]
 
+_LOOPBACK = ("localhost", "127.", "::1")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches beyond loopback: resolving any other host fails at once.
+
+    (aiohttp resolves every host through ``socket.getaddrinfo``; tests that mock the real
+    API's address with aioresponses never resolve it.)
+    """
+    real = socket.getaddrinfo
+
+    def guarded(host: object, *args: object, **kwargs: object) -> object:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if not name.startswith(_LOOPBACK):
+            raise OSError(f"tests stay on loopback: refusing to resolve {name!r}")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
 
 @pytest.fixture
 async def api() -> AsyncIterator[Sandbox]:

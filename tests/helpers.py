@@ -40,3 +40,27 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=16,
 )
+
+# The fields the API's answers document: availability, then the rest of the flow and errors.
+AVAILABILITY_FIELDS = [
+    "available",
+    "blocked",
+    "appealToken",
+    "smsWaitSeconds",
+    "voiceWaitSeconds",
+    "waOldWaitSeconds",
+    "waOldEligible",
+    "reason",
+]
+RESPONSE_FIELDS = [
+    *AVAILABILITY_FIELDS,
+    "success",
+    "captcha",
+    "retryAfter",
+    "method",
+    "confirmSecurityCode",
+    "deviceConfirm",
+    "status",
+    "error",
+    "message",
+]

@@ -310,3 +310,12 @@ def test_repr_and_redact_hide_secrets() -> None:
     client = pz.PlugzClient("inst", "tok-SECRET", "ct-SECRET")
     assert "SECRET" not in repr(client)
     assert client.redact("url /token/tok-SECRET/ and ct-SECRET") == "url /token/***/ and ***"
+
+
+async def test_the_suite_cannot_reach_the_real_api() -> None:
+    # The autouse guard in conftest.py: the default host is refused before any connection.
+    client = pz.PlugzClient("instance", "token-1234", "client-5678", retry=pz.RetryPolicy.none())
+    async with client:
+        with pytest.raises(pz.ConnectError, match=r"api\.plugzapi\.com\.br:443") as info:
+            await client.check_availability("+55 11 90000-0001")
+    assert "tests stay on loopback" in str(info.value.__cause__.__cause__ or info.value.__cause__)

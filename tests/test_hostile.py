@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FUZZ_BIG, JSON_VALUES, fuzz
+from helpers import FUZZ_BIG, JSON_VALUES, RESPONSE_FIELDS, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,25 +110,7 @@ DECODERS = {
     "mobile/request-unbanning": lambda data: decode_unban_request(data, observed_at=NOW, route="r"),
 }
 
-FIELDS = [
-    "available",
-    "blocked",
-    "appealToken",
-    "smsWaitSeconds",
-    "voiceWaitSeconds",
-    "waOldWaitSeconds",
-    "waOldEligible",
-    "reason",
-    "success",
-    "captcha",
-    "retryAfter",
-    "method",
-    "confirmSecurityCode",
-    "deviceConfirm",
-    "status",
-    "error",
-    "message",
-]
+FIELDS = RESPONSE_FIELDS
 OBJECTS = st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=8)
 
 

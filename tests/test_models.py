@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from helpers import JSON_VALUES, fuzz
+from helpers import AVAILABILITY_FIELDS, JSON_VALUES, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -137,16 +137,7 @@ def test_availability_is_frozen_and_hashable() -> None:
 
 
 JSON = JSON_VALUES
-FIELDS = [
-    "available",
-    "blocked",
-    "appealToken",
-    "smsWaitSeconds",
-    "voiceWaitSeconds",
-    "waOldWaitSeconds",
-    "waOldEligible",
-    "reason",
-]
+FIELDS = AVAILABILITY_FIELDS
 
 
 @pytest.mark.fuzz
