@@ -8,7 +8,8 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
     async with pz.PlugzClient(instance_id=..., instance_token=..., client_token=...) as client:
         availability = await client.check_availability("+55 44 99999-9999")
         plan = pz.RegistrationPlanner().plan(availability)
-        await plan.wait_until_ready(plan.next_channel())
+        if (channel := plan.next_channel()) is not None:  # None: banned, unavailable...
+            await plan.wait_until_ready(channel)
 """
 
 import typing as _typing
@@ -28,6 +29,7 @@ from ._errors import (
     InvalidPhoneNumber,
     MethodNotAllowedError,
     NoChannelError,
+    OutageError,
     PlanDataError,
     PlugzError,
     RateLimitError,
@@ -108,6 +110,7 @@ __all__ = [
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
     "NoChannelError",
+    "OutageError",
     "Outcome",
     "PhoneNumber",
     "PinConfirmation",

@@ -5,7 +5,11 @@ concurrency, not on the length of the input), keeps at most ``concurrency``
 requests in flight, paces every attempt (retries included) with an ``aiolimiter``
 limiter, pauses the whole run when the server answers 429, and yields a
 `BulkItem` per input row as each completes. A row that cannot be read, or
-any error, becomes an item with an ``error``: the run goes on.
+any error of its own, becomes an item with an ``error``: the run goes on.
+
+Errors that are about the run, not the row, stop it: a refused credential or an
+unknown instance (the same for every row of that instance), and an outage (row
+after row failing to reach the API). See `BulkRun`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import (
@@ -26,16 +31,28 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
     Mapping,
 )
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-from ._errors import InvalidArgument, PlugzError, RateLimitError
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InstanceNotFoundError,
+    InvalidArgument,
+    OutageError,
+    PlugzError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
 from ._models import Availability, Channel
 from ._phone import PhoneNumber
 from ._planner import RegistrationPlan, RegistrationPlanner
@@ -62,6 +79,38 @@ T = TypeVar("T")
 INSTANCE_CACHE = 256
 # Channel-opening times the summary keeps for its medians (a reservoir sample beyond it).
 SPREAD_SAMPLE = 10_000
+# Rows in a row that may fail to reach the API before a run stops as in an outage.
+MAX_CONSECUTIVE_FAILURES = 30
+
+# Errors that are the same for every row of an instance: they stop the run (or the instance).
+RUN_ERRORS = (AuthenticationError, InstanceNotFoundError, ConfigurationError)
+# Errors that say the API could not be reached or failed: counted towards an outage.
+OUTAGE_ERRORS = (TransportError, ServerError)
+# Errors that belong to the row for good: its record is final, a resume does not redo it.
+FINAL_ERRORS = (InvalidArgument, BadRequestError)
+FINAL_ERROR_NAMES = frozenset({"InvalidArgument", "InvalidPhoneNumber", "BadRequestError"})
+
+
+def is_final(error: BaseException | None) -> bool:
+    """Whether a row that ended with ``error`` is done for good (``None``: an answer).
+
+    An answer, a number that cannot exist or a 400 for the row's own body are final.
+    Anything else (a 5xx, a timeout, a refused connection, a 429 beyond the retry
+    policy, a refused credential, a bug) passed, or may pass: a resume does the row again.
+    """
+    return error is None or isinstance(error, FINAL_ERRORS)
+
+
+def record_is_final(record: Mapping[str, Any]) -> bool:
+    """`is_final` for a results-file record (a JSON record, or a CSV row)."""
+    final = record.get("final")
+    if isinstance(final, bool):
+        return final
+    if final in ("True", "False"):
+        return bool(final == "True")
+    error = record.get("error")
+    name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
+    return not name or str(name) in FINAL_ERROR_NAMES
 
 
 class Limiter(Protocol):
@@ -177,6 +226,13 @@ class BulkItem:
         return self.error is None
 
     @property
+    def final(self) -> bool:
+        """Whether the row is done for good: an answer, or an error of the row's own (a
+        number that cannot exist, a 400). ``False`` for an error that may pass (a 5xx, a
+        timeout, a refused credential...): a resumed run checks the row again."""
+        return is_final(self.error)
+
+    @property
     def outcome(self) -> str:
         """The plan's outcome (``"ready"``, ``"wait"``...), or ``"error"``."""
         plan = self.plan
@@ -192,6 +248,7 @@ class BulkItem:
             "number": None if self.number is None else self.number.e164,
             "instance_id": self.instance_id,
             "outcome": self.outcome,
+            "final": self.final,
             "attempts": self.attempts,
             "availability": None if self.availability is None else self.availability.to_dict(),
             "plan": None if plan is None else plan.to_dict(),
@@ -261,6 +318,10 @@ class BulkSummary:
     started: float = 0.0
     wall_time: float = 0.0
     opens: dict[Channel, _Spread] = attrs.field(factory=lambda: {c: _Spread() for c in Channel})
+    pending: int = 0
+    """Rows that ended in an error that may pass (see `BulkItem.final`): to do again."""
+    stopped: str | None = None
+    """The class of the error that stopped the run early, if one did."""
 
     def _repr_html_(self) -> str:
         from ._display import summary_html
@@ -285,6 +346,8 @@ class BulkSummary:
         if availability is None:
             self.outcomes["error"] += 1
             self.errors[type(item.error).__name__] += 1
+            if not item.final:
+                self.pending += 1
             return
         # The planner's verdict without building a plan: items plan lazily.
         outcome, _, steps = planner.assess(availability)
@@ -305,6 +368,8 @@ class BulkSummary:
             "retries": self.retries,
             "wall_time": round(self.wall_time, 3),
             "rate": round(self.rate, 1),
+            "pending": self.pending,
+            "stopped": self.stopped,
             "opens": {channel.value: spread.to_dict() for channel, spread in self.opens.items()},
         }
 
@@ -377,6 +442,14 @@ class _Handoff(Generic[T]):
         return item
 
 
+class _Halt(Exception):
+    """Raised inside a worker: the run must stop with ``error``."""
+
+    def __init__(self, error: PlugzError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class BulkRun:
     """A bulk run: iterate it for the items as they complete; ``summary`` grows with it.
 
@@ -387,6 +460,27 @@ class BulkRun:
             async for item in run:
                 ...
         print(run.summary.to_dict())
+
+    **When a run stops early.** A row's own error (a number that cannot exist, a 400, a
+    5xx after its retries) is that row's item, and the run goes on. Two kinds of error
+    stop it instead, since every further row would meet them too:
+
+    - a refused credential (`AuthenticationError`), an unknown instance
+      (`InstanceNotFoundError`) or a `ConfigurationError` on the client's own instance:
+      the run stops sending, cancels what is in flight, yields the items already
+      completed, then raises that error. With ``on_run_error="record"`` it records the
+      error as the item of each remaining row instead (nothing more is sent for them).
+      For rows with an instance of their own (``instance_id``/``instance_token``), the
+      error belongs to that instance: its remaining rows are recorded as failed with it,
+      unsent, and the other instances go on; a refused Client-Token is the account's,
+      and stops the run whatever the instance.
+    - ``max_consecutive_failures`` rows in a row ending in a `TransportError` (refused,
+      reset, timed out) or a `ServerError` after their retries: the API is down or
+      unreachable for everyone, and the run raises `OutageError` (``None`` turns this off).
+
+    Rows cut short by a stop are not yielded: a resumed run (``plugz-async bulk --resume``,
+    or your own bookkeeping of ``item.key``) does them again, as it does every item whose
+    ``final`` is false.
     """
 
     def __init__(
@@ -400,11 +494,17 @@ class BulkRun:
         planner: RegistrationPlanner | None,
         retry: RetryPolicy | None,
         timeout: Any,
+        on_run_error: Literal["raise", "record"] = "raise",
+        max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgument("concurrency must be at least 1")
         if max_rate is not None and not max_rate > 0:
             raise InvalidArgument("max_rate must be more than 0 requests a second")
+        if on_run_error not in ("raise", "record"):
+            raise InvalidArgument("on_run_error must be 'raise' or 'record'")
+        if max_consecutive_failures is not None and max_consecutive_failures < 1:
+            raise InvalidArgument("max_consecutive_failures must be at least 1, or None")
         if limiter is None and max_rate is not None:
             from aiolimiter import AsyncLimiter
 
@@ -418,6 +518,12 @@ class BulkRun:
         self._timeout = timeout
         self._gate = _Gate(limiter, client.clock)
         self._clients: OrderedDict[tuple[str, str], PlugzClient] = OrderedDict()
+        self._record_run_errors = on_run_error == "record"
+        self._max_failures = max_consecutive_failures
+        self._failures = 0  # rows in a row that failed to reach the API
+        # Instances whose credentials were refused: their rows are recorded unsent.
+        # The key None is the client's own instance; "*" is the whole account.
+        self._refused: dict[str | None, PlugzError] = {}
         self.summary = BulkSummary(started=client.clock.monotonic())
         self._iterator: AsyncGenerator[BulkItem, None] | None = None
 
@@ -451,15 +557,18 @@ class BulkRun:
         numbers = self._numbers
         counter = itertools.count()
         queue: _Handoff[BulkItem | None] = _Handoff(self._concurrency)
+        stop: list[BaseException] = []  # what ended the run early: a run error, or a bug
 
         async def hand_over(row: Row) -> None:
-            await queue.put(await self._one(next(counter), row))
+            item = await self._one(next(counter), row)
+            await queue.put(item)
+            self._judge(item)  # after the hand-over: the row that shows an outage is kept
 
         if isinstance(numbers, AsyncIterable):
             rows = aiter(numbers)
             lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
 
-            async def work() -> None:
+            async def pull() -> None:
                 while True:
                     async with lock:
                         try:
@@ -471,17 +580,29 @@ class BulkRun:
         else:
             plain = iter(numbers)
 
-            async def work() -> None:
+            async def pull() -> None:
                 for row in plain:  # the workers share one iterator: each row goes once
                     await hand_over(row)
 
-        failure: list[BaseException] = []
+        async def work() -> None:
+            try:
+                await pull()
+            except _Halt as halt:
+                halt_run(halt.error)
+            except Exception as error:  # a worker broke (a bug): end the run with it
+                halt_run(error)
+
+        def halt_run(error: BaseException) -> None:
+            # Stop sending at once: the other workers' requests are cancelled mid-flight.
+            if not stop:
+                stop.append(error)
+                me = asyncio.current_task()
+                for worker in workers:
+                    if worker is not me:
+                        worker.cancel()
 
         async def finish() -> None:
-            try:
-                await asyncio.gather(*workers)
-            except Exception as error:  # a worker broke (a bug): end the run with it
-                failure.append(error)
+            await asyncio.gather(*workers, return_exceptions=True)
             await queue.put(None)  # the workers are done: so is the run
 
         workers = [asyncio.ensure_future(work()) for _ in range(self._concurrency)]
@@ -491,12 +612,44 @@ class BulkRun:
             while (item := await queue.get()) is not None:
                 self.summary.add(item, clock.monotonic(), self._planner)
                 yield item
-            if failure:
-                raise failure[0]
+            if stop:
+                self.summary.stopped = type(stop[0]).__name__
+                raise stop[0]
         finally:
             for task in (*workers, closer):
                 task.cancel()
             await asyncio.gather(*workers, closer, return_exceptions=True)
+
+    def _judge(self, item: BulkItem) -> None:
+        """Count the item towards an outage; stop the run when there is one."""
+        error = item.error
+        if isinstance(error, OUTAGE_ERRORS) and item.attempts:
+            self._failures += 1
+            if self._max_failures is not None and self._failures >= self._max_failures:
+                raise _Halt(
+                    OutageError(
+                        f"the API failed for {self._failures} rows in a row; the last: "
+                        f"{type(error).__name__}: {error}",
+                        failures=self._failures,
+                        last_error=error,
+                    )
+                )
+        elif item.attempts:  # the API answered (an answer, or an error of the row's own)
+            self._failures = 0
+
+    def _refuse(self, error: PlugzError, instance_id: str | None) -> None:
+        """A run error: stop the run, or record the instance's rows as failed from now on."""
+        account_wide = isinstance(error, AuthenticationError) and error.credential == (
+            "client_token"
+        )
+        if (instance_id is None or account_wide) and not self._record_run_errors:
+            raise _Halt(error)
+        self._refused["*" if account_wide else instance_id] = error
+
+    def _refused_for(self, instance_id: str | None) -> PlugzError | None:
+        if not self._refused:
+            return None
+        return self._refused.get("*") or self._refused.get(instance_id)
 
     def _client_for(self, row: BulkRow) -> PlugzClient:
         if row.instance_id is None or row.instance_token is None:
@@ -504,7 +657,10 @@ class BulkRun:
         key = (row.instance_id, row.instance_token)
         client = self._clients.get(key)
         if client is None:
-            client = self._client.for_instance(row.instance_id, row.instance_token)
+            try:
+                client = self._client.for_instance(row.instance_id, row.instance_token)
+            except ConfigurationError as exc:  # the row's own credentials cannot be sent
+                raise InvalidArgument(f"the row's instance: {exc}") from None
             self._clients[key] = client
             if len(self._clients) > INSTANCE_CACHE:
                 self._clients.popitem(last=False)
@@ -536,8 +692,13 @@ class BulkRun:
                     raise InvalidArgument(
                         f"a row must be text, a PhoneNumber or a mapping, not {kind}"
                     )
+            refused = self._refused_for(instance_id)
+            if refused is not None:
+                raise refused  # the instance's credentials were refused: not sent again
             availability = await client._check(number, self._retry, self._timeout, self._gate)
         except Exception as error:  # the row's failure is its item; the run goes on
+            if isinstance(error, RUN_ERRORS) and attempts[0]:
+                self._refuse(error, instance_id)
             if not isinstance(error, PlugzError):
                 logger.exception("row %d failed unexpectedly", index)
             return BulkItem(
@@ -571,6 +732,7 @@ CSV_FIELDS = [
     "number",
     "instance_id",
     "outcome",
+    "final",
     "attempts",
     "available",
     "blocked",
@@ -603,6 +765,7 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "number": record.get("number"),
         "instance_id": record.get("instance_id"),
         "outcome": record.get("outcome"),
+        "final": record_is_final(record),
         "attempts": record.get("attempts"),
         "available": availability.get("available"),
         "blocked": availability.get("blocked"),
@@ -621,54 +784,154 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+FORMATS = ("jsonl", "csv")
+
+
+def format_of(path: Path) -> str:
+    """The format of a results file: from its content when it has some, else from its
+    name (``.csv`` is CSV, anything else JSON Lines)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        start = b""
+    if start.startswith(b"{"):
+        return "jsonl"
+    if start.startswith(b"key,"):
+        return "csv"
+    return "csv" if Path(path).suffix.lower() == ".csv" else "jsonl"
+
+
 class ResultsFile:
-    """An append-only results file (JSON Lines, or CSV) that a crash cannot corrupt.
+    """A results file (JSON Lines, or CSV) that a crash cannot corrupt, and that holds
+    one record per row at every moment a reader can see it.
 
     Each record is written with one ``write`` and flushed at once, so a process killed
-    at any moment leaves at most a half-written last line; `open` with
-    ``resume=True`` cuts it off and returns the keys already done.
+    at any moment leaves at most a half-written last line. `open` with ``resume=True``
+    keeps the final records (an answer, or an error of the row's own: see
+    `BulkItem.final`) and returns their keys: the rows to skip. Records of rows that
+    failed for a passing reason (a 5xx, a timeout, a refused credential) are dropped, so
+    the resumed run checks those rows again; the kept records are written to a new file
+    that then replaces the old one in one step (``os.replace``), so a crash at any point
+    leaves either the old file or the new one, never a mix.
+
+    Args:
+        path: the file.
+        format: ``"jsonl"`` or ``"csv"``; by default, the format of the file's content
+            when it has some, else ``csv`` for a ``.csv`` name and ``jsonl`` otherwise.
+
+    Attributes:
+        kept: after ``open(resume=True)``, the outcomes of the records kept, counted
+            (``"ready"``, ``"error"``...).
+        kept_errors: the error classes among them, counted.
+        dropped: how many records were dropped, to be done again.
     """
 
-    def __init__(self, path: Path, *, format: str = "jsonl") -> None:
-        if format not in ("jsonl", "csv"):
+    def __init__(self, path: str | Path, *, format: str | None = None) -> None:
+        if format is not None and format not in FORMATS:
             raise InvalidArgument("format must be 'jsonl' or 'csv'")
         self.path = Path(path)
-        self.format = format
+        found = format_of(self.path)
+        if format is not None and self._has_records() and found != format:
+            raise InvalidArgument(
+                f"{self.path} holds {_FORMAT_NAMES[found]}, not {_FORMAT_NAMES[format]}"
+            )
+        self.format = format or found
+        self.kept: Counter[str] = Counter()
+        self.kept_errors: Counter[str] = Counter()
+        self.dropped = 0
         self._file: io.TextIOWrapper | None = None
 
+    def _has_records(self) -> bool:
+        try:
+            return self.path.stat().st_size > 0 and self.path.is_file()
+        except OSError:
+            return False
+
     def open(self, *, resume: bool = False) -> set[str]:
-        """Open for appending; with ``resume``, the keys of the records already there."""
+        """Open for appending; with ``resume``, the keys of the final records already there.
+
+        Raises:
+            InvalidArgument: the file has records and ``resume`` is false; or the file
+                cannot be written (its folder is missing, it is a folder, no permission).
+        """
+        path = self.path
+        if path.is_dir():
+            raise InvalidArgument(f"{path} is a folder: give the path of a results file")
+        if not path.parent.is_dir():
+            raise InvalidArgument(f"cannot write {path}: the folder {path.parent} does not exist")
         done: set[str] = set()
-        if resume and self.path.exists():
+        if self._has_records():
+            if not resume:
+                raise InvalidArgument(f"{path} is not empty: resume it, or choose another file")
             done = self._recover()
-        elif self.path.exists() and self.path.stat().st_size:
-            raise InvalidArgument(f"{self.path} is not empty: resume it, or choose another file")
-        self._file = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        try:
+            self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
         if self.format == "csv" and self._file.tell() == 0:
             self._write(self._csv_line(dict(zip(CSV_FIELDS, CSV_FIELDS, strict=True))))
         return done
 
     def _recover(self) -> set[str]:
-        """The keys of the complete records; a half-written last record is cut off."""
+        """Keep the final records (the first for a key) and return their keys; drop the
+        rest and any half-written last line, replacing the file in one step."""
+        # A new file that a crash kept from replacing this one: this one still holds.
+        self.path.with_name(f".{self.path.name}.resume").unlink(missing_ok=True)
         data = self.path.read_bytes()
-        keep = data.rfind(b"\n") + 1  # everything after the last newline is half-written
+        whole = data.rfind(b"\n") + 1  # everything after the last newline is half-written
+        text = data[:whole].decode("utf-8", errors="replace")
         done: set[str] = set()
-        lines = data[:keep].decode("utf-8", errors="replace").splitlines()
-        if self.format == "jsonl":
-            for line in lines:
-                if line.strip():
-                    done.add(str(json.loads(line)["key"]))
-        else:
-            for row in csv.DictReader(lines):
-                done.add(str(row["key"]))
-        if keep < len(data):
+        kept: list[str] = []
+        dropped = 0
+        for line, record in self._records(text):
+            key = str(record.get("key"))
+            if key in done or not record_is_final(record):
+                dropped += 1
+                continue
+            done.add(key)
+            kept.append(line)
+            self.kept[str(record.get("outcome"))] += 1
+            error = record.get("error")
+            name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
+            if name:
+                self.kept_errors[str(name)] += 1
+        self.dropped = dropped
+        if dropped:
+            header = [self._csv_line(dict(zip(CSV_FIELDS, CSV_FIELDS, strict=True)))]
+            self._replace((header if self.format == "csv" else []) + kept)
+        elif whole < len(data):
             with open(self.path, "r+b") as f:
-                f.truncate(keep)
+                f.truncate(whole)
         return done
 
+    def _records(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(the record's text, the record) for each complete record of ``text``."""
+        if self.format == "jsonl":
+            for line in text.splitlines(keepends=True):
+                if line.strip():
+                    yield line, json.loads(line)
+            return
+        lines = text.splitlines(keepends=True)[1:]  # the header
+        for line in lines:
+            for row in csv.DictReader([line], fieldnames=CSV_FIELDS):
+                yield line, row
+
+    def _replace(self, lines: list[str]) -> None:
+        """Write ``lines`` to a new file beside the old one, then swap it in atomically."""
+        temporary = self.path.with_name(f".{self.path.name}.resume")
+        with open(temporary, "w", encoding="utf-8", newline="") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+        _sync_folder(self.path.parent)
+
     def _csv_line(self, row: Mapping[str, Any]) -> str:
+        # One record, one line: a line break inside a value would split it on recovery.
+        flat = {k: " ".join(v.splitlines()) if isinstance(v, str) else v for k, v in row.items()}
         buffer = io.StringIO()
-        csv.DictWriter(buffer, CSV_FIELDS, lineterminator="\n").writerow(row)
+        csv.DictWriter(buffer, CSV_FIELDS, lineterminator="\n").writerow(flat)
         return buffer.getvalue()
 
     def _write(self, text: str) -> None:
@@ -696,19 +959,49 @@ class ResultsFile:
         self.close()
 
 
+_FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV"}
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the system allows opening a folder)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not on every system
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover - not on every file system
+        pass
+    finally:
+        os.close(descriptor)
+
+
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSON Lines results file (a half-written last line is skipped)."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.endswith("\n") and line.strip():
-                records.append(json.loads(line))
-    return records
+    """The records of a results file, one per key (the last written), in file order.
+
+    A JSON Lines file gives the records as written; a CSV file gives its rows, flat (as
+    `flat_record` makes them, values as text). A half-written last line is skipped.
+    """
+    path = Path(path)
+    fmt = format_of(path)
+    by_key: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            for row in csv.DictReader(f):
+                by_key.pop(str(row.get("key")), None)
+                by_key[str(row.get("key"))] = dict(row)
+        else:
+            for line in f:
+                if line.endswith("\n") and line.strip():
+                    record = json.loads(line)
+                    by_key.pop(str(record.get("key")), None)
+                    by_key[str(record.get("key"))] = record
+    return list(by_key.values())
 
 
 def to_dataframe(results: Iterable[BulkItem] | Iterable[Mapping[str, Any]] | str | Path) -> Any:
-    """A ``pandas.DataFrame`` of bulk results (items, records, or a JSON Lines file): one
-    row per number, the ready times as timestamps. Needs pandas (``plugz-async[pandas]``)."""
+    """A ``pandas.DataFrame`` of bulk results (items, records, or a results file): one
+    row per key, the ready times as timestamps. Needs pandas (``plugz-async[pandas]``)."""
     try:
         import pandas
     except ImportError:  # pragma: no cover - depends on the environment
@@ -718,7 +1011,8 @@ def to_dataframe(results: Iterable[BulkItem] | Iterable[Mapping[str, Any]] | str
         records: Iterable[Mapping[str, Any]] = read_results(results)
     else:
         records = (r.to_dict() if isinstance(r, BulkItem) else r for r in results)
-    frame = pandas.DataFrame([flat_record(r) for r in records], columns=CSV_FIELDS)
+    rows = [r if "error_type" in r else flat_record(r) for r in records]
+    frame = pandas.DataFrame(rows, columns=CSV_FIELDS)
     for column in ("sms_ready_at", "voice_ready_at", "wa_old_ready_at"):
         frame[column] = pandas.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame

@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import attrs
@@ -274,6 +274,8 @@ class PlugzClient:
         planner: RegistrationPlanner | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        on_run_error: Literal["raise", "record"] = "raise",
+        max_consecutive_failures: int | None = 30,
     ) -> BulkRun:
         r"""Check many numbers: a `BulkRun` to iterate for items as they complete.
 
@@ -288,9 +290,17 @@ class PlugzClient:
             planner: plans each answer (``item.plan``, made when first read).
             retry: the retry policy for these checks.
             timeout: the per-attempt timeout for these checks.
+            on_run_error: what a refused credential or an unknown instance does:
+                ``"raise"`` stops the run and raises it (after the items already
+                completed), ``"record"`` records it as the item of every remaining row of
+                that instance, unsent. See `BulkRun`.
+            max_consecutive_failures: after this many rows in a row fail to reach the
+                API (a `TransportError` or a `ServerError`, after their retries), the run
+                stops with `OutageError`; ``None``: never.
 
         Raises:
-            InvalidArgument: concurrency below 1 or a rate of 0 or less.
+            InvalidArgument: concurrency below 1, a rate of 0 or less, a bad
+                ``on_run_error`` or ``max_consecutive_failures``.
         """
         from ._bulk import BulkRun
 
@@ -303,6 +313,8 @@ class PlugzClient:
             planner=planner,
             retry=retry,
             timeout=timeout,
+            on_run_error=on_run_error,
+            max_consecutive_failures=max_consecutive_failures,
         )
 
     def redact(self, text: str) -> str:

@@ -16,6 +16,7 @@ or ``except TimeoutError`` keeps working in code that does not know the SDK::
     ├── TransportError                (ConnectionError)
     │   ├── ConnectError                             the connection was never made
     │   └── RequestTimeout            (TimeoutError) no answer in time
+    ├── OutageError                   (ConnectionError) a bulk run met failure after failure
     └── APIError                                     the server answered with an error
         ├── BadRequestError                          400
         ├── AuthenticationError                      401, 403; 400 "client-token is not configured"
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
     "NoChannelError",
+    "OutageError",
     "PlanDataError",
     "PlugzError",
     "RateLimitError",
@@ -154,6 +156,23 @@ class RequestTimeout(TransportError, TimeoutError):
     """No complete answer arrived within the timeout (or the retry policy's deadline)."""
 
 
+class OutageError(PlugzError, ConnectionError):
+    """A bulk run stopped: row after row failed to reach the API, as in an outage.
+
+    Raised by a bulk run after ``failures`` rows in a row ended in a `TransportError`
+    or a `ServerError` (after their retries), instead of burning through the input.
+
+    Attributes:
+        failures: the rows in a row that failed.
+        last_error: the last of those rows' errors.
+    """
+
+    def __init__(self, message: str, *, failures: int, last_error: PlugzError) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.last_error = last_error
+
+
 class APIError(PlugzError):
     """The server answered, and the answer is an error.
 
@@ -192,6 +211,14 @@ class BadRequestError(APIError):
 
 class AuthenticationError(APIError):
     """The Client-Token is missing (400), invalid (401) or refused (403)."""
+
+    @property
+    def credential(self) -> str:
+        """Which secret the server refused: ``"client_token"`` when its words name the
+        Client-Token (missing or not allowed: the whole account is refused), else
+        ``"token"`` (the server did not say which one)."""
+        said = f"{self.error or ''} {self.message or ''}".lower().replace("-", " ")
+        return "client_token" if "client token" in said else "token"
 
 
 class InstanceNotFoundError(APIError):

@@ -43,6 +43,7 @@ PUBLIC = {
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
     "NoChannelError",
+    "OutageError",
     "Outcome",
     "PhoneNumber",
     "PinConfirmation",
@@ -112,6 +113,7 @@ def test_error_tree_and_builtin_bases() -> None:
     assert issubclass(pz.ConnectError, ConnectionError)
     assert issubclass(pz.ClientClosedError, RuntimeError)
     assert issubclass(pz.NoChannelError, LookupError)
+    assert issubclass(pz.OutageError, ConnectionError)
     for cls in (
         pz.BadRequestError,
         pz.AuthenticationError,
@@ -124,7 +126,7 @@ def test_error_tree_and_builtin_bases() -> None:
         assert issubclass(cls, pz.APIError)
     exported = [getattr(pz, n) for n in pz.__all__]
     errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
-    assert len(errors) == 20
+    assert len(errors) == 21
     assert all(issubclass(cls, pz.PlugzError) for cls in errors)
     # The docstring's drawing names every error class.
     doc = importlib.import_module("plugz_async._errors").__doc__ or ""
