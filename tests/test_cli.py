@@ -268,7 +268,7 @@ def test_nothing_the_cli_prints_shows_a_secret_given_wrong_credentials() -> None
     assert "Client-Token *** not allowed" in refused.stdout
     assert "DEBUG" in refused.stderr  # --verbose logged the request, redacted
     assert json.loads(as_json.stdout)[0]["error"]["type"] == "AuthenticationError"
-    assert flags.returncode == EXIT_API and "InstanceNotFoundError" in flags.stderr
+    assert flags.returncode == EXIT_API and "instance not found" in flags.stderr
     everything = "".join(p.stdout + p.stderr for p in (refused, as_json, flags))
     for secret in (instance_token, client_token, sandbox.client_token):
         for form in (secret, quote(secret, safe=""), quote(secret)):
@@ -344,7 +344,7 @@ def test_register_asks_for_each_thing_the_server_wants(
 def test_register_with_no_code_on_any_channel_does_not_connect(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answers(monkeypatch)  # standard input is closed: no code comes
+    prompts = answers(monkeypatch, "", "")  # no code came by sms, nor by voice
     code = main(
         ["register", "--sandbox", "+55 11 90000-0001", "--timeout", "1"], clock=fake_clock()
     )
@@ -352,15 +352,61 @@ def test_register_with_no_code_on_any_channel_does_not_connect(
     assert "+5511900000001: no_code" in capsys.readouterr().out
 
 
+def test_register_stops_when_standard_input_ends_at_a_prompt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The input ends at the first code prompt: no second channel is tried (a real SMS and a
+    # real call nobody could answer).
+    prompts = answers(monkeypatch)
+    with SandboxThread() as sandbox:
+        for name, value in sandbox.env().items():
+            monkeypatch.setenv(name, value)
+        code = main(["register", "+55 11 90000-0001", "--timeout", "1"], clock=fake_clock())
+        requested = sandbox.requests(route="request-registration-code")
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_NOT_CONNECTED
+    assert len(requested) == 1 and len(prompts) == 1
+    assert "standard input ended at 'Code received by sms'" in err
+    assert "no further code was requested" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "empty pipe"])
+def test_register_with_no_input_refuses_before_any_code_request(stdin: str) -> None:
+    with SandboxThread() as sandbox:
+        done = subprocess.run(
+            [sys.executable, "-m", "plugz_async", "register", "+55 11 90000-0001"],
+            env={**os.environ, **sandbox.env()},
+            stdin=subprocess.DEVNULL if stdin == "devnull" else None,
+            input="" if stdin == "empty pipe" else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        seen = sandbox.requests()
+    assert done.returncode == cli.EXIT_USAGE
+    assert seen == []  # not even the availability check
+    assert done.stderr.count("\n") == 1 and "standard input is at its end" in done.stderr
+
+
 def test_register_shows_the_captcha_image(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answers(monkeypatch, "sandbox", "123456")
+    shown: list[bytes] = []
+    replies = ["sandbox", "123456"]
+
+    def fake_input(prompt: str = "") -> str:
+        if prompt.startswith("Captcha"):  # the image is there while the question is asked
+            err = capsys.readouterr().err
+            path = Path(err.split("The server asks for a captcha: open ", 1)[1].split()[0])
+            shown.append(path.read_bytes())
+            paths.append(path)
+        return replies.pop(0)
+
+    paths: list[Path] = []
+    monkeypatch.setattr("builtins.input", fake_input)
     assert main(["register", "--sandbox", "+55 11 90000-0008"], clock=fake_clock()) == EXIT_OK
-    err = capsys.readouterr().err
-    path = Path(err.split("The server asks for a captcha: open ", 1)[1].split()[0])
-    assert path.read_bytes().startswith(b"\x89PNG")
-    path.unlink()
+    assert shown[0].startswith(b"\x89PNG")
+    assert not paths[0].exists() and not paths[0].parent.exists()  # removed at the end
 
 
 def test_register_a_banned_number_offers_the_appeal(

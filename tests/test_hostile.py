@@ -148,7 +148,14 @@ LINES = st.lists(
     st.sampled_from(["", "number\n", "ddi,phone\n", "number,instance_id,instance_token\n"]), LINES
 )
 def test_any_input_file_gives_rows_never_a_crash(header: str, lines: list[str]) -> None:
-    rows = list(read_rows(iter([header, *lines] if header else lines)))
+    given = [header, *lines] if header else lines
+    try:
+        rows = list(read_rows(iter(given)))
+    except pz.InvalidArgument as refused:  # a first line that is a header of no use, or binary
+        first = given[0].strip()
+        assert not header and "INPUT" in str(refused)
+        assert "\x00" in first or not any(c.isdigit() for c in first)
+        return
     assert len({row.key for row in rows}) == len(rows)  # every row keyed once
 
 

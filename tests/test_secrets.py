@@ -150,13 +150,19 @@ def test_no_secret_in_bulk_output_results_files_or_reprs(
         for fmt in ("jsonl", "csv"):
             out = tmp_path / f"results.{fmt}"
             code = main(["--verbose", "bulk", str(source), "--out", str(out), "--format", fmt])
-            assert code == 0
+            assert code == 7  # the unknown instance's row and the 5xx row: to check again
             captured = capsys.readouterr()
             produced += [captured.out, captured.err, out.read_text()]
         monkeypatch.setenv("PLUGZ_CLIENT_TOKEN", WRONG_CLIENT_TOKEN)
         assert main(["--verbose", "check", "+55 11 90000-0001"]) != 0
         captured = capsys.readouterr()
         produced += [captured.out, captured.err]
+        # The run-level stop: its line on stderr, the resume hint, the file it leaves.
+        out = tmp_path / "refused.jsonl"
+        assert main(["bulk", str(source), "--out", str(out), "--client-token", "x" + row_token]) == 3
+        captured = capsys.readouterr()
+        assert "--client-token refused: HTTP 403" in captured.err
+        produced += [captured.out, captured.err, out.read_text()]
 
         async def objects() -> list[str]:
             async with sandbox.new_client() as client:

@@ -10,6 +10,7 @@ Exit codes:
 4    the API could not be reached (refused, dropped, timed out)
 5    ``plan --wait``: the plan has no channel to wait for
 6    ``register``: the registration ended without connecting (banned, no code...)
+7    ``bulk``: rows ended in an error that may pass; ``--resume`` checks them again
 130  interrupted (Ctrl-C)
 ==== =================================================================
 """
@@ -24,11 +25,13 @@ import io
 import itertools
 import logging
 import os
+import select
+import shlex
 import sys
 import tempfile
 import textwrap
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
@@ -45,7 +48,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from plugz_async._bulk import BulkItem, BulkRow, BulkSummary, ResultsFile
+from plugz_async._bulk import FINAL_ERROR_NAMES, BulkItem, BulkRow, BulkSummary, ResultsFile
 from plugz_async._client import ENV_BASE_URL, PlugzClient
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._errors import (
@@ -53,6 +56,7 @@ from plugz_async._errors import (
     ConfigurationError,
     InvalidArgument,
     InvalidPhoneNumber,
+    OutageError,
     PlugzError,
     ResponseDecodeError,
     TransportError,
@@ -74,6 +78,7 @@ from plugz_async.sandbox import (
     serve,
 )
 
+from ._explain import Credentials, counts_line, explain, is_run_error
 from ._render import (
     console,
     humanize,
@@ -87,6 +92,7 @@ from ._render import (
 
 __all__ = [
     "EXIT_API",
+    "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_CONNECTED",
     "EXIT_NO_CHANNEL",
@@ -105,6 +111,7 @@ EXIT_API = 3
 EXIT_UNREACHABLE = 4
 EXIT_NO_CHANNEL = 5
 EXIT_NOT_CONNECTED = 6
+EXIT_INCOMPLETE = 7
 EXIT_INTERRUPTED = 130
 
 PROG = "plugz-async"
@@ -115,7 +122,7 @@ def exit_code_for(error: BaseException) -> int:
     """The exit code an error means."""
     if isinstance(error, (InvalidPhoneNumber, ConfigurationError)):
         return EXIT_USAGE
-    if isinstance(error, TransportError):
+    if isinstance(error, (TransportError, OutageError)):
         return EXIT_UNREACHABLE
     if isinstance(error, (APIError, ResponseDecodeError)):
         return EXIT_API
@@ -194,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check WhatsApp numbers for registration on PlugzAPI / Z-API and plan "
         "when each confirmation-code channel opens.",
         epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 API error, 4 API unreachable, "
-        "5 no channel to wait for, 6 registration not connected, 130 interrupted.",
+        "5 no channel to wait for, 6 registration not connected, 7 rows to check again "
+        "(bulk --resume), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
@@ -298,6 +306,16 @@ class _App:
         self.err = console(stderr=True)
         self.redactor = Redactor.of([])
         self.resume_hint: str | None = None
+        # Where the credentials came from, once a client is open (for run-level errors).
+        self.where: Credentials | None = None
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+    def explain(self, error: PlugzError) -> str:
+        """One line for a run-level error (what, where, what to check)."""
+        where = self.where or Credentials(getattr(self.args, "base_url", None) or "")
+        return explain(error, where, timeout=getattr(self.args, "timeout", None))
 
     def client_options(self) -> dict[str, Any]:
         return {
@@ -312,6 +330,7 @@ class _App:
             sandbox = await stack.enter_async_context(running(**self.client_options()))
             self.err.print(f"Using the sandbox at {sandbox.base_url}", style="dim", markup=False)
             self.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
+            self.where = Credentials(sandbox.base_url, sandbox=True)
             return sandbox.client
         flags = {
             "instance_id": args.instance_id,
@@ -326,14 +345,9 @@ class _App:
             options.get("client_token") or os.environ.get("PLUGZ_CLIENT_TOKEN", ""),
         ]
         self.redactor = Redactor.of(secrets)
-        try:
-            client = PlugzClient.from_env(**options, **self.client_options())
-        except ConfigurationError as exc:
-            raise _Fail(
-                f"{exc} (set the PLUGZ_* variables, give --instance-id/--instance-token/"
-                "--client-token, or use --sandbox)",
-                EXIT_USAGE,
-            ) from None
+        client = PlugzClient.from_env(**options, **self.client_options())
+        given = {name for name, value in options.items() if value}
+        self.where = Credentials(client.base_url, flags=frozenset(given))
         return await stack.enter_async_context(client)
 
     def planner(self) -> RegistrationPlanner:
@@ -351,14 +365,20 @@ class _App:
         rows: Sequence[Any],
         progress: Progress | None = None,
     ) -> tuple[list[BulkItem], BulkSummary]:
-        """Check ``rows`` through the bulk path; the items in input order, and the summary."""
+        """Check ``rows`` through the bulk path; an item per row in input order, and the
+        summary. A run-level error is every row's item: checked rows carry it as their
+        answer, and the rows it stopped before carry it unsent."""
         task = None if progress is None else progress.add_task("Checking", total=len(rows))
         items = []
-        async with client.check_many(rows, concurrency=8, planner=planner) as run:
-            async for item in run:
-                items.append(item)
-                if progress is not None and task is not None:
-                    progress.advance(task)
+        run = client.check_many(rows, concurrency=8, planner=planner, on_run_error="record")
+        try:
+            async with run:
+                async for item in run:
+                    items.append(item)
+                    if progress is not None and task is not None:
+                        progress.advance(task)
+        except PlugzError as error:  # an outage: the rest are not checked
+            items += unchecked(rows, error, skip={item.index for item in items})
         return sorted(items, key=lambda item: item.index), run.summary
 
     def print_json(self, data: Any) -> None:
@@ -367,24 +387,45 @@ class _App:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
 
 
+def unchecked(rows: Sequence[Any], error: PlugzError, skip: Collection[int] = ()) -> list[BulkItem]:
+    """An item for each row not checked, carrying the error that stopped the run."""
+    return [
+        BulkItem(index=index, key=str(index), input=str(row), error=error)
+        for index, row in enumerate(rows)
+        if index not in skip
+    ]
+
+
 async def _check(app: _App) -> int:
     planner = app.planner()
+    numbers = app.args.numbers
     # Refuse bad numbers before any request (and before starting anything).
     bad = []
-    for text in app.args.numbers:
+    for text in numbers:
         try:
             PhoneNumber.parse(text)
         except InvalidPhoneNumber as exc:
             bad.append(str(exc))
-    if bad and len(bad) == len(app.args.numbers):
+    if bad and len(bad) == len(numbers) and not app.args.json:
         raise _Fail("; ".join(bad), EXIT_USAGE)
-    async with AsyncExitStack() as stack:
-        client = await app.open_client(stack)
-        items, _ = await app.check_all(client, planner, app.args.numbers)
+    try:
+        async with AsyncExitStack() as stack:
+            client = await app.open_client(stack)
+            items, _ = await app.check_all(client, planner, numbers)
+    except PlugzError as error:  # before any number was checked (missing credentials)
+        if not app.args.json:
+            raise
+        items = unchecked(numbers, error)
     if app.args.json:
-        app.print_json(to_json(items))
+        app.print_json(to_json(items))  # valid JSON in every case: errors are items
     else:
         app.out.print(results_table(items, app.clock.now()))
+    # A run-level error (a refused token, an API out of reach) is said once, on stderr.
+    for item in items:
+        if item.error is not None and is_run_error(item.error):
+            assert isinstance(item.error, PlugzError)
+            app.err.print(f"{PROG}: error: {app.redact(app.explain(item.error))}", markup=False)
+            break
     # The most serious: unreachable (4), then an API error (3), then a bad number (2).
     return max((exit_code_for(i.error) for i in items if i.error is not None), default=EXIT_OK)
 
@@ -550,36 +591,91 @@ def _input_lines(path: str) -> Iterator[str]:
         raise _Fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
 
 
+# Column separators a numbers file may use: a spreadsheet in a Portuguese locale exports ";".
+DELIMITERS = (",", ";", "\t", "|")
+NUMBER_COLUMNS = "a 'number' column, or 'ddi' and 'phone'"
+
+
+def _usable(columns: Sequence[str]) -> bool:
+    return "number" in columns or {"ddi", "phone"} <= set(columns)
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    """The fields of one line. Each line is read alone, so a stray quote cannot swallow
+    the lines after it (numbers files have no values that span lines)."""
+    text = line.rstrip("\r\n")
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:  # a stray line break, say: the fields as they stand
+        return text.split(delimiter)
+
+
+def _header(first: str) -> tuple[list[str], str] | None:
+    """The first line's column names and separator, when it is a header; ``None`` when it
+    is a number (a file of one number a line).
+
+    Raises:
+        InvalidArgument: it is a header, but with no column that holds numbers.
+    """
+    text = first.strip()
+    if text.startswith("PK\x03\x04") or "\x00" in text:
+        raise InvalidArgument(
+            "INPUT is a spreadsheet or another binary file: save it as CSV (UTF-8) first"
+        )
+    if not text or text.startswith("#"):
+        return None
+    ranked = sorted(DELIMITERS, key=lambda d: -text.count(d))  # the most used first
+    for delimiter in ranked:
+        columns = [name.strip().lower() for name in _fields(text, delimiter)]
+        if _usable(columns):
+            return columns, delimiter
+    if any(c.isdigit() for c in text):
+        return None  # a number (or a line that will fail as one): no header
+    found = ", ".join(repr(n.strip()) for n in _fields(text, ranked[0]) if n.strip())
+    raise InvalidArgument(
+        f"INPUT's header has no column of numbers (it needs {NUMBER_COLUMNS}); "
+        f"the columns found: {found}"
+    )
+
+
 def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
-    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``) or of one number
-    a line; each keyed by its place among the data rows (or its ``key`` column)."""
+    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``; separated by
+    ``,``, ``;``, tabs or ``|``) or of one number a line; each keyed by its place among the
+    data rows (or its ``key`` column).
+
+    The header is read at once, so a file that cannot be read as numbers is refused before
+    any row is checked; the rows are read lazily.
+
+    Raises:
+        InvalidArgument: a header without a column of numbers, or a spreadsheet file.
+    """
     first = next(lines, None)
     if first is None:
-        return
-    try:
-        header = [field.strip().lower() for field in next(csv.reader([first]), [])]
-    except csv.Error:  # not a CSV header (a NUL byte, say): a plain list of numbers
-        header = []
-    if "number" in header or {"ddi", "phone"} <= set(header):
-        reader = csv.DictReader(lines, fieldnames=header)
-        index = -1
-        while True:
-            index += 1
-            try:
-                raw = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # a row the csv module cannot read: a bad row, kept
-                yield BulkRow(number="", key=str(index), given=f"<unreadable row: {exc}>")
-                continue
-            row = {k: v for k, v in raw.items() if k is not None}
-            key = (row.get("key") or "").strip() or str(index)
-            try:
-                yield attrs.evolve(BulkRow.from_mapping(row), key=key)
-            except InvalidArgument:  # the row is kept, and fails as a row
-                yield BulkRow(number=str(row.get("number") or ""), key=key, given=row)
+        return iter(())
+    header = _header(first)
+    if header is None:
+        return _plain_rows(itertools.chain([first], lines))
+    return _csv_rows(lines, *header)
+
+
+def _csv_rows(lines: Iterator[str], columns: list[str], delimiter: str) -> Iterator[BulkRow]:
     index = 0
-    for line in itertools.chain([first], lines):
+    for line in lines:
+        fields = _fields(line, delimiter)
+        if not any(field.strip() for field in fields):
+            continue  # a blank line
+        row = dict(zip(columns, fields, strict=False))  # short rows: the rest are missing
+        key = (row.get("key") or "").strip() or str(index)
+        index += 1
+        try:
+            yield attrs.evolve(BulkRow.from_mapping(row), key=key)
+        except InvalidArgument:  # the row is kept, and fails as a row
+            yield BulkRow(number=str(row.get("number") or ""), key=key, given=row)
+
+
+def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
+    index = 0
+    for line in lines:
         text = line.strip()
         if text and not text.startswith("#"):
             yield BulkRow(number=text, key=str(index), given=text)
@@ -592,18 +688,60 @@ def _count_rows(path: str) -> int | None:
     return sum(1 for _ in read_rows(_input_lines(path)))
 
 
+# The options of a bulk run that a resume must repeat (secrets never: they stay in the
+# environment, or must be given again).
+_REPEATED = (
+    ("concurrency", "--concurrency", 32),
+    ("rate", "--rate", None),
+    ("timeout", "--timeout", 30.0),
+    ("attempts", "--attempts", 3),
+    ("base_url", "--base-url", None),
+    ("instance_id", "--instance-id", None),
+)
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this bulk run: the same input, file and options."""
+    words = [PROG, "bulk", args.input, "--out", str(args.out), "--resume"]
+    for name, flag, default in _REPEATED:
+        value = getattr(args, name)
+        if value is not None and value != default:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if tuple(args.prefer) != (Channel.SMS, Channel.VOICE):
+        words += ["--prefer", ",".join(c.value for c in args.prefer)]
+    if args.allow_wa_old:
+        words.append("--allow-wa-old")
+    if args.sandbox:
+        words.append("--sandbox")
+    if args.json_summary:
+        words.append("--json-summary")
+    command = shlex.join(words)
+    secret_flags = [
+        f
+        for f, v in (
+            ("--instance-token", args.instance_token),
+            ("--client-token", args.client_token),
+        )
+        if v
+    ]
+    if secret_flags:
+        command += f"  (and {' '.join(secret_flags)} again)"
+    return command
+
+
 async def _bulk(app: _App) -> int:
     args = app.args
     if args.concurrency < 1:
         raise _Fail("--concurrency must be at least 1", EXIT_USAGE)
     planner = app.planner()
-    total = _count_rows(args.input)  # also: the input can be read, before anything is written
-    results = ResultsFile(args.out, format=args.format)
     try:
+        results = ResultsFile(args.out, format=args.format)
+        # The input can be read (and its header makes sense) before anything is written.
+        total = _count_rows(args.input)
         done = results.open(resume=args.resume)
     except InvalidArgument as exc:
         raise _Fail(str(exc), EXIT_USAGE) from None
-    resume = f"{PROG} bulk {args.input} --out {args.out} --resume"
+    resume = resume_command(args)
     app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
     rows = (row for row in read_rows(_input_lines(args.input)) if row.key not in done)
     progress = Progress(
@@ -615,6 +753,7 @@ async def _bulk(app: _App) -> int:
         console=app.err,
         disable=args.json_summary,
     )
+    stopped: PlugzError | None = None
     try:
         async with AsyncExitStack() as stack:
             client = await app.open_client(stack)
@@ -624,26 +763,93 @@ async def _bulk(app: _App) -> int:
             await stack.enter_async_context(run)
             with progress:
                 task = progress.add_task("", total=total, completed=len(done), rate="0")
-                async for item in run:
-                    results.write(item)
-                    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.summary.outcomes.items()))
-                    progress.update(
-                        task, advance=1, description=counts, rate=f"{run.summary.rate:.0f}"
-                    )
+                try:
+                    async for item in run:
+                        results.write(item)
+                        counts = ", ".join(
+                            f"{k} {v}" for k, v in sorted(run.summary.outcomes.items())
+                        )
+                        progress.update(
+                            task, advance=1, description=counts, rate=f"{run.summary.rate:.0f}"
+                        )
+                except PlugzError as error:  # a run-level error: the run stopped early
+                    stopped = error
     finally:
         results.close()
     app.resume_hint = None
+    summary = run.summary
+    whole = BulkSummary(
+        total=len(done) + summary.total,
+        outcomes=results.kept + summary.outcomes,
+        errors=results.kept_errors + summary.errors,
+        pending=summary.pending,
+        stopped=summary.stopped,
+    )
     if args.json_summary:
-        app.print_json({**run.summary.to_dict(), "skipped": len(done), "out": str(args.out)})
-        return EXIT_OK
-    app.out.print(summary_line(run.summary), markup=False)
-    app.out.print(summary_table(run.summary))
-    opens = opens_table(run.summary, app.clock.now())
-    if opens is not None:
-        app.out.print(opens)
-    skipped = f" ({len(done)} rows were already there)" if done else ""
-    app.out.print(f"Results in {args.out}{skipped}.", markup=False)
+        app.print_json(
+            {
+                **summary.to_dict(),
+                "skipped": len(done),
+                "redone": results.dropped,
+                "out": str(args.out),
+                "file": {
+                    "records": whole.total,
+                    "outcomes": dict(whole.outcomes),
+                    "errors": dict(whole.errors),
+                },
+            }
+        )
+    else:
+        app.out.print(summary_line(summary), markup=False)
+        if done:
+            app.out.print(
+                f"{args.out} now holds {whole.total} records: {summary.total} added by this "
+                f"run, {len(done)} already there.",
+                markup=False,
+            )
+        app.out.print(summary_table(whole))
+        opens = opens_table(summary, app.clock.now())
+        if opens is not None:
+            app.out.print(opens)
+        app.out.print(f"Results in {args.out}.", markup=False)
+    if stopped is not None:
+        app.err.print(f"{PROG}: error: {app.redact(app.explain(stopped))}", markup=False)
+        app.err.print(f"{summary.total} rows written; resume with: {resume}", markup=False)
+        return exit_code_for(stopped)
+    if summary.pending:
+        pending = {
+            name: count for name, count in summary.errors.items() if name not in FINAL_ERROR_NAMES
+        }
+        app.err.print(
+            f"{PROG}: {summary.pending} rows ended in an error that may pass "
+            f"({counts_line(pending)}); check them again with: {resume}",
+            markup=False,
+        )
+        return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+class InputEnded(Exception):
+    """Standard input ended while ``register`` was asking a person something."""
+
+
+def stdin_at_end() -> bool:
+    """Whether standard input is closed or already at its end (``</dev/null``, cron, CI),
+    so nobody can type a code. A terminal, or a pipe with nothing to read yet, is not."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return True
+    if stream.isatty():
+        return False
+    try:
+        ready, _, _ = select.select([stream], [], [], 0)
+    except (OSError, ValueError):  # not a file the system can wait on: let it be read
+        return False
+    if not ready:
+        return False  # a pipe that has nothing yet: answers may still come
+    buffer = getattr(stream, "buffer", None)
+    peek = getattr(buffer, "peek", None)
+    return peek is not None and not peek(1)  # ready and empty: the end
 
 
 class _Prompts:
@@ -652,14 +858,21 @@ class _Prompts:
     def __init__(self, app: _App) -> None:
         self.app = app
         self.countdown: asyncio.Task[None] | None = None
+        self._images: tempfile.TemporaryDirectory[str] | None = None
+        self._shown = 0
 
-    async def ask(self, prompt: str, *, secret: bool = False) -> str | None:
+    async def ask(self, prompt: str, *, secret: bool = False) -> str:
+        """The answer, stripped.
+
+        Raises:
+            InputEnded: standard input ended: nobody is there to answer.
+        """
         self.stop_countdown()
         reader = getpass.getpass if secret and sys.stdin.isatty() else input
         try:
             answer = await asyncio.to_thread(reader, prompt)
         except EOFError:
-            return None
+            raise InputEnded(prompt) from None
         return answer.strip()
 
     async def code(self, channel: Channel) -> str | None:
@@ -667,13 +880,16 @@ class _Prompts:
         return answer or None
 
     async def captcha(self, png: bytes) -> str:
-        with tempfile.NamedTemporaryFile(prefix="plugz-captcha-", suffix=".png", delete=False) as f:
-            f.write(png)
-        self.app.err.print(f"The server asks for a captcha: open {f.name}", markup=False)
-        return await self.ask("Captcha text: ") or ""
+        if self._images is None:
+            self._images = tempfile.TemporaryDirectory(prefix="plugz-captcha-")
+        self._shown += 1
+        path = Path(self._images.name) / f"captcha-{self._shown}.png"
+        path.write_bytes(png)
+        self.app.err.print(f"The server asks for a captcha: open {path}", markup=False)
+        return await self.ask("Captcha text: ")
 
     async def pin(self) -> str:
-        return await self.ask("Two-step verification PIN: ", secret=True) or ""
+        return await self.ask("Two-step verification PIN: ", secret=True)
 
     async def device_confirmed(self) -> None:
         await self.ask("Approve the transfer on the phone that holds the number, then press Enter")
@@ -698,11 +914,42 @@ class _Prompts:
             self.countdown.cancel()
             self.countdown = None
 
+    def close(self) -> None:
+        """Stop the countdown; remove the captcha images."""
+        self.stop_countdown()
+        if self._images is not None:
+            self._images.cleanup()
+            self._images = None
+
 
 async def _register(app: _App) -> int:
     planner = app.planner()
     number = PhoneNumber.parse(app.args.number)
+    if stdin_at_end():
+        # Against the real API a code request is a real SMS or call: refuse before any.
+        raise _Fail(
+            "standard input is at its end, so nobody could type the code that register "
+            "would request; run it in a terminal, or pipe the answers in",
+            EXIT_USAGE,
+        )
     prompts = _Prompts(app)
+    try:
+        return await _register_with(app, planner, number, prompts)
+    except InputEnded as ended:
+        asked = str(ended).split(" (", 1)[0].rstrip(": ")
+        app.err.print(
+            f"{PROG}: standard input ended at '{asked}': the registration stopped, "
+            "and no further code was requested",
+            markup=False,
+        )
+        return EXIT_NOT_CONNECTED
+    finally:
+        prompts.close()
+
+
+async def _register_with(
+    app: _App, planner: RegistrationPlanner, number: PhoneNumber, prompts: _Prompts
+) -> int:
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
         if app.args.sandbox:
@@ -725,7 +972,12 @@ async def _register(app: _App) -> int:
             prompts.stop_countdown()
         if result.outcome is RegistrationOutcome.APPEAL:
             app.err.print(f"Banned; appeal token {result.appeal_token}.", markup=False)
-            description = await prompts.ask("Describe why it should be unbanned (empty: skip): ")
+            try:
+                description = await prompts.ask(
+                    "Describe why it should be unbanned (empty: skip): "
+                )
+            except InputEnded:
+                description = ""
             if description:
                 unban = await registration.appeal(description)
                 app.err.print(f"Unban request: {unban.status or 'sent'}", markup=False)
@@ -786,8 +1038,8 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
         app.err.print(f"{PROG}: error: {app.redactor.redact(str(fail))}", markup=False)
         return fail.code
     except PlugzError as error:
-        message = app.redactor.redact(f"{type(error).__name__}: {error}")
-        app.err.print(f"{PROG}: error: {message}", markup=False)
+        said = app.explain(error) if is_run_error(error) else f"{type(error).__name__}: {error}"
+        app.err.print(f"{PROG}: error: {app.redact(said)}", markup=False)
         return exit_code_for(error)
     except Exception as error:  # a bug: one line, the traceback only with --verbose
         message = app.redactor.redact(f"{type(error).__name__}: {error}")

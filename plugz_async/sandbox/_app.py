@@ -259,6 +259,7 @@ class SandboxState:
         self._registrations: OrderedDict[tuple[str, str], _Registration] = OrderedDict()
         self._current: dict[str, str] = {}
         self._codes: list[dict[str, Any]] = []
+        self._outage: tuple[int, int] | None = None  # (from which request, the status)
         self._offset = 0.0
         self._rng = random.Random(self.config.seed)
         self._log.clear()
@@ -269,6 +270,23 @@ class SandboxState:
         if route is not None and route not in ROUTES:
             raise ValueError(f"unknown route {route!r}")
         self._scripts.append((digits, route, deque(replies)))
+
+    def outage(self, *, after: int = 0, status: int = 503) -> None:
+        """Fail every API request with ``status`` (an HTML page, as a gateway sends) once
+        ``after`` more requests have been answered, until `end_outage`."""
+        if after < 0 or not 500 <= status < 600:
+            raise ValueError("an outage starts after 0 or more requests, with a 5xx status")
+        self._outage = (self._seq + after, status)
+
+    def end_outage(self) -> None:
+        """Answer normally again."""
+        self._outage = None
+
+    def in_outage(self, seq: int) -> int | None:
+        """The status the request numbered ``seq`` fails with, in an outage."""
+        if self._outage is None or seq <= self._outage[0]:
+            return None
+        return self._outage[1]
 
     def advance(self, seconds: float) -> None:
         """Move the sandbox's clock forward: waits and retryAfter run out sooner."""
@@ -442,6 +460,10 @@ class _Handler:
         entry: dict[str, Any],
     ) -> web.StreamResponse:
         state = self.state
+        outage = state.in_outage(entry["seq"])
+        if outage is not None:
+            entry["answer"] = "outage"
+            return await self._play(request, Reply(outage, body=HTML_503))
         reply = state.scripted(digits, route)
         if reply is not None:
             entry["answer"] = "scripted"
@@ -742,6 +764,8 @@ class _Control:
                     "GET requests",
                     "POST script",
                     "POST clock",
+                    "POST outage",
+                    "DELETE outage",
                     "POST reset",
                 ],
             }
@@ -784,6 +808,17 @@ class _Control:
             return _error(400, "Invalid clock change", str(exc))
         return web.json_response({"advanced": data["advance"]})
 
+    async def outage(self, request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            self.state.end_outage()
+            return web.json_response({"outage": False})
+        try:
+            data = await request.json() if request.can_read_body else {}
+            self.state.outage(after=int(data.get("after", 0)), status=int(data.get("status", 503)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(400, "Invalid outage", str(exc))
+        return web.json_response({"outage": True})
+
     async def codes(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.codes(number=request.query.get("number")))
 
@@ -809,6 +844,8 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_post(CONTROL_PREFIX + "/script", control.script)
     app.router.add_post(CONTROL_PREFIX + "/clock", control.clock)
     app.router.add_post(CONTROL_PREFIX + "/reset", control.reset)
+    app.router.add_post(CONTROL_PREFIX + "/outage", control.outage)
+    app.router.add_delete(CONTROL_PREFIX + "/outage", control.outage)
     app.router.add_route(
         "*", "/instances/{instance}/token/{token}/mobile/{route}", _Handler(state).handle
     )

@@ -96,6 +96,15 @@ class _Control:
         """The request log (no tokens in it), oldest first."""
         return self._call(lambda state: state.requests(number=number, route=route))
 
+    def outage(self, *, after: int = 0, status: int = 503) -> None:
+        """Fail every API request with ``status`` (an HTML page) once ``after`` more
+        requests have been answered, until `end_outage`: a gateway in trouble."""
+        self._call(lambda state: state.outage(after=after, status=status))
+
+    def end_outage(self) -> None:
+        """End the outage: answer normally again."""
+        self._call(lambda state: state.end_outage())
+
     def advance(self, seconds: float) -> None:
         """Move the sandbox's clock forward (waits and retryAfter run out sooner)."""
         self._call(lambda state: state.advance(seconds))
