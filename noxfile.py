@@ -29,8 +29,44 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with MkDocs (Material, mkdocstrings), --strict."""
+    """Build the documentation site with MkDocs (Material, mkdocstrings), --strict.
+
+    The site draws its Mermaid diagrams offline: mermaid.min.js is served from the site
+    (docs/js/, kept out of git; docs/overrides/main.html puts it on the pages with a diagram),
+    taken from the npm registry at a pinned version and checked against its SHA-256. With the
+    script on the page, Material does not fetch its CDN copy.
+    """
+    import hashlib
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
     session.install(".", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    # Of the major version Material's bundle asks for (mermaid@11): tests/test_docs_offline.py
+    # checks that the two agree.
+    mermaid_version = "11.17.2"
+    mermaid_sha256 = "581ed7d74bd9048d0e3a91363927d72ef22942d7722546b27f7cc29e35390eb8"
+    script = Path("docs/js/mermaid.min.js")
+    if not script.exists() or hashlib.sha256(script.read_bytes()).hexdigest() != mermaid_sha256:
+        with tempfile.TemporaryDirectory() as tmp:
+            session.run(
+                "npm",
+                "pack",
+                "--silent",
+                f"mermaid@{mermaid_version}",
+                "--pack-destination",
+                tmp,
+                external=True,
+            )
+            (tarball,) = Path(tmp).glob("mermaid-*.tgz")
+            with tarfile.open(tarball) as archive:
+                member = archive.extractfile("package/dist/mermaid.min.js")
+                assert member is not None
+                data = member.read()
+        if hashlib.sha256(data).hexdigest() != mermaid_sha256:
+            session.error(f"mermaid@{mermaid_version}: dist/mermaid.min.js has another SHA-256")
+        script.parent.mkdir(exist_ok=True)
+        script.write_bytes(data)
     session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
 
 

@@ -559,8 +559,14 @@ class BulkRun:
         queue: _Handoff[BulkItem | None] = _Handoff(self._concurrency)
         stop: list[BaseException] = []  # what ended the run early: a run error, or a bug
 
+        # The first request goes alone: a refused credential or a wrong address then costs
+        # one request, not one per worker. The others start once the API has answered.
+        answered = asyncio.Event()
+
         async def hand_over(row: Row) -> None:
             item = await self._one(next(counter), row)
+            if item.attempts and not answered.is_set():
+                answered.set()
             await queue.put(item)
             self._judge(item)  # after the hand-over: the row that shows an outage is kept
 
@@ -584,13 +590,17 @@ class BulkRun:
                 for row in plain:  # the workers share one iterator: each row goes once
                     await hand_over(row)
 
-        async def work() -> None:
+        async def work(first: bool) -> None:
             try:
+                if not first:
+                    await answered.wait()
                 await pull()
             except _Halt as halt:
                 halt_run(halt.error)
             except Exception as error:  # a worker broke (a bug): end the run with it
                 halt_run(error)
+            finally:
+                answered.set()  # the first worker is done (the input too short, all unsent)
 
         def halt_run(error: BaseException) -> None:
             # Stop sending at once: the other workers' requests are cancelled mid-flight.
@@ -605,7 +615,7 @@ class BulkRun:
             await asyncio.gather(*workers, return_exceptions=True)
             await queue.put(None)  # the workers are done: so is the run
 
-        workers = [asyncio.ensure_future(work()) for _ in range(self._concurrency)]
+        workers = [asyncio.ensure_future(work(n == 0)) for n in range(self._concurrency)]
         closer = asyncio.ensure_future(finish())
         clock = self._client.clock
         try:

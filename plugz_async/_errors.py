@@ -33,6 +33,8 @@ them has passed through the redactor before the exception is built.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -210,15 +212,17 @@ class BadRequestError(APIError):
 
 
 class AuthenticationError(APIError):
-    """The Client-Token is missing (400), invalid (401) or refused (403)."""
+    """The Client-Token is missing (400), invalid (401) or refused (403).
 
-    @property
-    def credential(self) -> str:
-        """Which secret the server refused: ``"client_token"`` when its words name the
-        Client-Token (missing or not allowed: the whole account is refused), else
-        ``"token"`` (the server did not say which one)."""
-        said = f"{self.error or ''} {self.message or ''}".lower().replace("-", " ")
-        return "client_token" if "client token" in said else "token"
+    Attributes:
+        credential: which secret the server refused: ``"client_token"`` when its words
+            name the Client-Token (missing or not allowed: the whole account is refused),
+            else ``"token"`` (the server did not say which one).
+    """
+
+    def __init__(self, summary: str, *, credential: str = "token", **fields: Any) -> None:
+        super().__init__(summary, **fields)
+        self.credential = credential
 
 
 class InstanceNotFoundError(APIError):

@@ -317,9 +317,11 @@ class Transport:
     ) -> APIError:
         error = self._text(data, "error")
         message = self._text(data, "message")
-        said = " ".join(f"{(error or '')} {(message or '')}".lower().split())
+        # Judged on the server's own words, before redaction masks parts of them.
+        said = " ".join(str(data.get(k) or "") for k in ("error", "message")) if data else ""
+        said = " ".join(said.lower().replace("-", " ").split())
         cls: type[APIError]
-        if "client-token" in said or "client token" in said:
+        if "client token" in said:
             cls = AuthenticationError
         elif (error or "").upper() == "NOT_FOUND":
             cls = InstanceNotFoundError
@@ -337,8 +339,12 @@ class Transport:
             summary += f": {self._excerpt(body)[:80]}"
         if retry_after is not None:
             summary += f" (retry after {retry_after:g} s)"
+        extra: dict[str, Any] = {}
+        if cls is AuthenticationError:
+            extra["credential"] = "client_token" if "client token" in said else "token"
         return cls(
             summary,
+            **extra,
             status=status,
             error=error,
             message=message,

@@ -40,13 +40,14 @@ async def test_every_row_gets_exactly_one_item(client: pz.PlugzClient) -> None:
 
 
 async def test_concurrency_bounds_requests_in_flight(api: Sandbox, client: pz.PlugzClient) -> None:
-    api.then(*[Reply(delay=30.0)] * 50)  # the server holds every answer...
+    for number in list(numbers(50))[1:]:  # the first is answered (a run starts with one request)
+        api.then(Reply(delay=30.0), number=number)  # the server holds every other answer...
     run = client.check_many(numbers(50), concurrency=5)
     consumer = asyncio.create_task(collect(run))
-    await api.wait_for_requests(5)
+    await api.wait_for_requests(6)
     for _ in range(20):
         await asyncio.sleep(0)
-    assert len(api.requests()) == 5  # ...and no sixth request is sent meanwhile
+    assert len(api.requests()) == 6  # ...and no seventh request is sent meanwhile
     api.state.stopping.set()  # ...until it lets them all go
     items = await consumer
     assert len(items) == 50 and len(api.requests()) == 50

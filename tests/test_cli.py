@@ -344,7 +344,7 @@ def test_register_asks_for_each_thing_the_server_wants(
 def test_register_with_no_code_on_any_channel_does_not_connect(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prompts = answers(monkeypatch, "", "")  # no code came by sms, nor by voice
+    answers(monkeypatch, "", "")  # no code came by sms, nor by voice
     code = main(
         ["register", "--sandbox", "+55 11 90000-0001", "--timeout", "1"], clock=fake_clock()
     )

@@ -159,7 +159,9 @@ def test_no_secret_in_bulk_output_results_files_or_reprs(
         produced += [captured.out, captured.err]
         # The run-level stop: its line on stderr, the resume hint, the file it leaves.
         out = tmp_path / "refused.jsonl"
-        assert main(["bulk", str(source), "--out", str(out), "--client-token", "x" + row_token]) == 3
+        assert (
+            main(["bulk", str(source), "--out", str(out), "--client-token", "x" + row_token]) == 3
+        )
         captured = capsys.readouterr()
         assert "--client-token refused: HTTP 403" in captured.err
         produced += [captured.out, captured.err, out.read_text()]
