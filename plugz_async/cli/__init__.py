@@ -254,7 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("input", metavar="INPUT")
     bulk.add_argument("--out", required=True, type=Path, metavar="FILE", help="the results file")
     bulk.add_argument("--resume", action="store_true", help="skip the rows already in --out")
-    bulk.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    bulk.add_argument(
+        "--format",
+        choices=["jsonl", "csv"],
+        help="of --out; default: the file's own when resuming, else csv for a .csv name, "
+        "else jsonl",
+    )
     bulk.add_argument("--concurrency", type=int, default=32, metavar="N", help="default 32")
     bulk.add_argument("--rate", type=_positive, metavar="R", help="requests a second at most")
     bulk.add_argument(
@@ -751,7 +756,7 @@ async def _bulk(app: _App) -> int:
         TextColumn("{task.fields[rate]}/s"),
         TimeRemainingColumn(),
         console=app.err,
-        disable=args.json_summary,
+        disable=args.json_summary or not app.err.is_terminal,  # no bar in a log file
     )
     stopped: PlugzError | None = None
     try:

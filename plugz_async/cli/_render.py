@@ -173,4 +173,5 @@ def console(*, stderr: bool = False) -> Console:
     """A console that keeps tables readable when the output is a file or a pipe."""
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else 160
-    return Console(stderr=stderr, width=width, highlight=False)
+    # Messages on stderr are never wrapped: a script reads each as one line.
+    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)

@@ -1,0 +1,356 @@
+"""The command line under operator mistakes, as real subprocesses against the sandbox.
+
+A wrong token, an unknown instance, a refused port, an outage in the middle of a file: a
+handful of requests, a distinct exit code, one line on stderr, and a resume that ends with
+exactly one record per row. Then the file mistakes a new user makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plugz_async.cli import (
+    EXIT_API,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+from plugz_async.sandbox import SandboxConfig, SandboxThread
+
+ROWS = 2000
+
+
+def numbers_file(path: Path, rows: int = ROWS) -> Path:
+    path.write_text("".join(f"+55 31 9{i:04d}-{i % 10_000:04d}\n" for i in range(rows)))
+    return path
+
+
+def cli(
+    *args: str, env: dict[str, str], input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The command line in a subprocess (standard input at its end, unless ``input``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "plugz_async", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
+    )
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def assert_one_record_per_row(path: Path, rows: int = ROWS) -> None:
+    done = records(path)
+    keys = [str(r["key"]) for r in done]
+    assert sorted(keys, key=int) == [str(i) for i in range(rows)]
+    assert all(r["final"] for r in done)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("PLUGZ_CLIENT_TOKEN", "a-wrong-client-token", "PLUGZ_CLIENT_TOKEN refused: HTTP 403"),
+        ("PLUGZ_INSTANCE_TOKEN", "a-wrong-instance-token", "instance not found: HTTP 200"),
+        ("PLUGZ_INSTANCE_ID", "no-such-instance", "instance not found: HTTP 200"),
+    ],
+)
+def test_a_refused_credential_stops_bulk_at_once_and_resume_finishes(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        wrong = {**sandbox.env(), variable: value}
+        stopped = cli("bulk", str(source), "--out", str(out), env=wrong)
+        sent = len(sandbox.requests())
+        written = records(out)
+        resumed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+    assert stopped.returncode == EXIT_API
+    assert sent == 1  # not 2,000: the first request went alone, and it was refused
+    lines = stopped.stderr.strip().splitlines()
+    assert lines[0].startswith(f"plugz-async: error: {said}") and "127.0.0.1:" in lines[0]
+    assert "resume with: plugz-async bulk" in lines[1] and "--resume" in lines[1]
+    assert "Traceback" not in stopped.stderr and value not in stopped.stderr + stopped.stdout
+    assert written == []  # nothing that a resume would have to skip
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert_one_record_per_row(out)
+
+
+def test_a_refused_port_stops_bulk_and_resume_finishes(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        nowhere = {**sandbox.env(), "PLUGZ_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+        started = time.monotonic()
+        stopped = cli("bulk", str(source), "--out", str(out), "--attempts", "1", env=nowhere)
+        took = time.monotonic() - started
+        written = records(out)
+        resumed = cli(
+            "bulk", str(source), "--out", str(out), "--resume", "--json-summary", env=sandbox.env()
+        )
+    assert stopped.returncode == EXIT_UNREACHABLE
+    first = stopped.stderr.splitlines()[0]
+    assert first.startswith("plugz-async: error: stopped after 30 numbers in a row failed")
+    assert "ConnectError" in first and "--attempts 1" in stopped.stderr  # the hint repeats it
+    assert 30 <= len(written) < 30 + 32 and not any(r["final"] for r in written)
+    assert took < 30
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["redone"] == len(written) and summary["total"] == ROWS
+    assert_one_record_per_row(out)
+
+
+def test_an_outage_after_300_rows_stops_bulk_and_resume_finishes_after_it(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        sandbox.outage(after=300)
+        stopped = cli("bulk", str(source), "--out", str(out), "--attempts", "1", env=sandbox.env())
+        sent = len(sandbox.requests())
+        written = records(out)
+        sandbox.end_outage()
+        resumed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+    assert stopped.returncode == EXIT_UNREACHABLE
+    assert 300 + 30 <= sent <= 300 + 30 + 32  # the outage's rows, and what was in flight
+    assert "stopped after 30 numbers in a row failed to reach 127.0.0.1:" in stopped.stderr
+    assert "ServerError: HTTP 503" in stopped.stderr
+    assert sum(1 for r in written if r["final"]) == 300
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert f"now holds {ROWS} records" in resumed.stdout  # the whole file's counts
+    assert_one_record_per_row(out)
+
+
+def test_rows_with_passing_errors_exit_7_and_are_redone_by_resume(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt", 400), tmp_path / "results.jsonl"
+    with SandboxThread(SandboxConfig(fault_rate=0.1)) as sandbox:
+        first = cli("bulk", str(source), "--out", str(out), "--attempts", "1", env=sandbox.env())
+        failed = [r for r in records(out) if not r["final"]]
+        assert first.returncode == EXIT_INCOMPLETE
+        assert f"{len(failed)} rows ended in an error that may pass (ServerError" in first.stderr
+        assert "check them again with: plugz-async bulk" in first.stderr
+        for _ in range(20):  # each resume redoes the failed rows; 10% fail again
+            again = cli(
+                "bulk", str(source), "--out", str(out), "--resume", "--attempts", "1",
+                env=sandbox.env(),
+            )  # fmt: skip
+            if again.returncode == EXIT_OK:
+                break
+            assert again.returncode == EXIT_INCOMPLETE
+    assert again.returncode == EXIT_OK
+    assert_one_record_per_row(out, 400)
+
+
+def test_a_fault_run_killed_at_any_moment_and_resumed_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
+    with SandboxThread(SandboxConfig(fault_rate=0.05)) as sandbox:
+        command = [
+            sys.executable, "-m", "plugz_async", "bulk", str(source), "--out", str(out),
+            "--attempts", "1", "--concurrency", "16", "--rate", "2000",
+        ]  # fmt: skip
+        env = {**os.environ, **sandbox.env()}
+        for target in (300, 900, 1500):
+            process = subprocess.Popen(
+                command + (["--resume"] if out.exists() else []),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 30
+            while len(records(out)) < target and process.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            keys = [r["key"] for r in records(out)]
+            assert len(keys) == len(set(keys))  # one record per key, at every moment
+        for _ in range(20):
+            final = subprocess.run([*command, "--resume"], env=env, capture_output=True)
+            if final.returncode == EXIT_OK:
+                break
+    assert final.returncode == EXIT_OK
+    assert_one_record_per_row(out)
+
+
+# -- the mistakes a new user made -----------------------------------------------------------
+
+
+def test_a_semicolon_csv_export_is_read_by_its_columns(tmp_path: Path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "nome;number;cidade\nMaria;+55 11 90000-0002;Maringá\nJoão;+55 11 90000-0005;Sé\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+
+
+def test_a_header_with_no_column_of_numbers_is_refused_before_anything(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("phone_number,name\n+55 11 90000-0002,Maria\n")
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+        sent = sandbox.requests()
+    assert done.returncode == EXIT_USAGE and sent == [] and not out.exists()
+    assert done.stderr.count("\n") == 1
+    assert "no column of numbers" in done.stderr and "'phone_number', 'name'" in done.stderr
+
+
+def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    source = tmp_path / "numbers.xlsx"
+    source.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)))
+    done = cli("bulk", str(source), "--out", str(tmp_path / "r.jsonl"), "--sandbox", env={})
+    assert done.returncode == EXIT_USAGE and "save it as CSV" in done.stderr
+
+
+def test_a_stray_quote_does_not_swallow_the_rest_of_the_file(tmp_path: Path) -> None:
+    source = tmp_path / "numbers.csv"
+    source.write_text(
+        'number,name\n+55 11 90000-0001,"Maria\n+55 11 90000-0002,Ana\n+55 11 90000-0005,Bia\n'
+    )
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    assert len(records(out)) == 3 and all(r["error"] is None for r in records(out))
+
+
+def test_ctrl_c_hint_repeats_the_options_and_following_it_finishes(tmp_path: Path) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", 800)
+    out = tmp_path / "results.csv"  # a .csv name: CSV, with no --format
+    with SandboxThread() as sandbox:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "plugz_async",
+                "bulk",
+                str(source),
+                "--out",
+                str(out),
+                "--rate",
+                "400",
+                "--concurrency",
+                "8",
+            ],
+            env={**os.environ, **sandbox.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while not out.exists() or len(out.read_text().splitlines()) < 20:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == EXIT_INTERRUPTED
+        hint = err.split("resume with: ", 1)[1].strip()
+        assert "--rate 400" in hint and "--concurrency 8" in hint and "--resume" in hint
+        words = hint.split()
+        assert words[:2] == ["plugz-async", "bulk"]
+        resumed = cli(*words[1:], env=sandbox.env())
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("key,index,input") and len(lines) == 801
+    assert len({line.split(",", 1)[0] for line in lines[1:]}) == 800
+
+
+def test_a_csv_file_is_resumed_as_csv_and_a_wrong_format_is_refused(tmp_path: Path) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", 10)
+    out = tmp_path / "results.out"
+    made = cli("bulk", str(source), "--out", str(out), "--format", "csv", "--sandbox", env={})
+    assert made.returncode == EXIT_OK, made.stderr
+    out.write_text("\n".join(out.read_text().splitlines()[:5]) + "\n")  # as if cut short
+    resumed = cli("bulk", str(source), "--out", str(out), "--resume", "--sandbox", env={})
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert len(out.read_text().splitlines()) == 11
+    wrong = cli(
+        "bulk", str(source), "--out", str(out), "--resume", "--format", "jsonl", "--sandbox",
+        env={},
+    )  # fmt: skip
+    assert wrong.returncode == EXIT_USAGE and "holds CSV, not JSON Lines" in wrong.stderr
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a folder"])
+def test_an_out_path_that_cannot_be_a_file_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", 3)
+    out = tmp_path / "nope" / "results.jsonl" if where == "missing folder" else tmp_path
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_USAGE and done.stderr.count("\n") == 1
+    assert ("does not exist" if where == "missing folder" else "is a folder") in done.stderr
+    assert "unexpected" not in done.stderr
+
+
+def test_the_summary_after_a_resume_counts_the_whole_file(tmp_path: Path) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", 50)
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        first = cli("bulk", str(source), "--out", str(out), "--json-summary", env=sandbox.env())
+        out.write_text("".join(out.read_text().splitlines(keepends=True)[:20]))
+        again = cli(
+            "bulk", str(source), "--out", str(out), "--resume", "--json-summary",
+            env=sandbox.env(),
+        )  # fmt: skip
+    assert first.returncode == again.returncode == EXIT_OK
+    summary = json.loads(again.stdout)
+    assert summary["total"] == 30 and summary["skipped"] == 20
+    assert summary["file"]["records"] == 50
+    assert sum(summary["file"]["outcomes"].values()) == 50
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("PLUGZ_CLIENT_TOKEN", "a-wrong-client-token", "PLUGZ_CLIENT_TOKEN refused: HTTP 403"),
+        ("PLUGZ_INSTANCE_TOKEN", "a-wrong-instance-token", "instance not found"),
+        ("PLUGZ_BASE_URL", "http://127.0.0.1:{port}", "cannot connect to 127.0.0.1:"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "check --json", "plan", "register"])
+def test_every_command_says_a_run_level_error_in_one_line(
+    command: str, variable: str, value: str, said: str
+) -> None:
+    with SandboxThread() as sandbox:
+        env = {**sandbox.env(), variable: value.format(port=free_port())}
+        answers = "123456\n" if command == "register" else None  # someone to type a code
+        done = cli(*command.split(), "+55 11 90000-0001", "--attempts", "1", env=env, input=answers)
+    assert done.returncode in (EXIT_API, EXIT_UNREACHABLE)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("plugz-async: error")]
+    assert len(errors) == 1 and said in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "a-wrong" not in done.stderr + done.stdout
+    if command == "check --json":
+        [item] = json.loads(done.stdout)  # valid JSON on stdout in every case
+        assert item["error"]["type"] and item["final"] is False
+
+
+def test_check_json_is_json_even_without_credentials() -> None:
+    done = cli(
+        "check", "--json", "+55 11 90000-0001", "nonsense",
+        env={"PLUGZ_INSTANCE_ID": "", "PLUGZ_INSTANCE_TOKEN": "", "PLUGZ_CLIENT_TOKEN": ""},
+    )  # fmt: skip
+    assert done.returncode == EXIT_USAGE
+    items = json.loads(done.stdout)
+    assert [item["error"]["type"] for item in items] == ["ConfigurationError"] * 2
+    assert "PLUGZ_" in done.stderr
