@@ -126,6 +126,51 @@ def test_readme_first_screen_has_the_two_commands_ci_runs() -> None:
         assert command in ci
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_console_transcripts_match(page: Path, tmp_path: Path) -> None:
+    """A ``console`` block is a transcript: each ``$`` line runs (in a folder holding a
+    ``numbers.txt`` of 2,000 numbers, against the sandbox standing in for the real host),
+    and what it prints, stdout and stderr together, must be the lines below it."""
+    import os
+    import subprocess
+    import sys
+
+    from plugz_async.sandbox import SandboxThread
+
+    transcripts = blocks(page, "console")
+    if not transcripts:
+        return
+    (tmp_path / "numbers.txt").write_text(
+        "".join(f"+55 31 9{i:04d}-{i:04d}\n" for i in range(2000))
+    )
+    with SandboxThread() as sandbox:
+        env = {**os.environ, **sandbox.env()}
+        host = sandbox.base_url.removeprefix("http://")
+        for transcript in transcripts:
+            steps: list[tuple[str, list[str]]] = []
+            for line in transcript.strip().splitlines():
+                if line.startswith("$ "):
+                    steps.append((line[2:], []))
+                else:
+                    steps[-1][1].append(line)
+            script = f'plugz-async() {{ "{sys.executable}" -m plugz_async "$@"; }}\n'
+            for command, expected in steps:
+                script += command + "\n"
+                done = subprocess.run(
+                    ["bash", "-c", script],
+                    cwd=tmp_path,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=60,
+                )
+                printed = done.stdout.replace(host, "api.plugzapi.com.br").splitlines()
+                assert printed[-len(expected) :] == expected if expected else True, printed
+                script += "\n"
+
+
 def test_sandbox_page_shows_the_real_test_number_table() -> None:
     assert scenario_table() in (ROOT / "docs" / "sandbox.md").read_text()
 

@@ -804,7 +804,7 @@ async def _bulk(app: _App) -> int:
                 },
             }
         )
-    else:
+    elif whole.total:  # a run stopped before its first row has nothing to show
         app.out.print(summary_line(summary), markup=False)
         if done:
             app.out.print(
