@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import stat
 from collections import Counter, OrderedDict, deque
 from collections.abc import (
     AsyncGenerator,
@@ -130,6 +131,8 @@ class BulkRow:
         key: the row's key for resuming (default: its position in the input).
         given: the row as it was read (a CSV row, say), kept as the item's ``input``
             (without any ``instance_token``).
+        index: the row's place in the whole input, when the rows given to the run are
+            only some of them (a resumed run); default: its place among those given.
     """
 
     number: str | PhoneNumber
@@ -137,6 +140,7 @@ class BulkRow:
     instance_token: str | None = attrs.field(default=None, repr=False)
     key: str | None = None
     given: object = attrs.field(default=None, repr=False, eq=False)
+    index: int | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> BulkRow:
@@ -521,9 +525,9 @@ class BulkRun:
         self._record_run_errors = on_run_error == "record"
         self._max_failures = max_consecutive_failures
         self._failures = 0  # rows in a row that failed to reach the API
-        # Instances whose credentials were refused: their rows are recorded unsent.
-        # The key None is the client's own instance; "*" is the whole account.
-        self._refused: dict[str | None, PlugzError] = {}
+        # Instances whose credentials were refused: their rows are recorded unsent. Keyed
+        # by (instance id, token); None is the client's own instance; "*" the whole account.
+        self._refused: dict[object, PlugzError] = {}
         self.summary = BulkSummary(started=client.clock.monotonic())
         self._iterator: AsyncGenerator[BulkItem, None] | None = None
 
@@ -647,19 +651,22 @@ class BulkRun:
         elif item.attempts:  # the API answered (an answer, or an error of the row's own)
             self._failures = 0
 
-    def _refuse(self, error: PlugzError, instance_id: str | None) -> None:
-        """A run error: stop the run, or record the instance's rows as failed from now on."""
+    def _refuse(self, error: PlugzError, instance: tuple[str | None, str | None] | None) -> None:
+        """A run error: stop the run, or record the instance's rows as failed from now on.
+
+        ``instance`` is a row's (instance id, token), or ``None`` for the client's own.
+        """
         account_wide = isinstance(error, AuthenticationError) and error.credential == (
             "client_token"
         )
-        if (instance_id is None or account_wide) and not self._record_run_errors:
+        if (instance is None or account_wide) and not self._record_run_errors:
             raise _Halt(error)
-        self._refused["*" if account_wide else instance_id] = error
+        self._refused["*" if account_wide else instance] = error
 
-    def _refused_for(self, instance_id: str | None) -> PlugzError | None:
+    def _refused_for(self, instance: tuple[str | None, str | None] | None) -> PlugzError | None:
         if not self._refused:
             return None
-        return self._refused.get("*") or self._refused.get(instance_id)
+        return self._refused.get("*") or self._refused.get(instance)
 
     def _client_for(self, row: BulkRow) -> PlugzClient:
         if row.instance_id is None or row.instance_token is None:
@@ -683,6 +690,7 @@ class BulkRun:
         _ATTEMPTS.set(attempts)
         key = str(index)
         instance_id = None
+        instance: tuple[str | None, str | None] | None = None  # None: the client's own
         number = None
         try:
             client = self._client
@@ -691,8 +699,11 @@ class BulkRun:
             else:
                 given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
                 if isinstance(given, BulkRow):
-                    key = given.key or key
+                    index = index if given.index is None else given.index
+                    key = given.key or str(index)
                     instance_id = given.instance_id
+                    if given.instance_id is not None:
+                        instance = (given.instance_id, given.instance_token)
                     number = PhoneNumber.parse(given.number)
                     client = self._client_for(given)
                 elif isinstance(given, (str, PhoneNumber)):
@@ -702,13 +713,13 @@ class BulkRun:
                     raise InvalidArgument(
                         f"a row must be text, a PhoneNumber or a mapping, not {kind}"
                     )
-            refused = self._refused_for(instance_id)
+            refused = self._refused_for(instance)
             if refused is not None:
                 raise refused  # the instance's credentials were refused: not sent again
             availability = await client._check(number, self._retry, self._timeout, self._gate)
         except Exception as error:  # the row's failure is its item; the run goes on
             if isinstance(error, RUN_ERRORS) and attempts[0]:
-                self._refuse(error, instance_id)
+                self._refuse(error, instance)
             if not isinstance(error, PlugzError):
                 logger.exception("row %d failed unexpectedly", index)
             return BulkItem(
@@ -851,6 +862,7 @@ class ResultsFile:
         self.kept_errors: Counter[str] = Counter()
         self.dropped = 0
         self._file: io.TextIOWrapper | None = None
+        self._lock_file: tuple[int, Path] | None = None
 
     def _has_records(self) -> bool:
         try:
@@ -866,22 +878,60 @@ class ResultsFile:
                 cannot be written (its folder is missing, it is a folder, no permission).
         """
         path = self.path
+        self.check()
+        self._lock()
+        try:
+            done: set[str] = set()
+            if self._has_records():
+                if not resume:
+                    raise InvalidArgument(f"{path} is not empty: resume it, or choose another file")
+                done = self._recover()
+            try:
+                self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+            except OSError as exc:
+                raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
+        except BaseException:
+            self.close()
+            raise
+        if self.format == "csv" and self._file.tell() == 0:
+            self._write(self._csv_line(dict(zip(CSV_FIELDS, CSV_FIELDS, strict=True))))
+        return done
+
+    def check(self) -> None:
+        """Say now, before any work, if the path cannot be a results file.
+
+        Raises:
+            InvalidArgument: the path is a folder, or its folder does not exist.
+        """
+        path = self.path
         if path.is_dir():
             raise InvalidArgument(f"{path} is a folder: give the path of a results file")
         if not path.parent.is_dir():
             raise InvalidArgument(f"cannot write {path}: the folder {path.parent} does not exist")
-        done: set[str] = set()
-        if self._has_records():
-            if not resume:
-                raise InvalidArgument(f"{path} is not empty: resume it, or choose another file")
-            done = self._recover()
+
+    def _lock(self) -> None:
+        """Hold the file for this run: a second run on it would write every row twice.
+
+        The lock (``flock`` on a ``.lock`` file beside it) goes with the process, even
+        when it is killed; where the system has no ``flock``, nothing is locked.
+        """
         try:
-            self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+            import fcntl
+        except ImportError:  # pragma: no cover - not on POSIX
+            return
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        try:
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise InvalidArgument(f"cannot write {path}: {exc.strerror}") from None
-        if self.format == "csv" and self._file.tell() == 0:
-            self._write(self._csv_line(dict(zip(CSV_FIELDS, CSV_FIELDS, strict=True))))
-        return done
+            raise InvalidArgument(f"cannot write {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            raise InvalidArgument(
+                f"{self.path} is being written by another run: wait for it to end"
+            ) from None
+        self._lock_file = (descriptor, lock_path)
 
     def _recover(self) -> set[str]:
         """Keep the final records (the first for a key) and return their keys; drop the
@@ -896,7 +946,7 @@ class ResultsFile:
         dropped = 0
         for line, record in self._records(text):
             key = str(record.get("key"))
-            if key in done or not record_is_final(record):
+            if record.get("key") is None or key in done or not record_is_final(record):
                 dropped += 1
                 continue
             done.add(key)
@@ -916,21 +966,44 @@ class ResultsFile:
         return done
 
     def _records(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(the record's text, the record) for each complete record of ``text``."""
-        if self.format == "jsonl":
-            for line in text.splitlines(keepends=True):
-                if line.strip():
-                    yield line, json.loads(line)
+        """(the record's text, the record) for each complete record of ``text``; a damaged
+        line stands as an empty record (dropped: its row is done again).
+
+        Raises:
+            InvalidArgument: the file does not start as a results file does.
+        """
+        lines = text.splitlines(keepends=True)
+        first = lines[0].strip() if lines else ""
+        if self.format == "csv":
+            if first != ",".join(CSV_FIELDS):
+                raise self._foreign("its first line is not the header of a results file")
+            for line in lines[1:]:
+                for row in csv.DictReader([line], fieldnames=CSV_FIELDS):
+                    yield line, row
             return
-        lines = text.splitlines(keepends=True)[1:]  # the header
-        for line in lines:
-            for row in csv.DictReader([line], fieldnames=CSV_FIELDS):
-                yield line, row
+        for number, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or "key" not in record:
+                if number == 0:
+                    raise self._foreign("its first line is not a record")
+                record = {}
+            yield line, record
+
+    def _foreign(self, why: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"{self.path} is not a results file of plugz-async ({why}): choose another file"
+        )
 
     def _replace(self, lines: list[str]) -> None:
         """Write ``lines`` to a new file beside the old one, then swap it in atomically."""
         temporary = self.path.with_name(f".{self.path.name}.resume")
         with open(temporary, "w", encoding="utf-8", newline="") as f:
+            os.chmod(temporary, stat.S_IMODE(self.path.stat().st_mode))  # phone numbers
             f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
@@ -958,9 +1031,15 @@ class ResultsFile:
             self._write(self._csv_line(flat_record(record)))
 
     def close(self) -> None:
+        """Close the file and let another run have it. Safe to call twice."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock_file is not None:
+            descriptor, lock_path = self._lock_file
+            self._lock_file = None
+            lock_path.unlink(missing_ok=True)
+            os.close(descriptor)  # closing releases the lock
 
     def __enter__(self) -> ResultsFile:
         return self

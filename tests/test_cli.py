@@ -412,10 +412,25 @@ def test_register_shows_the_captcha_image(
 def test_register_a_banned_number_offers_the_appeal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answers(monkeypatch, "It is our support line.")
+    answers(monkeypatch, "y", "It is our support line.")
     assert main(["register", "--sandbox", "+55 11 90000-0004"]) == cli.EXIT_NOT_CONNECTED
     out, err = capsys.readouterr()
     assert "+5511900000004: appeal" in out and "Unban request: UNBANNED" in err
+
+
+def test_a_code_piped_to_register_for_a_banned_number_sends_no_appeal() -> None:
+    with SandboxThread() as sandbox:
+        done = subprocess.run(
+            [sys.executable, "-m", "plugz_async", "register", "+55 11 90000-0004"],
+            env={**os.environ, **sandbox.env()},
+            input="123456\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        routes = [entry["route"] for entry in sandbox.requests()]
+    assert done.returncode == cli.EXIT_NOT_CONNECTED
+    assert routes == ["registration-available"]  # no request-unbanning with "123456" in it
 
 
 def test_register_through_the_entry_point_with_piped_answers() -> None:

@@ -111,7 +111,8 @@ def test_a_refused_port_stops_bulk_and_resume_finishes(tmp_path: Path) -> None:
         )
     assert stopped.returncode == EXIT_UNREACHABLE
     first = stopped.stderr.splitlines()[0]
-    assert first.startswith("plugz-async: error: stopped after 30 numbers in a row failed")
+    assert first.startswith("plugz-async: error: stopped after 30 numbers in a row could not")
+    assert "check PLUGZ_BASE_URL" in first
     assert "ConnectError" in first and "--attempts 1" in stopped.stderr  # the hint repeats it
     assert 30 <= len(written) < 30 + 32 and not any(r["final"] for r in written)
     assert took < 30
@@ -132,7 +133,7 @@ def test_an_outage_after_300_rows_stops_bulk_and_resume_finishes_after_it(tmp_pa
         resumed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
     assert stopped.returncode == EXIT_UNREACHABLE
     assert 300 + 30 <= sent <= 300 + 30 + 32  # the outage's rows, and what was in flight
-    assert "stopped after 30 numbers in a row failed to reach 127.0.0.1:" in stopped.stderr
+    assert "stopped after 30 numbers in a row failed at 127.0.0.1:" in stopped.stderr
     assert "ServerError: HTTP 503" in stopped.stderr
     assert sum(1 for r in written if r["final"]) == 300
     assert resumed.returncode == EXIT_OK, resumed.stderr
@@ -354,3 +355,94 @@ def test_check_json_is_json_even_without_credentials() -> None:
     items = json.loads(done.stdout)
     assert [item["error"]["type"] for item in items] == ["ConfigurationError"] * 2
     assert "PLUGZ_" in done.stderr
+
+
+def test_out_must_be_a_results_file_and_not_the_input(tmp_path: Path) -> None:
+    source = tmp_path / "numbers.csv"
+    source.write_text("number\n+55 11 90000-0002\n")
+    itself = cli("bulk", str(source), "--out", str(source), "--resume", "--sandbox", env={})
+    assert itself.returncode == EXIT_USAGE and "--out is INPUT itself" in itself.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    foreign = cli("bulk", str(source), "--out", str(notes), "--resume", "--sandbox", env={})
+    assert foreign.returncode == EXIT_USAGE and "is not a results file" in foreign.stderr
+    assert notes.read_text() == "my notes\n" and source.read_text().count("\n") == 2
+
+
+def test_a_damaged_record_is_redone_by_resume(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt", 20), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        assert cli("bulk", str(source), "--out", str(out), env=sandbox.env()).returncode == 0
+        lines = out.read_text().splitlines(keepends=True)
+        out.write_text("".join(lines[:5]) + "garbage\n" + "".join(lines[6:]))
+        resumed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert_one_record_per_row(out, 20)
+
+
+def test_a_second_run_on_the_same_results_file_is_refused(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt", 400), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        env = {**os.environ, **sandbox.env()}
+        first = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "plugz_async",
+                "bulk",
+                str(source),
+                "--out",
+                str(out),
+                "--rate",
+                "200",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while len(records(out)) < 5:
+            time.sleep(0.01)
+        second = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+        assert first.wait(timeout=60) == EXIT_OK
+    assert second.returncode == EXIT_USAGE and "being written by another run" in second.stderr
+    assert_one_record_per_row(out, 400)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["numbers.txt", "results.jsonl"]
+
+
+def test_repeated_keys_and_empty_inputs_are_refused(tmp_path: Path) -> None:
+    source = tmp_path / "keys.csv"
+    source.write_text(
+        "key,number\nk1,+55 11 90000-0002\nk2,+55 11 90000-0005\nk1,+55 11 90000-0001\n"
+    )
+    out = tmp_path / "r.jsonl"
+    repeated = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert repeated.returncode == EXIT_USAGE and not out.exists()
+    assert "repeats the key 'k1' (data rows 1 and 3)" in repeated.stderr
+    for text in ("", "number\n", "# nothing yet\n"):
+        source.write_text(text)
+        empty = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+        assert empty.returncode == EXIT_USAGE and "has no numbers to check" in empty.stderr
+
+
+def test_a_bad_header_on_standard_input_is_a_usage_error(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    done = cli("bulk", "-", "--out", str(out), "--sandbox", env={}, input="telefone,nome\n1,a\n")
+    assert done.returncode == EXIT_USAGE and "'telefone', 'nome'" in done.stderr
+    assert not out.exists()
+
+
+def test_resumed_records_keep_their_place_and_the_file_its_mode(tmp_path: Path) -> None:
+    source, out = numbers_file(tmp_path / "numbers.txt", 30), tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        sandbox.outage(after=10)
+        stopped = cli(
+            "bulk", str(source), "--out", str(out), "--attempts", "1", "--concurrency", "1",
+            env=sandbox.env(),
+        )  # fmt: skip
+        assert stopped.returncode == EXIT_INCOMPLETE  # 20 rows of 503: fewer than 30 in a row
+        out.chmod(0o600)
+        sandbox.end_outage()
+        resumed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert all(str(r["index"]) == r["key"] for r in records(out))
+    assert out.stat().st_mode & 0o777 == 0o600

@@ -45,13 +45,14 @@ def api_error(cls: type[pz.APIError], status: int, **fields: object) -> pz.APIEr
                 "x", failures=30, last_error=api_error(pz.ServerError, 502, error="Bad Gateway")
             ),
             REAL,
-            "stopped after 30 numbers in a row failed to reach api.plugzapi.com.br "
+            "stopped after 30 numbers in a row failed at api.plugzapi.com.br "
             "(the last: ServerError: HTTP 502)",
         ),
         (
             pz.OutageError("x", failures=5, last_error=pz.RequestTimeout("r: no answer")),
             REAL,
-            "(the last: RequestTimeout: no answer)",
+            "could not reach api.plugzapi.com.br (the last: RequestTimeout: no answer); check "
+            "PLUGZ_BASE_URL",
         ),
         (
             pz.ConnectError("could not connect for r: refused"),
@@ -63,6 +64,11 @@ def api_error(cls: type[pz.APIError], status: int, **fields: object) -> pz.APIEr
         (api_error(pz.RateLimitError, 429), REAL, "asked to slow down (HTTP 429); lower --rate"),
         (api_error(pz.ServerError, 503), REAL, "api.plugzapi.com.br failed: HTTP 503"),
         (pz.ConfigurationError("PLUGZ_INSTANCE_ID is not set"), REAL, "set the PLUGZ_* variables"),
+        (
+            api_error(pz.InstanceNotFoundError, 404, error="Not Found"),
+            REAL,
+            "not found: HTTP 404 from api.plugzapi.com.br (Not Found); check PLUGZ_BASE_URL",
+        ),
         (pz.InvalidArgument("odd"), REAL, "InvalidArgument: odd"),
     ],
 )

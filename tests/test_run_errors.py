@@ -272,3 +272,21 @@ def test_read_results_gives_one_row_per_key(tmp_path: Path) -> None:
     assert [(r["key"], r["outcome"]) for r in records] == [("1", "ready"), ("0", "ready")]
     frame = pz.to_dataframe(path)
     assert list(frame["key"]) == ["1", "0"]
+
+
+async def test_a_refused_token_of_an_instance_spares_its_rows_with_the_right_token(
+    api: Sandbox,
+) -> None:
+    rows = [
+        {
+            "number": number,
+            "instance_id": INSTANCE_ID,
+            "instance_token": INSTANCE_TOKEN if i % 2 else "a-wrong-instance-token",
+        }
+        for i, number in enumerate(numbers(40))
+    ]
+    async with new_client(api) as client, client.check_many(rows, concurrency=1) as run:
+        items = [item async for item in run]
+    assert sum(item.ok for item in items) == 20
+    assert sum(isinstance(item.error, pz.InstanceNotFoundError) for item in items) == 20
+    assert len(api.requests()) == 21  # the wrong token was sent once

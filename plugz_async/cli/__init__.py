@@ -53,7 +53,9 @@ from plugz_async._client import ENV_BASE_URL, PlugzClient
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._errors import (
     APIError,
+    AuthenticationError,
     ConfigurationError,
+    InstanceNotFoundError,
     InvalidArgument,
     InvalidPhoneNumber,
     OutageError,
@@ -120,7 +122,7 @@ logger = logging.getLogger("plugz_async.cli")
 
 def exit_code_for(error: BaseException) -> int:
     """The exit code an error means."""
-    if isinstance(error, (InvalidPhoneNumber, ConfigurationError)):
+    if isinstance(error, (InvalidArgument, ConfigurationError)):
         return EXIT_USAGE
     if isinstance(error, (TransportError, OutageError)):
         return EXIT_UNREACHABLE
@@ -253,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument("input", metavar="INPUT")
     bulk.add_argument("--out", required=True, type=Path, metavar="FILE", help="the results file")
-    bulk.add_argument("--resume", action="store_true", help="skip the rows already in --out")
+    bulk.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with --out: keep its final records, check every other row again",
+    )
     bulk.add_argument(
         "--format",
         choices=["jsonl", "csv"],
@@ -665,17 +671,25 @@ def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
 
 def _csv_rows(lines: Iterator[str], columns: list[str], delimiter: str) -> Iterator[BulkRow]:
     index = 0
+    keys: dict[str, int] = {}  # a key column's values, each to its row: resume goes by key
     for line in lines:
         fields = _fields(line, delimiter)
         if not any(field.strip() for field in fields):
             continue  # a blank line
         row = dict(zip(columns, fields, strict=False))  # short rows: the rest are missing
         key = (row.get("key") or "").strip() or str(index)
-        index += 1
+        if "key" in columns:
+            if key in keys:
+                raise InvalidArgument(
+                    f"INPUT repeats the key {key!r} (data rows {keys[key] + 1} and "
+                    f"{index + 1}): each row needs a key of its own"
+                )
+            keys[key] = index
         try:
-            yield attrs.evolve(BulkRow.from_mapping(row), key=key)
+            yield attrs.evolve(BulkRow.from_mapping(row), key=key, index=index)
         except InvalidArgument:  # the row is kept, and fails as a row
-            yield BulkRow(number=str(row.get("number") or ""), key=key, given=row)
+            yield BulkRow(number=str(row.get("number") or ""), key=key, given=row, index=index)
+        index += 1
 
 
 def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
@@ -683,7 +697,7 @@ def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
     for line in lines:
         text = line.strip()
         if text and not text.startswith("#"):
-            yield BulkRow(number=text, key=str(index), given=text)
+            yield BulkRow(number=text, key=str(index), given=text, index=index)
             index += 1
 
 
@@ -703,6 +717,18 @@ _REPEATED = (
     ("base_url", "--base-url", None),
     ("instance_id", "--instance-id", None),
 )
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def is_refusal(error: BaseException | None) -> bool:
+    """A refused credential or an unknown instance."""
+    return isinstance(error, (AuthenticationError, InstanceNotFoundError))
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -741,14 +767,17 @@ async def _bulk(app: _App) -> int:
     planner = app.planner()
     try:
         results = ResultsFile(args.out, format=args.format)
+        results.check()
+        if args.input != "-" and _same_file(Path(args.input), args.out):
+            raise InvalidArgument("--out is INPUT itself: give another file for the results")
         # The input can be read (and its header makes sense) before anything is written.
         total = _count_rows(args.input)
-        done = results.open(resume=args.resume)
+        if total == 0:
+            raise InvalidArgument(f"{args.input} has no numbers to check")
+        source = read_rows(_input_lines(args.input))  # standard input's header, at once
     except InvalidArgument as exc:
         raise _Fail(str(exc), EXIT_USAGE) from None
     resume = resume_command(args)
-    app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
-    rows = (row for row in read_rows(_input_lines(args.input)) if row.key not in done)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -759,9 +788,16 @@ async def _bulk(app: _App) -> int:
         disable=args.json_summary or not app.err.is_terminal,  # no bar in a log file
     )
     stopped: PlugzError | None = None
+    refused: BulkItem | None = None  # the first row of an instance of its own that was refused
     try:
         async with AsyncExitStack() as stack:
-            client = await app.open_client(stack)
+            client = await app.open_client(stack)  # missing credentials: no file made
+            try:
+                done = results.open(resume=args.resume)
+            except InvalidArgument as exc:
+                raise _Fail(str(exc), EXIT_USAGE) from None
+            app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
+            rows = (row for row in source if row.key not in done)
             run = client.check_many(
                 rows, concurrency=args.concurrency, max_rate=args.rate, planner=planner
             )
@@ -771,6 +807,8 @@ async def _bulk(app: _App) -> int:
                 try:
                     async for item in run:
                         results.write(item)
+                        if refused is None and item.instance_id and is_refusal(item.error):
+                            refused = item
                         counts = ", ".join(
                             f"{k} {v}" for k, v in sorted(run.summary.outcomes.items())
                         )
@@ -813,7 +851,7 @@ async def _bulk(app: _App) -> int:
                 markup=False,
             )
         app.out.print(summary_table(whole))
-        opens = opens_table(summary, app.clock.now())
+        opens = opens_table(summary, app.clock.now(), this_run=bool(done))
         if opens is not None:
             app.out.print(opens)
         app.out.print(f"Results in {args.out}.", markup=False)
@@ -821,6 +859,16 @@ async def _bulk(app: _App) -> int:
         app.err.print(f"{PROG}: error: {app.redact(app.explain(stopped))}", markup=False)
         app.err.print(f"{summary.total} rows written; resume with: {resume}", markup=False)
         return exit_code_for(stopped)
+    if whole.total == 0:
+        raise _Fail(f"{args.input} has no numbers to check", EXIT_USAGE)
+    if refused is not None and isinstance(refused.error, APIError):
+        refusal = refused.error
+        app.err.print(
+            f"{PROG}: the rows of instance {refused.instance_id} were refused "
+            f"({type(refusal).__name__}: HTTP {refusal.status}): check their instance_id and "
+            "instance_token columns",
+            markup=False,
+        )
     if summary.pending:
         pending = {
             name: count for name, count in summary.errors.items() if name not in FINAL_ERROR_NAMES
@@ -878,6 +926,8 @@ class _Prompts:
             answer = await asyncio.to_thread(reader, prompt)
         except EOFError:
             raise InputEnded(prompt) from None
+        if not sys.stdin.isatty():
+            print(flush=True)  # a piped answer is not echoed: end the prompt's line
         return answer.strip()
 
     async def code(self, channel: Channel) -> str | None:
@@ -977,10 +1027,11 @@ async def _register_with(
             prompts.stop_countdown()
         if result.outcome is RegistrationOutcome.APPEAL:
             app.err.print(f"Banned; appeal token {result.appeal_token}.", markup=False)
-            try:
-                description = await prompts.ask(
-                    "Describe why it should be unbanned (empty: skip): "
-                )
+            try:  # asked outright: an answer piped in for a code must not become an appeal
+                send = await prompts.ask("Send an unban request to WhatsApp now? [y/N] ")
+                description = ""
+                if send.lower() in ("y", "yes", "s", "sim"):
+                    description = await prompts.ask("Describe why it should be unbanned: ")
             except InputEnded:
                 description = ""
             if description:

@@ -97,15 +97,29 @@ def explain(error: PlugzError, where: Credentials, *, timeout: float | None = No
             f"{where.source('instance_token', 'client_token')}"
         )
     if isinstance(error, InstanceNotFoundError):
+        if error.status == 404 and (error.error or "").upper() != "NOT_FOUND":
+            # A 404 of the web server itself: the address is wrong, not only the instance.
+            return (
+                f"not found: HTTP 404 from {host} ({_said(error)}); check "
+                f"{where.source('base_url')} (the API's address, with no path), then "
+                f"{where.source('instance_id', 'instance_token')}"
+            )
         return (
             f"instance not found: HTTP {error.status} from {host} ({_said(error)}); check "
             f"{where.source('instance_id', 'instance_token')}"
         )
     if isinstance(error, OutageError):
         last = error.last_error
+        if isinstance(last, TransportError):
+            return (
+                f"stopped after {error.failures} numbers in a row could not reach {host} "
+                f"(the last: {_short(last)}); check {where.source('base_url')} and the "
+                "network, or try again later"
+            )
         return (
-            f"stopped after {error.failures} numbers in a row failed to reach {host} "
-            f"(the last: {_short(last)}); the API or the network is down: try again later"
+            f"stopped after {error.failures} numbers in a row failed at {host} "
+            f"(the last: {_short(last)}); the API, or a gateway in front of it, is down: "
+            "try again later"
         )
     if isinstance(error, ConnectError):
         return (

@@ -145,12 +145,13 @@ def summary_table(summary: BulkSummary) -> Table:
     return table
 
 
-def opens_table(summary: BulkSummary, now: datetime) -> Table | None:
+def opens_table(summary: BulkSummary, now: datetime, *, this_run: bool = False) -> Table | None:
     """When each channel opens across the numbers: earliest, median, latest."""
     spreads = {channel: summary.opens[channel].to_dict() for channel in Channel}
     if not any(spreads.values()):
         return None
-    table = Table(title="When the channels open", title_justify="left")
+    title = "When the channels open" + (" (the numbers checked by this run)" if this_run else "")
+    table = Table(title=title, title_justify="left")
     for header in ("Channel", "Numbers", "Earliest", "Median", "Latest"):
         table.add_column(header)
     for channel, spread in spreads.items():
