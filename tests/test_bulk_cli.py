@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import plugz_async as pz
-from plugz_async.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main, read_rows
+from plugz_async.cli import EXIT_OK, EXIT_USAGE, main, read_rows
 from plugz_async.sandbox import SandboxThread
 
 
@@ -185,34 +185,3 @@ def test_killed_at_any_moment_and_resumed_loses_nothing_and_repeats_nothing(tmp_
         f"kill-and-resume: records after each SIGKILL {kills}; final run added {summary['total']}; "
         f"{len(done)} records for {rows} rows, none twice"
     )
-
-
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
-    source = tmp_path / "numbers.txt"
-    source.write_text("".join(f"+55 31 9{i:04d}-0000\n" for i in range(5000)))
-    out = tmp_path / "results.jsonl"
-    with SandboxThread() as sandbox:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plugz_async",
-                "bulk",
-                str(source),
-                "--out",
-                str(out),
-                "--rate",
-                "500",
-            ],
-            env={**os.environ, **sandbox.env()},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        while len(records(out)) < 20:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-    assert process.returncode == EXIT_INTERRUPTED
-    assert "plugz-async: interrupted" in err and "--resume" in err and "Traceback" not in err
-    assert len(records(out)) == len(out.read_text().splitlines())  # no half-written line

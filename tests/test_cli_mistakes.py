@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,17 @@ def cli(
         timeout=timeout,
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
+    )
+
+
+def start(*args: str, env: dict[str, str], output: int | None = subprocess.DEVNULL) -> Any:
+    """The command line in a subprocess left running (``subprocess.Popen``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "plugz_async", *args],
+        env={**os.environ, **env},
+        stdout=output,
+        stderr=output,
+        text=True,
     )
 
 
@@ -167,17 +179,11 @@ def test_a_fault_run_killed_at_any_moment_and_resumed_loses_and_repeats_nothing(
     source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
     with SandboxThread(SandboxConfig(fault_rate=0.05)) as sandbox:
         command = [
-            sys.executable, "-m", "plugz_async", "bulk", str(source), "--out", str(out),
+            "bulk", str(source), "--out", str(out),
             "--attempts", "1", "--concurrency", "16", "--rate", "2000",
         ]  # fmt: skip
-        env = {**os.environ, **sandbox.env()}
         for target in (300, 900, 1500):
-            process = subprocess.Popen(
-                command + (["--resume"] if out.exists() else []),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = start(*command, *(["--resume"] if out.exists() else []), env=sandbox.env())
             deadline = time.monotonic() + 30
             while len(records(out)) < target and process.poll() is None:
                 assert time.monotonic() < deadline
@@ -187,7 +193,7 @@ def test_a_fault_run_killed_at_any_moment_and_resumed_loses_and_repeats_nothing(
             keys = [r["key"] for r in records(out)]
             assert len(keys) == len(set(keys))  # one record per key, at every moment
         for _ in range(20):
-            final = subprocess.run([*command, "--resume"], env=env, capture_output=True)
+            final = cli(*command, "--resume", env=sandbox.env())
             if final.returncode == EXIT_OK:
                 break
     assert final.returncode == EXIT_OK
@@ -243,30 +249,18 @@ def test_ctrl_c_hint_repeats_the_options_and_following_it_finishes(tmp_path: Pat
     source = numbers_file(tmp_path / "numbers.txt", 800)
     out = tmp_path / "results.csv"  # a .csv name: CSV, with no --format
     with SandboxThread() as sandbox:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plugz_async",
-                "bulk",
-                str(source),
-                "--out",
-                str(out),
-                "--rate",
-                "400",
-                "--concurrency",
-                "8",
-            ],
-            env={**os.environ, **sandbox.env()},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start(
+            "bulk", str(source), "--out", str(out), "--rate", "400", "--concurrency", "8",
+            env=sandbox.env(), output=subprocess.PIPE,
+        )  # fmt: skip
         while not out.exists() or len(out.read_text().splitlines()) < 20:
             time.sleep(0.01)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
         assert process.returncode == EXIT_INTERRUPTED
+        assert "plugz-async: interrupted" in err and "Traceback" not in err
+        lines = out.read_text().splitlines(keepends=True)
+        assert all(line.endswith("\n") for line in lines)  # no half-written record
         hint = err.split("resume with: ", 1)[1].strip()
         assert "--rate 400" in hint and "--concurrency 8" in hint and "--resume" in hint
         words = hint.split()
@@ -383,23 +377,7 @@ def test_a_damaged_record_is_redone_by_resume(tmp_path: Path) -> None:
 def test_a_second_run_on_the_same_results_file_is_refused(tmp_path: Path) -> None:
     source, out = numbers_file(tmp_path / "numbers.txt", 400), tmp_path / "results.jsonl"
     with SandboxThread() as sandbox:
-        env = {**os.environ, **sandbox.env()}
-        first = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plugz_async",
-                "bulk",
-                str(source),
-                "--out",
-                str(out),
-                "--rate",
-                "200",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        first = start("bulk", str(source), "--out", str(out), "--rate", "200", env=sandbox.env())
         while len(records(out)) < 5:
             time.sleep(0.01)
         second = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
