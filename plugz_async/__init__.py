@@ -14,7 +14,7 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 
 import typing as _typing
 
-from ._bulk import BulkItem, BulkRow, BulkRun, BulkSummary, ResultsFile, read_results, to_dataframe
+from ._bulk import BulkRun
 from ._client import DEFAULT_BASE_URL, ROUTES, ZAPI_BASE_URL, PlugzClient, Route
 from ._clock import Clock, FakeClock, SystemClock
 from ._errors import (
@@ -28,6 +28,7 @@ from ._errors import (
     InvalidArgument,
     InvalidPhoneNumber,
     MethodNotAllowedError,
+    MissingDependencyError,
     NoChannelError,
     OutageError,
     PlanDataError,
@@ -47,6 +48,7 @@ from ._flow import (
     RegistrationOutcome,
     RegistrationResult,
 )
+from ._items import BulkItem, BulkRow
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -61,7 +63,9 @@ from ._models import (
 )
 from ._phone import PhoneNumber
 from ._planner import ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
+from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
+from ._summary import BulkSummary
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -109,6 +113,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
+    "MissingDependencyError",
     "NoChannelError",
     "OutageError",
     "Outcome",
@@ -143,3 +148,12 @@ __all__ = [
     "read_results",
     "to_dataframe",
 ]
+
+# Public names report the package as their home, so tracebacks and reprs read
+# ``plugz_async.RateLimitError`` rather than a private module's path (as httpx does).
+for _name in __all__:
+    _value = globals()[_name]
+    home = getattr(_value, "__module__", None) if callable(_value) else None
+    if isinstance(home, str) and home.startswith("plugz_async."):
+        _value.__module__ = __name__
+del _name, _value, home

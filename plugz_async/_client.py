@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import warnings
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,12 +38,19 @@ from ._phone import PhoneNumber
 from ._planner import RegistrationPlanner
 from ._redact import Redactor
 from ._retry import RetryEvent, RetryPolicy, RetrySafety, call_with_retry
-from ._transport import DEFAULT_MAX_BODY_BYTES, Transport, as_timeout
+from ._transport import (
+    DEFAULT_MAX_BODY_BYTES,
+    AttemptMiddleware,
+    Transport,
+    as_timeout,
+    through,
+)
 from ._version import __version__
 
 if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
-    from ._bulk import BulkRun, Limiter, Row
+    from ._bulk import BulkRun, Limiter
     from ._flow import Registration, RegistrationEvent
+    from ._items import Row
 
 __all__ = ["DEFAULT_BASE_URL", "ROUTES", "ZAPI_BASE_URL", "PlugzClient", "Route"]
 
@@ -86,10 +93,6 @@ ROUTES: tuple[Route, ...] = (
     RECOVER_PIN,
     REQUEST_UNBANNING,
 )
-
-
-# Wraps each attempt of a request (a bulk run paces and counts attempts with it).
-Gate = Callable[[Callable[[], Awaitable[dict[str, Any]]]], Awaitable[dict[str, Any]]]
 
 
 class _State(enum.Enum):
@@ -143,6 +146,8 @@ class PlugzClient:
         trace_configs: aiohttp ``TraceConfig`` objects for your tracing, given to the session
             the client opens (a session of your own carries its own).
         max_body_bytes: the largest answer the client will read.
+        middlewares: attempt middlewares, called around every attempt of every call,
+            retries included (see `with_middlewares`).
 
     Raises:
         ConfigurationError: a credential is empty or the base URL is not http(s).
@@ -163,6 +168,7 @@ class PlugzClient:
         max_connections: int = 100,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> None:
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = session
@@ -177,6 +183,7 @@ class PlugzClient:
         self._on_retry = on_retry
         self._max_connections = max_connections
         self._trace_configs = trace_configs
+        self._middlewares = tuple(middlewares)
         self._transport = Transport(
             _base_url(base_url),
             instance_id,
@@ -248,9 +255,35 @@ class PlugzClient:
     def for_instance(self, instance_id: str, instance_token: str) -> PlugzClient:
         """A client for another instance of the same account (same Client-Token).
 
-        It shares this client's connection pool and settings, and never closes it:
-        close this client when done with both.
+        It shares this client's connection pool, settings and middlewares, and never
+        closes the pool: close this client when done with both.
         """
+        return self._sibling(instance_id, instance_token, self._middlewares)
+
+    def with_middlewares(self, *middlewares: AttemptMiddleware) -> PlugzClient:
+        """A client of the same instance whose every attempt also goes through
+        ``middlewares`` (after this client's own).
+
+        A middleware is ``async def middleware(route, send)``: it runs around each attempt
+        of a request, retries included, must await ``send()`` once (or raise), and returns
+        what it returned. It may wait first (pacing), count or time the attempt, or act on
+        its error::
+
+            async def count(route, send):
+                sent[route] += 1
+                return await send()
+
+            paced = client.with_middlewares(count)
+
+        The new client shares this client's connection pool and never closes it.
+        """
+        return self._sibling(
+            self.instance_id, self._transport.instance_token(), self._middlewares + middlewares
+        )
+
+    def _sibling(
+        self, instance_id: str, instance_token: str, middlewares: tuple[AttemptMiddleware, ...]
+    ) -> PlugzClient:
         return PlugzClient(
             instance_id,
             instance_token,
@@ -262,6 +295,7 @@ class PlugzClient:
             on_retry=self._on_retry,
             clock=self._clock,
             max_body_bytes=self._transport.max_body_bytes,
+            middlewares=middlewares,
         )
 
     def check_many(
@@ -403,16 +437,8 @@ class PlugzClient:
             TransportError: the request failed on the way, or timed out.
             ResponseDecodeError: the answer was not the JSON object expected.
         """
-        return await self._check(PhoneNumber.parse(number), retry, timeout)
-
-    async def _check(
-        self,
-        phone: PhoneNumber,
-        retry: RetryPolicy | None,
-        timeout: float | aiohttp.ClientTimeout | None,
-        gate: Gate | None = None,
-    ) -> Availability:
-        data = await self._call(REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, gate)
+        phone = PhoneNumber.parse(number)
+        data = await self._call(REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout)
         return decode_availability(
             data,
             number=phone,
@@ -616,9 +642,9 @@ class PlugzClient:
         body: Mapping[str, Any] | bytes | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
-        gate: Gate | None = None,
     ) -> dict[str, Any]:
         session = self._open()
+        middlewares = self._middlewares
         base_timeout = self._timeout if timeout is None else as_timeout(timeout)
 
         async def send(remaining: float | None) -> dict[str, Any]:
@@ -632,14 +658,16 @@ class PlugzClient:
                     sock_connect=base_timeout.sock_connect,
                     sock_read=base_timeout.sock_read,
                 )
-            if gate is None:
+            if not middlewares:
                 return await self._transport.send(
                     session, route.method, route.path, body, attempt_timeout
                 )
-            return await gate(
+            return await through(
+                middlewares,
+                route.path,
                 lambda: self._transport.send(
                     session, route.method, route.path, body, attempt_timeout
-                )
+                ),
             )
 
         return await call_with_retry(

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidArgument
+from ._errors import require
 
 if TYPE_CHECKING:
-    from ._bulk import BulkSummary
     from ._models import Availability
     from ._planner import RegistrationPlan
+    from ._summary import BulkSummary
 
 __all__ = ["availability_html", "plan_html", "plot_plan", "summary_html"]
 
@@ -86,10 +86,7 @@ def summary_html(summary: BulkSummary) -> str:
 
 def plot_plan(plan: RegistrationPlan, ax: Any = None) -> Any:
     """A timeline of the plan's channels: a bar from the answer to the moment each opens."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise InvalidArgument("plot() needs matplotlib: pip install matplotlib") from None
+    plt = require("matplotlib.pyplot", feature="plot()", extra="notebook")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 1.8))
     channels = list(plan.windows)

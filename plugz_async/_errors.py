@@ -8,6 +8,7 @@ or ``except TimeoutError`` keeps working in code that does not know the SDK::
     ├── InvalidArgument               (ValueError)   bad input, raised before any request
     │   └── InvalidPhoneNumber                       not a possible phone number
     ├── ConfigurationError            (ValueError)   missing credentials, bad base URL
+    ├── MissingDependencyError        (ImportError)  an optional extra is not installed
     ├── PlanDataError                 (ValueError)   RegistrationPlan.from_dict got bad data
     ├── NoChannelError                (LookupError)  the plan offers no such channel
     ├── ClientClosedError             (RuntimeError) the client was closed
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
+    "MissingDependencyError",
     "NoChannelError",
     "OutageError",
     "PlanDataError",
@@ -93,6 +95,31 @@ class InvalidPhoneNumber(InvalidArgument):
 
 class ConfigurationError(PlugzError, ValueError):
     """The client was configured wrongly (a missing credential, a bad base URL)."""
+
+
+class MissingDependencyError(PlugzError, ImportError):
+    """A feature needs an optional extra that is not installed (pandas, matplotlib).
+
+    Attributes:
+        extra: the extra to install, as in ``pip install 'plugz-async[extra]'``.
+    """
+
+    def __init__(self, feature: str, *, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs {module}, which is not installed: pip install 'plugz-async[{extra}]'",
+            name=module,
+        )
+        self.extra = extra
+
+
+def require(module: str, *, feature: str, extra: str) -> Any:
+    """Import an optional dependency, or raise `MissingDependencyError` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(feature, extra=extra, module=module) from None
 
 
 class PlanDataError(PlugzError, ValueError):

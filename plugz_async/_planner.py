@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from ._clock import Clock, SystemClock
-from ._errors import InvalidPhoneNumber, NoChannelError, PlanDataError
+from ._errors import InvalidArgument, InvalidPhoneNumber, NoChannelError, PlanDataError
 from ._models import Availability, Channel, CodeRequest
 from ._phone import PhoneNumber
 from ._strenum import StrEnum
@@ -70,7 +70,7 @@ def _preference(value: Iterable[Channel | str]) -> tuple[Channel, ...]:
     try:
         channels = tuple(Channel(item) for item in value)
     except ValueError as exc:
-        raise ValueError(f"preference: {exc}") from None
+        raise InvalidArgument(f"preference: {exc}") from None
     return channels
 
 
@@ -106,18 +106,18 @@ class RegistrationPlanner:
 
     def __attrs_post_init__(self) -> None:
         if not self.preference:
-            raise ValueError("preference must name at least one channel")
+            raise InvalidArgument("preference must name at least one channel")
         if len(set(self.preference)) != len(self.preference):
-            raise ValueError(f"preference names a channel twice: {self.preference}")
+            raise InvalidArgument(f"preference names a channel twice: {self.preference}")
         if Channel.WA_OLD in self.preference and not self.allow_wa_old:
-            raise ValueError(
+            raise InvalidArgument(
                 "Channel.WA_OLD needs allow_wa_old=True: it needs the phone that holds the "
                 "number, in hand"
             )
         if self.allow_wa_old and Channel.WA_OLD not in self.preference:
             object.__setattr__(self, "preference", (*self.preference, Channel.WA_OLD))
         if not 0 <= self.margin < float("inf"):
-            raise ValueError(f"margin must be a finite number >= 0, not {self.margin!r}")
+            raise InvalidArgument(f"margin must be a finite number >= 0, not {self.margin!r}")
         # Why each channel is left out whatever the answer (None: it is in the plan).
         why_not = {
             channel: None

@@ -25,13 +25,13 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import tenacity
 
 from ._clock import Clock
-from ._errors import APIError, ConnectError, PlugzError, TransportError
+from ._errors import APIError, ConnectError, InvalidArgument, PlugzError, TransportError
 from ._strenum import StrEnum
 
 __all__ = [
@@ -70,7 +70,19 @@ def _positive_or_none(
     instance: object, attribute: attrs.Attribute[float | None], value: float | None
 ) -> None:
     if value is not None and not value > 0:
-        raise ValueError(f"RetryPolicy.{attribute.name} must be > 0 or None, not {value!r}")
+        raise InvalidArgument(f"RetryPolicy.{attribute.name} must be > 0 or None, not {value!r}")
+
+
+def _at_least(least: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """An attrs validator: the value is a number of at least ``least`` (`InvalidArgument`)."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not value >= least:
+            raise InvalidArgument(
+                f"RetryPolicy.{attribute.name} must be >= {least:g}, not {value!r}"
+            )
+
+    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -93,11 +105,11 @@ class RetryPolicy:
         2.0
     """
 
-    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
-    wait_initial: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
-    wait_max: float = attrs.field(default=8.0, validator=attrs.validators.ge(0.0))
+    attempts: int = attrs.field(default=3, validator=_at_least(1))
+    wait_initial: float = attrs.field(default=0.5, validator=_at_least(0.0))
+    wait_max: float = attrs.field(default=8.0, validator=_at_least(0.0))
     jitter: bool = True
-    max_retry_after: float = attrs.field(default=60.0, validator=attrs.validators.ge(0.0))
+    max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0.0))
     deadline: float | None = attrs.field(default=None, validator=_positive_or_none)
 
     @classmethod

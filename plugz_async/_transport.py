@@ -3,6 +3,12 @@
 Everything aiohttp raises is translated here into the SDK's error tree, and every
 text that goes into an error or a log record is redacted first. Retries are not
 done here (see ``_retry``): this module sends exactly one request per call.
+
+**Attempt middlewares** are the one seam around that door (aiohttp's client
+middlewares are the model): a middleware is called for every attempt of a request,
+retries included, with the route and a ``send`` that sends the attempt; it may wait
+before sending (pacing), count, time or log the attempt, or act on its error, and
+returns what ``send`` returned. Bulk runs pace and count their attempts this way.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,7 +47,37 @@ from ._errors import (
 from ._redact import Redactor
 from ._retry import ATTEMPT
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "Transport", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TIMEOUT",
+    "AttemptMiddleware",
+    "Send",
+    "Transport",
+    "parse_retry_after",
+    "through",
+]
+
+Send = Callable[[], Awaitable[dict[str, Any]]]
+"""Sends one attempt; returns the answer's JSON object or raises a ``PlugzError``."""
+
+AttemptMiddleware = Callable[[str, Send], Awaitable[dict[str, Any]]]
+"""``await middleware(route, send)``: runs around each attempt, and must await ``send()``
+once (or raise) and return what it returned."""
+
+
+def through(
+    middlewares: Sequence[AttemptMiddleware], route: str, send: Send
+) -> Awaitable[dict[str, Any]]:
+    """Send one attempt through ``middlewares``, the first outermost."""
+    handler = send
+    for middleware in reversed(middlewares[1:]):
+        handler = _bind(middleware, route, handler)
+    return middlewares[0](route, handler)
+
+
+def _bind(middleware: AttemptMiddleware, route: str, handler: Send) -> Send:
+    return lambda: middleware(route, handler)
+
 
 logger = logging.getLogger("plugz_async")
 
@@ -152,6 +188,10 @@ class Transport:
             )
             self._urls[route] = url
         return url
+
+    def instance_token(self) -> str:
+        """The instance token (a secret: for a sibling client only, never to show)."""
+        return self._instance_token
 
     def headers(self) -> dict[str, str]:
         """The request headers (the same dict every time: aiohttp copies it)."""

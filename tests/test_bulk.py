@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import plugz_async as pz
-from plugz_async._bulk import BulkItem, BulkRow, ResultsFile, read_results, to_dataframe
+from plugz_async import BulkItem, BulkRow, ResultsFile, read_results, to_dataframe
 from plugz_async.sandbox import Reply, Sandbox, SandboxConfig, running
 
 
@@ -100,17 +100,16 @@ async def test_async_iterables_and_rows_with_their_own_instance(api: Sandbox) ->
 async def test_an_unexpected_exception_in_one_row_loses_nothing(
     client: pz.PlugzClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    original = client._check
     calls = 0
 
-    async def flaky(*args: Any) -> Any:
+    async def buggy(route: str, send: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyError("a bug")
-        return await original(*args)
+        return await send()
 
-    client._check = flaky  # type: ignore[method-assign]
+    client = client.with_middlewares(buggy)
     items = await collect(client.check_many(numbers(10), concurrency=3))
     assert len(items) == 10
     assert [type(item.error).__name__ for item in items if item.error] == ["KeyError"]
@@ -191,9 +190,12 @@ async def test_max_rate_uses_a_real_limiter(api: Sandbox) -> None:
 
 
 async def test_a_429_pauses_every_row_of_the_run(clock: pz.FakeClock) -> None:
-    from plugz_async._bulk import _Gate
+    from plugz_async._bulk import Pacer
 
-    gate = _Gate(None, clock)
+    pace = Pacer(None, clock)
+
+    async def gate(send: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        return await pace("mobile/registration-available", send)
 
     async def overloaded() -> dict[str, Any]:
         raise pz.RateLimitError("429", status=429, retry_after=7.0)

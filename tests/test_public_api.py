@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import inspect
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
@@ -42,6 +46,7 @@ PUBLIC = {
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
+    "MissingDependencyError",
     "NoChannelError",
     "OutageError",
     "Outcome",
@@ -126,7 +131,7 @@ def test_error_tree_and_builtin_bases() -> None:
         assert issubclass(cls, pz.APIError)
     exported = [getattr(pz, n) for n in pz.__all__]
     errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
-    assert len(errors) == 21
+    assert len(errors) == 22
     assert all(issubclass(cls, pz.PlugzError) for cls in errors)
     # The docstring's drawing names every error class.
     doc = importlib.import_module("plugz_async._errors").__doc__ or ""
@@ -174,3 +179,55 @@ def test_tenacity_stays_inside_retry() -> None:
     for path in PACKAGE.glob("*.py"):
         if path.stem != "_retry":
             assert "tenacity" not in imports_of(path.stem), path.name
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pz.RegistrationPlanner(margin=-1),
+        lambda: pz.RegistrationPlanner(preference=()),
+        lambda: pz.RegistrationPlanner(preference=("sms", "sms")),
+        lambda: pz.RegistrationPlanner(preference=("fax",)),
+        lambda: pz.RetryPolicy(attempts=0),
+        lambda: pz.RetryPolicy(wait_max=-1),
+        lambda: pz.RetryPolicy(deadline=0),
+    ],
+)
+def test_every_bad_argument_is_a_plugz_error(make: Callable[[], object]) -> None:
+    with pytest.raises(pz.InvalidArgument):
+        make()
+
+
+PLAN = pz.RegistrationPlanner().plan(
+    pz.Availability(
+        number=pz.PhoneNumber.parse("+55 11 90000-0001"),
+        available=True,
+        observed_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "extra"),
+    [
+        ("pandas", lambda: pz.to_dataframe([]), "pandas"),
+        ("matplotlib.pyplot", lambda: PLAN.plot(), "notebook"),
+    ],
+)
+def test_a_missing_extra_is_an_import_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, module: str, call: Callable[[], object], extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(ImportError) as info:
+        call()
+    assert isinstance(info.value, pz.MissingDependencyError)
+    assert f"pip install 'plugz-async[{extra}]'" in str(info.value)
+    assert info.value.extra == extra and info.value.name == module
+
+
+def test_public_names_report_the_package_as_their_module() -> None:
+    for name in pz.__all__:
+        value = getattr(pz, name)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ == "plugz_async", name
+    assert repr(pz.RateLimitError) == "<class 'plugz_async.RateLimitError'>"

@@ -48,7 +48,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from plugz_async._bulk import FINAL_ERROR_NAMES, BulkItem, BulkRow, BulkSummary, ResultsFile
 from plugz_async._client import ENV_BASE_URL, PlugzClient
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._errors import (
@@ -64,11 +63,14 @@ from plugz_async._errors import (
     TransportError,
 )
 from plugz_async._flow import EventKind, RegistrationEvent, RegistrationOutcome
+from plugz_async._items import FINAL_ERROR_NAMES, BulkItem, BulkRow
 from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
+from plugz_async._results import ResultsFile
 from plugz_async._retry import RetryPolicy
+from plugz_async._summary import BulkSummary
 from plugz_async._version import __version__
 from plugz_async.sandbox import (
     CAPTCHA_TEXT,

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plugz_async._bulk import BulkItem, BulkSummary
 from plugz_async._errors import APIError, InvalidPhoneNumber
+from plugz_async._items import BulkItem
 from plugz_async._models import Channel
 from plugz_async._planner import Outcome, RegistrationPlan
+from plugz_async._summary import BulkSummary
 
 __all__ = ["humanize", "opens_table", "results_table", "summary_table", "to_json"]
 

@@ -1,0 +1,186 @@
+"""A bulk run's rows and items: what goes in, what comes out, and when it is done.
+
+`BulkRow` is one row of input (a number, perhaps with its own instance); `BulkItem`
+is its result, exactly one of an answer and an error, with the results-file record it
+makes (`BulkItem.to_dict`). `is_final` says whether a row is done for good, or must be
+checked again by a resumed run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._errors import BadRequestError, InvalidArgument
+from ._models import Availability
+from ._phone import PhoneNumber
+from ._planner import RegistrationPlan, RegistrationPlanner
+
+__all__ = ["FINAL_ERROR_NAMES", "BulkItem", "BulkRow", "Row", "as_input", "is_final"]
+
+# Errors that belong to the row for good: its record is final, a resume does not redo it.
+FINAL_ERRORS = (InvalidArgument, BadRequestError)
+# The same, by class name: how a results file (JSON or CSV) names them.
+FINAL_ERROR_NAMES = frozenset({"InvalidArgument", "InvalidPhoneNumber", "BadRequestError"})
+
+
+def is_final(error: BaseException | None) -> bool:
+    """Whether a row that ended with ``error`` is done for good (``None``: an answer).
+
+    An answer, a number that cannot exist or a 400 for the row's own body are final.
+    Anything else (a 5xx, a timeout, a refused connection, a 429 beyond the retry
+    policy, a refused credential, a bug) passed, or may pass: a resume does the row again.
+    """
+    return error is None or isinstance(error, FINAL_ERRORS)
+
+
+@attrs.frozen(kw_only=True)
+class BulkRow:
+    """One row of a bulk run: a number, perhaps with its own instance's credentials.
+
+    Attributes:
+        number: the number, as text or a ``PhoneNumber``.
+        instance_id: the instance to check it on (default: the client's).
+        instance_token: that instance's token (a secret: never written out).
+        key: the row's key for resuming (default: its position in the input).
+        given: the row as it was read (a CSV row, say), kept as the item's ``input``
+            (without any ``instance_token``).
+        index: the row's place in the whole input, when the rows given to the run are
+            only some of them (a resumed run); default: its place among those given.
+    """
+
+    number: str | PhoneNumber
+    instance_id: str | None = None
+    instance_token: str | None = attrs.field(default=None, repr=False)
+    key: str | None = None
+    given: object = attrs.field(default=None, repr=False, eq=False)
+    index: int | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> BulkRow:
+        """A row from a dict such as a CSV row: ``number``, or ``ddi`` and ``phone``,
+        and optionally ``instance_id``, ``instance_token`` and ``key``."""
+
+        def text(name: str) -> str | None:
+            value = row.get(name)
+            return None if value is None or str(value).strip() == "" else str(value).strip()
+
+        number = text("number")
+        if number is None:
+            ddi, phone = text("ddi"), text("phone")
+            if ddi is None or phone is None:
+                raise InvalidArgument("a row needs 'number', or 'ddi' and 'phone'")
+            number = f"+{ddi.lstrip('+')} {phone}"
+        instance_id, instance_token = text("instance_id"), text("instance_token")
+        if (instance_id is None) != (instance_token is None):
+            raise InvalidArgument("a row gives 'instance_id' and 'instance_token' together")
+        return cls(
+            number=number,
+            instance_id=instance_id,
+            instance_token=instance_token,
+            key=text("key"),
+            given=row,
+        )
+
+
+Row = str | PhoneNumber | BulkRow | Mapping[str, Any]
+
+
+def as_input(row: object) -> object:
+    """The row as given, JSON-ready, without secrets."""
+    if isinstance(row, str):
+        return row
+    if isinstance(row, PhoneNumber):
+        return row.e164
+    if isinstance(row, BulkRow) and row.given is not None:
+        return as_input(row.given)
+    if isinstance(row, BulkRow):
+        number = row.number if isinstance(row.number, str) else row.number.e164
+        return (
+            number
+            if row.instance_id is None
+            else {"number": number, "instance_id": row.instance_id}
+        )
+    if isinstance(row, Mapping):
+        return {str(k): v for k, v in row.items() if k != "instance_token"}
+    return repr(row)[:100]
+
+
+@attrs.frozen(kw_only=True)
+class BulkItem:
+    """One input row's result: exactly one of ``availability`` and ``error`` is set.
+
+    Attributes:
+        index: the row's position in the input (0-based).
+        key: the row's key (its ``key``, else its position) for resuming.
+        input: the row as given (without any token), JSON-ready.
+        number: the number as parsed (``None`` when it could not be).
+        availability: the answer, when there is one.
+        error: the error, when there is one (``InvalidPhoneNumber`` for a bad row).
+        attempts: the requests sent for this row.
+        instance_id: the instance it was checked on.
+    """
+
+    index: int
+    key: str
+    input: object
+    number: PhoneNumber | None = None
+    availability: Availability | None = None
+    error: Exception | None = None
+    attempts: int = 0
+    instance_id: str | None = None
+    planner: RegistrationPlanner | None = attrs.field(default=None, repr=False, eq=False)
+
+    @functools.cached_property
+    def plan(self) -> RegistrationPlan | None:
+        """The plan for the answer (made when first read), or ``None`` for an error."""
+        if self.availability is None:
+            return None
+        return (self.planner or RegistrationPlanner()).plan(self.availability)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the row has an answer (not an error)."""
+        return self.error is None
+
+    @property
+    def final(self) -> bool:
+        """Whether the row is done for good: an answer, or an error of the row's own (a
+        number that cannot exist, a 400). ``False`` for an error that may pass (a 5xx, a
+        timeout, a refused credential...): a resumed run checks the row again."""
+        return is_final(self.error)
+
+    @property
+    def outcome(self) -> str:
+        """The plan's outcome (``"ready"``, ``"wait"``...), or ``"error"``."""
+        plan = self.plan
+        return "error" if plan is None else plan.outcome.value
+
+    def to_dict(self) -> dict[str, Any]:
+        """One results-file record: the input, the number, the answer or the error, the plan."""
+        plan = self.plan
+        return {
+            "key": self.key,
+            "index": self.index,
+            "input": self.input,
+            "number": None if self.number is None else self.number.e164,
+            "instance_id": self.instance_id,
+            "outcome": self.outcome,
+            "final": self.final,
+            "attempts": self.attempts,
+            "availability": None if self.availability is None else self.availability.to_dict(),
+            "plan": None if plan is None else plan.to_dict(),
+            "error": None if self.error is None else _error_dict(self.error),
+        }
+
+
+def _error_dict(error: Exception) -> dict[str, Any]:
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "status": getattr(error, "status", None),
+        "attempts": getattr(error, "attempts", None),
+    }

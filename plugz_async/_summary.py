@@ -1,0 +1,128 @@
+"""What a bulk run did: `BulkSummary`, counts and spreads kept in bounded memory."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+from ._items import BulkItem
+from ._models import Channel
+from ._planner import RegistrationPlanner
+
+__all__ = ["BulkSummary"]
+
+# Channel-opening times the summary keeps for its medians (a reservoir sample beyond it).
+SPREAD_SAMPLE = 10_000
+
+
+@attrs.define
+class _Spread:
+    """Earliest, median and latest of a stream of moments (epoch seconds), in bounded
+    memory: the median comes from a reservoir sample once past ``SPREAD_SAMPLE``."""
+
+    earliest: float | None = None
+    latest: float | None = None
+    seen: int = 0
+    sample: list[float] = attrs.field(factory=list)
+    rng: random.Random = attrs.field(factory=lambda: random.Random(0), repr=False)
+
+    def add(self, moment: float) -> None:
+        self.seen += 1
+        if self.earliest is None or moment < self.earliest:
+            self.earliest = moment
+        if self.latest is None or moment > self.latest:
+            self.latest = moment
+        sample = self.sample
+        if len(sample) < SPREAD_SAMPLE:
+            sample.append(moment)
+        else:
+            slot = self.rng.randrange(self.seen)
+            if slot < SPREAD_SAMPLE:
+                self.sample[slot] = moment
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if self.earliest is None or self.latest is None:
+            return None
+        median = sorted(self.sample)[len(self.sample) // 2]
+        return {
+            "count": self.seen,
+            "earliest": _iso(self.earliest),
+            "median": _iso(median),
+            "latest": _iso(self.latest),
+        }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+@attrs.define
+class BulkSummary:
+    """What a run did: counts by outcome and error class, attempts, time, rate, and
+    when each channel opens (earliest, median, latest) across the numbers."""
+
+    total: int = 0
+    outcomes: Counter[str] = attrs.field(factory=Counter)
+    errors: Counter[str] = attrs.field(factory=Counter)
+    attempts: int = 0
+    started: float = 0.0
+    wall_time: float = 0.0
+    opens: dict[Channel, _Spread] = attrs.field(factory=lambda: {c: _Spread() for c in Channel})
+    pending: int = 0
+    """Rows that ended in an error that may pass (see `BulkItem.final`): to do again."""
+    stopped: str | None = None
+    """The class of the error that stopped the run early, if one did."""
+
+    def _repr_html_(self) -> str:
+        from ._display import summary_html
+
+        return summary_html(self)
+
+    @property
+    def retries(self) -> int:
+        """Requests beyond the first of each row."""
+        return max(0, self.attempts - (self.total - self.errors.get("InvalidPhoneNumber", 0)))
+
+    @property
+    def rate(self) -> float:
+        """Rows finished per second of wall time."""
+        return self.total / self.wall_time if self.wall_time > 0 else 0.0
+
+    def add(self, item: BulkItem, now: float, planner: RegistrationPlanner) -> None:
+        self.total += 1
+        self.attempts += item.attempts
+        self.wall_time = now - self.started
+        availability = item.availability
+        if availability is None:
+            self.outcomes["error"] += 1
+            self.errors[type(item.error).__name__] += 1
+            if not item.final:
+                self.pending += 1
+            return
+        # The planner's verdict without building a plan: items plan lazily.
+        outcome, _, steps = planner.assess(availability)
+        self.outcomes[outcome] += 1  # a StrEnum: it counts as its text
+        received = None
+        for channel, _, delay, why_not in steps:
+            if why_not is None:
+                if received is None:
+                    received = availability.observed_at.timestamp()
+                self.opens[channel].add(received + delay)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "outcomes": {str(outcome): count for outcome, count in self.outcomes.items()},
+            "errors": dict(self.errors),
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "wall_time": round(self.wall_time, 3),
+            "rate": round(self.rate, 1),
+            "pending": self.pending,
+            "stopped": self.stopped,
+            "opens": {channel.value: spread.to_dict() for channel, spread in self.opens.items()},
+        }
