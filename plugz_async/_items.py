@@ -19,7 +19,7 @@ from ._models import Availability
 from ._phone import PhoneNumber
 from ._planner import RegistrationPlan, RegistrationPlanner
 
-__all__ = ["FINAL_ERROR_NAMES", "BulkItem", "BulkRow", "Row", "as_input", "is_final"]
+__all__ = ["FINAL_ERROR_NAMES", "BulkItem", "BulkRow", "Row", "as_input", "is_final", "record"]
 
 # Errors that belong to the row for good: its record is final, a resume does not redo it.
 FINAL_ERRORS = (InvalidArgument, BadRequestError)
@@ -161,20 +161,46 @@ class BulkItem:
 
     def to_dict(self) -> dict[str, Any]:
         """One results-file record: the input, the number, the answer or the error, the plan."""
-        plan = self.plan
-        return {
-            "key": self.key,
-            "index": self.index,
-            "input": self.input,
-            "number": None if self.number is None else self.number.e164,
-            "instance_id": self.instance_id,
-            "outcome": self.outcome,
-            "final": self.final,
-            "attempts": self.attempts,
-            "availability": None if self.availability is None else self.availability.to_dict(),
-            "plan": None if plan is None else plan.to_dict(),
-            "error": None if self.error is None else _error_dict(self.error),
-        }
+        return record(
+            index=self.index,
+            key=self.key,
+            input=self.input,
+            number=self.number,
+            availability=self.availability,
+            plan=self.plan,
+            error=self.error,
+            attempts=self.attempts,
+            instance_id=self.instance_id,
+        )
+
+
+def record(
+    *,
+    index: int,
+    key: str,
+    input: object,
+    number: PhoneNumber | None,
+    availability: Availability | None,
+    plan: RegistrationPlan | None,
+    error: Exception | None,
+    attempts: int,
+    instance_id: str | None = None,
+) -> dict[str, Any]:
+    """The record of one number's result, as results files and ``--json`` hold it: the
+    input, the number, the answer (from the plan) or the error, and the plan."""
+    return {
+        "key": key,
+        "index": index,
+        "input": input,
+        "number": None if number is None else number.e164,
+        "instance_id": instance_id,
+        "outcome": "error" if plan is None else plan.outcome.value,
+        "final": is_final(error),
+        "attempts": attempts,
+        "availability": None if availability is None else availability.to_dict(),
+        "plan": None if plan is None else plan.to_dict(),
+        "error": None if error is None else _error_dict(error),
+    }
 
 
 def _error_dict(error: Exception) -> dict[str, Any]:

@@ -206,7 +206,9 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_only_when_verbose(
     async def broken(app: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(cli.COMMANDS, "check", broken)
+    from plugz_async.cli import _check
+
+    monkeypatch.setattr(_check, "check", broken)
     assert main(["check", "+55 11 90000-0001"]) == cli.EXIT_UNEXPECTED
     err = capsys.readouterr().err
     assert err.splitlines() == [

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import plugz_async as pz
+from plugz_async._input import MAX_LINE, TOO_LONG, bounded_lines, read_rows
 from plugz_async._models import (
     CaptchaAnswer,
     PinConfirmation,
@@ -30,7 +31,7 @@ from plugz_async._models import (
 )
 from plugz_async._redact import Redactor
 from plugz_async._transport import Transport
-from plugz_async.cli import MAX_LINE, TOO_LONG, _bounded_lines, main, read_rows
+from plugz_async.cli import main
 
 pytestmark = pytest.mark.fuzz
 
@@ -163,7 +164,7 @@ def test_any_input_file_gives_rows_never_a_crash(header: str, lines: list[str]) 
 @given(st.text(max_size=200), st.integers(0, 3 * MAX_LINE))
 def test_lines_are_bounded(prefix: str, length: int) -> None:
     stream = io.StringIO(prefix + "\n" + "7" * length + "\n+5511900000001\n")
-    lines = list(_bounded_lines(stream))
+    lines = list(bounded_lines(stream))
     assert all(len(line) <= MAX_LINE + 1 for line in lines)
     assert lines[-1] == "+5511900000001\n"
     assert (TOO_LONG + "\n" in lines) == (length + 1 > MAX_LINE + 1 or length > MAX_LINE)

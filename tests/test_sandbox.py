@@ -486,6 +486,6 @@ async def test_a_long_running_sandbox_forgets_old_numbers() -> None:
     async with running(SandboxConfig(registration_limit=3), clock=pz.FakeClock()) as sb:
         for n in range(5):
             await sb.client.check_availability(f"+55 31 9{n:04d}-0000")
-        assert len(sb.state._registrations) == 3
+        assert sb.state.registration_count() == 3
         # The latest ones are kept: a code can still be asked for the last number checked.
         assert (await sb.client.request_code("+55 31 90004-0000", "sms")).success

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -17,7 +18,14 @@ from plugz_async._models import Channel
 from plugz_async._planner import Outcome, RegistrationPlan
 from plugz_async._summary import BulkSummary
 
-__all__ = ["humanize", "opens_table", "results_table", "summary_table", "to_json"]
+__all__ = [
+    "ResultRow",
+    "humanize",
+    "opens_table",
+    "results_table",
+    "summary_table",
+    "to_json",
+]
 
 _STYLE = {
     Outcome.READY: "bold green",
@@ -84,30 +92,38 @@ def error_note(error: Exception) -> str:
     return note if len(note) <= 90 else note[:89] + "…"
 
 
-def results_table(
-    items: Sequence[BulkItem],
-    now: datetime,
-    title: str | None = None,
-    labels: Mapping[int, str] | None = None,
-) -> Table:
+@attrs.frozen
+class ResultRow:
+    """One number's row in the results table: how it is shown, and its plan or error.
+
+    Attributes:
+        number: the number as shown (E.164, or the text given when it could not be read).
+        result: the number's plan, or the error it met.
+        scenario: the sandbox scenario it plays (the demo's table shows them).
+    """
+
+    number: str
+    result: RegistrationPlan | Exception
+    scenario: str = ""
+
+
+def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = None) -> Table:
     """One row a number: its outcome, when each channel opens, and a note."""
     table = Table(title=title, title_justify="left")
     table.add_column("Number", no_wrap=True)
-    if labels:
+    scenarios = any(row.scenario for row in rows)
+    if scenarios:
         table.add_column("Scenario", no_wrap=True)
     table.add_column("Outcome", no_wrap=True)
     table.add_column("Next", no_wrap=True)
     for header in _HEADERS.values():
         table.add_column(header, no_wrap=True)
     table.add_column("Note")
-    for item in items:
-        shown = [str(item.input) if item.number is None else item.number.e164]
-        if labels:
-            shown.append(labels.get(item.index, ""))
-        plan = item.plan
-        if plan is None:
-            note = "" if item.error is None else error_note(item.error)
-            table.add_row(*shown, Text("error", style="bold red"), "", "", "", "", note)
+    for row in rows:
+        shown = [row.number, row.scenario] if scenarios else [row.number]
+        plan = row.result
+        if not isinstance(plan, RegistrationPlan):
+            table.add_row(*shown, Text("error", style="bold red"), "", "", "", "", error_note(plan))
             continue
         next_channel = plan.next_channel()
         note = plan.reason or ""

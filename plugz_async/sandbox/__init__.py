@@ -8,9 +8,21 @@ real routes and checks, documented test numbers (see `SCENARIOS` and
 Start it in this event loop with `running`, in a thread with
 `SandboxThread`, from the command line with ``plugz-async sandbox``, or in
 your tests with the ``plugz_sandbox`` pytest fixture.
+
+`ROUTES` maps each route the sandbox serves to its HTTP method (the client's
+``plugz_async.ROUTES`` is another thing: how the client calls each route).
+
+Inside, one module per reason to change: ``_state`` (the configuration, the
+registrations, codes, log and clock), ``_routes`` (the fake API: its table of
+routes, their checks and answers), ``_faults`` (scripted replies and faults, played
+on the wire), ``_control`` (the control API and `create_app`), ``_scenarios`` (the
+test numbers and the captcha they send) and ``_running`` (starting it, and the
+in-process handles). Only ``_running`` imports the client.
 """
 
-from ._app import CONTROL_PREFIX, ROUTES, Reply, SandboxConfig, SandboxState, create_app
+from ._control import CONTROL_PREFIX, create_app
+from ._faults import Reply
+from ._routes import ROUTES
 from ._running import Sandbox, SandboxThread, running, serve
 from ._scenarios import (
     APPEAL_TOKEN,
@@ -22,6 +34,7 @@ from ._scenarios import (
     Scenario,
     scenario_table,
 )
+from ._state import SandboxConfig, SandboxState
 
 __all__ = [
     "APPEAL_TOKEN",

@@ -1,8 +1,13 @@
 """Starting the sandbox: in this event loop (``running()``), or in a thread of its own.
 
+`Sandbox` and `SandboxThread` are the in-process handles of a running sandbox; their
+common base, `_SandboxHandle`, holds what both offer (the test credentials, scripting,
+the request log, the clock, a client).
+
 This is the one part of the sandbox that knows the client: it hands out
 ``PlugzClient`` objects configured for the sandbox. The server itself
-(``_app``, ``_scenarios``) never imports the client.
+(``_state``, ``_routes``, ``_faults``, ``_control``, ``_scenarios``) never imports
+the client.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from aiohttp import web
 
 from plugz_async._client import PlugzClient
 
-from ._app import ACCESS_LOGGER, STATE, Reply, SandboxConfig, SandboxState, create_app
+from ._control import ACCESS_LOGGER, STATE, create_app
+from ._faults import Reply
+from ._state import SandboxConfig, SandboxState
 
 __all__ = ["Sandbox", "SandboxThread", "running", "serve"]
 
@@ -56,8 +63,12 @@ async def serve(
 
 
 @attrs.define
-class _Control:
-    """What a running sandbox offers, whichever way it was started."""
+class _SandboxHandle:
+    """What a running sandbox offers, whichever way it was started.
+
+    The in-process twin of the control API: each method calls the `SandboxState`
+    method of the same name, in the sandbox's event loop (see `_call`).
+    """
 
     base_url: str
     config: SandboxConfig
@@ -84,6 +95,7 @@ class _Control:
         }
 
     def _call(self, fn: Callable[[SandboxState], T]) -> T:
+        """Call ``fn`` with the sandbox's state, in the loop that serves it."""
         raise NotImplementedError
 
     def then(self, *replies: Reply, number: str | None = None, route: str | None = None) -> None:
@@ -125,7 +137,7 @@ class _Control:
 
 
 @attrs.define(repr=False)
-class Sandbox(_Control):
+class Sandbox(_SandboxHandle):
     """A sandbox running in this event loop, with a ready client.
 
     Attributes:
@@ -172,12 +184,12 @@ async def running(
     """
     config = config or SandboxConfig()
     async with serve(config, host=host, port=port) as (base_url, state):
-        control = _Control(base_url, config)
-        async with control.new_client(**client_options) as client:
+        handle = _SandboxHandle(base_url, config)
+        async with handle.new_client(**client_options) as client:
             yield Sandbox(base_url, config, state=state, client=client)
 
 
-class SandboxThread(_Control):
+class SandboxThread(_SandboxHandle):
     """The sandbox served from a thread with its own event loop.
 
     For code that is not async, or whose event loop should not host the server

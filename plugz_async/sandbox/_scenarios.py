@@ -5,6 +5,9 @@ and demos are deterministic. Every other number is answered from a mix drawn wit
 a seeded random generator keyed by the number, so a bulk run looks like real
 traffic and the same number gets the same answer from run to run.
 
+The captcha's image is painted here too (`captcha_png`): it belongs to the
+``captcha`` test number and shows that scenario's answer, `CAPTCHA_TEXT`.
+
 This module writes the wire format (camelCase JSON) on its own and imports nothing
 from the client, so tests against the sandbox check the client instead of
 mirroring its mistakes.
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +26,7 @@ import attrs
 
 __all__ = [
     "APPEAL_TOKEN",
+    "CAPTCHA_PNG",
     "CAPTCHA_TEXT",
     "CONFIRMATION_CODE",
     "PIN",
@@ -28,6 +34,7 @@ __all__ = [
     "Fault",
     "Scenario",
     "available_answer",
+    "captcha_png",
     "mixed_answer",
     "scenario_for",
     "scenario_table",
@@ -263,3 +270,52 @@ def scenario_table() -> str:
     rows += [f"| `{s.number}` | {s.name} | {s.description} |" for s in SCENARIOS]
     rows.append("| any other number | (mix) | a seeded random mix: ready, waits, banned, ... |")
     return "\n".join(rows)
+
+
+# -- the captcha's image ---------------------------------------------------------------------
+
+# A 5x7 pixel font, just for the letters of the captcha's answer.
+_GLYPHS = {
+    "S": (" ####", "#    ", "#    ", " ### ", "    #", "    #", "#### "),
+    "A": (" ### ", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"),
+    "N": ("#   #", "##  #", "# # #", "#  ##", "#   #", "#   #", "#   #"),
+    "D": ("#### ", "#   #", "#   #", "#   #", "#   #", "#   #", "#### "),
+    "B": ("#### ", "#   #", "#   #", "#### ", "#   #", "#   #", "#### "),
+    "O": (" ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "),
+    "X": ("#   #", "#   #", " # # ", "  #  ", " # # ", "#   #", "#   #"),
+}
+
+
+def captcha_png(text: str, scale: int = 4) -> bytes:
+    """A greyscale PNG that shows ``text`` (letters of the sandbox's font): the captcha."""
+    cells: list[list[bool]] = [[False] * 2 for _ in range(7)]  # a left margin
+    for letter in text:
+        glyph = _GLYPHS[letter]
+        for y in range(7):
+            cells[y] += [c == "#" for c in glyph[y]] + [False]
+    for line in cells:
+        line += [False]
+    margin = [[False] * len(cells[0])]
+    cells = margin * 2 + cells + margin * 2
+    raster = b"".join(
+        b"\x00" + bytes(0x20 if on else 0xE8 for on in row for _ in range(scale))
+        for row in cells
+        for _ in range(scale)
+    )
+    width, height = len(cells[0]) * scale, len(cells) * scale
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raster))
+        + chunk(b"IEND", b"")
+    )
+
+
+# What the ``captcha`` test number sends (as a data: URL) when a code is requested.
+CAPTCHA_PNG = captcha_png(CAPTCHA_TEXT)

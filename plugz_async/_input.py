@@ -1,0 +1,159 @@
+"""Numbers files in: one reader for every command that takes a file of numbers.
+
+A CSV with a header (``number``, or ``ddi`` and ``phone``; optionally ``instance_id``,
+``instance_token``, ``key``, and any other column), separated by ``,``, ``;``, tabs or
+``|`` as spreadsheets export them; or one number a line. Lines are read lazily and
+bounded in length, each alone (a stray quote cannot swallow the lines after it), and
+the header is judged at once, so a file that cannot be read as numbers is refused
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import sys
+from collections.abc import Iterator, Sequence
+
+import attrs
+
+from ._errors import InvalidArgument
+from ._items import BulkRow
+
+__all__ = ["MAX_LINE", "TOO_LONG", "bounded_lines", "count_rows", "lines_of", "read_rows"]
+
+# No row of a numbers file needs more; a longer line is read in pieces and becomes a bad row.
+MAX_LINE = 4096
+TOO_LONG = "<a line longer than 4096 characters>"
+
+
+def bounded_lines(stream: io.TextIOBase) -> Iterator[str]:
+    """Lines of at most ``MAX_LINE`` characters: a longer one (a 1 GB line, say) is skipped
+    in pieces, never held in memory, and stands as one bad row."""
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            while (rest := stream.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass
+            line = TOO_LONG + "\n"
+        yield line
+
+
+def lines_of(path: str) -> Iterator[str]:
+    """The input's lines, read lazily; undecodable bytes become U+FFFD (a bad row)."""
+    if path == "-":
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
+        yield from bounded_lines(stream)
+        return
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            yield from bounded_lines(f)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+
+
+# Column separators a numbers file may use: a spreadsheet in a Portuguese locale exports ";".
+DELIMITERS = (",", ";", "\t", "|")
+NUMBER_COLUMNS = "a 'number' column, or 'ddi' and 'phone'"
+
+
+def _usable(columns: Sequence[str]) -> bool:
+    return "number" in columns or {"ddi", "phone"} <= set(columns)
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    """The fields of one line. Each line is read alone, so a stray quote cannot swallow
+    the lines after it (numbers files have no values that span lines)."""
+    text = line.rstrip("\r\n")
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:  # a stray line break, say: the fields as they stand
+        return text.split(delimiter)
+
+
+def _header(first: str) -> tuple[list[str], str] | None:
+    """The first line's column names and separator, when it is a header; ``None`` when it
+    is a number (a file of one number a line).
+
+    Raises:
+        InvalidArgument: it is a header, but with no column that holds numbers.
+    """
+    text = first.strip()
+    if text.startswith("PK\x03\x04") or "\x00" in text:
+        raise InvalidArgument(
+            "INPUT is a spreadsheet or another binary file: save it as CSV (UTF-8) first"
+        )
+    if not text or text.startswith("#"):
+        return None
+    ranked = sorted(DELIMITERS, key=lambda d: -text.count(d))  # the most used first
+    for delimiter in ranked:
+        columns = [name.strip().lower() for name in _fields(text, delimiter)]
+        if _usable(columns):
+            return columns, delimiter
+    if any(c.isdigit() for c in text):
+        return None  # a number (or a line that will fail as one): no header
+    found = ", ".join(repr(n.strip()) for n in _fields(text, ranked[0]) if n.strip())
+    raise InvalidArgument(
+        f"INPUT's header has no column of numbers (it needs {NUMBER_COLUMNS}); "
+        f"the columns found: {found}"
+    )
+
+
+def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
+    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``; separated by
+    ``,``, ``;``, tabs or ``|``) or of one number a line; each keyed by its place among the
+    data rows (or its ``key`` column).
+
+    The header is read at once, so a file that cannot be read as numbers is refused before
+    any row is checked; the rows are read lazily.
+
+    Raises:
+        InvalidArgument: a header without a column of numbers, or a spreadsheet file.
+    """
+    first = next(lines, None)
+    if first is None:
+        return iter(())
+    header = _header(first)
+    if header is None:
+        return _plain_rows(itertools.chain([first], lines))
+    return _csv_rows(lines, *header)
+
+
+def _csv_rows(lines: Iterator[str], columns: list[str], delimiter: str) -> Iterator[BulkRow]:
+    index = 0
+    keys: dict[str, int] = {}  # a key column's values, each to its row: resume goes by key
+    for line in lines:
+        fields = _fields(line, delimiter)
+        if not any(field.strip() for field in fields):
+            continue  # a blank line
+        row = dict(zip(columns, fields, strict=False))  # short rows: the rest are missing
+        key = (row.get("key") or "").strip() or str(index)
+        if "key" in columns:
+            if key in keys:
+                raise InvalidArgument(
+                    f"INPUT repeats the key {key!r} (data rows {keys[key] + 1} and "
+                    f"{index + 1}): each row needs a key of its own"
+                )
+            keys[key] = index
+        try:
+            yield attrs.evolve(BulkRow.from_mapping(row), key=key, index=index)
+        except InvalidArgument:  # the row is kept, and fails as a row
+            yield BulkRow(number=str(row.get("number") or ""), key=key, given=row, index=index)
+        index += 1
+
+
+def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
+    index = 0
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield BulkRow(number=text, key=str(index), given=text, index=index)
+            index += 1
+
+
+def count_rows(path: str) -> int | None:
+    """How many rows ``path`` holds (``None`` for standard input, ``"-"``), reading it
+    through once: also checks that it can be read, before any work starts."""
+    if path == "-":
+        return None
+    return sum(1 for _ in read_rows(lines_of(path)))

@@ -1,0 +1,217 @@
+"""What every command shares: exit codes, the options of a connection, and `App`.
+
+`App` holds a command's parsed arguments, its clock, its two consoles (stdout for
+results, stderr for everything else) and the secrets to mask; it opens the client the
+options ask for (the sandbox only with ``--sandbox``: no other command loads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from contextlib import AsyncExitStack
+from typing import Any
+
+from plugz_async._client import PlugzClient
+from plugz_async._clock import Clock
+from plugz_async._errors import (
+    APIError,
+    ConfigurationError,
+    InvalidArgument,
+    OutageError,
+    PlugzError,
+    ResponseDecodeError,
+    TransportError,
+)
+from plugz_async._models import Channel
+from plugz_async._planner import RegistrationPlanner
+from plugz_async._redact import Redactor
+from plugz_async._retry import RetryPolicy
+
+from ._explain import Credentials, explain
+from ._render import console
+
+__all__ = [
+    "EXIT_API",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_CONNECTED",
+    "EXIT_NO_CHANNEL",
+    "EXIT_OK",
+    "EXIT_UNEXPECTED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "PROG",
+    "App",
+    "CommandFailed",
+    "connection_options",
+    "exit_code_for",
+    "positive",
+]
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_UNREACHABLE = 4
+EXIT_NO_CHANNEL = 5
+EXIT_NOT_CONNECTED = 6
+EXIT_INCOMPLETE = 7
+EXIT_INTERRUPTED = 130
+
+PROG = "plugz-async"
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code an error means."""
+    if isinstance(error, (InvalidArgument, ConfigurationError)):
+        return EXIT_USAGE
+    if isinstance(error, (TransportError, OutageError)):
+        return EXIT_UNREACHABLE
+    if isinstance(error, (APIError, ResponseDecodeError)):
+        return EXIT_API
+    return EXIT_UNEXPECTED
+
+
+class CommandFailed(Exception):
+    """A one-line failure of the command itself, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def _channels(text: str) -> tuple[Channel, ...]:
+    try:
+        return tuple(Channel(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: channels are sms, voice and wa_old, comma-separated"
+        ) from None
+
+
+def connection_options(parser: argparse.ArgumentParser) -> None:
+    """The credentials, the sandbox switch, and the request and planning options."""
+    group = parser.add_argument_group(
+        "credentials",
+        "Taken from these flags, else from PLUGZ_INSTANCE_ID, PLUGZ_INSTANCE_TOKEN, "
+        "PLUGZ_CLIENT_TOKEN and PLUGZ_BASE_URL (prefer the variables: flags show in ps).",
+    )
+    group.add_argument("--instance-id", metavar="ID")
+    group.add_argument("--instance-token", metavar="TOKEN")
+    group.add_argument("--client-token", metavar="TOKEN")
+    group.add_argument("--base-url", metavar="URL", help="default: https://api.plugzapi.com.br")
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the built-in sandbox and talk to it instead (no account needed)",
+    )
+    tuning = parser.add_argument_group("requests and planning")
+    tuning.add_argument(
+        "--timeout", type=positive, default=30.0, metavar="S", help="per attempt (default 30)"
+    )
+    tuning.add_argument(
+        "--attempts", type=int, default=3, metavar="N", help="requests per number (default 3)"
+    )
+    tuning.add_argument(
+        "--prefer",
+        type=_channels,
+        default=(Channel.SMS, Channel.VOICE),
+        metavar="LIST",
+        help="channels in order of preference (default: sms,voice)",
+    )
+    tuning.add_argument(
+        "--allow-wa-old",
+        action="store_true",
+        help="also plan the in-app pop-up (needs the phone that holds the number, in hand)",
+    )
+
+
+# -- the application ------------------------------------------------------------------------
+
+
+class App:
+    """What every command shares: the clock, the consoles, and the secrets to mask."""
+
+    def __init__(self, args: argparse.Namespace, clock: Clock) -> None:
+        self.args = args
+        self.clock = clock
+        self.out = console()
+        self.err = console(stderr=True)
+        self.redactor = Redactor.of([])
+        self.resume_hint: str | None = None
+        # Where the credentials came from, once a client is open (for run-level errors).
+        self.where: Credentials | None = None
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+    def explain(self, error: PlugzError) -> str:
+        """One line for a run-level error (what, where, what to check)."""
+        where = self.where or Credentials(getattr(self.args, "base_url", None) or "")
+        return explain(error, where, timeout=getattr(self.args, "timeout", None))
+
+    def fail_line(self, error: PlugzError) -> None:
+        """Say a run-level error in its one line on stderr."""
+        self.err.print(f"{PROG}: error: {self.redact(self.explain(error))}", markup=False)
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "clock": self.clock,
+            "timeout": self.args.timeout,
+            "retry": RetryPolicy(attempts=max(1, self.args.attempts)),
+        }
+
+    async def open_client(self, stack: AsyncExitStack) -> PlugzClient:
+        """The client the options ask for, closed with ``stack``."""
+        args = self.args
+        if args.sandbox:
+            from plugz_async.sandbox import running  # the server, only when asked for
+
+            sandbox = await stack.enter_async_context(running(**self.client_options()))
+            self.err.print(f"Using the sandbox at {sandbox.base_url}", style="dim", markup=False)
+            self.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
+            self.where = Credentials(sandbox.base_url, sandbox=True)
+            return sandbox.client
+        flags = {
+            "instance_id": args.instance_id,
+            "instance_token": args.instance_token,
+            "client_token": args.client_token,
+        }
+        options = {k: v for k, v in flags.items() if v}
+        if args.base_url:
+            options["base_url"] = args.base_url
+        secrets = [
+            options.get("instance_token") or os.environ.get("PLUGZ_INSTANCE_TOKEN", ""),
+            options.get("client_token") or os.environ.get("PLUGZ_CLIENT_TOKEN", ""),
+        ]
+        self.redactor = Redactor.of(secrets)
+        client = PlugzClient.from_env(**options, **self.client_options())
+        self.where = Credentials(client.base_url, flags=frozenset(options))
+        return await stack.enter_async_context(client)
+
+    def planner(self) -> RegistrationPlanner:
+        prefer = self.args.prefer
+        if self.args.allow_wa_old is False and Channel.WA_OLD in prefer:
+            raise CommandFailed("--prefer names wa_old: add --allow-wa-old", EXIT_USAGE)
+        return RegistrationPlanner(
+            preference=prefer, allow_wa_old=self.args.allow_wa_old, clock=self.clock
+        )
+
+    def print_json(self, data: Any) -> None:
+        self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)

@@ -1,0 +1,167 @@
+"""``plugz-async demo`` and ``plugz-async sandbox``: the built-in stand-in of the API.
+
+``demo`` is the main job end to end with no account: it starts the sandbox, checks
+every test scenario through a bulk run, and shows the results and the summary.
+``sandbox`` serves the stand-in until Ctrl-C, for your own code to talk to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import textwrap
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plugz_async._client import ENV_BASE_URL
+from plugz_async._errors import PlugzError
+from plugz_async._input import lines_of, read_rows
+from plugz_async._items import BulkItem, BulkRow
+from plugz_async._planner import RegistrationPlanner
+from plugz_async._redact import Redactor
+from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
+
+from ._app import EXIT_OK, App, positive
+from ._render import ResultRow, results_table, summary_line, summary_table, to_json
+
+__all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
+
+
+def add_demo(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "demo",
+        help="the whole job on the built-in sandbox, no account needed",
+        description="Start the sandbox, check a bundled list of numbers (every test scenario), "
+        "show progress and a summary.",
+    )
+    parser.add_argument("--numbers", metavar="CSV", help="a CSV with a 'number' column instead")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--timeout", type=positive, default=1.0, metavar="S", help="per attempt (default 1)"
+    )
+    return parser
+
+
+def add_sandbox(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "sandbox",
+        help="run the sandbox server (a local stand-in of the API)",
+        description="Serve the PlugzAPI mobile routes locally, with test credentials and the "
+        "test numbers below. Control API under /_sandbox/. Stop with Ctrl-C.",
+        epilog="Test numbers:\n\n" + scenario_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080; 0: any free port")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the answer mix")
+    parser.add_argument(
+        "--slow-seconds", type=positive, default=35.0, help="how slow the slow number is"
+    )
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests failing with a 503"
+    )
+    return parser
+
+
+def bundled_numbers() -> list[BulkRow]:
+    """The demo's numbers: the package's copy of examples/numbers.csv (or the repo's)."""
+    packaged = resources.files("plugz_async.sandbox").joinpath("numbers.csv")
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:  # an editable install: read the repository's file
+        text = (Path(__file__).parents[2] / "examples" / "numbers.csv").read_text(encoding="utf-8")
+    return list(read_rows(iter(text.splitlines(keepends=True))))
+
+
+def _scenario(row: BulkRow) -> str:
+    given = row.given
+    return str(given.get("scenario") or "") if isinstance(given, Mapping) else ""
+
+
+async def demo(app: App) -> int:
+    rows = (
+        bundled_numbers()
+        if app.args.numbers is None
+        else list(read_rows(lines_of(app.args.numbers)))
+    )
+    planner = RegistrationPlanner(clock=app.clock)
+    options = {"clock": app.clock, "timeout": app.args.timeout}
+    async with running(**options) as stand_in:
+        app.redactor = Redactor.of([stand_in.instance_token, stand_in.client_token])
+        if not app.args.json:
+            app.out.print(
+                f"Sandbox running at [bold]{stand_in.base_url}[/bold] (no account, no network)"
+            )
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=app.err,
+            transient=True,
+            disable=app.args.json,
+        )
+        items: list[BulkItem] = []
+        with progress:
+            task = progress.add_task("Checking", total=len(rows))
+            numbers = [str(row.number) for row in rows]  # each item's input: the number given
+            async with stand_in.client.check_many(numbers, concurrency=8, planner=planner) as run:
+                async for item in run:
+                    items.append(item)
+                    progress.advance(task)
+    items.sort(key=lambda item: item.index)
+    summary = run.summary
+    if app.args.json:
+        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
+        return EXIT_OK
+    table = [
+        ResultRow(
+            str(item.input) if item.number is None else item.number.e164,
+            item.plan or item.error or PlugzError("no result"),
+            _scenario(rows[item.index]),
+        )
+        for item in items
+    ]
+    app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
+    app.out.print(summary_line(summary), markup=False)
+    app.out.print(summary_table(summary))
+    app.out.print(
+        textwrap.dedent(
+            """
+            Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
+            To do the same against the real API, set your instance's credentials and check numbers:
+
+              export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
+              plugz-async check "+55 44 99999-9999"
+
+            (Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
+            """
+        ).rstrip(),
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+async def serve_sandbox(app: App) -> int:
+    args = app.args
+    config = SandboxConfig(
+        seed=args.seed, slow_seconds=args.slow_seconds, fault_rate=args.fault_rate
+    )
+    async with serve(config, host=args.host, port=args.port) as (base_url, _state):
+        app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
+        app.out.print("Test credentials (point the SDK or the CLI here with these):")
+        for name, value in (
+            ("PLUGZ_INSTANCE_ID", config.instance_id),
+            ("PLUGZ_INSTANCE_TOKEN", config.instance_token),
+            ("PLUGZ_CLIENT_TOKEN", config.client_token),
+            (ENV_BASE_URL, base_url),
+        ):
+            app.out.print(f"  export {name}={value}", highlight=False)
+        app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
+        app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
+        await asyncio.Event().wait()  # until Ctrl-C
+    return EXIT_OK  # pragma: no cover
