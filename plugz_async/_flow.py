@@ -42,7 +42,14 @@ MAX_EARLY_REQUESTS = 3
 
 
 class RegistrationOutcome(StrEnum):
-    """How a registration ended."""
+    """How a registration ended.
+
+    Five of its members are the plan's outcomes (`Outcome`) that end a registration,
+    under the same names and values: ``appeal``, ``blocked``, ``unavailable`` and
+    ``no_channel`` before any code request, ``blocked_at_code_request`` when one is
+    refused; a plan that says ``appeal`` ends the registration ``appeal`` (`of_plan`).
+    The others say how a registration that went on to request a code ended.
+    """
 
     CONNECTED = "connected"
     """The instance is connected to the number."""
@@ -72,6 +79,14 @@ class RegistrationOutcome(StrEnum):
     """The transfer must be approved on the old phone and no ``device_confirmed`` was given."""
     DEVICE_NOT_CONFIRMED = "device_not_confirmed"
     """The transfer was not approved within ``device_timeout``."""
+
+    @classmethod
+    def of_plan(cls, outcome: Outcome) -> RegistrationOutcome | None:
+        """How a plan with ``outcome`` ends the registration, or ``None`` when it lets the
+        registration go on (``ready``, ``wait``)."""
+        if outcome in (Outcome.READY, Outcome.WAIT):
+            return None
+        return cls(outcome.value)
 
 
 class EventKind(StrEnum):
@@ -140,13 +155,6 @@ class RegistrationResult:
         """Whether the instance is connected to the number."""
         return self.outcome is RegistrationOutcome.CONNECTED
 
-
-_STOPS = {
-    Outcome.APPEAL: RegistrationOutcome.APPEAL,
-    Outcome.BLOCKED: RegistrationOutcome.BLOCKED,
-    Outcome.UNAVAILABLE: RegistrationOutcome.UNAVAILABLE,
-    Outcome.NO_CHANNEL: RegistrationOutcome.NO_CHANNEL,
-}
 
 CodeSource = Callable[[Channel], Awaitable[str | None]]
 CaptchaSolver = Callable[[bytes], Awaitable[str]]
@@ -341,8 +349,9 @@ class Registration:
             f"planned: {plan.outcome.value}" + (f", first channel {first.value}" if first else ""),
             answer=plan,
         )
-        if plan.outcome in _STOPS:
-            return self._result(_STOPS[plan.outcome], plan, availability)
+        ending = RegistrationOutcome.of_plan(plan.outcome)
+        if ending is not None:
+            return self._result(ending, plan, availability)
 
         tried: set[Channel] = set()
         last: Channel | None = None

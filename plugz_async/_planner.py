@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -131,7 +131,8 @@ class RegistrationPlanner:
 
     def plan(self, availability: Availability) -> RegistrationPlan:
         """The plan for one availability answer."""
-        outcome, observed_mono, steps = self.assess(availability)
+        assessment = self.assess(availability)
+        observed_mono = assessment.observed_monotonic
         observed_at = availability.observed_at
         if observed_at.tzinfo is not timezone.utc:
             observed_at = observed_at.astimezone(timezone.utc)
@@ -144,11 +145,11 @@ class RegistrationPlanner:
                 ready_at_monotonic=observed_mono + delay,
                 why_not=why_not,
             )
-            for channel, given, delay, why_not in steps
+            for channel, given, delay, why_not in assessment.steps
         )
         return RegistrationPlan(
             number=availability.number,
-            outcome=outcome,
+            outcome=assessment.outcome,
             windows=windows,
             preference=self.preference,
             reason=availability.reason,
@@ -158,13 +159,8 @@ class RegistrationPlanner:
             clock=self.clock,
         )
 
-    def assess(self, availability: Availability) -> tuple[Outcome, float, list[Step]]:
-        """What `plan` decides, without building the plan (bulk summaries use it).
-
-        Returns the outcome, the moment the answer was received on the planner's
-        monotonic clock, and for each channel ``(channel, the server's wait, the delay
-        from that moment until it opens, why it is left out or None)``.
-        """
+    def assess(self, availability: Availability) -> Assessment:
+        """What `plan` decides, without building the plan (bulk summaries use it)."""
         now_mono = self.clock.monotonic()
         observed_mono = availability.observed_monotonic
         if observed_mono is None or observed_mono > now_mono:
@@ -187,7 +183,7 @@ class RegistrationPlanner:
                 why_not = "the server says wa_old is not eligible for this number"
             if why_not is None and (first is None or delay < first):
                 first = delay
-            steps.append((channel, given, delay, why_not))
+            steps.append(Step(channel, given, delay, why_not))
         if availability.blocked:
             outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
         elif not availability.available:
@@ -196,11 +192,34 @@ class RegistrationPlanner:
             outcome = Outcome.NO_CHANNEL
         else:
             outcome = Outcome.READY if observed_mono + first <= now_mono else Outcome.WAIT
-        return outcome, observed_mono, steps
+        return Assessment(outcome=outcome, observed_monotonic=observed_mono, steps=tuple(steps))
 
 
-# (channel, the server's wait seconds, seconds from the answer until it opens, why not)
-Step = tuple[Channel, float, float, "str | None"]
+class Step(NamedTuple):
+    """One channel, as the planner sees it in an answer."""
+
+    channel: Channel
+    wait_seconds: float
+    """The server's wait for it."""
+    delay: float
+    """Seconds from the answer until it opens (the wait, with the planner's margin)."""
+    why_not: str | None
+    """Why the plan may not use it, or ``None``."""
+
+
+@attrs.frozen(kw_only=True)
+class Assessment:
+    """The planner's verdict on one answer, before a plan is built (`RegistrationPlanner.assess`).
+
+    Attributes:
+        outcome: what the answer means.
+        observed_monotonic: when it was received, on the planner's monotonic clock.
+        steps: each channel, in the order SMS, voice, wa_old.
+    """
+
+    outcome: Outcome
+    observed_monotonic: float
+    steps: tuple[Step, ...]
 
 
 @attrs.frozen(kw_only=True)

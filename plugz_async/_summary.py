@@ -104,10 +104,10 @@ class BulkSummary:
                 self.pending += 1
             return
         # The planner's verdict without building a plan: items plan lazily.
-        outcome, _, steps = planner.assess(availability)
-        self.outcomes[outcome] += 1  # a StrEnum: it counts as its text
+        assessment = planner.assess(availability)
+        self.outcomes[assessment.outcome] += 1  # a StrEnum: it counts as its text
         received = None
-        for channel, _, delay, why_not in steps:
+        for channel, _, delay, why_not in assessment.steps:
             if why_not is None:
                 if received is None:
                     received = availability.observed_at.timestamp()

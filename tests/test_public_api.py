@@ -237,3 +237,35 @@ def test_public_names_report_the_package_as_their_module() -> None:
         if isinstance(value, type) or inspect.isfunction(value):
             assert value.__module__ == "plugz_async", name
     assert repr(pz.RateLimitError) == "<class 'plugz_async.RateLimitError'>"
+
+
+def test_the_registration_outcomes_that_are_plan_outcomes_share_their_values() -> None:
+    shared = {o.name for o in pz.Outcome} & {o.name for o in pz.RegistrationOutcome}
+    assert shared == {"APPEAL", "BLOCKED", "BLOCKED_AT_CODE_REQUEST", "UNAVAILABLE", "NO_CHANNEL"}
+    for name in shared:
+        plan_outcome = pz.Outcome[name]
+        assert pz.RegistrationOutcome.of_plan(plan_outcome) is pz.RegistrationOutcome[name]
+    assert pz.RegistrationOutcome.of_plan(pz.Outcome.READY) is None
+    assert pz.RegistrationOutcome.of_plan(pz.Outcome.WAIT) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "cls"),
+    [
+        ("check_many", "plugz_async._bulk.BulkRun"),
+        ("registration", "plugz_async._flow.Registration"),
+    ],
+)
+def test_the_client_factories_take_what_their_classes_take(method: str, cls: str) -> None:
+    """An option added to the class is added to the factory too (and the defaults agree)."""
+    module, name = cls.rsplit(".", 1)
+    built = getattr(importlib.import_module(module), name)
+    factory = inspect.signature(getattr(pz.PlugzClient, method))
+    made = inspect.signature(built)
+    skip = {"self", "client", "number", "numbers"}
+    ours = {p.name: p.default for p in factory.parameters.values() if p.name not in skip}
+    theirs = {p.name: p.default for p in made.parameters.values() if p.name not in skip}
+    assert ours.keys() == theirs.keys()
+    for option, default in theirs.items():
+        if default is not inspect.Parameter.empty:
+            assert ours[option] == default, option
