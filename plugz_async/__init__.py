@@ -15,8 +15,9 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 import typing as _typing
 
 from ._bulk import BulkRun
-from ._client import DEFAULT_BASE_URL, ROUTES, ZAPI_BASE_URL, PlugzClient, Route
+from ._client import PlugzClient
 from ._clock import Clock, FakeClock, SystemClock
+from ._config import DEFAULT_BASE_URL, ZAPI_BASE_URL
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -41,13 +42,8 @@ from ._errors import (
     TransportError,
     UnsupportedMediaTypeError,
 )
-from ._flow import (
-    EventKind,
-    Registration,
-    RegistrationEvent,
-    RegistrationOutcome,
-    RegistrationResult,
-)
+from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
+from ._flow import Registration
 from ._items import BulkItem, BulkRow
 from ._models import (
     Availability,
@@ -65,6 +61,7 @@ from ._phone import PhoneNumber
 from ._planner import ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
 from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
+from ._routes import ROUTES, Route
 from ._summary import BulkSummary
 from ._version import __version__
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import os
 import platform
 import sys
 import warnings
@@ -12,11 +11,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
-import attrs
-import yarl
 
 from ._clock import Clock, SystemClock
-from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
+from ._config import DEFAULT_BASE_URL, base_url_of, credential, options_from_env
+from ._errors import BadRequestError, ClientClosedError
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -37,7 +35,21 @@ from ._models import (
 from ._phone import PhoneNumber
 from ._planner import RegistrationPlanner
 from ._redact import Redactor
-from ._retry import RetryEvent, RetryPolicy, RetrySafety, call_with_retry
+from ._retry import RetryEvent, RetryPolicy, call_with_retry
+from ._routes import (
+    CONFIRM_CODE,
+    CONFIRM_DEVICE_TRANSFER,
+    CONFIRM_PIN,
+    RECOVER_PIN,
+    REGISTRATION_AVAILABLE,
+    REQUEST_CODE,
+    REQUEST_UNBANNING,
+    RESPOND_CAPTCHA,
+    Route,
+    channel_of,
+    digits_of,
+    text_of,
+)
 from ._transport import (
     DEFAULT_MAX_BODY_BYTES,
     AttemptMiddleware,
@@ -49,76 +61,17 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
     from ._bulk import BulkRun, Limiter
-    from ._flow import Registration, RegistrationEvent
+    from ._events import RegistrationEvent
+    from ._flow import Registration
     from ._items import Row
 
-__all__ = ["DEFAULT_BASE_URL", "ROUTES", "ZAPI_BASE_URL", "PlugzClient", "Route"]
-
-
-DEFAULT_BASE_URL = "https://api.plugzapi.com.br"
-ZAPI_BASE_URL = "https://api.z-api.io"
-
-ENV_INSTANCE_ID = "PLUGZ_INSTANCE_ID"
-ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
-ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
-ENV_BASE_URL = "PLUGZ_BASE_URL"
-
-
-@attrs.frozen
-class Route:
-    """One API route: its HTTP method, its path under the instance, its retry safety."""
-
-    method: str
-    path: str
-    safety: RetrySafety
-
-
-REGISTRATION_AVAILABLE = Route("POST", "mobile/registration-available", RetrySafety.SAFE)
-REQUEST_CODE = Route("POST", "mobile/request-registration-code", RetrySafety.UNSAFE)
-RESPOND_CAPTCHA = Route("POST", "mobile/respond-captcha", RetrySafety.UNSAFE)
-CONFIRM_CODE = Route("POST", "mobile/confirm-registration-code", RetrySafety.UNSAFE)
-CONFIRM_DEVICE_TRANSFER = Route("GET", "mobile/device-transfer-confirmed", RetrySafety.SAFE)
-CONFIRM_PIN = Route("POST", "mobile/confirm-pin-code", RetrySafety.UNSAFE)
-RECOVER_PIN = Route("POST", "mobile/recovery-pin-code", RetrySafety.UNSAFE)
-REQUEST_UNBANNING = Route("POST", "mobile/request-unbanning", RetrySafety.UNSAFE)
-
-#: Every route the client sends, with its retry safety (the docs' retry table).
-ROUTES: tuple[Route, ...] = (
-    REGISTRATION_AVAILABLE,
-    REQUEST_CODE,
-    RESPOND_CAPTCHA,
-    CONFIRM_CODE,
-    CONFIRM_DEVICE_TRANSFER,
-    CONFIRM_PIN,
-    RECOVER_PIN,
-    REQUEST_UNBANNING,
-)
+__all__ = ["PlugzClient"]
 
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _credential(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{name} must be a non-empty string")
-    if value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ConfigurationError(f"{name} must not contain spaces or control characters")
-    return value
-
-
-def _base_url(value: str) -> str:
-    try:
-        url = yarl.URL(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"base_url {value!r} is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {value!r}")
-    if url.query_string or url.fragment:
-        raise ConfigurationError("base_url must not have a query or a fragment")
-    return str(url).rstrip("/")
 
 
 class PlugzClient:
@@ -173,9 +126,9 @@ class PlugzClient:
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
-        instance_id = _credential("instance_id", instance_id)
-        instance_token = _credential("instance_token", instance_token)
-        client_token = _credential("client_token", client_token)
+        instance_id = credential("instance_id", instance_id)
+        instance_token = credential("instance_token", instance_token)
+        client_token = credential("client_token", client_token)
         self._redactor = Redactor.of([instance_token, client_token])
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
@@ -185,7 +138,7 @@ class PlugzClient:
         self._trace_configs = trace_configs
         self._middlewares = tuple(middlewares)
         self._transport = Transport(
-            _base_url(base_url),
+            base_url_of(base_url),
             instance_id,
             instance_token,
             client_token,
@@ -207,28 +160,7 @@ class PlugzClient:
         Raises:
             ConfigurationError: naming every required variable that is missing or empty.
         """
-        env = os.environ if environ is None else environ
-        names = {
-            "instance_id": ENV_INSTANCE_ID,
-            "instance_token": ENV_INSTANCE_TOKEN,
-            "client_token": ENV_CLIENT_TOKEN,
-        }
-        missing = [
-            variable
-            for option, variable in names.items()
-            if option not in options and not env.get(variable, "").strip()
-        ]
-        if missing:
-            raise ConfigurationError(
-                "missing environment variable"
-                + ("s " if len(missing) > 1 else " ")
-                + ", ".join(missing)
-            )
-        for option, variable in names.items():
-            options.setdefault(option, env.get(variable, "").strip())
-        if env.get(ENV_BASE_URL, "").strip():
-            options.setdefault("base_url", env[ENV_BASE_URL].strip())
-        return cls(**options)
+        return cls(**options_from_env(environ, options))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -467,7 +399,7 @@ class PlugzClient:
             InvalidArgument: for an unknown channel (no request sent).
         """
         phone = PhoneNumber.parse(number)
-        wanted = _channel(channel)
+        wanted = channel_of(channel)
         data = await self._call(
             REQUEST_CODE, {**phone.to_wire(), "method": wanted.value}, retry, timeout
         )
@@ -494,7 +426,7 @@ class PlugzClient:
         Raises:
             InvalidArgument: the text is empty (no request sent).
         """
-        answer = _text("captcha text", text)
+        answer = text_of("captcha text", text)
         data = await self._call(RESPOND_CAPTCHA, {"captcha": answer}, retry, timeout)
         return decode_success(
             CaptchaAnswer, data, observed_at=self._clock.now(), route=RESPOND_CAPTCHA.path
@@ -516,7 +448,7 @@ class PlugzClient:
         Raises:
             InvalidArgument: the code is not 4 to 8 digits (no request sent).
         """
-        digits = _digits("code", code, 4, 8)
+        digits = digits_of("code", code, 4, 8)
         data = await self._call(CONFIRM_CODE, {"code": digits}, retry, timeout)
         return decode_code_confirmation(
             data, observed_at=self._clock.now(), route=CONFIRM_CODE.path
@@ -559,7 +491,7 @@ class PlugzClient:
         Raises:
             InvalidArgument: the PIN is not 6 digits (no request sent).
         """
-        digits = _digits("PIN", pin, 6, 6)
+        digits = digits_of("PIN", pin, 6, 6)
         data = await self._call(CONFIRM_PIN, {"code": digits}, retry, timeout)
         return decode_success(
             PinConfirmation, data, observed_at=self._clock.now(), route=CONFIRM_PIN.path
@@ -595,8 +527,8 @@ class PlugzClient:
             InvalidArgument: an empty token or description (no request sent).
         """
         body = {
-            "appealToken": _text("appeal_token", appeal_token),
-            "description": _text("description", description),
+            "appealToken": text_of("appeal_token", appeal_token),
+            "description": text_of("description", description),
         }
         data = await self._call(REQUEST_UNBANNING, body, retry, timeout)
         return decode_unban_request(
@@ -678,28 +610,3 @@ class PlugzClient:
             on_retry=self._on_retry,
             safety=route.safety,
         )
-
-
-def _channel(value: Channel | str) -> Channel:
-    try:
-        return Channel(value)
-    except ValueError:
-        names = ", ".join(repr(c.value) for c in Channel)
-        raise InvalidArgument(f"channel must be one of {names}, not {value!r}") from None
-
-
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{name} must be non-empty text")
-    return value.strip()
-
-
-def _digits(name: str, value: object, shortest: int, longest: int) -> str:
-    """A code as digits: spaces and hyphens are dropped (``"123-456"``)."""
-    if not isinstance(value, str):
-        raise InvalidArgument(f"the {name} must be text, not {type(value).__name__}")
-    digits = "".join(value.replace("-", "").split())
-    if not (digits.isascii() and digits.isdigit() and shortest <= len(digits) <= longest):
-        size = str(shortest) if shortest == longest else f"{shortest} to {longest}"
-        raise InvalidArgument(f"the {name} must be {size} digits")
-    return digits

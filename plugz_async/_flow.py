@@ -13,16 +13,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._errors import InvalidArgument, RegistrationStateError
+from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
 from ._models import Availability, Channel, CodeRequest, UnbanRequest
 from ._phone import PhoneNumber
 from ._planner import Outcome, RegistrationPlan, RegistrationPlanner
-from ._strenum import StrEnum
 
 if TYPE_CHECKING:
     from ._client import PlugzClient
@@ -39,121 +36,6 @@ logger = logging.getLogger("plugz_async")
 
 # The most code requests one channel gets when the server answers "too early".
 MAX_EARLY_REQUESTS = 3
-
-
-class RegistrationOutcome(StrEnum):
-    """How a registration ended.
-
-    Five of its members are the plan's outcomes (`Outcome`) that end a registration,
-    under the same names and values: ``appeal``, ``blocked``, ``unavailable`` and
-    ``no_channel`` before any code request, ``blocked_at_code_request`` when one is
-    refused; a plan that says ``appeal`` ends the registration ``appeal`` (`of_plan`).
-    The others say how a registration that went on to request a code ended.
-    """
-
-    CONNECTED = "connected"
-    """The instance is connected to the number."""
-    APPEAL = "appeal"
-    """Banned; the result carries the appeal token (``Registration.appeal``)."""
-    BLOCKED = "blocked"
-    """Blocked, with no appeal token."""
-    BLOCKED_AT_CODE_REQUEST = "blocked_at_code_request"
-    """Reported available, but blocked when the code was requested."""
-    UNAVAILABLE = "unavailable"
-    """The number cannot be registered now; the result carries the reason."""
-    NO_CHANNEL = "no_channel"
-    """No channel of the planner's can be used for this number."""
-    NO_CODE = "no_code"
-    """No code arrived in time on any channel."""
-    CODE_REJECTED = "code_rejected"
-    """The code was wrong too many times."""
-    CAPTCHA_REQUIRED = "captcha_required"
-    """The server asked for a captcha and no ``captcha`` callable was given."""
-    CAPTCHA_FAILED = "captcha_failed"
-    """The captcha answers were refused too many times."""
-    PIN_REQUIRED = "pin_required"
-    """A two-step PIN is needed and no ``pin`` callable was given."""
-    PIN_REJECTED = "pin_rejected"
-    """The PIN was refused too many times."""
-    DEVICE_CONFIRMATION_REQUIRED = "device_confirmation_required"
-    """The transfer must be approved on the old phone and no ``device_confirmed`` was given."""
-    DEVICE_NOT_CONFIRMED = "device_not_confirmed"
-    """The transfer was not approved within ``device_timeout``."""
-
-    @classmethod
-    def of_plan(cls, outcome: Outcome) -> RegistrationOutcome | None:
-        """How a plan with ``outcome`` ends the registration, or ``None`` when it lets the
-        registration go on (``ready``, ``wait``)."""
-        if outcome in (Outcome.READY, Outcome.WAIT):
-            return None
-        return cls(outcome.value)
-
-
-class EventKind(StrEnum):
-    """The steps a registration reports."""
-
-    CHECKED = "checked"
-    PLANNED = "planned"
-    WAITING = "waiting"
-    CODE_REQUESTED = "code_requested"
-    CAPTCHA_ANSWERED = "captcha_answered"
-    CODE_TIMEOUT = "code_timeout"
-    CODE_CONFIRMED = "code_confirmed"
-    CODE_REJECTED = "code_rejected"
-    PIN_REJECTED = "pin_rejected"
-    PIN_CONFIRMED = "pin_confirmed"
-    DEVICE_WAITING = "device_waiting"
-    DEVICE_CONFIRMED = "device_confirmed"
-    FINISHED = "finished"
-
-
-@attrs.frozen(kw_only=True)
-class RegistrationEvent:
-    """One step of a registration, for progress displays and logs.
-
-    Attributes:
-        kind: what happened.
-        at: when (aware UTC, on the registration's clock).
-        message: the step in words.
-        channel: the channel concerned, if any.
-        wait_seconds: for ``WAITING``, the seconds until the channel opens.
-        answer: the answer the step received (an ``Availability``, a ``CodeRequest``...).
-    """
-
-    kind: EventKind
-    at: datetime
-    message: str
-    channel: Channel | None = None
-    wait_seconds: float | None = None
-    answer: object = attrs.field(default=None, repr=False, eq=False)
-
-
-@attrs.frozen(kw_only=True)
-class RegistrationResult:
-    """How a registration ended, with what it learnt on the way.
-
-    Attributes:
-        outcome: the ending.
-        number: the number.
-        channel: the channel whose code was confirmed (or last tried).
-        appeal_token: when banned, the token for ``Registration.appeal``.
-        reason: the server's reason, when it gave one.
-        plan: the plan as it stood at the end.
-        availability: the availability answer.
-    """
-
-    outcome: RegistrationOutcome
-    number: PhoneNumber
-    channel: Channel | None = None
-    appeal_token: str | None = None
-    reason: str | None = None
-    plan: RegistrationPlan | None = attrs.field(default=None, repr=False)
-    availability: Availability | None = attrs.field(default=None, repr=False)
-
-    @property
-    def connected(self) -> bool:
-        """Whether the instance is connected to the number."""
-        return self.outcome is RegistrationOutcome.CONNECTED
 
 
 CodeSource = Callable[[Channel], Awaitable[str | None]]

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plugz_async._client import ENV_BASE_URL
+from plugz_async._config import ENV_BASE_URL
 from plugz_async._errors import PlugzError
 from plugz_async._input import lines_of, read_rows
 from plugz_async._items import BulkItem, BulkRow
