@@ -19,12 +19,45 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "report", "--fail-under=90")
 
 
+# What the `test` extra installs only for the tests of optional features: the package's extras
+# (pandas; matplotlib, of `notebook`) and the FastAPI example's web stack.
+OPTIONAL = ("pandas", "matplotlib", "fastapi", "httpx")
+
+# Fails the session if one of them is there after all (left in a reused virtualenv).
+_ABSENT = """
+import importlib.util, sys
+found = [name for name in sys.argv[1:] if importlib.util.find_spec(name)]
+if found:
+    sys.exit(f"installed: {', '.join(found)}; run nox -s tests_minimal --reuse-venv=no")
+"""
+
+
+@nox.session
+def tests_minimal(session: nox.Session) -> None:
+    """The test suite with none of the optional extras (pandas, matplotlib, FastAPI) installed.
+
+    The calls that need an extra meet its real absence, and must name the extra to install;
+    the tests of an extra skip. Coverage is reported, not enforced: the extras' own code
+    cannot run here, and the threshold belongs to the full run (``nox -s tests``).
+    """
+    from packaging.requirements import Requirement
+
+    test_extra = nox.project.load_toml("pyproject.toml")["project"]["optional-dependencies"]
+    session.install(".", *(r for r in test_extra["test"] if Requirement(r).name not in OPTIONAL))
+    session.run("python", "-c", _ABSENT, *OPTIONAL, silent=True)
+    env = {"COVERAGE_FILE": ".coverage.minimal"}  # the full run's data stays in .coverage
+    session.run("coverage", "run", "-m", "pytest", "-W", "error", *session.posargs, env=env)
+    session.run("coverage", "report", env=env)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff")
+    """ruff check, ruff format --check, and the floors of the house (import-linter's
+    contracts in pyproject.toml: docs/architecture.md)."""
+    session.install("ruff", "import-linter>=2.1", ".")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session
@@ -113,6 +146,6 @@ def soak(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package and the tests."""
     session.install(".[test]", "mypy")  # plugz_async.testing imports pytest
-    session.run("mypy", "--strict", "plugz_async")
+    session.run("mypy", "--strict", "plugz_async", "tests")

@@ -8,6 +8,7 @@ first.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -23,8 +24,18 @@ _TOKEN_IN_PATH = re.compile(r"(/token/)[^/?#\s]+", re.IGNORECASE)
 
 
 def _forms(secret: str) -> set[str]:
-    """The ways a secret can appear in text: as is, and URL-encoded."""
-    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    """The ways a secret can appear in text: as is, URL-encoded, and escaped inside a JSON
+    string (``\\/`` for ``/`` too, as PHP's ``json_encode`` writes it)."""
+    escaped = json.dumps(secret)[1:-1]
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
 
 
 @attrs.frozen

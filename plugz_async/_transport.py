@@ -338,7 +338,10 @@ class Transport:
         return data
 
     def _excerpt(self, body: bytes) -> str:
-        return self.redactor.excerpt(body[:4096].decode("utf-8", errors="replace"))
+        # The whole body (it is bounded by max_body_bytes) is redacted before it is cut: a
+        # cut first could split a secret, and the excerpt's flattened spaces would bring
+        # the part that survives into view.
+        return self.redactor.excerpt(body.decode("utf-8", errors="replace"))
 
     def _text(self, data: Mapping[str, Any] | None, key: str) -> str | None:
         if data is None or data.get(key) is None:

@@ -1,8 +1,14 @@
-"""What the tests share: the sandbox's credentials for this suite."""
+"""What the tests share: the sandbox's credentials, Hypothesis settings and strategies, the
+code blocks of a documentation page.
+
+A helper module, not a test module: test modules import from here, never from each other.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -64,3 +70,18 @@ RESPONSE_FIELDS = [
     "error",
     "message",
 ]
+
+
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(page: Path, language: str, info: str = "") -> list[str]:
+    """The page's code blocks in ``language`` with exactly this info string after it,
+    each padded to start at its own line (so tracebacks point into the page)."""
+    text = page.read_text()
+    found = []
+    for match in BLOCK.finditer(text):
+        if match.group(1) == language and match.group(2).strip() == info:
+            first_line = text.count("\n", 0, match.start(3))
+            found.append("\n" * first_line + match.group(3))
+    return found

@@ -27,7 +27,11 @@ async def collect(run: pz.BulkRun) -> list[BulkItem]:
 
 
 async def test_every_row_gets_exactly_one_item(client: pz.PlugzClient) -> None:
-    rows = [*numbers(40), "not a number", pz.PhoneNumber.parse("+55 11 90000-0004")]
+    rows: list[str | pz.PhoneNumber] = [
+        *numbers(40),
+        "not a number",
+        pz.PhoneNumber.parse("+55 11 90000-0004"),
+    ]
     items = await collect(client.check_many(rows, concurrency=8))
     assert sorted(item.index for item in items) == list(range(42))
     for item in items:
@@ -256,18 +260,32 @@ async def test_summary(api: Sandbox, client: pz.PlugzClient) -> None:
 # -- results files -----------------------------------------------------------------------------
 
 
-async def test_jsonl_results_and_dataframe(client: pz.PlugzClient, tmp_path: Path) -> None:
-    path = tmp_path / "results.jsonl"
+async def written(client: pz.PlugzClient, path: Path) -> list[BulkItem]:
+    """The items of a run of five numbers and one mistake, written to ``path`` (JSON Lines)."""
     items = await collect(client.check_many([*numbers(5), "x"], concurrency=3))
     with ResultsFile(path) as results:
         results.open()
         for item in items:
             results.write(item)
+    return items
+
+
+async def test_jsonl_results(client: pz.PlugzClient, tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    await written(client, path)
     records = read_results(path)
     assert len(records) == 6 and {r["key"] for r in records} == {str(i) for i in range(6)}
     assert all(r["plan"]["observed_at"].endswith("Z") for r in records if r["plan"])
+
+
+async def test_a_dataframe_of_a_results_file_or_of_items(
+    client: pz.PlugzClient, tmp_path: Path
+) -> None:
+    pytest.importorskip("pandas")
+    path = tmp_path / "results.jsonl"
+    items = await written(client, path)
     frame = to_dataframe(path)
-    assert list(frame["key"]) == [r["key"] for r in records]
+    assert list(frame["key"]) == [r["key"] for r in read_results(path)]
     assert str(frame["sms_ready_at"].dtype).startswith("datetime64")
     assert to_dataframe(items).shape == frame.shape
 

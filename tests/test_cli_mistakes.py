@@ -63,7 +63,7 @@ def start(*args: str, env: dict[str, str], output: int | None = subprocess.DEVNU
     )
 
 
-def records(path: Path) -> list[dict[str, object]]:
+def records(path: Path) -> list[dict[str, Any]]:
     text = path.read_text() if path.exists() else ""
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 

@@ -38,7 +38,8 @@ def mkdocs_setting(name: str) -> str:
 def local_mermaid() -> str:
     """The mermaid script the theme override adds, as a path inside the site."""
     template = (ROOT / mkdocs_setting("custom_dir") / "main.html").read_text()
-    (src,) = re.findall(r"<script src=\"\{\{ '([^']+)' \| url \}\}\"></script>", template)
+    found: list[str] = re.findall(r"<script src=\"\{\{ '([^']+)' \| url \}\}\"></script>", template)
+    (src,) = found
     return src
 
 

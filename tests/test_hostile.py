@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ TRANSPORT = Transport(
     "ua",
 )
 
-DECODERS = {
+DECODERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "mobile/registration-available": lambda data: decode_availability(
         data, number=NUMBER, observed_at=NOW
     ),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import plugz_async as pz
-from plugz_async._retry import call_with_retry, is_retryable
+from plugz_async._retry import RetrySafety, call_with_retry, is_retryable
 
 ROUTE = "mobile/registration-available"
 
@@ -21,7 +21,7 @@ def server_error(status: int = 503, retry_after: float | None = None) -> pz.APIE
 
 def failing(
     *errors: Exception, result: str = "ok"
-) -> tuple[Callable[..., object], list[float | None]]:
+) -> tuple[Callable[[float | None], Awaitable[str]], list[float | None]]:
     """A send() that raises ``errors`` in turn, then returns ``result``."""
     calls: list[float | None] = []
     queue = list(errors)
@@ -79,6 +79,23 @@ def test_what_is_retried(error: Exception, retried: bool) -> None:
     assert is_retryable(error, pz.RetryPolicy()) is retried
 
 
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (pz.ConnectError("refused"), True),  # never sent
+        *[(server_error(s), True) for s in (429, 503)],  # the server says it did not process it
+        (pz.TransportError("reset"), False),  # it may have arrived
+        (pz.RequestTimeout("slow"), False),
+        *[(server_error(s), False) for s in (408, 500, 502, 504)],
+        (server_error(429, retry_after=60.0), True),
+        (server_error(429, retry_after=60.1), False),
+        (server_error(400), False),
+    ],
+)
+def test_what_is_retried_on_an_unsafe_route(error: Exception, retried: bool) -> None:
+    assert is_retryable(error, pz.RetryPolicy(), RetrySafety.UNSAFE) is retried
+
+
 async def test_retries_then_succeeds_with_exponential_waits(clock: pz.FakeClock) -> None:
     send, calls = failing(server_error(), server_error(502))
     result = await call_with_retry(
@@ -124,6 +141,34 @@ async def test_retry_after_above_the_cap_raises_at_once(clock: pz.FakeClock) -> 
     with pytest.raises(pz.RateLimitError) as info:
         await call_with_retry(send, policy=pz.RetryPolicy(), clock=clock, route=ROUTE)
     assert info.value.retry_after == 3600.0 and len(calls) == 1 and clock.sleeps == []
+
+
+async def test_retry_after_is_waited_in_full_even_past_wait_max(clock: pz.FakeClock) -> None:
+    send, calls = failing(server_error(429, retry_after=45.0))
+    policy = pz.RetryPolicy(wait_max=8.0, jitter=True)
+    assert await call_with_retry(send, policy=policy, clock=clock, route=ROUTE) == "ok"
+    assert clock.sleeps == [45.0] and len(calls) == 2
+
+
+async def test_max_retry_after_is_the_longest_wait_the_policy_accepts(
+    clock: pz.FakeClock,
+) -> None:
+    policy = pz.RetryPolicy(max_retry_after=5.0)
+    send, _ = failing(server_error(429, retry_after=5.0))
+    await call_with_retry(send, policy=policy, clock=clock, route=ROUTE)
+    assert clock.sleeps == [5.0]
+    send, calls = failing(server_error(429, retry_after=5.1))
+    with pytest.raises(pz.RateLimitError) as info:
+        await call_with_retry(send, policy=policy, clock=clock, route=ROUTE)
+    assert info.value.attempts == 1 and len(calls) == 1 and clock.sleeps == [5.0]
+
+
+async def test_a_retry_after_past_the_deadline_is_not_waited(clock: pz.FakeClock) -> None:
+    send, calls = failing(server_error(429, retry_after=30.0))
+    policy = pz.RetryPolicy(deadline=10.0)
+    with pytest.raises(pz.RateLimitError) as info:
+        await call_with_retry(send, policy=policy, clock=clock, route=ROUTE)
+    assert info.value.attempts == 1 and clock.sleeps == [] and len(calls) == 1
 
 
 async def test_deadline_bounds_attempts_and_waits_together(clock: pz.FakeClock) -> None:

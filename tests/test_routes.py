@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -110,7 +111,9 @@ async def test_bad_input_is_refused_before_any_request(
 
 # -- retry safety: counted at the sandbox ------------------------------------------------------
 
-UNSAFE_CALLS = {
+Call = Callable[[pz.PlugzClient], Awaitable[object]]
+
+UNSAFE_CALLS: dict[str, Call] = {
     "request-registration-code": lambda c: c.request_code(READY, "sms"),
     "respond-captcha": lambda c: c.respond_captcha("x"),
     "confirm-registration-code": lambda c: c.confirm_code("123456"),
@@ -118,7 +121,7 @@ UNSAFE_CALLS = {
     "recovery-pin-code": lambda c: c.recover_pin(),
     "request-unbanning": lambda c: c.request_unbanning("t", "d"),
 }
-SAFE_CALLS = {
+SAFE_CALLS: dict[str, Call] = {
     "registration-available": lambda c: c.check_availability(READY),
     "device-transfer-confirmed": lambda c: c.confirm_device_transfer(),
 }
@@ -176,7 +179,12 @@ async def test_a_read_timeout_is_retried_only_on_safe_routes(
     ("fault", "reply", "error"), MAYBE_PROCESSED, ids=[f[0] for f in MAYBE_PROCESSED]
 )
 async def test_unsafe_routes_are_not_retried_when_the_request_may_have_arrived(
-    api: Sandbox, fast: pz.PlugzClient, route: str, fault: str, reply: Reply, error: type[Exception]
+    api: Sandbox,
+    fast: pz.PlugzClient,
+    route: str,
+    fault: str,
+    reply: Reply,
+    error: type[pz.PlugzError],
 ) -> None:
     api.then(reply, reply, reply, route=route)
     with pytest.raises(error) as info:
@@ -212,7 +220,12 @@ async def test_unsafe_routes_are_retried_when_the_connection_was_never_made(
     ("fault", "reply", "error"), MAYBE_PROCESSED, ids=[f[0] for f in MAYBE_PROCESSED]
 )
 async def test_safe_routes_are_retried_on_every_passing_failure(
-    api: Sandbox, fast: pz.PlugzClient, route: str, fault: str, reply: Reply, error: type[Exception]
+    api: Sandbox,
+    fast: pz.PlugzClient,
+    route: str,
+    fault: str,
+    reply: Reply,
+    error: type[pz.PlugzError],
 ) -> None:
     api.then(*[reply] * 6, route=route)
     with pytest.raises(error) as info:

@@ -270,8 +270,13 @@ def test_read_results_gives_one_row_per_key(tmp_path: Path) -> None:
     path.write_text(record("0", error="ServerError") + record("1") + record("0"))
     records = pz.read_results(path)
     assert [(r["key"], r["outcome"]) for r in records] == [("1", "ready"), ("0", "ready")]
-    frame = pz.to_dataframe(path)
-    assert list(frame["key"]) == ["1", "0"]
+
+
+def test_to_dataframe_gives_one_row_per_key(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    path = tmp_path / "results.jsonl"
+    path.write_text(record("0", error="ServerError") + record("1") + record("0"))
+    assert list(pz.to_dataframe(path)["key"]) == ["1", "0"]
 
 
 async def test_a_refused_token_of_an_instance_spares_its_rows_with_the_right_token(

@@ -150,7 +150,7 @@ async def sb_client(api: Sandbox) -> Any:
         yield client, clock
 
 
-EXPECTED: dict[str, tuple[type[Exception] | None, int]] = {
+EXPECTED: dict[str, tuple[type[pz.PlugzError] | None, int]] = {
     # name: (error class or None, requests the sandbox sees)
     "ready": (None, 1),
     "waits": (None, 1),
@@ -231,7 +231,7 @@ def test_the_mix_is_deterministic_and_close_to_its_documented_shares() -> None:
 
 async def test_mixed_numbers_decode_into_availability(client: pz.PlugzClient) -> None:
     planner = pz.RegistrationPlanner()
-    outcomes = Counter()
+    outcomes: Counter[pz.Outcome] = Counter()
     for n in range(60):
         availability = await client.check_availability(f"+55 31 9{n:04d}-0000")
         outcomes[planner.plan(availability).outcome] += 1

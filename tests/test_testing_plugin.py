@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_docs import blocks
+from helpers import blocks
 
 DOCS = Path(__file__).parent.parent / "docs" / "sandbox.md"
 

@@ -1,4 +1,5 @@
-"""The request on the wire and the mapping of every answer, with aioresponses (no server)."""
+"""The request on the wire, and what the client makes of each kind of answer, with aioresponses
+(no server). How the transport decodes an answer is tested on its own in test_transport.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import inspect
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -16,7 +17,6 @@ from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
 import plugz_async as pz
-from plugz_async._transport import parse_retry_after
 
 # aioresponses answers every request of these tests: nothing leaves the process.
 MOCKED = "https://api.plugzapi.com.br"
@@ -186,9 +186,10 @@ async def test_a_null_error_field_is_not_an_error(mocked: Any, client: pz.PlugzC
     assert (await client.check_availability("+5544999999999")).available
 
 
-async def test_retry_after_in_seconds_and_as_http_date(
+async def test_a_retry_after_date_is_read_on_the_clients_clock(
     mocked: Any, client: pz.PlugzClient, clock: pz.FakeClock
 ) -> None:
+    # The client hands its clock (a FakeClock, far from the real date) to the transport.
     date = format_datetime(clock.now() + timedelta(seconds=12), usegmt=True)
     mocked.post(URL, status=429, headers={"Retry-After": "3"})
     mocked.post(URL, status=503, headers={"Retry-After": date})
@@ -196,26 +197,6 @@ async def test_retry_after_in_seconds_and_as_http_date(
     await client.check_availability("+5544999999999")
     # The date is 12 s after the first attempt; 3 s of them were already waited.
     assert clock.sleeps == [3.0, 9.0]
-
-
-async def test_huge_retry_after_raises_at_once(mocked: Any, client: pz.PlugzClient) -> None:
-    mocked.post(URL, status=429, headers={"Retry-After": "86400"}, repeat=True)
-    with pytest.raises(pz.RateLimitError, match=r"retry after 86400 s") as info:
-        await client.check_availability("+5544999999999")
-    assert info.value.retry_after == 86400.0 and len(sent(mocked)) == 1
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("120", now) == 120.0
-    assert parse_retry_after(" 1.5 ", now) == 1.5
-    assert parse_retry_after("-3", now) == 0.0
-    assert parse_retry_after("nan", now) is None
-    assert parse_retry_after("Thu, 01 Jan 2026 00:01:00 GMT", now) == 60.0
-    assert parse_retry_after("Wed, 31 Dec 2025 00:00:00 GMT", now) == 0.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("Thu, 01 Jan 2026 00:01:00", now) == 60.0
 
 
 async def test_connection_errors_are_translated_and_retried(
