@@ -293,6 +293,26 @@ async def test_waits_are_enforced_until_the_clock_moves(api: Sandbox) -> None:
     assert again["success"] is False and again["retryAfter"] >= 164  # the channel just used
 
 
+async def test_a_new_check_reports_the_waits_a_code_request_started(api: Sandbox) -> None:
+    # A server that reset them on every check would let anyone skip them by checking again;
+    # durable registrations rely on it to tell, after a crash, whether a code went out.
+    _, first = await check(api, "11900000001")
+    assert first["smsWaitSeconds"] == 0
+    assert (await request_code(api, "11900000001", "voice"))[1]["success"] is True
+    _, again = await check(api, "11900000001")
+    assert 124 <= again["smsWaitSeconds"] <= 125 and 164 <= again["voiceWaitSeconds"] <= 165
+    assert again["available"] is True
+    api.advance(100)
+    _, later = await check(api, "11900000001")
+    assert 24 <= later["smsWaitSeconds"] <= 25 and 64 <= later["voiceWaitSeconds"] <= 65
+    api.advance(200)
+    assert (await check(api, "11900000001"))[1]["voiceWaitSeconds"] == 0
+    # A number whose code was never requested starts afresh at each check.
+    assert (await check(api, "11900000002"))[1]["smsWaitSeconds"] == 30
+    api.advance(10)
+    assert (await check(api, "11900000002"))[1]["smsWaitSeconds"] == 30
+
+
 async def test_captcha_flow(api: Sandbox) -> None:
     await check(api, "11900000008")
     _, body = await request_code(api, "11900000008")

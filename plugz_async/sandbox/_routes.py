@@ -68,7 +68,7 @@ def registration_available(
 ) -> web.Response:
     if digits is None:
         return _error(400, "Invalid body", "ddi and phone must be strings of digits")
-    return web.json_response(state.start_registration(instance, digits).answer)
+    return web.json_response(state.start_registration(instance, digits).availability(state.now()))
 
 
 def request_registration_code(

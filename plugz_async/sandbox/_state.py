@@ -17,6 +17,7 @@ Like the rest of the server, this module imports nothing from the client.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import time
@@ -106,6 +107,20 @@ class RegistrationRecord:
     def waits_left(self, now: float) -> dict[str, float]:
         """Seconds until each channel opens (0: open now)."""
         return {channel: max(0.0, self.waits_from + w - now) for channel, w in self.waits.items()}
+
+    def availability(self, now: float) -> dict[str, Any]:
+        """The registration-available answer at ``now``: the number's own, with the time
+        left of the waits a code request started (they stay in force after a new check:
+        a server that forgot them would let anyone skip them by checking again)."""
+        if not self.requests:
+            return self.answer
+        left = self.waits_left(now)
+        return {
+            **self.answer,
+            "smsWaitSeconds": math.ceil(left["sms"]),
+            "voiceWaitSeconds": math.ceil(left["voice"]),
+            "waOldWaitSeconds": math.ceil(left["wa_old"]),
+        }
 
     def restart_waits(self, now: float, wait: float, *, channel: str, channel_wait: float) -> None:
         """After a code request: every channel waits ``wait``, the one used ``channel_wait``."""
@@ -212,13 +227,23 @@ class SandboxState:
         return len(self._registrations)
 
     def start_registration(self, instance: str, digits: str) -> RegistrationRecord:
-        """A number was checked (registration-available): its registration starts afresh.
+        """A number was checked (registration-available).
 
-        The instance works on this number from now on; its waits start now; the oldest
-        registration is forgotten past ``registration_limit``.
+        The instance works on this number from now on. Its registration starts afresh
+        (its waits start now), unless a code was already requested for it: then the waits
+        that request started stay in force, and the answer reports the time left. The
+        oldest registration is forgotten past ``registration_limit``.
         """
-        _, flow, answer = self.answer_for(digits)
         now = self.now()
+        key = (instance, digits)
+        known = self._registrations.get(key)
+        if known is not None and known.requests:
+            # A code was requested: its waits stay in force; the check reports them.
+            known.checked_at = now
+            self._registrations.move_to_end(key)
+            self._current[instance] = digits
+            return known
+        _, flow, answer = self.answer_for(digits)
         waits = {
             "sms": float(answer.get("smsWaitSeconds", 0)),
             "voice": float(answer.get("voiceWaitSeconds", 0)),
