@@ -12,6 +12,7 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
             await plan.wait_until_ready(channel)
 """
 
+import inspect as _inspect
 import typing as _typing
 
 from ._bulk import BulkRun
@@ -58,11 +59,12 @@ from ._models import (
     UnbanStatus,
 )
 from ._phone import PhoneNumber
-from ._planner import ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
+from ._planner import Assessment, ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
 from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
 from ._routes import ROUTES, Route
 from ._summary import BulkSummary
+from ._transport import AttemptMiddleware, Send
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -87,6 +89,8 @@ __all__ = [
     "ROUTES",
     "ZAPI_BASE_URL",
     "APIError",
+    "Assessment",
+    "AttemptMiddleware",
     "AuthenticationError",
     "Availability",
     "BadRequestError",
@@ -135,6 +139,7 @@ __all__ = [
     "RetryPolicy",
     "RetrySafety",
     "Route",
+    "Send",
     "ServerError",
     "SystemClock",
     "TransportError",
@@ -146,11 +151,28 @@ __all__ = [
     "to_dataframe",
 ]
 
+
 # Public names report the package as their home, so tracebacks and reprs read
 # ``plugz_async.RateLimitError`` rather than a private module's path (as httpx does).
+# Annotations are resolved first, in the module that wrote them, so that
+# ``typing.get_type_hints`` (attrs, cattrs, pydantic) still works once they moved.
+def _resolve_annotations(cls: type) -> None:
+    for klass in cls.__mro__:
+        own = _inspect.get_annotations(klass)
+        if not own or not klass.__module__.startswith("plugz_async."):
+            continue
+        try:
+            hints = _typing.get_type_hints(klass)
+        except NameError:  # pragma: no cover - a name only imported for type checking
+            continue
+        klass.__annotations__ = {name: hints.get(name, own[name]) for name in own}
+
+
 for _name in __all__:
     _value = globals()[_name]
     home = getattr(_value, "__module__", None) if callable(_value) else None
     if isinstance(home, str) and home.startswith("plugz_async."):
+        if isinstance(_value, type):
+            _resolve_annotations(_value)
         _value.__module__ = __name__
 del _name, _value, home

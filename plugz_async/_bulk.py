@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
+from ._clock import Clock
 from ._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -39,7 +40,7 @@ from ._phone import PhoneNumber
 from ._planner import RegistrationPlanner
 from ._retry import RetryPolicy
 from ._summary import BulkSummary
-from ._transport import Send
+from ._transport import AttemptMiddleware, Send
 
 if TYPE_CHECKING:
     from ._client import PlugzClient
@@ -71,7 +72,7 @@ class Pacer:
     """The attempt middleware of a bulk run: paces every attempt (retries included),
     counts each row's attempts, and pauses the whole run when the server answers 429."""
 
-    def __init__(self, limiter: Limiter | None, clock: Any) -> None:
+    def __init__(self, limiter: Limiter | None, clock: Clock) -> None:
         self._limiter = limiter
         self._clock = clock
         self._paused_until = 0.0
@@ -211,7 +212,7 @@ class BulkRun:
         self._retry = retry
         self._timeout = timeout
         # Every attempt of the run goes through the pacer (an attempt middleware).
-        self._paced = client.with_middlewares(Pacer(limiter, client.clock))
+        self._pace: tuple[AttemptMiddleware, ...] = (Pacer(limiter, client.clock),)
         self._clients: OrderedDict[tuple[str, str], PlugzClient] = OrderedDict()
         self._record_run_errors = on_run_error == "record"
         self._max_failures = max_consecutive_failures
@@ -361,12 +362,12 @@ class BulkRun:
 
     def _client_for(self, row: BulkRow) -> PlugzClient:
         if row.instance_id is None or row.instance_token is None:
-            return self._paced
+            return self._client
         key = (row.instance_id, row.instance_token)
         client = self._clients.get(key)
         if client is None:
             try:
-                client = self._paced.for_instance(row.instance_id, row.instance_token)
+                client = self._client.for_instance(row.instance_id, row.instance_token)
             except ConfigurationError as exc:  # the row's own credentials cannot be sent
                 raise InvalidArgument(f"the row's instance: {exc}") from None
             self._clients[key] = client
@@ -384,7 +385,7 @@ class BulkRun:
         instance: tuple[str | None, str | None] | None = None  # None: the client's own
         number = None
         try:
-            client = self._paced
+            client = self._client
             if type(row) is str:  # the usual case, first
                 number = PhoneNumber.parse(row)
             else:
@@ -408,7 +409,7 @@ class BulkRun:
             if refused is not None:
                 raise refused  # the instance's credentials were refused: not sent again
             availability = await client.check_availability(
-                number, retry=self._retry, timeout=self._timeout
+                number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )
         except Exception as error:  # the row's failure is its item; the run goes on
             if isinstance(error, RUN_ERRORS) and attempts[0]:

@@ -14,7 +14,7 @@ import aiohttp
 
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_BASE_URL, base_url_of, credential, options_from_env
-from ._errors import BadRequestError, ClientClosedError
+from ._errors import BadRequestError, ClientClosedError, InvalidArgument
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -100,7 +100,8 @@ class PlugzClient:
             the client opens (a session of your own carries its own).
         max_body_bytes: the largest answer the client will read.
         middlewares: attempt middlewares, called around every attempt of every call,
-            retries included (see `with_middlewares`).
+            retries included: ``async def middleware(route, send)`` awaits ``send()``
+            once (or raises) and returns what it returned (see docs/client.md).
 
     Raises:
         ConfigurationError: a credential is empty or the base URL is not http(s).
@@ -190,32 +191,6 @@ class PlugzClient:
         It shares this client's connection pool, settings and middlewares, and never
         closes the pool: close this client when done with both.
         """
-        return self._sibling(instance_id, instance_token, self._middlewares)
-
-    def with_middlewares(self, *middlewares: AttemptMiddleware) -> PlugzClient:
-        """A client of the same instance whose every attempt also goes through
-        ``middlewares`` (after this client's own).
-
-        A middleware is ``async def middleware(route, send)``: it runs around each attempt
-        of a request, retries included, must await ``send()`` once (or raise), and returns
-        what it returned. It may wait first (pacing), count or time the attempt, or act on
-        its error::
-
-            async def count(route, send):
-                sent[route] += 1
-                return await send()
-
-            paced = client.with_middlewares(count)
-
-        The new client shares this client's connection pool and never closes it.
-        """
-        return self._sibling(
-            self.instance_id, self._transport.instance_token(), self._middlewares + middlewares
-        )
-
-    def _sibling(
-        self, instance_id: str, instance_token: str, middlewares: tuple[AttemptMiddleware, ...]
-    ) -> PlugzClient:
         return PlugzClient(
             instance_id,
             instance_token,
@@ -227,7 +202,7 @@ class PlugzClient:
             on_retry=self._on_retry,
             clock=self._clock,
             max_body_bytes=self._transport.max_body_bytes,
-            middlewares=middlewares,
+            middlewares=self._middlewares,
         )
 
     def check_many(
@@ -347,6 +322,7 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> Availability:
         """Ask whether ``number`` can be registered, and when each code channel opens.
 
@@ -359,6 +335,8 @@ class PlugzClient:
                 `PhoneNumber`.
             retry: a `RetryPolicy` for this call only.
             timeout: a per-attempt timeout for this call only.
+            middlewares: attempt middlewares for this call only, run inside the
+                client's own (bulk runs pace and count their attempts this way).
 
         Returns:
             The `Availability`, stamped with the moment it was received.
@@ -370,7 +348,9 @@ class PlugzClient:
             ResponseDecodeError: the answer was not the JSON object expected.
         """
         phone = PhoneNumber.parse(number)
-        data = await self._call(REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout)
+        data = await self._call(
+            REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, tuple(middlewares)
+        )
         return decode_availability(
             data,
             number=phone,
@@ -574,33 +554,47 @@ class PlugzClient:
         body: Mapping[str, Any] | bytes | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
+        extra: tuple[AttemptMiddleware, ...] = (),
     ) -> dict[str, Any]:
         session = self._open()
-        middlewares = self._middlewares
+        middlewares = self._middlewares + extra
         base_timeout = self._timeout if timeout is None else as_timeout(timeout)
+        clock = self._clock
+
+        def cut(remaining: float | None) -> aiohttp.ClientTimeout:
+            """The attempt's timeout: the deadline's time left, when it is the shorter."""
+            if remaining is None or (
+                base_timeout.total is not None and remaining >= base_timeout.total
+            ):
+                return base_timeout
+            return aiohttp.ClientTimeout(
+                total=remaining,
+                connect=base_timeout.connect,
+                sock_connect=base_timeout.sock_connect,
+                sock_read=base_timeout.sock_read,
+            )
 
         async def send(remaining: float | None) -> dict[str, Any]:
-            attempt_timeout = base_timeout
-            if remaining is not None and (
-                base_timeout.total is None or remaining < base_timeout.total
-            ):
-                attempt_timeout = aiohttp.ClientTimeout(
-                    total=remaining,
-                    connect=base_timeout.connect,
-                    sock_connect=base_timeout.sock_connect,
-                    sock_read=base_timeout.sock_read,
-                )
             if not middlewares:
                 return await self._transport.send(
-                    session, route.method, route.path, body, attempt_timeout
+                    session, route.method, route.path, body, cut(remaining)
                 )
-            return await through(
-                middlewares,
-                route.path,
-                lambda: self._transport.send(
-                    session, route.method, route.path, body, attempt_timeout
-                ),
-            )
+            # The time left is read again when the attempt is sent, after the middlewares:
+            # one that waits (pacing) must not carry an attempt past the deadline.
+            until = None if remaining is None else clock.monotonic() + remaining
+            sent = False
+
+            async def attempt() -> dict[str, Any]:
+                nonlocal sent
+                if sent:  # an attempt is sent once: twice could mean a second SMS
+                    raise InvalidArgument(f"an attempt middleware sent {route.path} twice")
+                sent = True
+                left = None if until is None else until - clock.monotonic()
+                return await self._transport.send(
+                    session, route.method, route.path, body, cut(left)
+                )
+
+            return await through(middlewares, route.path, attempt)
 
         return await call_with_retry(
             send,

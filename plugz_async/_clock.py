@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol, runtime_checkable
 
+from ._errors import InvalidArgument
+
 __all__ = ["Clock", "FakeClock", "SystemClock"]
 
 
@@ -70,7 +72,7 @@ class FakeClock:
     ) -> None:
         self._wall = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
         if self._wall.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
+            raise InvalidArgument("FakeClock needs an aware datetime")
         self._mono = 0.0
         self._on_advance = on_advance
         self.sleeps: list[float] = []
@@ -90,7 +92,7 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move both clocks forward by ``seconds``."""
         if seconds < 0:
-            raise ValueError("time does not go back on a monotonic clock")
+            raise InvalidArgument("time does not go back on a monotonic clock")
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
         if self._on_advance is not None:

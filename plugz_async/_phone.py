@@ -94,7 +94,7 @@ def _verdict(result: int) -> str | None:
     return _REASONS.get(result, "not a possible number")
 
 
-def _check(instance: PhoneNumber, attribute: object, value: str) -> None:
+def _digits_only(instance: PhoneNumber, attribute: object, value: str) -> None:
     why = _possible(instance.ddi, instance.phone)
     if why is not None:
         raise _invalid(f"+{instance.ddi} {instance.phone}", why)
@@ -137,7 +137,7 @@ class PhoneNumber:
     """
 
     ddi: str
-    phone: str = attrs.field(validator=_check)
+    phone: str = attrs.field(validator=_digits_only)
 
     @classmethod
     def parse(cls, text: str | PhoneNumber, *, default_region: str | None = None) -> PhoneNumber:

@@ -102,7 +102,7 @@ async def test_async_iterables_and_rows_with_their_own_instance(api: Sandbox) ->
 
 
 async def test_an_unexpected_exception_in_one_row_loses_nothing(
-    client: pz.PlugzClient, caplog: pytest.LogCaptureFixture
+    api: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls = 0
 
@@ -113,8 +113,8 @@ async def test_an_unexpected_exception_in_one_row_loses_nothing(
             raise KeyError("a bug")
         return await send()
 
-    client = client.with_middlewares(buggy)
-    items = await collect(client.check_many(numbers(10), concurrency=3))
+    async with api.new_client(clock=pz.FakeClock(), middlewares=[buggy]) as client:
+        items = await collect(client.check_many(numbers(10), concurrency=3))
     assert len(items) == 10
     assert [type(item.error).__name__ for item in items if item.error] == ["KeyError"]
     assert "failed unexpectedly" in caplog.text

@@ -169,16 +169,42 @@ async def test_middlewares_run_around_every_attempt_the_clients_own_first(api: S
 
     api.then(Reply(503, body="busy"))
     async with make(api, middlewares=[watching("own")]) as c:
-        await c.with_middlewares(watching("added")).check_availability(NUMBER)
+        await c.check_availability(NUMBER, middlewares=[watching("this call")])
         await c.check_availability(NUMBER)
     route = "mobile/registration-available"
     assert seen == [
-        ("added", route, "ServerError"),  # the innermost hears of the attempt first
+        ("this call", route, "ServerError"),  # the innermost hears of the attempt first
         ("own", route, "ServerError"),
-        ("added", route, "ok"),  # the retry went through both again
+        ("this call", route, "ok"),  # the retry went through both again
         ("own", route, "ok"),
-        ("own", route, "ok"),  # the first client keeps only its own
+        ("own", route, "ok"),  # the next call: only the client's own
     ]
+
+
+async def test_a_waiting_middleware_does_not_carry_an_attempt_past_the_deadline(
+    api: Sandbox,
+) -> None:
+    clock = pz.FakeClock()
+
+    async def slow(route: str, send: Send) -> dict[str, Any]:
+        clock.advance(5.0)  # waits longer than the whole deadline
+        return await send()
+
+    async with make(api, clock=clock, retry=pz.RetryPolicy(attempts=1, deadline=1.0)) as c:
+        with pytest.raises(pz.RequestTimeout, match="no time was left"):
+            await c.check_availability(NUMBER, middlewares=[slow])
+    assert api.requests() == []
+
+
+async def test_a_middleware_cannot_send_an_attempt_twice(api: Sandbox) -> None:
+    async def twice(route: str, send: Send) -> dict[str, Any]:
+        await send()
+        return await send()
+
+    async with make(api) as c:
+        with pytest.raises(pz.InvalidArgument, match="sent mobile/registration-available twice"):
+            await c.check_availability(NUMBER, middlewares=[twice])
+    assert len(api.requests()) == 1
 
 
 # -- lifecycle -----------------------------------------------------------------

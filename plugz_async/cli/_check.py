@@ -120,7 +120,7 @@ class Checked:
             return await send()
 
         try:
-            availability = await client.with_middlewares(count).check_availability(self.number)
+            availability = await client.check_availability(self.number, middlewares=(count,))
         except PlugzError as error:
             self.error = error
         else:
@@ -142,6 +142,8 @@ async def check_all(app: App, planner: RegistrationPlanner, numbers: Sequence[Ch
         try:
             client = await app.open_client(stack)
         except ConfigurationError as error:  # missing credentials: nothing was sent
+            if not app.args.json:
+                raise  # one line on stderr, as for any run-level error
             for number in todo:
                 number.error = error
             return
