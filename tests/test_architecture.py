@@ -36,3 +36,42 @@ def test_the_page_lists_the_floors_of_the_layers_contract() -> None:
     ]
     listed = re.findall(r"^\d+\. (.+)$", PAGE, re.M)
     assert listed[: len(expected)] == expected
+
+
+def test_the_ignored_upward_imports_sit_inside_functions() -> None:
+    """The layers contract lets these imports go up; only from inside a function (so that
+    importing the module below never loads the one above)."""
+    import ast
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [ignored] = [
+        contract["ignore_imports"]
+        for contract in config["tool"]["importlinter"]["contracts"]
+        if contract["type"] == "layers"
+    ]
+    assert ignored
+    for rule in ignored:
+        importer, imported = (part.strip() for part in rule.split("->"))
+        path = ROOT / (importer.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
+        target = imported.rsplit(".", 1)[-1]
+        at_module_level = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith(target)
+        ]
+        assert not at_module_level, f"{importer} imports {imported} at module level"
+
+
+def test_the_command_registry_and_the_parsers_say_the_same() -> None:
+    import argparse
+
+    from plugz_async.cli import COMMANDS, _command_in, build_parser
+
+    parser = build_parser()  # every command loaded
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    assert helps == {name: entry.summary for name, entry in COMMANDS.items()}
+    assert _command_in(["--verbose", "check", "bulk"]) == "check"
+    assert _command_in(["-v", "bogus", "check"]) is None
+    assert _command_in(["--version"]) is None
