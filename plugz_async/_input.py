@@ -21,7 +21,15 @@ import attrs
 from ._errors import InvalidArgument
 from ._items import BulkRow
 
-__all__ = ["MAX_LINE", "TOO_LONG", "bounded_lines", "count_rows", "lines_of", "read_rows"]
+__all__ = [
+    "MAX_LINE",
+    "TOO_LONG",
+    "bounded_lines",
+    "count_rows",
+    "lines_of",
+    "name_of",
+    "read_rows",
+]
 
 # No row of a numbers file needs more; a longer line is read in pieces and becomes a bad row.
 MAX_LINE = 4096
@@ -71,7 +79,7 @@ def _fields(line: str, delimiter: str) -> list[str]:
         return text.split(delimiter)
 
 
-def _header(first: str) -> tuple[list[str], str] | None:
+def _header(first: str, name: str) -> tuple[list[str], str] | None:
     """The first line's column names and separator, when it is a header; ``None`` when it
     is a number (a file of one number a line).
 
@@ -81,7 +89,7 @@ def _header(first: str) -> tuple[list[str], str] | None:
     text = first.strip()
     if text.startswith("PK\x03\x04") or "\x00" in text:
         raise InvalidArgument(
-            "INPUT is a spreadsheet or another binary file: save it as CSV (UTF-8) first"
+            f"{name} is a spreadsheet or another binary file: save it as CSV (UTF-8) first"
         )
     if not text or text.startswith("#"):
         return None
@@ -94,12 +102,12 @@ def _header(first: str) -> tuple[list[str], str] | None:
         return None  # a number (or a line that will fail as one): no header
     found = ", ".join(repr(n.strip()) for n in _fields(text, ranked[0]) if n.strip())
     raise InvalidArgument(
-        f"INPUT's header has no column of numbers (it needs {NUMBER_COLUMNS}); "
+        f"the header of {name} has no column of numbers (it needs {NUMBER_COLUMNS}); "
         f"the columns found: {found}"
     )
 
 
-def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
+def read_rows(lines: Iterator[str], name: str = "the input") -> Iterator[BulkRow]:
     """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``; separated by
     ``,``, ``;``, tabs or ``|``) or of one number a line; each keyed by its place among the
     data rows (or its ``key`` column).
@@ -113,13 +121,15 @@ def read_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
     first = next(lines, None)
     if first is None:
         return iter(())
-    header = _header(first)
+    header = _header(first, name)
     if header is None:
         return _plain_rows(itertools.chain([first], lines))
-    return _csv_rows(lines, *header)
+    return _csv_rows(lines, *header, name)
 
 
-def _csv_rows(lines: Iterator[str], columns: list[str], delimiter: str) -> Iterator[BulkRow]:
+def _csv_rows(
+    lines: Iterator[str], columns: list[str], delimiter: str, name: str
+) -> Iterator[BulkRow]:
     index = 0
     keys: dict[str, int] = {}  # a key column's values, each to its row: resume goes by key
     for line in lines:
@@ -131,7 +141,7 @@ def _csv_rows(lines: Iterator[str], columns: list[str], delimiter: str) -> Itera
         if "key" in columns:
             if key in keys:
                 raise InvalidArgument(
-                    f"INPUT repeats the key {key!r} (data rows {keys[key] + 1} and "
+                    f"{name} repeats the key {key!r} (data rows {keys[key] + 1} and "
                     f"{index + 1}): each row needs a key of its own"
                 )
             keys[key] = index
@@ -151,9 +161,14 @@ def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
             index += 1
 
 
+def name_of(path: str) -> str:
+    """How messages name a numbers file: its path, or standard input for ``"-"``."""
+    return "standard input" if path == "-" else path
+
+
 def count_rows(path: str) -> int | None:
     """How many rows ``path`` holds (``None`` for standard input, ``"-"``), reading it
     through once: also checks that it can be read, before any work starts."""
     if path == "-":
         return None
-    return sum(1 for _ in read_rows(lines_of(path)))
+    return sum(1 for _ in read_rows(lines_of(path), name_of(path)))

@@ -225,6 +225,7 @@ def test_a_header_with_no_column_of_numbers_is_refused_before_anything(tmp_path:
     assert done.returncode == EXIT_USAGE and sent == [] and not out.exists()
     assert done.stderr.count("\n") == 1
     assert "no column of numbers" in done.stderr and "'phone_number', 'name'" in done.stderr
+    assert f"the header of {source} has" in done.stderr  # names the file
 
 
 def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -395,7 +396,7 @@ def test_repeated_keys_and_empty_inputs_are_refused(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     repeated = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
     assert repeated.returncode == EXIT_USAGE and not out.exists()
-    assert "repeats the key 'k1' (data rows 1 and 3)" in repeated.stderr
+    assert f"{source} repeats the key 'k1' (data rows 1 and 3)" in repeated.stderr
     for text in ("", "number\n", "# nothing yet\n"):
         source.write_text(text)
         empty = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
@@ -406,6 +407,7 @@ def test_a_bad_header_on_standard_input_is_a_usage_error(tmp_path: Path) -> None
     out = tmp_path / "r.jsonl"
     done = cli("bulk", "-", "--out", str(out), "--sandbox", env={}, input="telefone,nome\n1,a\n")
     assert done.returncode == EXIT_USAGE and "'telefone', 'nome'" in done.stderr
+    assert "the header of standard input has" in done.stderr
     assert not out.exists()
 
 

@@ -18,7 +18,7 @@ from plugz_async._errors import (
     InvalidArgument,
     PlugzError,
 )
-from plugz_async._input import count_rows, lines_of, read_rows
+from plugz_async._input import count_rows, lines_of, name_of, read_rows
 from plugz_async._items import FINAL_ERROR_NAMES, BulkItem
 from plugz_async._models import Channel
 from plugz_async._results import ResultsFile
@@ -139,7 +139,8 @@ async def bulk(app: App) -> int:
         total = count_rows(args.input)
         if total == 0:
             raise InvalidArgument(f"{args.input} has no numbers to check")
-        source = read_rows(lines_of(args.input))  # standard input's header, at once
+        # The header is judged at once (standard input's too), before anything is sent.
+        source = read_rows(lines_of(args.input), name_of(args.input))
     except InvalidArgument as exc:
         raise CommandFailed(str(exc), EXIT_USAGE) from None
     resume = resume_command(args)

@@ -86,7 +86,7 @@ async def demo(app: App) -> int:
     rows = (
         bundled_numbers()
         if app.args.numbers is None
-        else list(read_rows(lines_of(app.args.numbers)))
+        else list(read_rows(lines_of(app.args.numbers), app.args.numbers))
     )
     planner = RegistrationPlanner(clock=app.clock)
     options = {"clock": app.clock, "timeout": app.args.timeout}
