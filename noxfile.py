@@ -20,8 +20,9 @@ def tests(session: nox.Session) -> None:
 
 
 # What the `test` extra installs only for the tests of optional features: the package's extras
-# (pandas; matplotlib, of `notebook`) and the FastAPI example's web stack.
-OPTIONAL = ("pandas", "matplotlib", "fastapi", "httpx")
+# (pandas; matplotlib, of `notebook`; saq, redis and limits, of `queue`) and the FastAPI
+# example's web stack.
+OPTIONAL = ("pandas", "matplotlib", "fastapi", "httpx", "saq", "redis", "limits")
 
 # Fails the session if one of them is there after all (left in a reused virtualenv).
 _ABSENT = """

@@ -13,6 +13,9 @@ or ``except TimeoutError`` keeps working in code that does not know the SDK::
     ├── NoChannelError                (LookupError)  the plan offers no such channel
     ├── ClientClosedError             (RuntimeError) the client was closed
     ├── RegistrationStateError        (RuntimeError) a Registration used out of order
+    │   ├── InstanceBusyError                        the instance registers another number
+    │   └── StaleWriteError                          a queue write from a run that lost its step
+    ├── UnknownRegistrationError      (LookupError)  the queue has no registration of that number
     ├── ResponseDecodeError                          not the JSON object expected
     ├── TransportError                (ConnectionError)
     │   ├── ConnectError                             the connection was never made
@@ -43,6 +46,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "ConnectError",
+    "InstanceBusyError",
     "InstanceNotFoundError",
     "InvalidArgument",
     "InvalidPhoneNumber",
@@ -57,7 +61,9 @@ __all__ = [
     "RequestTimeout",
     "ResponseDecodeError",
     "ServerError",
+    "StaleWriteError",
     "TransportError",
+    "UnknownRegistrationError",
     "UnsupportedMediaTypeError",
 ]
 
@@ -135,7 +141,34 @@ class ClientClosedError(PlugzError, RuntimeError):
 
 
 class RegistrationStateError(PlugzError, RuntimeError):
-    """A ``Registration`` was used out of order (run twice, appeal with no ban)."""
+    """A registration was used out of order (run twice, appeal with no ban, a code
+    given when none is wanted)."""
+
+
+class InstanceBusyError(RegistrationStateError):
+    """The queue already registers another number on this instance (an instance holds
+    one number; its registration must end first).
+
+    Attributes:
+        instance: the instance's id.
+        number: the number it registers now (E.164).
+    """
+
+    def __init__(self, instance: str, number: str) -> None:
+        super().__init__(
+            f"instance {instance} is registering {number}: one number per instance at a time"
+        )
+        self.instance = instance
+        self.number = number
+
+
+class StaleWriteError(RegistrationStateError):
+    """A queue worker's write was refused: another run took the registration's step
+    over (this one stalled past its heartbeat) and wrote first."""
+
+
+class UnknownRegistrationError(PlugzError, LookupError):
+    """The queue has no registration of this number."""
 
 
 class ResponseDecodeError(PlugzError):

@@ -66,6 +66,12 @@ PUBLIC = {
     "RegistrationPlanner",
     "RegistrationResult",
     "RegistrationStateError",
+    "RegistrationMachine",
+    "RegistrationState",
+    "RegistrationStep",
+    "InstanceBusyError",
+    "StaleWriteError",
+    "UnknownRegistrationError",
     "RequestTimeout",
     "ResponseDecodeError",
     "ResultsFile",
@@ -143,6 +149,9 @@ def test_error_tree_and_builtin_bases() -> None:
     assert issubclass(pz.ClientClosedError, RuntimeError)
     assert issubclass(pz.NoChannelError, LookupError)
     assert issubclass(pz.OutageError, ConnectionError)
+    assert issubclass(pz.InstanceBusyError, pz.RegistrationStateError)
+    assert issubclass(pz.StaleWriteError, RuntimeError)
+    assert issubclass(pz.UnknownRegistrationError, LookupError)
     for cls in (
         pz.BadRequestError,
         pz.AuthenticationError,
@@ -155,7 +164,7 @@ def test_error_tree_and_builtin_bases() -> None:
         assert issubclass(cls, pz.APIError)
     exported = [getattr(pz, n) for n in pz.__all__]
     errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
-    assert len(errors) == 22
+    assert len(errors) == 25
     assert all(issubclass(cls, pz.PlugzError) for cls in errors)
     # The docstring's drawing names every error class.
     doc = importlib.import_module("plugz_async._errors").__doc__ or ""
