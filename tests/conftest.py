@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from helpers import CLIENT_TOKEN, CONFIG, INSTANCE_ID, INSTANCE_TOKEN
+from redis_server import RedisServer, require_redis_server
 
 import plugz_async as pz
 from plugz_async.sandbox import Sandbox, running
@@ -64,3 +65,32 @@ async def refused_client() -> AsyncIterator[pz.PlugzClient]:
         clock=pz.FakeClock(),
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session, on a free loopback port, in a temporary
+    directory, writes synced to its append-only file; stopped (and the directory removed) at
+    the end of the session, Ctrl-C included.
+
+    Without redis-server the tests that use it skip, with the line that installs it; under CI
+    (``CI`` set) they fail instead: CI must run them.
+    """
+    server = RedisServer(require_redis_server())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's redis-server, emptied for this test (FLUSHALL): its ``redis://`` URL.
+
+    A server a previous test stopped or killed is started again first, on the same port.
+    """
+    if not redis_server.running:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
