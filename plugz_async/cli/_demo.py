@@ -2,7 +2,8 @@
 
 ``demo`` is the main job end to end with no account: it starts the sandbox, checks
 every test scenario through a bulk run, and shows the results and the summary.
-``sandbox`` serves the stand-in until Ctrl-C, for your own code to talk to.
+``sandbox`` serves the stand-in until Ctrl-C, for your own code to talk to (with
+``--instances N``, as many instances: to register that many numbers at once).
 """
 
 from __future__ import annotations
@@ -64,7 +65,26 @@ def add_sandbox(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests failing with a 503"
     )
+    parser.add_argument(
+        "--instances",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="how many instances to serve (default 1): the test instance, then ID-2 ... ID-N "
+        "with the token TOKEN-2 ... TOKEN-N (ID and TOKEN: the test instance's)",
+    )
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
 
 
 def bundled_numbers() -> list[BulkRow]:
@@ -149,7 +169,10 @@ async def demo(app: App) -> int:
 async def serve_sandbox(app: App) -> int:
     args = app.args
     config = SandboxConfig(
-        seed=args.seed, slow_seconds=args.slow_seconds, fault_rate=args.fault_rate
+        seed=args.seed,
+        slow_seconds=args.slow_seconds,
+        fault_rate=args.fault_rate,
+        instances=args.instances,
     )
     async with serve(config, host=args.host, port=args.port) as (base_url, _state):
         app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
@@ -161,6 +184,15 @@ async def serve_sandbox(app: App) -> int:
             (ENV_BASE_URL, base_url),
         ):
             app.out.print(f"  export {name}={value}", highlight=False)
+        if config.instances == 1:
+            app.out.print("Serving 1 instance: the one above.", highlight=False)
+        else:  # the others' tokens follow from the test one's; not printed one by one
+            app.out.print(
+                f"Serving {config.instances} instances: the one above, and "
+                f"{config.instance_id}-i for i from 2 to {config.instances}, "
+                "with the token above followed by -i.",
+                highlight=False,
+            )
         app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
         app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
         await asyncio.Event().wait()  # until Ctrl-C

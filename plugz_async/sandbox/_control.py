@@ -2,9 +2,10 @@
 
 The control API (`ControlAPI`, at `CONTROL_PREFIX`, a path the real API cannot
 have) lets tests and other processes script the next answers, read the request
-log and the codes "sent", move the sandbox's clock, start and end an outage, and
-reset. It is the HTTP twin of the in-process handles' methods (``_running``); both
-call the same `SandboxState` methods.
+log and the codes "sent", move the sandbox's clock, start and end an outage, hold
+answers, and reset. It is the HTTP twin of the in-process handles' methods
+(``_running``); both call the same `SandboxState` methods. Its info page (``GET
+/_sandbox/``) says what the sandbox serves: its routes and how many instances.
 
 `create_app` builds the ``aiohttp.web.Application``: one `SandboxState` (at
 ``app[STATE]``), the control routes and the fake API (``_routes.MobileAPI``).
@@ -52,6 +53,8 @@ class ControlAPI:
             web.post(prefix + "/reset", self.reset),
             web.post(prefix + "/outage", self.outage),
             web.delete(prefix + "/outage", self.outage),
+            web.post(prefix + "/hold", self.hold),
+            web.delete(prefix + "/hold", self.hold),
         ]
 
     async def info(self, request: web.Request) -> web.Response:
@@ -59,14 +62,18 @@ class ControlAPI:
             {
                 "sandbox": True,
                 "routes": dict(ROUTES),
+                "instances": len(self.state.instances),
                 "requests": len(self.state.requests()),
                 "control": [
                     "GET scenarios",
                     "GET requests",
+                    "GET codes",
                     "POST script",
                     "POST clock",
                     "POST outage",
                     "DELETE outage",
+                    "POST hold",
+                    "DELETE hold",
                     "POST reset",
                 ],
             }
@@ -122,6 +129,32 @@ class ControlAPI:
         except (ValueError, TypeError, AttributeError) as exc:
             return _error(400, "Invalid outage", str(exc))
         return web.json_response({"outage": True})
+
+    async def hold(self, request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            self.state.end_holds()
+            return web.json_response({"hold": False})
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError('send a JSON object: {"route", "seconds", "number"?, "times"?}')
+            unknown = set(data) - {"route", "seconds", "number", "times"}
+            if unknown:
+                raise ValueError(f"unknown hold fields: {sorted(unknown)}")
+            if "route" not in data or "seconds" not in data:
+                raise ValueError("route and seconds are required")
+            route, seconds = data["route"], data["seconds"]
+            number, times = data.get("number"), data.get("times", 1)
+            if not isinstance(route, str):
+                raise ValueError("route must be a string")
+            if not (number is None or isinstance(number, str)):
+                raise ValueError("number must be a string")
+            self.state.hold(route, seconds, number=number, times=times)
+        except ValueError as exc:
+            return _error(400, "Invalid hold", str(exc))
+        return web.json_response(
+            {"hold": True, "route": route, "seconds": seconds, "number": number, "times": times}
+        )
 
     async def reset(self, request: web.Request) -> web.Response:
         self.state.reset()

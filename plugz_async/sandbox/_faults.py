@@ -8,7 +8,8 @@ faults of the test numbers (`~plugz_async.sandbox.Fault`: an error status with a
 `play_fault`.
 
 Every wait here is cut short when the sandbox stops (the ``stopping`` event), so a
-test never waits for a slow answer it no longer wants.
+test never waits for a slow answer it no longer wants; `pause` is that wait (the
+state's held answers wait with it too).
 
 Like the rest of the server, this module imports nothing from the client.
 """
@@ -16,7 +17,6 @@ Like the rest of the server, this module imports nothing from the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ._scenarios import Fault
 
-__all__ = ["HTML_503", "NO_JSON", "Reply", "play", "play_fault"]
+__all__ = ["HTML_503", "NO_JSON", "Reply", "pause", "play", "play_fault"]
 
 # What a gateway in trouble sends: the outage and the 5xx test numbers answer with it.
 HTML_503 = (
@@ -84,10 +84,19 @@ class Reply:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-async def _pause(seconds: float, stopping: asyncio.Event) -> None:
-    """Wait ``seconds``, or less if the sandbox stops meanwhile."""
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+async def pause(seconds: float, *until: asyncio.Event) -> None:
+    """Wait ``seconds``, or less if one of the events ``until`` is set meanwhile (the
+    sandbox's ``stopping``, say)."""
+    waits = [asyncio.ensure_future(event.wait()) for event in until]
+    if not waits:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def play(
@@ -95,7 +104,7 @@ async def play(
 ) -> web.StreamResponse:
     """Answer ``request`` with ``reply``, faults and all."""
     if reply.delay:
-        await _pause(reply.delay, stopping)
+        await pause(reply.delay, stopping)
     if reply.drop:
         if request.transport is not None:
             request.transport.close()
@@ -131,7 +140,7 @@ async def play(
         elif reply.trickle:
             for index in range(len(data)):
                 await response.write(data[index : index + 1])
-                await _pause(reply.trickle, stopping)
+                await pause(reply.trickle, stopping)
         else:
             for start in range(0, len(data), 1024):
                 await response.write(data[start : start + 1024])
@@ -171,7 +180,7 @@ async def play_fault(
         reply = Reply(fault.status, body=HTML_503, headers=headers)
         return await play(request, reply, stopping=stopping)
     if fault.kind == "slow":
-        await _pause(slow_seconds, stopping)
+        await pause(slow_seconds, stopping)
         return web.json_response(answer)
     if fault.kind == "drop":
         return await play(request, Reply(drop=True), stopping=stopping)

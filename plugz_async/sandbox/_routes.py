@@ -8,7 +8,9 @@ POST (415), the ``Client-Token`` (400 when missing, 403 echoing a wrong one, as
 the real server does), the instance and its token (200 ``{"error":
 "NOT_FOUND"}``), the body (400). An outage or a scripted reply comes before all of
 them; a test number's fault after them. Then the route's function answers, from
-the test numbers of ``_scenarios`` and the registrations kept by the state.
+the test numbers of ``_scenarios`` and the registrations kept by the state, and
+the answer is sent at once, or later when a hold of the state's matches the request
+(`SandboxState.hold`: the server acted, the answer is late).
 
 The handlers change the state only through `SandboxState`'s methods and the
 fields of the `RegistrationRecord` it hands out. This module imports ``_state``
@@ -112,6 +114,7 @@ def request_registration_code(
         retry_after = wait
     else:
         wait, retry_after = 125.0, 165.0
+    wait, retry_after = state.config.scaled(wait), state.config.scaled(retry_after)
     registration.restart_waits(now, wait, channel=method, channel_wait=retry_after)
     if registration.flow == "captcha" and not registration.code_sent:
         registration.captcha_pending = True
@@ -124,10 +127,12 @@ def request_registration_code(
         {
             "success": True,
             # Documented both as a number and as a string: the voice answer uses the string.
-            "retryAfter": str(int(retry_after)) if method == "voice" else int(retry_after),
-            "smsWaitSeconds": int(wait),
-            "voiceWaitSeconds": int(wait),
-            "waOldWaitSeconds": int(wait),
+            "retryAfter": str(math.ceil(retry_after))
+            if method == "voice"
+            else math.ceil(retry_after),
+            "smsWaitSeconds": math.ceil(wait),
+            "voiceWaitSeconds": math.ceil(wait),
+            "waOldWaitSeconds": math.ceil(wait),
             "method": method,
         }
     )
@@ -310,4 +315,9 @@ class MobileAPI:
                     slow_seconds=state.config.slow_seconds,
                     answer=state.answer_for(digits)[2],
                 )
-        return handler(state, request.match_info["instance"], body, digits)
+        response = handler(state, request.match_info["instance"], body, digits)
+        held = state.take_hold(digits, route)
+        if held is not None:  # the route acted; its answer goes out late
+            entry["held"] = held
+            await state.hold_answer(held)
+        return response

@@ -1,8 +1,8 @@
 """Starting the sandbox: in this event loop (``running()``), or in a thread of its own.
 
 `Sandbox` and `SandboxThread` are the in-process handles of a running sandbox; their
-common base, `_SandboxHandle`, holds what both offer (the test credentials, scripting,
-the request log, the clock, a client).
+common base, `_SandboxHandle`, holds what both offer (the test credentials and
+instances, scripting, held answers, the request log, the clock, a client).
 
 This is the one part of the sandbox that knows the client: it hands out
 ``PlugzClient`` objects configured for the sandbox. The server itself
@@ -98,6 +98,11 @@ class _SandboxHandle:
         """Call ``fn`` with the sandbox's state, in the loop that serves it."""
         raise NotImplementedError
 
+    def instances(self) -> dict[str, str]:
+        """The instances the sandbox serves: id -> token, the test instance first
+        (``SandboxConfig.instances`` says how many)."""
+        return self._call(lambda state: dict(state.instances))
+
     def then(self, *replies: Reply, number: str | None = None, route: str | None = None) -> None:
         """Script the next answers (for one number and/or route, or for any)."""
         self._call(lambda state: state.then(*replies, number=number, route=route))
@@ -117,23 +122,41 @@ class _SandboxHandle:
         """End the outage: answer normally again."""
         self._call(lambda state: state.end_outage())
 
+    def hold(
+        self, route: str, seconds: float, *, number: str | None = None, times: int = 1
+    ) -> None:
+        """Hold the answers of the next ``times`` requests of ``route`` (for ``number``,
+        or any): each is handled as usual, and answered ``seconds`` later. While the
+        answer waits, the request is in `requests` (its status None). See
+        `SandboxState.hold`."""
+        self._call(lambda state: state.hold(route, seconds, number=number, times=times))
+
+    def end_holds(self) -> None:
+        """Forget the holds not used yet, and send the answers held now at once."""
+        self._call(lambda state: state.end_holds())
+
     def advance(self, seconds: float) -> None:
         """Move the sandbox's clock forward (waits and retryAfter run out sooner)."""
         self._call(lambda state: state.advance(seconds))
 
     def reset(self) -> None:
-        """Forget scripts, fault counters, registrations and the log."""
+        """Forget scripts, holds, fault counters, registrations and the log."""
         self._call(lambda state: state.reset())
 
-    def new_client(self, **options: Any) -> PlugzClient:
-        """A new ``PlugzClient`` for the sandbox's test instance (close it when done)."""
-        return PlugzClient(
-            self.instance_id,
-            self.instance_token,
-            self.client_token,
-            base_url=self.base_url,
-            **options,
-        )
+    def new_client(self, *, instance: str | None = None, **options: Any) -> PlugzClient:
+        """A new ``PlugzClient`` for the sandbox's test instance, or for another of its
+        ``instance`` ids (see `instances`); close it when done.
+
+        Raises:
+            ValueError: the sandbox serves no instance of that id.
+        """
+        instance_id, token = self.instance_id, self.instance_token
+        if instance is not None and instance != instance_id:
+            found = self._call(lambda state: state.instances.get(instance))
+            if found is None:
+                raise ValueError(f"the sandbox serves no instance {instance!r}")
+            instance_id, token = instance, found
+        return PlugzClient(instance_id, token, self.client_token, base_url=self.base_url, **options)
 
 
 @attrs.define(repr=False)

@@ -1,11 +1,11 @@
 """What the sandbox knows and how it is configured: `SandboxConfig` and `SandboxState`.
 
-The state holds the scripted replies, the fault counters, where each number stands
-in the registration flow (a `RegistrationRecord` per instance and number), the
-codes it "sent", the request log, the outage and its own clock. The route handlers
-(``_routes``), the control API (``_control``) and the in-process handles
-(``_running``) all go through its methods; nothing outside this module touches
-its private fields.
+The state holds the instances it serves and their tokens, the scripted replies, the
+fault counters, the held answers, where each number stands in the registration flow
+(a `RegistrationRecord` per instance and number), the codes it "sent", the request
+log, the outage and its own clock. The route handlers (``_routes``), the control API
+(``_control``) and the in-process handles (``_running``) all go through its methods;
+nothing outside this module touches its private fields.
 
 The request log never holds a token: credentials are recorded as ok / missing /
 refused / unknown-instance, the path has its instance token masked and the
@@ -28,11 +28,11 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ._faults import Reply
-from ._routes import ROUTES
+from ._faults import Reply, pause
+from ._routes import NUMBERED_ROUTES, ROUTES
 from ._scenarios import CONFIRMATION_CODE, Fault, mixed_answer, scenario_for
 
-__all__ = ["RegistrationRecord", "SandboxConfig", "SandboxState", "mask_path"]
+__all__ = ["RegistrationRecord", "SandboxConfig", "SandboxState", "instance_tokens", "mask_path"]
 
 _TOKEN_IN_PATH = re.compile(r"(/token/)[^/?#]+")
 
@@ -56,6 +56,11 @@ class SandboxConfig:
     Attributes:
         instance_id: the test instance's id.
         instance_token: its token.
+        instances: how many instances the sandbox serves (at least 1). The first is
+            ``instance_id`` with ``instance_token``; instance ``i`` (2 to ``instances``)
+            is ``f"{instance_id}-{i}"`` with the token ``f"{instance_token}-{i}"``. An
+            instance registers one number at a time, so registering many numbers at
+            once takes as many instances.
         client_token: the account's Client-Token the sandbox accepts.
         seed: seeds the mix that answers undocumented numbers.
         slow_seconds: how long the ``slow`` test number takes to answer.
@@ -67,10 +72,17 @@ class SandboxConfig:
         random_codes: "send" a random code each time (read it with ``codes()`` or
             ``GET /_sandbox/codes``) instead of the documented ``123456``.
         code_lifetime: seconds a code stays valid (on the sandbox's clock).
+        wait_scale: every wait the sandbox gives (the answers' waits, the waits a code
+            request starts, ``retryAfter``) is multiplied by this, and reported in whole
+            seconds rounded up: ``0.01`` turns the documented 125 s into 2 s, for tests
+            and benchmarks that run registrations on the real clock.
     """
 
     instance_id: str = "sandbox-instance"
     instance_token: str = "sandbox-instance-token"
+    instances: int = attrs.field(
+        default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
     client_token: str = "sandbox-client-token"
     seed: int = 0
     slow_seconds: float = 35.0
@@ -79,6 +91,29 @@ class SandboxConfig:
     registration_limit: int = 10_000
     random_codes: bool = False
     code_lifetime: float = 600.0
+    wait_scale: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
+
+    def scaled(self, seconds: float) -> float:
+        """A wait of the sandbox's, scaled by ``wait_scale``."""
+        return seconds * self.wait_scale
+
+
+def instance_tokens(config: SandboxConfig) -> dict[str, str]:
+    """The instances ``config`` serves: id -> token, the test instance first."""
+    tokens = {config.instance_id: config.instance_token}
+    for i in range(2, config.instances + 1):
+        tokens[f"{config.instance_id}-{i}"] = f"{config.instance_token}-{i}"
+    return tokens
+
+
+@attrs.define
+class _Hold:
+    """Answers to hold: of ``route`` (for one number's ``digits``, or any), ``times`` more."""
+
+    route: str
+    digits: str | None
+    seconds: float
+    times: int
 
 
 @attrs.define
@@ -137,9 +172,11 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.instances = {config.instance_id: config.instance_token}
+        # Instance id -> its token: nothing else is kept per instance until it is used.
+        self.instances = instance_tokens(config)
         self.stopping = asyncio.Event()
         self._arrived = asyncio.Event()
+        self._released = asyncio.Event()  # set when the answers held now are let go
         self._log: deque[dict[str, Any]] = deque(maxlen=config.log_limit)
         self._seq = 0
         self.reset()
@@ -147,8 +184,12 @@ class SandboxState:
     # -- control -------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget scripts, counters, registrations and the log; set the clock back."""
+        """Forget scripts, holds, counters, registrations and the log; set the clock back.
+
+        Answers held at the time are sent at once.
+        """
         self._scripts: list[tuple[str | None, str | None, deque[Reply]]] = []
+        self.end_holds()
         self._fault_counts: dict[str, int] = {}
         # (instance, number) -> where that number stands; instance -> the number it works on.
         self._registrations: OrderedDict[tuple[str, str], RegistrationRecord] = OrderedDict()
@@ -164,6 +205,65 @@ class SandboxState:
         if route is not None and route not in ROUTES:
             raise ValueError(f"unknown route {route!r}")
         self._scripts.append((_digits_of(number), route, deque(replies)))
+
+    def hold(
+        self, route: str, seconds: float, *, number: str | None = None, times: int = 1
+    ) -> None:
+        """Hold the answers of the next ``times`` requests of ``route``: each is handled
+        as usual (a code request sends its code), and its answer is sent ``seconds``
+        later: the server acted, the answer is late.
+
+        With ``number`` (any form), only the requests for that number are held: it is
+        for the routes whose body names one (``registration-available`` and
+        ``request-registration-code``). A held request is in the log (`requests`, its
+        status None) while its answer waits. A hold applies to the answers the route
+        gives, not to an outage, a scripted reply, a test number's fault or a refused
+        request. The wait is cut short when the sandbox stops, and by `end_holds` and
+        `reset`.
+
+        Raises:
+            ValueError: an unknown route; ``seconds`` not a finite number of 0 or more;
+                ``times`` less than 1; a ``number`` with no digits, or for a route whose
+                body names none.
+        """
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ValueError("seconds must be a number")
+        if not 0 <= seconds < math.inf:
+            raise ValueError("a hold lasts 0 or more seconds (a finite number)")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be a whole number, 1 or more")
+        digits = _digits_of(number)
+        if digits is not None:
+            if not digits:
+                raise ValueError(f"the number {number!r} has no digits")
+            if route not in NUMBERED_ROUTES:
+                raise ValueError(f"{route} names no number in its body: hold it without a number")
+        self._holds.append(_Hold(route, digits, float(seconds), times))
+
+    def end_holds(self) -> None:
+        """Forget the holds not used yet, and send the answers held now at once."""
+        self._holds: list[_Hold] = []
+        self._released.set()  # the answers waiting now go
+        self._released = asyncio.Event()  # the ones held from now on wait again
+
+    def take_hold(self, digits: str | None, route: str) -> float | None:
+        """How long to hold the answer of this request (its number's digits, its route):
+        the seconds of the first hold that matches it, which it uses one of its times;
+        None when no hold matches."""
+        for hold in self._holds:
+            if hold.route == route and hold.digits in (None, digits):
+                hold.times -= 1
+                if not hold.times:
+                    self._holds.remove(hold)
+                return hold.seconds
+        return None
+
+    async def hold_answer(self, seconds: float) -> None:
+        """Wait ``seconds`` before sending a held answer; less if the sandbox stops or the
+        holds end (`end_holds`, `reset`) meanwhile."""
+        await pause(seconds, self.stopping, self._released)
 
     def outage(self, *, after: int = 0, status: int = 503) -> None:
         """Fail every API request with ``status`` (an HTML page, as a gateway sends) once
@@ -323,6 +423,7 @@ class SandboxState:
             "body": None,
             "status": None,
             "answer": None,
+            "held": None,
         }
         self._log.append(entry)
         self._arrived.set()
@@ -360,6 +461,13 @@ class SandboxState:
         """(scenario name, flow, registration-available answer) of a number."""
         scenario = scenario_for(digits)
         if scenario is not None:
-            return scenario.name, scenario.flow, dict(scenario.answer)
+            return scenario.name, scenario.flow, self._scaled(dict(scenario.answer))
         name, answer = mixed_answer(digits, self.config.seed)
-        return name, "normal", answer
+        return name, "normal", self._scaled(answer)
+
+    def _scaled(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if self.config.wait_scale != 1.0:
+            for key in ("smsWaitSeconds", "voiceWaitSeconds", "waOldWaitSeconds"):
+                if isinstance(answer.get(key), (int, float)) and answer[key] > 0:
+                    answer[key] = math.ceil(self.config.scaled(answer[key]))
+        return answer
