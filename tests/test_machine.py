@@ -139,6 +139,7 @@ async def test_the_state_keeps_everything_through_json(
         assert getattr(again, name) == getattr(state, name), name
     assert again.availability == state.availability
     assert again.plan is not None
+    assert state.plan is not None
     assert again.plan.to_dict() == state.plan.to_dict()
     assert [(e.kind, e.at, e.message, e.channel) for e in again.events] == [
         (e.kind, e.at, e.message, e.channel) for e in state.events

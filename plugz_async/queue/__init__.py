@@ -1,0 +1,45 @@
+"""Durable registrations: a queue on saq and Redis, run by many workers.
+
+``client.registration()`` runs a registration in one process; a deploy or a crash
+loses it. Here a registration is state in Redis, moved on one step at a time by
+whichever worker takes the step, and survives restarts:
+
+* `RegistrationQueue`: ``register`` numbers, ``submit_code`` (captcha, PIN) as they
+  arrive, ``status``, ``counts``, follow ``events``.
+* `QueueWorker` (``plugz-async worker``): runs the steps; instance tokens come from
+  its own credentials, never through Redis.
+
+The registration's rules are ``RegistrationMachine``'s, the same the in-process
+driver follows. Exactly one code request per channel window, even when a worker dies
+mid-request: see docs/scale.md. Needs the ``queue`` extra:
+``pip install 'plugz-async[queue]'``.
+
+Inside: ``_store`` (Redis, compare-and-set), ``_engine`` (the job engine behind one
+small interface), ``_steps`` (a step, as a job), ``_limits`` (per-instance rate
+limits), ``_worker`` (the worker process), ``_api`` (the producer's side).
+"""
+
+from plugz_async._errors import require
+
+for _module in ("saq", "redis", "limits"):
+    require(_module, feature="plugz_async.queue", extra="queue")
+
+from ._api import QueueEvent, RegistrationQueue, RegistrationStatus  # noqa: E402
+from ._engine import StepScheduler  # noqa: E402
+from ._worker import (  # noqa: E402
+    Credentials,
+    QueueWorker,
+    credentials_from_env,
+    read_credentials_file,
+)
+
+__all__ = [
+    "Credentials",
+    "QueueEvent",
+    "QueueWorker",
+    "RegistrationQueue",
+    "RegistrationStatus",
+    "StepScheduler",
+    "credentials_from_env",
+    "read_credentials_file",
+]

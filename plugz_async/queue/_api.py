@@ -1,0 +1,359 @@
+"""The producer's side: `RegistrationQueue` registers numbers, takes codes, reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+from saq.queue.redis import RedisQueue
+
+from plugz_async._clock import Clock, SystemClock
+from plugz_async._config import ENV_INSTANCE_ID
+from plugz_async._errors import ConfigurationError, RegistrationStateError, UnknownRegistrationError
+from plugz_async._events import EventKind, RegistrationEvent, RegistrationOutcome
+from plugz_async._machine import RegistrationMachine, RegistrationState, RegistrationStep
+from plugz_async._models import Channel, UnbanRequest
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import RegistrationPlan, RegistrationPlanner
+from plugz_async._routes import digits_of, text_of
+
+from ._engine import SaqScheduler
+from ._steps import INPUT_KINDS
+from ._store import FAILED, Record, Store, new_step_id
+from ._worker import redis_url_of
+
+__all__ = ["QueueEvent", "RegistrationQueue", "RegistrationStatus"]
+
+
+@attrs.frozen(kw_only=True)
+class RegistrationStatus:
+    """Where a queued registration stands (`RegistrationQueue.status`).
+
+    Attributes:
+        number: the number (E.164).
+        instance: the instance it is registered on.
+        status: the step it is at, or how it ended (an outcome, or ``failed``).
+        done: whether it has ended.
+        outcome: how it ended (None while running, and when ``failed``).
+        step: the step it is at, or was at when it ended.
+        channel: the channel in use (or last tried).
+        wants: the input it waits for: ``"code"``, ``"captcha"``, ``"pin"`` or None.
+        next_at: when its next step is due (None once done).
+        plan: the plan (None before the check).
+        appeal_token: when banned, the token for ``request_unbanning``.
+        error: the last error a step met (the reason when ``failed``).
+        events: what happened, in order.
+        version: bumped by every change.
+    """
+
+    number: str
+    instance: str
+    status: str
+    done: bool
+    outcome: RegistrationOutcome | None
+    step: RegistrationStep
+    channel: str | None
+    wants: str | None
+    next_at: datetime | None
+    plan: RegistrationPlan | None = attrs.field(repr=False)
+    appeal_token: str | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+    events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
+    version: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether a step gave the registration up (see ``error``)."""
+        return self.status == FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the CLI's ``--json``)."""
+        return {
+            "number": self.number,
+            "instance": self.instance,
+            "status": self.status,
+            "done": self.done,
+            "outcome": None if self.outcome is None else self.outcome.value,
+            "step": self.step.value,
+            "channel": self.channel,
+            "wants": self.wants,
+            "next_at": None if self.next_at is None else self.next_at.isoformat(),
+            "plan": None if self.plan is None else self.plan.to_dict(),
+            "error": self.error,
+            "version": self.version,
+            "events": [
+                {
+                    "kind": e.kind.value,
+                    "at": e.at.isoformat(),
+                    "message": e.message,
+                    "channel": None if e.channel is None else e.channel.value,
+                }
+                for e in self.events
+            ],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class QueueEvent:
+    """One event of one queued registration, as `RegistrationQueue.events` follows them.
+
+    Attributes:
+        id: the event's id in the stream (resume after it with ``after=``).
+        number: the registration's number.
+        status: the registration's status once the event was written.
+        version: the registration's version then.
+        event: the event.
+    """
+
+    id: str
+    number: str
+    status: str
+    version: int
+    event: RegistrationEvent
+
+
+class RegistrationQueue:
+    """Durable registrations: ``register`` numbers here, workers (`QueueWorker`,
+    ``plugz-async worker``) run them.
+
+    Use it as ``async with RegistrationQueue(url) as queue:``. It holds no instance
+    token: workers find tokens in their own credentials.
+
+    Args:
+        redis_url: the Redis of the queue (``PLUGZ_REDIS_URL`` when None).
+        queue: the queue's name.
+        default_instance: the instance numbers go to when ``register`` names none
+            (``PLUGZ_INSTANCE_ID`` when None).
+        planner: plans the first channels of new registrations (the workers' planner
+            plans the rest; give both the same preference).
+        clock: the clock (tests).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        queue: str = "plugz",
+        default_instance: str | None = None,
+        planner: RegistrationPlanner | None = None,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        import os
+
+        env = os.environ if environ is None else environ
+        self.redis_url = redis_url_of(redis_url, env)
+        self.name = queue
+        self.default_instance = default_instance or env.get(ENV_INSTANCE_ID, "").strip() or None
+        self._clock = clock or SystemClock()
+        self._machine = RegistrationMachine(
+            planner=planner or RegistrationPlanner(clock=self._clock)
+        )
+        self._saq = RedisQueue.from_url(self.redis_url, name=queue)
+        self._store = Store(self._saq.redis, queue=queue)
+        self._scheduler = SaqScheduler(self._saq, timeout=300, heartbeat=5, retries=1_000_000)
+        self._connected = False
+
+    def __repr__(self) -> str:
+        return f"RegistrationQueue(queue={self.name!r})"
+
+    async def __aenter__(self) -> RegistrationQueue:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        if not self._connected:
+            await self._saq.connect()
+            self._connected = True
+
+    async def aclose(self) -> None:
+        """Close the connection (safe twice)."""
+        if self._connected:
+            self._connected = False
+            await self._saq.disconnect()
+
+    @property
+    def saq_queue(self) -> Any:
+        """The saq ``Queue`` underneath (for saq's web UI: ``saq.web.aiohttp.create_app``)."""
+        return self._saq
+
+    # -- registering ---------------------------------------------------------------------
+
+    async def register(
+        self, number: str | PhoneNumber, *, instance: str | None = None
+    ) -> RegistrationStatus:
+        """Queue the registration of ``number`` on ``instance``; a worker runs it.
+
+        Registering a number whose registration is unfinished returns that one
+        (nothing new starts); a finished one starts afresh.
+
+        Raises:
+            InvalidPhoneNumber: not a possible number (nothing is written).
+            ConfigurationError: no instance named and no default instance.
+            InstanceBusyError: the instance registers another number.
+        """
+        phone = PhoneNumber.parse(number)
+        instance = (instance or self.default_instance or "").strip()
+        if not instance:
+            raise ConfigurationError(f"name the instance to register on, or set {ENV_INSTANCE_ID}")
+        await self.connect()
+        step_id = new_step_id()
+        now = time.time()
+        created, _ = await self._store.create(
+            self._machine.start(phone), instance=instance, step_id=step_id, due=now
+        )
+        if created:
+            await self._scheduler.schedule(phone.e164, step_id, now)
+        return await self.status(phone)
+
+    # -- input from people ---------------------------------------------------------------
+
+    async def submit_code(self, number: str | PhoneNumber, code: str) -> RegistrationStatus:
+        """Give the code that came by SMS, call or pop-up (an SMS gateway's webhook,
+        say). It may come before the worker has written that the code was sent.
+
+        Raises:
+            InvalidArgument: not a code (4 to 8 digits); nothing is written.
+            UnknownRegistrationError, RegistrationStateError: no registration of
+                ``number`` waits for a code.
+        """
+        return await self._give(number, "code", digits_of("code", code, 4, 8))
+
+    async def submit_captcha(self, number: str | PhoneNumber, text: str) -> RegistrationStatus:
+        """Give the text of the captcha the registration shows (``status().wants``)."""
+        return await self._give(number, "captcha", text_of("captcha text", text))
+
+    async def submit_pin(self, number: str | PhoneNumber, pin: str) -> RegistrationStatus:
+        """Give the two-step verification PIN (6 digits)."""
+        return await self._give(number, "pin", digits_of("PIN", pin, 6, 6))
+
+    async def _give(self, number: str | PhoneNumber, kind: str, text: str) -> RegistrationStatus:
+        phone = PhoneNumber.parse(number)
+        record = await self._record(phone)
+        step = RegistrationStep(record.state["step"])
+        accepts = INPUT_KINDS.get(step) == kind or (
+            kind == "code" and step is RegistrationStep.REQUEST_CODE
+        )
+        if record.done or not accepts:
+            raise RegistrationStateError(
+                f"the registration of {phone.e164} does not wait for a {kind}"
+                f" (it is {record.status})"
+            )
+        await self._store.set_input(phone.e164, kind, text)
+        # Read again: the step may have moved on since (it then sees the input itself).
+        record = await self._record(phone)
+        if not record.done and INPUT_KINDS.get(RegistrationStep(record.state["step"])) == kind:
+            await self._scheduler.schedule(phone.e164, record.step_id, 0.0, reason="input")
+        return self._status(record)
+
+    async def request_unbanning(
+        self, number: str | PhoneNumber, description: str, *, client: Any
+    ) -> UnbanRequest:
+        """Send the unban request of a registration that ended ``appeal``, with
+        ``client`` (a ``PlugzClient`` of its instance).
+
+        Raises:
+            RegistrationStateError: it did not end banned with an appeal token.
+        """
+        status = await self.status(number)
+        if status.outcome is not RegistrationOutcome.APPEAL or status.appeal_token is None:
+            raise RegistrationStateError(
+                f"the registration of {status.number} did not end banned with an appeal token"
+            )
+        answer: UnbanRequest = await client.request_unbanning(status.appeal_token, description)
+        return answer
+
+    # -- reporting -----------------------------------------------------------------------
+
+    async def status(self, number: str | PhoneNumber) -> RegistrationStatus:
+        """Where the registration of ``number`` stands.
+
+        Raises:
+            UnknownRegistrationError: the queue has none.
+        """
+        return self._status(await self._record(PhoneNumber.parse(number)))
+
+    async def statuses(
+        self, *, offset: int = 0, limit: int | None = None
+    ) -> list[RegistrationStatus]:
+        """Every registration, oldest first (``offset``, ``limit``: a page of them)."""
+        await self.connect()
+        found = []
+        for number in await self._store.numbers(offset=offset, limit=limit):
+            record = await self._store.load(number)
+            if record is not None:
+                found.append(self._status(record))
+        return found
+
+    async def counts(self) -> dict[str, int]:
+        """Registrations by status: steps while running, outcomes (or ``failed``) once
+        done."""
+        await self.connect()
+        return await self._store.counts()
+
+    async def events(
+        self, *, after: str = "$", timeout: float | None = None
+    ) -> AsyncIterator[QueueEvent]:
+        """Follow the events of every registration as workers write them.
+
+        Args:
+            after: start after this event id (``"0"``: from the oldest kept; ``"$"``:
+                from now on).
+            timeout: stop after this many seconds without an event (None: never).
+        """
+        await self.connect()
+        block = 1000 if timeout is None else max(1, int(timeout * 1000))
+        while True:
+            entries = await self._store.read_events(after, block_ms=block)
+            if not entries and timeout is not None:
+                return
+            for entry_id, fields in entries:
+                after = entry_id
+                data = json.loads(fields["event"])
+                yield QueueEvent(
+                    id=entry_id,
+                    number=fields["number"],
+                    status=fields["status"],
+                    version=int(fields["version"]),
+                    event=RegistrationEvent(
+                        kind=EventKind(data["kind"]),
+                        at=datetime.fromisoformat(data["at"]),
+                        message=data["message"],
+                        channel=None if data["channel"] is None else Channel(data["channel"]),
+                        wait_seconds=data["wait_seconds"],
+                    ),
+                )
+
+    async def _record(self, phone: PhoneNumber) -> Record:
+        await self.connect()
+        record = await self._store.load(phone.e164)
+        if record is None:
+            raise UnknownRegistrationError(f"the queue has no registration of {phone.e164}")
+        return record
+
+    def _status(self, record: Record) -> RegistrationStatus:
+        state = RegistrationState.from_dict(record.state, clock=self._clock)
+        plan = state.plan
+        return RegistrationStatus(
+            number=record.number,
+            instance=record.instance,
+            status=record.status,
+            done=record.done,
+            outcome=state.outcome,
+            step=state.step,
+            channel=None if state.channel is None else state.channel.value,
+            wants=None if record.done else state.wants,
+            next_at=None if record.done else datetime.fromtimestamp(record.due, tz=timezone.utc),
+            plan=plan,
+            appeal_token=None if plan is None else plan.appeal_token,
+            error=record.error,
+            events=state.events,
+            version=record.version,
+        )

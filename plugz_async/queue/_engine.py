@@ -1,0 +1,66 @@
+"""The job engine, behind the one thing the queue asks of it: run this registration's
+step at this moment, under this key.
+
+`StepScheduler` is that interface; `SaqScheduler` does it with saq. saq refuses a job
+whose key is queued, scheduled or running, runs each job at least once (a job whose
+worker died is swept and run again), and schedules in whole seconds: a step due at
+``T`` is enqueued for ``ceil(T)``, so it never starts early (the step checks the time
+again before it sends anything).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Protocol
+
+__all__ = ["STEP_FUNCTION", "SaqScheduler", "StepScheduler", "job_key"]
+
+#: The name of the one job function the queue's workers run.
+STEP_FUNCTION = "plugz_registration_step"
+
+
+class StepScheduler(Protocol):
+    """Runs a registration's step at a moment."""
+
+    async def schedule(self, number: str, step_id: str, at: float, *, reason: str = "") -> None:
+        """Have the step ``step_id`` of ``number``'s registration run at ``at`` (Unix
+        time), not before; once, even if asked twice with the same ``reason``."""
+
+
+def job_key(number: str, step_id: str, reason: str = "") -> str:
+    """The engine's key for one step's job: one job per step and reason."""
+    return f"{number}:{step_id}" + (f":{reason}" if reason else "")
+
+
+class SaqScheduler:
+    """`StepScheduler` on a saq queue.
+
+    Args:
+        queue: the saq ``Queue``.
+        timeout: seconds a step may run before saq cancels it.
+        heartbeat: seconds without a heartbeat after which a running step counts as
+            abandoned (its worker died or stalled) and is run again.
+        retries: runs of one step's job at most (saq counts the first).
+    """
+
+    def __init__(self, queue: Any, *, timeout: int, heartbeat: int, retries: int) -> None:
+        self.queue = queue
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.retries = retries
+
+    async def schedule(self, number: str, step_id: str, at: float, *, reason: str = "") -> None:
+        scheduled = math.ceil(at) if at > time.time() else 0
+        await self.queue.enqueue(
+            STEP_FUNCTION,
+            key=job_key(number, step_id, reason),
+            scheduled=scheduled,
+            timeout=self.timeout,
+            heartbeat=self.heartbeat,
+            retries=self.retries,
+            retry_delay=1.0,
+            retry_backoff=True,
+            number=number,
+            step_id=step_id,
+        )

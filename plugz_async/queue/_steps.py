@@ -1,0 +1,339 @@
+"""The queue's runner: one step of one registration, as a job.
+
+A job names a registration and the step it may run (``step_id``). The step reads the
+registration from Redis, does what `RegistrationMachine` says the step does, and
+writes the next state by compare-and-set, naming the next step and when it is due;
+then it has the engine run that step. A job whose step is no longer the
+registration's (it ran already, or another run took over) only makes sure the
+current step is scheduled, and stops.
+
+**Exactly one code request per channel window.** Before a code request goes out, its
+intent is written (compare-and-set) with a lease; the request is sent only while the
+lease is young, with a timeout that ends before the lease does. A run that finds an
+intent waits for its lease to end, then asks the safe availability check: a wait now
+in force on that channel means the code went out (the answer was lost with the run
+that sent it), and the registration goes on to the code; no wait means the request
+never reached the server, and it is sent now. A run that stalled past its heartbeat
+finds, when it wakes, that its lease is over (it sends nothing) or that its write is
+refused (another run moved the registration on).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from plugz_async._clock import Clock
+from plugz_async._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InstanceNotFoundError,
+    InvalidArgument,
+    PlugzError,
+    RateLimitError,
+    ResponseDecodeError,
+    StaleWriteError,
+)
+from plugz_async._machine import RegistrationMachine, RegistrationState, RegistrationStep
+
+from ._engine import StepScheduler
+from ._store import CodeIntent, Record, Store, new_step_id
+
+if TYPE_CHECKING:
+    from plugz_async._client import PlugzClient
+
+__all__ = ["StepRunner"]
+
+logger = logging.getLogger("plugz_async.queue")
+
+#: What a step that waits for a person (code, captcha text, PIN) takes as input.
+INPUT_KINDS = {
+    RegistrationStep.CONFIRM_CODE: "code",
+    RegistrationStep.ANSWER_CAPTCHA: "captcha",
+    RegistrationStep.CONFIRM_PIN: "pin",
+}
+
+#: Errors that end a queued registration at once (``failed``): trying again cannot help.
+PERMANENT = (
+    AuthenticationError,
+    InstanceNotFoundError,
+    BadRequestError,
+    ResponseDecodeError,
+    ConfigurationError,
+    InvalidArgument,
+)
+
+ClientFor = Callable[[str], Awaitable["PlugzClient"]]
+Acquire = Callable[[str], Awaitable[float]]
+
+
+@attrs.define(kw_only=True)
+class StepRunner:
+    """Runs one step of a queued registration (see the module's docstring).
+
+    Attributes:
+        store: the registrations in Redis.
+        scheduler: the engine that runs steps.
+        machine: the registration's rules.
+        client_for: the client of an instance (its token comes from the worker's
+            credentials, never from Redis).
+        acquire: waits for the instance's rate limit (None: no limit).
+        input_timeout: seconds a code, captcha text or PIN is waited for.
+        device_poll_interval: seconds between asking whether a transfer was approved.
+        request_timeout: the code request's timeout.
+        send_window: seconds after writing the intent within which the request may
+            still be sent (a run slower than that sends nothing).
+        max_sleep: a step due this close runs now and sleeps to its moment; a later
+            one is scheduled.
+        max_errors: transient errors in a row before the registration is given up.
+    """
+
+    store: Store
+    scheduler: StepScheduler
+    machine: RegistrationMachine
+    client_for: ClientFor
+    acquire: Acquire | None = None
+    input_timeout: float = 600.0
+    device_poll_interval: float = 5.0
+    request_timeout: float = 15.0
+    send_window: float = 2.0
+    max_sleep: float = 3.0
+    max_errors: int = 8
+
+    @property
+    def clock(self) -> Clock:
+        return self.machine.clock
+
+    @property
+    def lease(self) -> float:
+        """How long an intent holds: the send window, the request's timeout, a margin."""
+        return self.send_window + self.request_timeout + 2.0
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()
+
+    # -- the job ---------------------------------------------------------------------------
+
+    async def run(self, number: str, step_id: str) -> str:
+        """Run the step ``step_id`` of ``number``'s registration; returns what it did."""
+        record = await self.store.load(number)
+        if record is None or record.done:
+            return "finished"
+        if record.step_id != step_id:
+            await self.scheduler.schedule(number, record.step_id, record.due)
+            return "stale"
+        state = RegistrationState.from_dict(record.state, clock=self.clock)
+        early = record.due - self.now()
+        if early > 0 and not await self._input_given(record, state):
+            if early > self.max_sleep:
+                await self.scheduler.schedule(number, record.step_id, record.due, reason="early")
+                return "early"
+            await self.clock.sleep(early)
+        try:
+            return await self._step(record, state)
+        except StaleWriteError as error:
+            logger.warning("registration of %s: %s", number, error)
+            return "refused"
+        except PlugzError as error:
+            return await self._failed(record, state, error)
+
+    async def _step(self, record: Record, state: RegistrationState) -> str:
+        machine = self.machine
+        step = state.step
+        if step is RegistrationStep.CHECK:
+            client = await self._client(record)
+            availability = await client.check_availability(state.number)
+            return await self._commit(record, state, machine.checked(state, availability))
+        if step is RegistrationStep.REQUEST_CODE:
+            return await self._request_code(record, state)
+        if step in INPUT_KINDS:
+            return await self._answer(record, state)
+        if step is RegistrationStep.CONFIRM_DEVICE:
+            # The approval happens on the old phone; polling sees it.
+            waiting = machine.device_approved(machine.device_waiting(state))
+            return await self._commit(record, state, waiting)
+        client = await self._client(record)
+        transfer = await client.confirm_device_transfer()
+        return await self._commit(record, state, machine.device_polled(state, transfer))
+
+    async def _client(self, record: Record) -> PlugzClient:
+        client = await self.client_for(record.instance)
+        if self.acquire is not None:
+            await self.acquire(record.instance)
+        return client
+
+    # -- the code request, exactly once per window -------------------------------------------
+
+    async def _request_code(self, record: Record, state: RegistrationState) -> str:
+        channel = state.channel
+        plan = state.plan
+        assert channel is not None
+        assert plan is not None
+        intent = record.intent
+        if intent is not None:
+            if self.now() < intent.lease_until:
+                # Another run may still be waiting for the answer: look after its lease.
+                await self._again(record, state, at=intent.lease_until, keep_intent=True)
+                return "lease"
+            client = await self._client(record)
+            availability = await client.check_availability(state.number)
+            if availability.wait_seconds(channel) > 0:
+                recovered = self.machine.code_request_recovered(state, availability)
+                return await self._commit(record, state, recovered, note="recovered")
+            # No wait in force: the request never reached the server. Send it now.
+        wait = plan.ready_in(channel)
+        if wait > self.max_sleep:
+            await self._again(record, state, at=self.now() + wait)
+            return "early"
+        if wait > 0:
+            await self.clock.sleep(wait)
+        client = await self._client(record)
+        mark = CodeIntent(
+            id=new_step_id(), channel=channel.value, lease_until=self.now() + self.lease
+        )
+        version = await self.store.write(record, state, intent=mark)
+        written = self.clock.monotonic()
+        record = attrs.evolve(record, version=version, intent=mark)
+        if self.clock.monotonic() - written > self.send_window:
+            # This run stalled between writing the intent and sending: send nothing.
+            await self._again(record, state, at=mark.lease_until, keep_intent=True)
+            return "lease"
+        try:
+            request = await client.request_code(state.number, channel, timeout=self.request_timeout)
+        except PlugzError as error:
+            # It may or may not have reached the server: after the lease, the
+            # availability check will say.
+            await self._again(
+                record, state, at=mark.lease_until, keep_intent=True, error=_describe(error)
+            )
+            return "unknown"
+        return await self._commit(record, state, self.machine.code_requested(state, request))
+
+    # -- a person's input -------------------------------------------------------------------
+
+    async def _answer(self, record: Record, state: RegistrationState) -> str:
+        kind = INPUT_KINDS[state.step]
+        given = await self.store.peek_input(record.number)
+        machine = self.machine
+        if given is None or given[0] != kind:
+            if state.step is RegistrationStep.CONFIRM_CODE:
+                return await self._commit(record, state, machine.code_timed_out(state))
+            return await self._commit(record, state, machine.input_missing(state))
+        text = given[1]
+        client = await self._client(record)
+        following: RegistrationState
+        if state.step is RegistrationStep.CONFIRM_CODE:
+            try:
+                confirmation = await client.confirm_code(text)
+            except InvalidArgument as error:
+                following = machine.code_invalid(state, error)
+            else:
+                following = machine.code_confirmed(state, confirmation)
+        elif state.step is RegistrationStep.ANSWER_CAPTCHA:
+            try:
+                answer = await client.respond_captcha(text)
+            except InvalidArgument:
+                following = machine.captcha_invalid(state)
+            else:
+                following = machine.captcha_answered(state, answer)
+        else:
+            try:
+                pin = await client.confirm_pin(text)
+            except InvalidArgument as error:
+                following = machine.pin_invalid(state, error)
+            else:
+                following = machine.pin_confirmed(state, pin)
+        await self.store.drop_input(record.number, given)
+        return await self._commit(record, state, following)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _input_given(self, record: Record, state: RegistrationState) -> bool:
+        """Whether the input ``state``'s step waits for has been given."""
+        kind = INPUT_KINDS.get(state.step)
+        if kind is None:
+            return False
+        given = await self.store.peek_input(record.number)
+        return given is not None and given[0] == kind
+
+    async def _due(self, record: Record, state: RegistrationState) -> float:
+        """When the step ``state`` is at should run."""
+        now = self.now()
+        if state.step is RegistrationStep.REQUEST_CODE:
+            assert state.plan is not None
+            assert state.channel is not None
+            return now + state.plan.ready_in(state.channel)
+        if state.step in INPUT_KINDS:
+            return now if await self._input_given(record, state) else now + self.input_timeout
+        if (
+            state.step is RegistrationStep.POLL_DEVICE
+            and record.status == RegistrationStep.POLL_DEVICE.value
+        ):
+            return now + self.device_poll_interval
+        return now
+
+    async def _commit(
+        self, record: Record, before: RegistrationState, after: RegistrationState, note: str = ""
+    ) -> str:
+        """Write ``after`` (refused if anything was written since ``record``), then have
+        its step run when due."""
+        step_id = new_step_id()
+        due = await self._due(record, after)
+        await self.store.write(record, after, before=before, step_id=step_id, due=due)
+        if not after.done:
+            await self.scheduler.schedule(record.number, step_id, due)
+            if due > self.now() and await self._input_given(record, after):
+                # Input given while this step was being written: take it now.
+                await self.scheduler.schedule(record.number, step_id, 0.0, reason="input")
+        return note or after.step.value
+
+    async def _again(
+        self,
+        record: Record,
+        state: RegistrationState,
+        *,
+        at: float,
+        keep_intent: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """Run the same step again at ``at`` (under a new step id)."""
+        step_id = new_step_id()
+        await self.store.write(
+            record, state, step_id=step_id, due=at, keep_intent=keep_intent, error=error
+        )
+        await self.scheduler.schedule(record.number, step_id, at)
+
+    async def _failed(self, record: Record, state: RegistrationState, error: PlugzError) -> str:
+        """A step met an error: try again later (with a growing pause), or give up."""
+        text = _describe(error)
+        logger.warning("registration of %s: %s", record.number, text)
+        permanent = isinstance(error, PERMANENT) or (
+            isinstance(error, APIError)
+            and not isinstance(error, RateLimitError)
+            and error.status is not None
+            and error.status < 500
+        )
+        # Reload: the step may have written (an intent) before the error.
+        current = await self.store.load(record.number)
+        if current is None or current.done or current.step_id != record.step_id:
+            return "refused"
+        record = current
+        if permanent or record.errors + 1 >= self.max_errors:
+            await self.store.give_up(record, text)
+            return "failed"
+        retry_after = getattr(error, "retry_after", None)
+        pause = max(float(retry_after or 0.0), min(2.0**record.errors, 60.0))
+        await self._again(
+            record, state, at=self.now() + pause, keep_intent=record.intent is not None, error=text
+        )
+        return "retry"
+
+
+def _describe(error: BaseException) -> str:
+    """An error in one line (the client's errors are already free of secrets)."""
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,423 @@
+"""Where queued registrations live: one Redis hash per number, written by compare-and-set.
+
+Keys, under ``plugz:{queue}:``:
+
+* ``reg:{number}`` (hash): ``state`` (the `RegistrationState` as JSON), ``version``
+  (bumped by every write), ``status`` (the step, or the outcome once done), ``done``,
+  ``instance``, ``step_id`` and ``due`` (the one step allowed to run next, and when),
+  ``intent`` (a code request about to be or being sent), ``error`` (the last error a step met),
+  ``errors`` (errors in a row), ``created`` and ``updated``.
+* ``counts`` (hash): registrations per status.
+* ``numbers`` (sorted set): every number, by when it was registered.
+* ``due`` (sorted set): the unfinished numbers, by when their next step is due.
+* ``instance:{id}``: the number the instance registers now.
+* ``input:{number}``: a code, captcha text or PIN given and not used yet (apart from the
+  hash, so that giving it never makes a worker's write stale).
+* ``events`` (stream): every event of every registration, as they are written.
+
+Every write is one Lua script that first compares ``version`` with the version the
+writer read, and does nothing when another write came in between: a worker that
+stalled past its heartbeat, while another took its step over, cannot overwrite what
+the other wrote (`StaleWriteError`). Nothing here holds a secret: instance tokens
+never reach Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, cast
+
+import attrs
+import redis.asyncio as aioredis
+
+from plugz_async._errors import InstanceBusyError, StaleWriteError
+from plugz_async._events import RegistrationEvent
+from plugz_async._machine import RegistrationState
+
+__all__ = ["CodeIntent", "Record", "Store"]
+
+#: How many events the ``events`` stream keeps (about; Redis trims in whole nodes).
+EVENTS_KEPT = 100_000
+
+#: Seconds a code, captcha text or PIN given is kept when no step uses it.
+INPUT_KEPT = 3600
+
+#: The status of a registration a step gave up (an error that trying again cannot mend).
+FAILED = "failed"
+
+_CREATE = """
+-- KEYS: reg, counts, numbers, due, instance-key, events
+-- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix
+local reg = KEYS[1]
+local existing = redis.call('HMGET', reg, 'done', 'version', 'status', 'instance')
+if existing[2] and existing[1] == '0' then
+  return {0, existing[2]}
+end
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[1] then
+  local other = redis.call('HGET', ARGV[10] .. 'reg:' .. holder, 'done')
+  if other == '0' then
+    return {-1, holder}
+  end
+end
+local version = 1
+if existing[2] then
+  version = tonumber(existing[2]) + 1
+  redis.call('HINCRBY', KEYS[2], existing[3], -1)
+  if existing[4] and existing[4] ~= ARGV[2] then
+    local key = ARGV[10] .. 'instance:' .. existing[4]
+    if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+  end
+end
+redis.call('DEL', reg)
+redis.call('HSET', reg, 'state', ARGV[3], 'version', version, 'status', ARGV[4], 'done', '0',
+  'instance', ARGV[2], 'step_id', ARGV[5], 'due', ARGV[6], 'created', ARGV[7],
+  'updated', ARGV[7], 'errors', 0)
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[1])
+for _, event in ipairs(cjson.decode(ARGV[8])) do
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'number', ARGV[1],
+    'version', version, 'status', ARGV[4], 'event', event)
+end
+return {1, tostring(version)}
+"""
+
+_DROP_INPUT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_WRITE = """
+-- KEYS: reg, counts, due, instance-key, events
+-- ARGV: expected version, number, status, done, now, events-json, kept, fields-json,
+--       deleted-json
+local reg = KEYS[1]
+local current = redis.call('HMGET', reg, 'version', 'status')
+if current[1] ~= ARGV[1] then
+  return -1
+end
+local version = tonumber(current[1]) + 1
+local fields = cjson.decode(ARGV[8])
+local args = {'version', version, 'status', ARGV[3], 'done', ARGV[4], 'updated', ARGV[5]}
+for name, value in pairs(fields) do
+  table.insert(args, name)
+  table.insert(args, value)
+end
+redis.call('HSET', reg, unpack(args))
+for _, name in ipairs(cjson.decode(ARGV[9])) do
+  redis.call('HDEL', reg, name)
+end
+if current[2] ~= ARGV[3] then
+  redis.call('HINCRBY', KEYS[2], current[2], -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+end
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
+elseif fields['due'] then
+  redis.call('ZADD', KEYS[3], fields['due'], ARGV[2])
+end
+for _, event in ipairs(cjson.decode(ARGV[6])) do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'number', ARGV[2],
+    'version', version, 'status', ARGV[3], 'event', event)
+end
+return version
+"""
+
+
+@attrs.frozen(kw_only=True)
+class CodeIntent:
+    """A code request a run is about to send, or is sending.
+
+    Attributes:
+        id: the run's own mark.
+        channel: the channel.
+        lease_until: the run sends only before this moment (Unix time), and waits for
+            the answer until then at most; a run that finds the intent afterwards knows
+            the request is over, one way or the other.
+    """
+
+    id: str
+    channel: str
+    lease_until: float
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "channel": self.channel, "lease_until": self.lease_until})
+
+    @classmethod
+    def from_json(cls, text: str) -> CodeIntent:
+        data = json.loads(text)
+        return cls(id=data["id"], channel=data["channel"], lease_until=float(data["lease_until"]))
+
+
+@attrs.frozen(kw_only=True)
+class Record:
+    """A registration as read from Redis (the state still as a dict)."""
+
+    number: str
+    version: int
+    status: str
+    done: bool
+    instance: str
+    step_id: str
+    due: float
+    state: Mapping[str, Any]
+    intent: CodeIntent | None = None
+    error: str | None = None
+    errors: int = 0
+    created: float = 0.0
+    updated: float = 0.0
+
+
+def new_step_id() -> str:
+    """A fresh mark for the one step allowed to run next."""
+    return uuid.uuid4().hex[:16]
+
+
+def status_of(state: RegistrationState) -> str:
+    """What ``counts()`` files a registration under: its outcome when done, else its step."""
+    return state.outcome.value if state.outcome is not None else state.step.value
+
+
+def event_json(event: RegistrationEvent) -> str:
+    return json.dumps(
+        {
+            "kind": event.kind.value,
+            "at": event.at.isoformat(),
+            "message": event.message,
+            "channel": None if event.channel is None else event.channel.value,
+            "wait_seconds": event.wait_seconds,
+        }
+    )
+
+
+class Store:
+    """Reads and writes queued registrations in one Redis database."""
+
+    def __init__(self, redis: aioredis.Redis, *, queue: str) -> None:
+        self.redis = redis
+        self.queue = queue
+        self.prefix = f"plugz:{queue}:"
+        self._create = redis.register_script(_CREATE)
+        self._write = redis.register_script(_WRITE)
+        self._drop_input = redis.register_script(_DROP_INPUT)
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def create(
+        self,
+        state: RegistrationState,
+        *,
+        instance: str,
+        step_id: str,
+        due: float,
+    ) -> tuple[bool, int]:
+        """Store a new registration, unless one of this number is unfinished.
+
+        Returns whether it was created, and the version now stored.
+
+        Raises:
+            InstanceBusyError: the instance registers another number.
+        """
+        number = state.number.e164
+        created, value = await self._create(
+            keys=[
+                self.key(f"reg:{number}"),
+                self.key("counts"),
+                self.key("numbers"),
+                self.key("due"),
+                self.key(f"instance:{instance}"),
+                self.key("events"),
+            ],
+            args=[
+                number,
+                instance,
+                json.dumps(state.to_dict()),
+                status_of(state),
+                step_id,
+                repr(due),
+                repr(time.time()),
+                json.dumps([event_json(e) for e in state.events]),
+                EVENTS_KEPT,
+                self.prefix,
+            ],
+        )
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if created == -1:
+            raise InstanceBusyError(instance, text)
+        return created == 1, int(text)
+
+    async def load(self, number: str) -> Record | None:
+        """The registration of ``number`` (E.164), or None."""
+        raw = await cast(
+            "Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(f"reg:{number}"))
+        )
+        return None if not raw else _record(number, raw)
+
+    async def write(
+        self,
+        record: Record,
+        state: RegistrationState,
+        *,
+        before: RegistrationState | None = None,
+        step_id: str | None = None,
+        due: float | None = None,
+        intent: CodeIntent | None = None,
+        keep_intent: bool = False,
+        error: str | None = None,
+    ) -> int:
+        """Write ``state`` over ``record``, if nothing was written since it was read.
+
+        The events ``state`` has that ``before`` (or the stored state) had not go to the
+        events stream. ``step_id`` and ``due`` name the next step; ``intent`` records a
+        code request about to go out (``keep_intent``: leave the stored one);
+        Returns the new version.
+
+        Raises:
+            StaleWriteError: another write came first.
+        """
+        fields: dict[str, str] = {"state": json.dumps(state.to_dict())}
+        deleted: list[str] = []
+        if step_id is not None:
+            fields["step_id"] = step_id
+        if due is not None:
+            fields["due"] = repr(due)
+        if intent is not None:
+            fields["intent"] = intent.to_json()
+        elif not keep_intent:
+            deleted.append("intent")
+        if error is None:
+            fields["errors"] = "0"
+            deleted.append("error")
+        else:
+            fields["error"] = error
+            fields["errors"] = str(record.errors + 1)
+        known = len(before.events) if before is not None else len(record.state["events"])
+        events = [event_json(event) for event in state.events[known:]]
+        version = await self._write(
+            keys=self._keys(record),
+            args=[
+                record.version,
+                record.number,
+                status_of(state),
+                "1" if state.done else "0",
+                repr(time.time()),
+                json.dumps(events),
+                EVENTS_KEPT,
+                json.dumps(fields),
+                json.dumps(deleted),
+            ],
+        )
+        if int(version) < 0:
+            raise StaleWriteError(
+                f"the registration of {record.number} changed since version {record.version}:"
+                " another run took its step over"
+            )
+        return int(version)
+
+    async def give_up(self, record: Record, error: str) -> None:
+        """End the registration ``failed``, keeping its state and the error that ended it.
+
+        Raises:
+            StaleWriteError: another write came first.
+        """
+        version = await self._write(
+            keys=self._keys(record),
+            args=[
+                record.version,
+                record.number,
+                FAILED,
+                "1",
+                repr(time.time()),
+                "[]",
+                EVENTS_KEPT,
+                json.dumps({"error": error, "errors": str(record.errors + 1)}),
+                json.dumps(["intent"]),
+            ],
+        )
+        if int(version) < 0:
+            raise StaleWriteError(f"the registration of {record.number} changed meanwhile")
+
+    # -- input from people: kept apart, so giving it never races a worker's write ----------
+
+    async def set_input(self, number: str, kind: str, text: str) -> None:
+        """Keep a code, captcha text or PIN for the registration's step that wants it."""
+        value = json.dumps({"kind": kind, "text": text})
+        await self.redis.set(self.key(f"input:{number}"), value, ex=INPUT_KEPT)
+
+    async def peek_input(self, number: str) -> tuple[str, str] | None:
+        """The input given and not used yet: ``(kind, text)``."""
+        raw = await self.redis.get(self.key(f"input:{number}"))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return str(data["kind"]), str(data["text"])
+
+    async def drop_input(self, number: str, used: tuple[str, str]) -> None:
+        """Forget the input once used, unless newer input replaced it meanwhile."""
+        value = json.dumps({"kind": used[0], "text": used[1]})
+        await self._drop_input(keys=[self.key(f"input:{number}")], args=[value])
+
+    def _keys(self, record: Record) -> list[str]:
+        return [
+            self.key(f"reg:{record.number}"),
+            self.key("counts"),
+            self.key("due"),
+            self.key(f"instance:{record.instance}"),
+            self.key("events"),
+        ]
+
+    async def counts(self) -> dict[str, int]:
+        raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("counts")))
+        counts = {_text(k): int(v) for k, v in raw.items()}
+        return {status: count for status, count in sorted(counts.items()) if count > 0}
+
+    async def numbers(self, *, offset: int = 0, limit: int | None = None) -> list[str]:
+        end = -1 if limit is None else offset + limit - 1
+        return [_text(n) for n in await self.redis.zrange(self.key("numbers"), offset, end)]
+
+    async def overdue(self, before: float, *, limit: int = 1000) -> list[str]:
+        """Unfinished numbers whose next step was due before ``before``."""
+        found = await self.redis.zrangebyscore(self.key("due"), "-inf", before, 0, limit)
+        return [_text(n) for n in found]
+
+    async def read_events(
+        self, after: str, *, block_ms: int | None, count: int = 100
+    ) -> Sequence[tuple[str, dict[str, str]]]:
+        """Events of the stream after the id ``after`` (``"$"``: from now on)."""
+        answer = await self.redis.xread({self.key("events"): after}, count=count, block=block_ms)
+        out: list[tuple[str, dict[str, str]]] = []
+        for _stream, entries in answer or ():
+            for entry_id, fields in entries:
+                out.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
+        return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _record(number: str, raw: Mapping[bytes, bytes]) -> Record:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    intent = fields.get("intent")
+    return Record(
+        number=number,
+        version=int(fields["version"]),
+        status=fields["status"],
+        done=fields["done"] == "1",
+        instance=fields["instance"],
+        step_id=fields["step_id"],
+        due=float(fields["due"]),
+        state=json.loads(fields["state"]),
+        intent=None if intent is None else CodeIntent.from_json(intent),
+        error=fields.get("error"),
+        errors=int(fields.get("errors", "0")),
+        created=float(fields.get("created", "0")),
+        updated=float(fields.get("updated", "0")),
+    )

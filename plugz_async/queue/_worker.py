@@ -1,0 +1,332 @@
+"""A worker process: saq's worker running the registration's steps.
+
+`QueueWorker` builds what the steps need (one HTTP session, a client per instance
+from the worker's credentials, the per-instance rate limit, the store) and runs a
+saq ``Worker`` with one job function. It stops gracefully on SIGTERM or SIGINT: it
+takes no new step, lets the steps in flight finish (``shutdown_grace`` seconds at
+most; a step cut then is run again elsewhere, and a cut code request is settled by
+its intent), and closes what it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from saq import Worker as SaqWorker
+from saq.queue.redis import RedisQueue
+from saq.types import Context, PartialTimersDict
+
+from plugz_async._clock import Clock, SystemClock
+from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, ENV_INSTANCE_ID, ENV_INSTANCE_TOKEN
+from plugz_async._errors import ConfigurationError, InvalidArgument
+from plugz_async._machine import RegistrationMachine
+from plugz_async._planner import RegistrationPlanner
+from plugz_async._transport import AttemptMiddleware
+
+from ._engine import STEP_FUNCTION, SaqScheduler
+from ._limits import InstanceRateLimit
+from ._steps import StepRunner
+from ._store import Store
+
+__all__ = ["Credentials", "QueueWorker", "credentials_from_env", "read_credentials_file"]
+
+logger = logging.getLogger("plugz_async.queue")
+
+Credentials = Mapping[str, str] | Callable[[str], Awaitable[str | None]]
+"""Where a worker finds an instance's token: a mapping of instance id to token, or
+``await credentials(instance_id)`` (a secrets manager, say), ``None`` when unknown."""
+
+ENV_REDIS_URL = "PLUGZ_REDIS_URL"
+ENV_INSTANCES_FILE = "PLUGZ_INSTANCES_FILE"
+
+
+def read_credentials_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Instance tokens from a JSON file: ``{"instance id": "token", ...}``.
+
+    Raises:
+        ConfigurationError: the file cannot be read or is not such an object (the
+            message never quotes the file's content).
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            f"cannot read the instances file {os.fspath(path)!r}: {type(error).__name__}"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items()
+    ):
+        raise ConfigurationError(
+            f"the instances file {os.fspath(path)!r} must hold one JSON object of"
+            ' "instance id": "token" pairs'
+        )
+    return dict(data)
+
+
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The instance tokens the environment gives: ``PLUGZ_INSTANCE_ID`` and
+    ``PLUGZ_INSTANCE_TOKEN``, and every pair in the file ``PLUGZ_INSTANCES_FILE`` names."""
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    if env.get(ENV_INSTANCES_FILE, "").strip():
+        found.update(read_credentials_file(env[ENV_INSTANCES_FILE].strip()))
+    instance, token = env.get(ENV_INSTANCE_ID, "").strip(), env.get(ENV_INSTANCE_TOKEN, "").strip()
+    if instance and token:
+        found[instance] = token
+    return found
+
+
+class _GracefulWorker(SaqWorker[Context]):
+    """saq's worker, stopping without cutting a step in flight (within a grace)."""
+
+    grace: float = 30.0
+
+    async def stop(self) -> None:
+        self.event.set()  # no new job is taken from now on
+        in_flight = [context["task"] for context in self.job_task_contexts.values()]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=self.grace)
+        # What is left waits for work or upkeep: cancel it here, quietly (saq would warn).
+        # A step cut now (past the grace) is handed back to the queue by saq.
+        waiting = list(self.tasks)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await super().stop()
+
+
+class QueueWorker:
+    """Runs queued registrations' steps; ``await worker.run()`` until stopped.
+
+    Args:
+        redis_url: the Redis of the queue (``PLUGZ_REDIS_URL`` when None).
+        queue: the queue's name (registrations and workers of one queue share it).
+        concurrency: steps run at once by this worker.
+        credentials: where instance tokens come from (`Credentials`); by default the
+            ``PLUGZ_*`` variables (`credentials_from_env`).
+        client_token: the account's Client-Token (``PLUGZ_CLIENT_TOKEN`` when None).
+        base_url: the API's address (``PLUGZ_BASE_URL``, else the real API).
+        rate_limit: API requests per instance, across all workers (a ``limits`` rate
+            such as ``"5/second"``); None for none.
+        planner: plans the channels (the default planner when None).
+        input_timeout: seconds a code, captcha text or PIN is waited for; past it the
+            next channel is tried (code) or the registration ends (captcha, PIN).
+        device_poll_interval: seconds between asking whether a transfer was approved.
+        device_timeout: seconds a transfer's approval is waited for.
+        request_timeout: the timeout of each API request.
+        heartbeat: seconds without a heartbeat before a step counts as abandoned and
+            runs again on another worker.
+        sweep_interval: how often abandoned steps are looked for.
+        shutdown_grace: seconds a stopping worker lets its steps finish.
+        max_code_attempts, max_captcha_attempts, max_pin_attempts: as for
+            ``client.registration()``.
+        middlewares: attempt middlewares for every client (``PlugzClient``'s).
+        clock: the clock (tests).
+        environ: the environment to read (``os.environ`` when None).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        queue: str = "plugz",
+        concurrency: int = 10,
+        credentials: Credentials | None = None,
+        client_token: str | None = None,
+        base_url: str | None = None,
+        rate_limit: str | None = "5/second",
+        planner: RegistrationPlanner | None = None,
+        input_timeout: float = 600.0,
+        device_poll_interval: float = 5.0,
+        device_timeout: float = 300.0,
+        request_timeout: float = 15.0,
+        heartbeat: int = 5,
+        sweep_interval: int = 10,
+        shutdown_grace: float = 30.0,
+        max_code_attempts: int = 3,
+        max_captcha_attempts: int = 3,
+        max_pin_attempts: int = 3,
+        middlewares: Sequence[AttemptMiddleware] = (),
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.redis_url = redis_url_of(redis_url, env)
+        if concurrency < 1:
+            raise InvalidArgument("concurrency must be at least 1")
+        if heartbeat < 1 or sweep_interval < 1:
+            raise InvalidArgument("heartbeat and sweep_interval must be at least 1 second")
+        self.queue_name = queue
+        self.concurrency = concurrency
+        self._credentials = credentials if credentials is not None else credentials_from_env(env)
+        token = client_token if client_token is not None else env.get(ENV_CLIENT_TOKEN, "")
+        if not token.strip():
+            raise ConfigurationError(
+                f"the worker needs the account's Client-Token: set {ENV_CLIENT_TOKEN}"
+            )
+        self._client_token = token.strip()
+        self._base_url = base_url or env.get(ENV_BASE_URL, "").strip() or None
+        self.rate_limit = rate_limit
+        clock = clock or SystemClock()
+        self.machine = RegistrationMachine(
+            planner=planner or RegistrationPlanner(clock=clock),
+            max_code_attempts=max_code_attempts,
+            max_captcha_attempts=max_captcha_attempts,
+            max_pin_attempts=max_pin_attempts,
+            device_timeout=device_timeout,
+        )
+        self.input_timeout = input_timeout
+        self.device_poll_interval = device_poll_interval
+        self.request_timeout = request_timeout
+        self.heartbeat = heartbeat
+        self.sweep_interval = sweep_interval
+        self.shutdown_grace = shutdown_grace
+        self._middlewares = tuple(middlewares)
+        self._clients: dict[str, Any] = {}
+        self._saq: _GracefulWorker | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"QueueWorker(queue={self.queue_name!r}, concurrency={self.concurrency},"
+            f" rate_limit={self.rate_limit!r})"
+        )
+
+    async def _token(self, instance: str) -> str:
+        credentials = self._credentials
+        token = (
+            credentials.get(instance)
+            if isinstance(credentials, Mapping)
+            else await credentials(instance)
+        )
+        if not token:
+            raise ConfigurationError(
+                f"this worker has no token for instance {instance}: give it in its credentials"
+            )
+        return token
+
+    async def run(self) -> None:
+        """Work until SIGTERM or SIGINT (or `stop`), then stop gracefully."""
+        from plugz_async._client import PlugzClient
+
+        saq_queue = RedisQueue.from_url(self.redis_url, name=self.queue_name)
+        session = aiohttp.ClientSession()
+        limit = (
+            None
+            if self.rate_limit is None
+            else InstanceRateLimit(self.redis_url, self.rate_limit, namespace=self.queue_name)
+        )
+        try:
+            await saq_queue.connect()
+            store = Store(saq_queue.redis, queue=self.queue_name)
+            scheduler = SaqScheduler(
+                saq_queue, timeout=300, heartbeat=self.heartbeat, retries=1_000_000
+            )
+
+            async def client_for(instance: str) -> PlugzClient:
+                client = self._clients.get(instance)
+                if client is None:
+                    options: dict[str, Any] = (
+                        {} if self._base_url is None else {"base_url": self._base_url}
+                    )
+                    client = PlugzClient(
+                        instance,
+                        await self._token(instance),
+                        self._client_token,
+                        session=session,
+                        timeout=self.request_timeout,
+                        clock=self.machine.clock,
+                        middlewares=self._middlewares,
+                        **options,
+                    )
+                    self._clients[instance] = client
+                return client
+
+            runner = StepRunner(
+                store=store,
+                scheduler=scheduler,
+                machine=self.machine,
+                client_for=client_for,
+                acquire=None if limit is None else limit.acquire,
+                input_timeout=self.input_timeout,
+                device_poll_interval=self.device_poll_interval,
+                request_timeout=self.request_timeout,
+            )
+            heartbeat = self.heartbeat
+
+            async def step(ctx: Context, *, number: str, step_id: str) -> str:
+                job = ctx["job"]
+
+                async def beat() -> None:
+                    while True:
+                        await asyncio.sleep(heartbeat / 3)
+                        await job.update()
+
+                beating = asyncio.create_task(beat())
+                try:
+                    return await runner.run(number, step_id)
+                finally:
+                    beating.cancel()
+
+            timers: PartialTimersDict = {
+                "sweep": self.sweep_interval,
+                "schedule": 1,
+                "abort": 1,
+                "worker_info": 10,
+            }
+            worker = _GracefulWorker(
+                saq_queue,
+                functions=[(STEP_FUNCTION, step)],
+                concurrency=self.concurrency,
+                dequeue_timeout=1,
+                timers=timers,
+            )
+            worker.grace = self.shutdown_grace
+            self._saq = worker
+            await _repair(store, scheduler)
+            logger.info("worker of queue %s started", self.queue_name)
+            await worker.start()
+        finally:
+            self._saq = None
+            for client in self._clients.values():
+                await client.aclose()
+            self._clients.clear()
+            await session.close()
+            await saq_queue.disconnect()
+            logger.info("worker of queue %s stopped", self.queue_name)
+
+    async def stop(self) -> None:
+        """Stop taking steps; `run` returns once the steps in flight have finished."""
+        if self._saq is not None:
+            self._saq.event.set()
+
+
+async def _repair(store: Store, scheduler: SaqScheduler) -> None:
+    """Schedule the overdue steps of unfinished registrations (a producer or a worker
+    died between writing a step and scheduling it); saq ignores the ones it has."""
+    import time
+
+    for number in await store.overdue(time.time() - 5.0):
+        record = await store.load(number)
+        if record is not None and not record.done:
+            await scheduler.schedule(number, record.step_id, record.due)
+
+
+def redis_url_of(redis_url: str | None, environ: Mapping[str, str]) -> str:
+    """The Redis URL given, else ``PLUGZ_REDIS_URL``.
+
+    Raises:
+        ConfigurationError: neither is set, or it is not a Redis URL.
+    """
+    url = (redis_url or environ.get(ENV_REDIS_URL, "")).strip()
+    if not url:
+        raise ConfigurationError(f"no Redis URL: pass one or set {ENV_REDIS_URL}")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
+    return url
