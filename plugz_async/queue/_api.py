@@ -187,12 +187,14 @@ class RegistrationQueue:
     # -- registering ---------------------------------------------------------------------
 
     async def register(
-        self, number: str | PhoneNumber, *, instance: str | None = None
+        self, number: str | PhoneNumber, *, instance: str | None = None, restart: bool = False
     ) -> RegistrationStatus:
         """Queue the registration of ``number`` on ``instance``; a worker runs it.
 
-        Registering a number whose registration is unfinished returns that one
-        (nothing new starts); a finished one starts afresh.
+        Registering a number the queue knows returns its registration, running or
+        finished: nothing new starts, so a producer may deliver the same request twice.
+        ``restart=True`` starts a finished one afresh (after ``no_code``, say); a running
+        one is returned all the same.
 
         Raises:
             InvalidPhoneNumber: not a possible number (nothing is written).
@@ -207,7 +209,11 @@ class RegistrationQueue:
         step_id = new_step_id()
         now = time.time()
         created, _ = await self._store.create(
-            self._machine.start(phone), instance=instance, step_id=step_id, due=now
+            self._machine.start(phone),
+            instance=instance,
+            step_id=step_id,
+            due=now,
+            restart=restart,
         )
         if created:
             await self._scheduler.schedule(phone.e164, step_id, now)

@@ -135,7 +135,9 @@ class StepRunner:
                 return "early"
             await self.clock.sleep(early)
         try:
-            return await self._step(record, state)
+            done = await self._step(record, state)
+            logger.info("registration of %s: step %s -> %s", number, state.step.value, done)
+            return done
         except StaleWriteError as error:
             logger.warning("registration of %s: %s", number, error)
             return "refused"

@@ -50,10 +50,11 @@ FAILED = "failed"
 
 _CREATE = """
 -- KEYS: reg, counts, numbers, due, instance-key, events
--- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix
+-- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix,
+--       restart (a finished registration starts afresh)
 local reg = KEYS[1]
 local existing = redis.call('HMGET', reg, 'done', 'version', 'status', 'instance')
-if existing[2] and existing[1] == '0' then
+if existing[2] and (existing[1] == '0' or ARGV[11] ~= '1') then
   return {0, existing[2]}
 end
 local holder = redis.call('GET', KEYS[5])
@@ -217,8 +218,10 @@ class Store:
         instance: str,
         step_id: str,
         due: float,
+        restart: bool = False,
     ) -> tuple[bool, int]:
-        """Store a new registration, unless one of this number is unfinished.
+        """Store a new registration, unless one of this number exists (unfinished, or
+        finished and ``restart`` is false).
 
         Returns whether it was created, and the version now stored.
 
@@ -246,6 +249,7 @@ class Store:
                 json.dumps([event_json(e) for e in state.events]),
                 EVENTS_KEPT,
                 self.prefix,
+                "1" if restart else "0",
             ],
         )
         text = value.decode() if isinstance(value, bytes) else str(value)

@@ -14,11 +14,13 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
 from saq.queue.redis import RedisQueue
 from saq.types import Context, PartialTimersDict
@@ -125,6 +127,8 @@ class QueueWorker:
             runs again on another worker.
         sweep_interval: how often abandoned steps are looked for.
         shutdown_grace: seconds a stopping worker lets its steps finish.
+        repair_interval: how often steps overdue by that long are scheduled again (a
+            process died between writing a step and scheduling it).
         max_code_attempts, max_captcha_attempts, max_pin_attempts: as for
             ``client.registration()``.
         middlewares: attempt middlewares for every client (``PlugzClient``'s).
@@ -150,6 +154,7 @@ class QueueWorker:
         heartbeat: int = 5,
         sweep_interval: int = 10,
         shutdown_grace: float = 30.0,
+        repair_interval: float = 30.0,
         max_code_attempts: int = 3,
         max_captcha_attempts: int = 3,
         max_pin_attempts: int = 3,
@@ -188,6 +193,7 @@ class QueueWorker:
         self.heartbeat = heartbeat
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
+        self.repair_interval = repair_interval
         self._middlewares = tuple(middlewares)
         self._clients: dict[str, Any] = {}
         self._saq: _GracefulWorker | None = None
@@ -289,9 +295,13 @@ class QueueWorker:
             )
             worker.grace = self.shutdown_grace
             self._saq = worker
-            await _repair(store, scheduler)
+            repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
             logger.info("worker of queue %s started", self.queue_name)
-            await worker.start()
+            try:
+                await worker.start()
+            finally:
+                repairing.cancel()
+                await asyncio.gather(repairing, return_exceptions=True)
         finally:
             self._saq = None
             for client in self._clients.values():
@@ -307,15 +317,20 @@ class QueueWorker:
             self._saq.event.set()
 
 
-async def _repair(store: Store, scheduler: SaqScheduler) -> None:
-    """Schedule the overdue steps of unfinished registrations (a producer or a worker
-    died between writing a step and scheduling it); saq ignores the ones it has."""
-    import time
-
-    for number in await store.overdue(time.time() - 5.0):
-        record = await store.load(number)
-        if record is not None and not record.done:
-            await scheduler.schedule(number, record.step_id, record.due)
+async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float) -> None:
+    """Now and every ``interval`` seconds, schedule the overdue steps of unfinished
+    registrations: a producer or a worker that died between writing a step and
+    scheduling it (or a Redis that lost the job) leaves one behind; saq ignores the
+    ones it has."""
+    while True:
+        try:
+            for number in await store.overdue(time.time() - interval):
+                record = await store.load(number)
+                if record is not None and not record.done:
+                    await scheduler.schedule(number, record.step_id, record.due)
+        except (OSError, RedisError) as error:  # Redis away for a moment: next round
+            logger.warning("could not look for overdue steps: %s", type(error).__name__)
+        await asyncio.sleep(interval)
 
 
 def redis_url_of(redis_url: str | None, environ: Mapping[str, str]) -> str:

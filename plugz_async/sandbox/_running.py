@@ -113,6 +113,11 @@ class _SandboxHandle:
         """The request log (no tokens in it), oldest first."""
         return self._call(lambda state: state.requests(number=number, route=route))
 
+    def codes(self, *, number: str | None = None) -> list[dict[str, Any]]:
+        """The codes the sandbox "sent" (instance, number, channel, code, sent_at), oldest
+        first; ``number``: only that number's (digits, as in the log)."""
+        return self._call(lambda state: state.codes(number=number))
+
     def outage(self, *, after: int = 0, status: int = 503) -> None:
         """Fail every API request with ``status`` (an HTML page) once ``after`` more
         requests have been answered, until `end_outage`: a gateway in trouble."""

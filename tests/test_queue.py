@@ -1,0 +1,434 @@
+"""The durable queue against a real redis-server and the sandbox (waits scaled to seconds).
+
+The worker here runs in the test's event loop (`QueueWorker.run` as a task); the tests that
+kill and stall worker processes are tests/test_queue_chaos.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import pytest
+
+pytest.importorskip("saq")
+import redis.asyncio as aioredis
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+
+import plugz_async as pz
+from plugz_async.queue import QueueWorker, RegistrationQueue, RegistrationStatus
+from plugz_async.sandbox import (
+    CAPTCHA_TEXT,
+    PIN,
+    Sandbox,
+    SandboxConfig,
+    running,
+)
+
+CONFIG = SandboxConfig(
+    instance_id=INSTANCE_ID,
+    instance_token=INSTANCE_TOKEN,
+    client_token=CLIENT_TOKEN,
+    instances=12,
+    wait_scale=0.01,
+)
+
+READY = "+55 11 90000-0001"
+WAITS = "+55 11 90000-0002"
+BANNED = "+55 11 90000-0004"
+UNAVAILABLE = "+55 11 90000-0005"
+BLOCKED = "+55 11 90000-0007"
+CAPTCHA = "+55 11 90000-0008"
+PIN_NUMBER = "+55 11 90000-0009"
+DEVICE = "+55 11 90000-0010"
+GROWING = "+55 11 90000-0012"
+
+
+def e164(number: str) -> str:
+    return pz.PhoneNumber.parse(number).e164
+
+
+def digits(number: str) -> str:
+    return e164(number)[1:]
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with running(CONFIG) as sb:
+        yield sb
+
+
+@pytest.fixture
+def instances(sandbox: Sandbox) -> list[str]:
+    return list(sandbox.instances())
+
+
+def new_worker(sandbox: Sandbox, redis_url: str, **options: Any) -> QueueWorker:
+    settings: dict[str, Any] = {
+        "credentials": sandbox.instances(),
+        "client_token": sandbox.client_token,
+        "base_url": sandbox.base_url,
+        "heartbeat": 2,
+        "sweep_interval": 1,
+        "request_timeout": 2.0,
+        "input_timeout": 20.0,
+        "device_poll_interval": 0.1,
+        "rate_limit": None,
+        "environ": {},
+    }
+    settings.update(options)
+    return QueueWorker(redis_url, **settings)
+
+
+@pytest.fixture
+async def worker(sandbox: Sandbox, redis_url: str) -> AsyncIterator[QueueWorker]:
+    worker = new_worker(sandbox, redis_url)
+    task = asyncio.create_task(worker.run())
+    yield worker
+    await worker.stop()
+    await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[RegistrationQueue]:
+    async with RegistrationQueue(redis_url, environ={}) as q:
+        yield q
+
+
+async def answer_until_done(
+    queue: RegistrationQueue,
+    sandbox: Sandbox,
+    numbers: list[str],
+    *,
+    timeout: float = 30.0,
+    give: Callable[[RegistrationStatus], Awaitable[None]] | None = None,
+) -> dict[str, RegistrationStatus]:
+    """Feed codes (from the sandbox's code log), captcha text and PINs as the registrations
+    ask, the way a person or an SMS gateway would, until every one is done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = {n: await queue.status(n) for n in numbers}
+        if all(s.done for s in statuses.values()):
+            return statuses
+        assert time.monotonic() < deadline, {n: s.status for n, s in statuses.items()}
+        for number, status in statuses.items():
+            if give is not None:
+                await give(status)
+            elif status.wants == "code":
+                sent = sandbox.codes(number=digits(number))
+                if sent:
+                    await queue.submit_code(number, sent[-1]["code"])
+            elif status.wants == "captcha":
+                await queue.submit_captcha(number, CAPTCHA_TEXT)
+            elif status.wants == "pin":
+                await queue.submit_pin(number, PIN)
+        await asyncio.sleep(0.1)
+
+
+def code_requests(sandbox: Sandbox, number: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in sandbox.requests()
+        if e["route"] == "request-registration-code" and e["number"] == digits(number)
+    ]
+
+
+# -- every ending, through the queue ---------------------------------------------------------
+
+
+async def test_every_scenario_reaches_its_ending_through_the_queue(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    expected = {
+        READY: "connected",
+        WAITS: "connected",
+        BANNED: "appeal",
+        UNAVAILABLE: "unavailable",
+        BLOCKED: "blocked_at_code_request",
+        CAPTCHA: "connected",
+        PIN_NUMBER: "connected",
+        DEVICE: "connected",
+        GROWING: "connected",
+    }
+    numbers = list(expected)
+    for number, instance in zip(numbers, instances, strict=False):
+        status = await queue.register(number, instance=instance)
+        assert status.instance == instance and not status.done
+    statuses = await answer_until_done(queue, sandbox, numbers)
+    assert {n: s.status for n, s in statuses.items()} == expected
+    for number, status in statuses.items():
+        assert status.outcome is not None and status.outcome.value == expected[number]
+        assert status.events[-1].kind is pz.EventKind.FINISHED
+        assert status.next_at is None and status.wants is None
+    # One code request per number that got that far, none answered "too early".
+    for number in (READY, WAITS, CAPTCHA, PIN_NUMBER, DEVICE, GROWING):
+        requests = code_requests(sandbox, number)
+        assert len(requests) == 1, number
+        assert requests[0]["status"] == 200
+    assert statuses[BANNED].appeal_token is not None
+    assert await queue.counts() == {
+        "appeal": 1,
+        "blocked_at_code_request": 1,
+        "connected": 6,
+        "unavailable": 1,
+    }
+
+
+async def test_a_code_request_waits_for_its_channel_never_early(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    await queue.register(WAITS, instance=instances[0])
+    checked_at = time.time()
+    statuses = await answer_until_done(queue, sandbox, [WAITS])
+    assert statuses[WAITS].status == "connected"
+    (request,) = code_requests(sandbox, WAITS)
+    answer = request["answer"]
+    assert answer is None or "retryAfter" not in str(answer) or request["status"] == 200
+    # The waits number's SMS waits 30 s, scaled to 0.3 s and reported as 1 s.
+    sent_at = pz.SystemClock().now().fromisoformat(request["time"]).timestamp()
+    assert sent_at >= checked_at + 1.0
+
+
+async def test_the_same_number_twice_is_one_registration(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    first = await queue.register(READY, instance=instances[0])
+    again = await asyncio.gather(*(queue.register(READY, instance=instances[0]) for _ in range(5)))
+    assert {s.number for s in again} == {first.number}
+    assert all(s.instance == instances[0] for s in again)
+    statuses = await answer_until_done(queue, sandbox, [READY])
+    assert statuses[READY].status == "connected"
+    checks = [e for e in sandbox.requests() if e["route"] == "registration-available"]
+    assert len(checks) == 1
+    # Registered again once finished: the same one, unless a restart is asked for.
+    again_done = await queue.register(READY, instance=instances[0])
+    assert again_done.done and again_done.version == statuses[READY].version
+    restarted = await queue.register(READY, instance=instances[0], restart=True)
+    assert not restarted.done and restarted.version > statuses[READY].version
+
+
+async def test_one_number_per_instance_at_a_time(
+    queue: RegistrationQueue, instances: list[str]
+) -> None:
+    await queue.register(READY, instance=instances[0])
+    with pytest.raises(pz.InstanceBusyError, match="is registering \\+5511900000001") as caught:
+        await queue.register(WAITS, instance=instances[0])
+    assert caught.value.instance == instances[0]
+    with pytest.raises(pz.UnknownRegistrationError):
+        await queue.status(WAITS)
+    assert await queue.counts() == {"check": 1}
+
+
+async def test_bad_input_is_refused_before_anything_is_written(
+    queue: RegistrationQueue, instances: list[str], redis_url: str
+) -> None:
+    with pytest.raises(pz.InvalidPhoneNumber):
+        await queue.register("+55 11 9", instance=instances[0])
+    with pytest.raises(pz.ConfigurationError, match="name the instance"):
+        await queue.register(READY)
+    with pytest.raises(pz.UnknownRegistrationError):
+        await queue.submit_code(READY, "123456")
+    await queue.register(READY, instance=instances[0])
+    with pytest.raises(pz.InvalidArgument, match="the code must be 4 to 8 digits"):
+        await queue.submit_code(READY, "12ab")
+    with pytest.raises(pz.InvalidArgument, match="the PIN must be 6 digits"):
+        await queue.submit_pin(READY, "12")
+    with pytest.raises(pz.RegistrationStateError, match="does not wait for a pin"):
+        await queue.submit_pin(READY, "123456")
+    with pytest.raises(pz.RegistrationStateError, match="does not wait for a code"):
+        await queue.submit_code(READY, "123456")  # still at the check, no code asked yet
+    r = aioredis.from_url(redis_url)
+    try:
+        assert await r.keys("plugz:plugz:input:*") == []
+    finally:
+        await r.aclose()
+
+
+async def test_a_code_that_never_comes_moves_to_the_next_channel(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    worker = new_worker(sandbox, redis_url, input_timeout=0.3)
+    task = asyncio.create_task(worker.run())
+    try:
+        await queue.register(READY, instance=instances[0])
+
+        async def never(status: RegistrationStatus) -> None:
+            return None
+
+        statuses = await answer_until_done(queue, sandbox, [READY], give=never, timeout=40)
+    finally:
+        await worker.stop()
+        await task
+    status = statuses[READY]
+    assert status.status == "no_code"
+    timeouts = [e for e in status.events if e.kind is pz.EventKind.CODE_TIMEOUT]
+    # The ready number is not eligible for wa_old: SMS, then voice, then no channel left.
+    assert [e.channel for e in timeouts] == [pz.Channel.SMS, pz.Channel.VOICE]
+    assert len(code_requests(sandbox, READY)) == 2  # one per channel window
+
+
+async def test_a_wrong_code_is_asked_again_then_the_right_one_connects(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    await queue.register(READY, instance=instances[0])
+    given: list[str] = []
+
+    async def wrong_then_right(status: RegistrationStatus) -> None:
+        if status.wants == "code" and len(given) == len(
+            [e for e in status.events if e.kind is pz.EventKind.CODE_REJECTED]
+        ):
+            code = "000000" if not given else sandbox.codes(number=digits(READY))[-1]["code"]
+            given.append(code)
+            await queue.submit_code(READY, code)
+
+    statuses = await answer_until_done(queue, sandbox, [READY], give=wrong_then_right)
+    assert statuses[READY].status == "connected"
+    assert [e.message for e in statuses[READY].events].count("wrong code") == 1
+
+
+async def test_status_counts_and_events_follow_the_registrations(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def follow() -> None:
+        async for item in queue.events(after="0", timeout=5.0):
+            seen.append((item.number, item.event.kind.value))
+            if item.event.kind is pz.EventKind.FINISHED:
+                return
+
+    following = asyncio.create_task(follow())
+    await queue.register(BANNED, instance=instances[0])
+    await asyncio.wait_for(following, 10)
+    assert seen == [(e164(BANNED), k) for k in ("checked", "planned", "finished")]
+    status = await queue.status(BANNED)
+    assert status.to_dict()["outcome"] == "appeal"
+    assert [s.number for s in await queue.statuses()] == [e164(BANNED)]
+    assert await queue.statuses(offset=1) == []
+    assert repr(queue) == "RegistrationQueue(queue='plugz')"
+
+
+async def test_request_unbanning_follows_an_appeal(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    await queue.register(BANNED, instance=instances[0])
+    await answer_until_done(queue, sandbox, [BANNED])
+    async with sandbox.new_client(instance=instances[0]) as client:
+        answer = await queue.request_unbanning(
+            BANNED, "my number was banned by mistake", client=client
+        )
+        assert answer.success
+        await queue.register(READY, instance=instances[1])
+        with pytest.raises(pz.RegistrationStateError, match="did not end banned"):
+            await queue.request_unbanning(READY, "no", client=client)
+
+
+# -- errors: waited out, or the registration given up ------------------------------------
+
+
+async def test_an_outage_is_waited_out(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    sandbox.outage()
+    await queue.register(READY, instance=instances[0])
+    await asyncio.sleep(1.5)
+    status = await queue.status(READY)
+    assert not status.done and status.error is not None and "503" in status.error
+    sandbox.end_outage()
+    statuses = await answer_until_done(queue, sandbox, [READY])
+    assert statuses[READY].status == "connected" and statuses[READY].error is None
+
+
+async def test_a_refused_token_gives_the_registration_up_without_showing_it(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    wrong = "ct-WRONG-secret-7f3a"
+    worker = new_worker(sandbox, redis_url, client_token=wrong)
+    task = asyncio.create_task(worker.run())
+    try:
+        await queue.register(READY, instance=instances[0])
+        statuses = await answer_until_done(queue, sandbox, [READY])
+    finally:
+        await worker.stop()
+        await task
+    status = statuses[READY]
+    assert status.status == "failed" and status.failed and status.outcome is None
+    assert status.error is not None and "AuthenticationError" in status.error
+    assert wrong not in status.error and wrong not in repr(status)
+    assert await queue.counts() == {"failed": 1}
+
+
+async def test_a_worker_without_the_instance_token_gives_up_with_a_clear_error(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    worker = new_worker(sandbox, redis_url, credentials={})
+    task = asyncio.create_task(worker.run())
+    try:
+        await queue.register(READY, instance=instances[0])
+        statuses = await answer_until_done(queue, sandbox, [READY])
+    finally:
+        await worker.stop()
+        await task
+    error = statuses[READY].error
+    assert error is not None
+    assert "no token for instance" in error
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+async def test_no_token_reaches_redis_or_the_logs(
+    sandbox: Sandbox,
+    worker: QueueWorker,
+    queue: RegistrationQueue,
+    instances: list[str],
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    numbers = [READY, CAPTCHA, PIN_NUMBER, BANNED]
+    for number, instance in zip(numbers, instances, strict=False):
+        await queue.register(number, instance=instance)
+    await answer_until_done(queue, sandbox, numbers)
+    secrets = [CLIENT_TOKEN, *sandbox.instances().values()]
+    r = aioredis.from_url(redis_url)
+    try:
+        dump = []
+        for key in await r.keys("*"):
+            kind = (await r.type(key)).decode()
+            if kind == "string":
+                dump.append(await r.get(key))
+            elif kind == "hash":
+                dump.append(repr(await cast(Any, r.hgetall(key))).encode())
+            elif kind in ("list",):
+                dump.append(repr(await cast(Any, r.lrange(key, 0, -1))).encode())
+            elif kind == "zset":
+                dump.append(repr(await r.zrange(key, 0, -1)).encode())
+            elif kind == "stream":
+                dump.append(repr(await r.xrange(key)).encode())
+            dump.append(key)
+        everything = b"\n".join(d for d in dump if d)
+    finally:
+        await r.aclose()
+    assert b"+5511900000008" in everything  # the dump did read the registrations
+    for secret in secrets:
+        assert secret.encode() not in everything, secret
+        assert secret not in caplog.text
+        assert secret not in repr(worker)
+
+
+def test_the_worker_needs_a_redis_url_and_a_client_token() -> None:
+    with pytest.raises(pz.ConfigurationError, match="PLUGZ_REDIS_URL"):
+        QueueWorker(environ={})
+    with pytest.raises(pz.ConfigurationError, match="redis://"):
+        QueueWorker("http://localhost", environ={})
+    with pytest.raises(pz.ConfigurationError, match="PLUGZ_CLIENT_TOKEN"):
+        QueueWorker("redis://127.0.0.1:1/0", environ={})
+    with pytest.raises(pz.InvalidArgument, match="concurrency"):
+        QueueWorker("redis://127.0.0.1:1/0", concurrency=0, client_token="x", environ={})
+    worker = QueueWorker(
+        environ={"PLUGZ_REDIS_URL": "redis://127.0.0.1:1/0", "PLUGZ_CLIENT_TOKEN": "x"}
+    )
+    assert worker.redis_url == "redis://127.0.0.1:1/0"
