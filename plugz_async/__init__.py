@@ -72,12 +72,14 @@ from ._transport import AttemptMiddleware, Send
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
+    from . import queue as queue
     from . import sandbox as sandbox
     from . import testing as testing
 
 # Loaded on first use: ``pz.sandbox.running()`` works after ``import plugz_async as pz``
-# without every user paying for the server code at import.
-_SUBMODULES = ("sandbox", "testing")
+# without every user paying for the server code at import (nor for saq and Redis, which
+# ``queue`` needs from the ``queue`` extra).
+_SUBMODULES = ("queue", "sandbox", "testing")
 
 
 def __getattr__(name: str) -> _typing.Any:

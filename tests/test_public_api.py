@@ -118,7 +118,10 @@ def test_sandbox_and_testing_load_on_first_use() -> None:
     ("code", "never"),
     [
         # A service imports the SDK: no terminal UI, no server, no dataframes.
-        ("import plugz_async", {"rich", "aiohttp.web", "pandas", "matplotlib"}),
+        (
+            "import plugz_async",
+            {"rich", "aiohttp.web", "pandas", "matplotlib", "saq", "redis", "limits"},
+        ),
         # `plugz-async check` loads its own command, and not the sandbox server.
         (
             "from plugz_async.cli import build_parser; build_parser('check')",
@@ -217,6 +220,18 @@ def test_a_missing_extra_is_an_import_error_naming_it(
     assert isinstance(info.value, pz.MissingDependencyError)
     assert f"pip install 'plugz-async[{extra}]'" in str(info.value)
     assert info.value.extra == extra and info.value.name == module
+
+
+def test_the_queue_without_its_extra_is_an_import_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m.startswith("plugz_async.queue")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "saq", None)  # as if not installed
+    with pytest.raises(pz.MissingDependencyError) as info:
+        importlib.import_module("plugz_async.queue")
+    assert "pip install 'plugz-async[queue]'" in str(info.value)
+    assert info.value.extra == "queue" and info.value.name == "saq"
 
 
 def test_public_names_report_the_package_as_their_module() -> None:
