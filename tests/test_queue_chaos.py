@@ -361,3 +361,29 @@ async def test_the_per_instance_rate_limit_holds_across_four_workers(
     ran = [log for log in workers.logs() if "step " in log]
     assert len(ran) >= 2  # the limit was shared, not one worker's own
     assert workers.stop_all() == [0, 0, 0, 0]
+
+
+# -- a graceful stop ---------------------------------------------------------------------------
+
+
+async def test_sigterm_lets_the_code_request_in_flight_finish(
+    sandbox: Sandbox, workers: Workers, queue: RegistrationQueue
+) -> None:
+    sandbox.hold(CODE_ROUTE, 1.5, number=digits(READY))
+    worker = workers.start()
+    await queue.register(READY, instance=INSTANCE_ID)
+    deadline = time.monotonic() + 10
+    while not code_requests(sandbox, READY):  # the request is on the wire, its answer held
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    worker.terminate()
+    assert await workers.wait_for_exit(worker) == 0
+    # The step finished before the worker left: its answer was written, nothing is left over.
+    status = await queue.status(READY)
+    assert status.status == "confirm_code" and status.wants == "code"
+    assert status.events[-1].message == "code sent by sms"
+    assert "worker stopped" in workers.log(worker)
+    workers.start()
+    statuses = await feed_until_done(queue, sandbox, [READY])
+    assert statuses[READY].status == "connected"
+    assert len(code_requests(sandbox, READY)) == 1
