@@ -11,6 +11,7 @@ its intent), and closes what it opened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -272,7 +273,9 @@ class QueueWorker:
                 async def beat() -> None:
                     while True:
                         await asyncio.sleep(heartbeat / 3)
-                        await job.update()
+                        # Redis away: the step may be taken over; its writes are fenced.
+                        with contextlib.suppress(OSError, RedisError):
+                            await job.update()
 
                 beating = asyncio.create_task(beat())
                 try:
