@@ -22,6 +22,7 @@ from plugz_async.queue import QueueWorker, RegistrationQueue, RegistrationStatus
 from plugz_async.sandbox import (
     CAPTCHA_TEXT,
     PIN,
+    Reply,
     Sandbox,
     SandboxConfig,
     running,
@@ -121,6 +122,8 @@ async def answer_until_done(
                 if sent:
                     await queue.submit_code(number, sent[-1]["code"])
             elif status.wants == "captcha":
+                assert status.captcha is not None and status.captcha.startswith(b"\x89PNG")
+                assert status.to_dict()["captcha"].startswith("data:image/png;base64,")
                 await queue.submit_captcha(number, CAPTCHA_TEXT)
             elif status.wants == "pin":
                 await queue.submit_pin(number, PIN)
@@ -360,18 +363,24 @@ async def test_a_refused_token_gives_the_registration_up_without_showing_it(
     assert await queue.counts() == {"failed": 1}
 
 
-async def test_a_worker_without_the_instance_token_gives_up_with_a_clear_error(
+async def test_a_worker_without_the_instance_token_retries_then_gives_up_clearly(
     sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
 ) -> None:
-    worker = new_worker(sandbox, redis_url, credentials={})
+    # Another worker may hold the token (or it is being rolled out): not given up at once.
+    worker = new_worker(sandbox, redis_url, credentials={}, max_errors=2)
     task = asyncio.create_task(worker.run())
     try:
         await queue.register(READY, instance=instances[0])
+        await asyncio.sleep(0.5)
+        status = await queue.status(READY)
+        assert not status.done and status.error is not None
+        assert "no token for instance" in status.error
         statuses = await answer_until_done(queue, sandbox, [READY])
     finally:
         await worker.stop()
         await task
     error = statuses[READY].error
+    assert statuses[READY].status == "failed"
     assert error is not None
     assert "no token for instance" in error
 
@@ -432,3 +441,52 @@ def test_the_worker_needs_a_redis_url_and_a_client_token() -> None:
         environ={"PLUGZ_REDIS_URL": "redis://127.0.0.1:1/0", "PLUGZ_CLIENT_TOKEN": "x"}
     )
     assert worker.redis_url == "redis://127.0.0.1:1/0"
+
+
+async def test_a_code_request_the_server_refused_is_not_sent_again_blindly(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    # A 400 answer: certainly not acted on, and it will not pass: given up at once (it
+    # used to be kept as "maybe sent" and sent again after every lease).
+    sandbox.then(Reply(400, json={"error": "Bad Request"}), route="request-registration-code")
+    worker = new_worker(sandbox, redis_url)
+    task = asyncio.create_task(worker.run())
+    try:
+        await queue.register(READY, instance=instances[0])
+        statuses = await answer_until_done(queue, sandbox, [READY])
+    finally:
+        await worker.stop()
+        await task
+    assert statuses[READY].status == "failed"
+    assert len(code_requests(sandbox, READY)) == 1
+
+
+async def test_a_503_at_the_code_request_is_tried_again_and_sends_one_code(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    # 503 (by HTTP, not handled) is retried by the client itself while the request's time
+    # lasts; three of them outlast it, and the step is tried again a second later.
+    sandbox.then(*[Reply(503, body="busy")] * 3, route="request-registration-code")
+    await queue.register(READY, instance=instances[0])
+    statuses = await answer_until_done(queue, sandbox, [READY])
+    assert statuses[READY].status == "connected"
+    answered = [e["status"] for e in code_requests(sandbox, READY)]
+    assert answered.count(200) == 1 and len(sandbox.codes(number=digits(READY))) == 1
+
+
+async def test_a_worker_asked_to_stop_before_it_runs_stops_at_once(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    worker = new_worker(sandbox, redis_url)
+    task = asyncio.create_task(worker.run())
+    await worker.stop()
+    await asyncio.wait_for(task, 5)
+    again = new_worker(sandbox, redis_url, handle_signals=False)
+    await again.stop()
+    await asyncio.wait_for(again.run(), 5)
+
+
+@pytest.mark.parametrize("rate", ["0/second", "5/second;10/minute", "fast", "-1/second"])
+def test_a_rate_limit_that_cannot_work_is_refused_at_once(rate: str) -> None:
+    with pytest.raises(pz.InvalidArgument, match="rate limit must read like"):
+        QueueWorker("redis://127.0.0.1:1/0", client_token="x", rate_limit=rate, environ={})

@@ -210,25 +210,38 @@ def windows(status: Any) -> int:
 # -- a worker killed before, during and right after the code request -----------------------
 
 
-@pytest.mark.parametrize("fault", ["kill-before", "kill-during", "kill-after"])
+WAITS = "+55 11 90000-0002"  # its own waits (30 s for SMS, scaled to 3 s) before the code
+
+
+@pytest.mark.parametrize(
+    ("fault", "number"),
+    [
+        ("kill-before", READY),
+        ("kill-during", READY),
+        ("kill-after", READY),
+        # A wait in force after a dead run must be the code request's, not the number's
+        # own wait: this one had a wait before its code was ever asked for.
+        ("kill-before", WAITS),
+    ],
+)
 async def test_a_worker_killed_at_the_code_request_costs_no_second_code(
-    fault: str, sandbox: Sandbox, workers: Workers, queue: RegistrationQueue
+    fault: str, number: str, sandbox: Sandbox, workers: Workers, queue: RegistrationQueue
 ) -> None:
     if fault == "kill-during":
-        sandbox.hold(CODE_ROUTE, 3.0, number=digits(READY))
+        sandbox.hold(CODE_ROUTE, 3.0, number=digits(number))
     victim = workers.start(fault)
-    await queue.register(READY, instance=INSTANCE_ID)
+    await queue.register(number, instance=INSTANCE_ID)
     assert await workers.wait_for_exit(victim) == -signal.SIGKILL
     assert f"fault {fault}" in workers.log(victim)
-    sent_before_takeover = len(code_requests(sandbox, READY))
+    sent_before_takeover = len(code_requests(sandbox, number))
     assert sent_before_takeover == (0 if fault == "kill-before" else 1)
 
     workers.start()  # another worker takes the registration over
-    statuses = await feed_until_done(queue, sandbox, [READY])
-    status = statuses[READY]
+    statuses = await feed_until_done(queue, sandbox, [number])
+    status = statuses[number]
     assert status.status == "connected"
-    assert len(code_requests(sandbox, READY)) == 1
-    assert len(sandbox.codes(number=digits(READY))) == 1
+    assert len(code_requests(sandbox, number)) == 1
+    assert len(sandbox.codes(number=digits(number))) == 1
     requested = [e.message for e in status.events if e.kind is pz.EventKind.CODE_REQUESTED]
     if fault == "kill-before":
         assert requested == ["code sent by sms"]  # the request never left: sent by the survivor

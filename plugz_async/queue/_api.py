@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -45,6 +46,8 @@ class RegistrationStatus:
         next_at: when its next step is due (None once done).
         plan: the plan (None before the check).
         appeal_token: when banned, the token for ``request_unbanning``.
+        captcha: the captcha image (PNG) to answer with ``submit_captcha``, while
+            ``wants`` is ``"captcha"``.
         error: the last error a step met (the reason when ``failed``).
         events: what happened, in order.
         version: bumped by every change.
@@ -61,6 +64,7 @@ class RegistrationStatus:
     next_at: datetime | None
     plan: RegistrationPlan | None = attrs.field(repr=False)
     appeal_token: str | None = attrs.field(default=None, repr=False)
+    captcha: bytes | None = attrs.field(default=None, repr=False)
     error: str | None = None
     events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
     version: int = 0
@@ -83,6 +87,9 @@ class RegistrationStatus:
             "wants": self.wants,
             "next_at": None if self.next_at is None else self.next_at.isoformat(),
             "plan": None if self.plan is None else self.plan.to_dict(),
+            "captcha": None
+            if self.captcha is None
+            else "data:image/png;base64," + base64.b64encode(self.captcha).decode(),
             "error": self.error,
             "version": self.version,
             "events": [
@@ -181,7 +188,9 @@ class RegistrationQueue:
 
     @property
     def saq_queue(self) -> Any:
-        """The saq ``Queue`` underneath (for saq's web UI: ``saq.web.aiohttp.create_app``)."""
+        """The saq ``Queue`` underneath (to look at its jobs). saq's web UI closes the
+        queues it is given when it stops: give it a queue of its own,
+        ``saq.Queue.from_url(url, name=queue.name)``."""
         return self._saq
 
     # -- registering ---------------------------------------------------------------------
@@ -244,9 +253,13 @@ class RegistrationQueue:
         phone = PhoneNumber.parse(number)
         record = await self._record(phone)
         step = RegistrationStep(record.state["step"])
-        accepts = INPUT_KINDS.get(step) == kind or (
-            kind == "code" and step is RegistrationStep.REQUEST_CODE
+        # A code may come before the worker wrote that it was sent (or that the captcha
+        # before it was accepted): it is kept for the step that wants it.
+        early_code = kind == "code" and step in (
+            RegistrationStep.REQUEST_CODE,
+            RegistrationStep.ANSWER_CAPTCHA,
         )
+        accepts = INPUT_KINDS.get(step) == kind or early_code
         if record.done or not accepts:
             raise RegistrationStateError(
                 f"the registration of {phone.e164} does not wait for a {kind}"
@@ -359,6 +372,7 @@ class RegistrationQueue:
             next_at=None if record.done else datetime.fromtimestamp(record.due, tz=timezone.utc),
             plan=plan,
             appeal_token=None if plan is None else plan.appeal_token,
+            captcha=None if record.done else state.captcha,
             error=record.error,
             events=state.events,
             version=record.version,

@@ -60,7 +60,7 @@ class SaqScheduler:
             heartbeat=self.heartbeat,
             retries=self.retries,
             retry_delay=1.0,
-            retry_backoff=True,
+            retry_backoff=60.0,  # saq's pauses between runs of a failed job: at most 60 s
             number=number,
             step_id=step_id,
         )

@@ -25,15 +25,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
+from redis.exceptions import RedisError
 
 from plugz_async._clock import Clock
 from plugz_async._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
-    ConfigurationError,
+    ConnectError,
     InstanceNotFoundError,
     InvalidArgument,
+    PlanDataError,
     PlugzError,
     RateLimitError,
     ResponseDecodeError,
@@ -59,12 +61,12 @@ INPUT_KINDS = {
 }
 
 #: Errors that end a queued registration at once (``failed``): trying again cannot help.
+#: (A worker with no token for the instance is not one: another worker may have it.)
 PERMANENT = (
     AuthenticationError,
     InstanceNotFoundError,
     BadRequestError,
     ResponseDecodeError,
-    ConfigurationError,
     InvalidArgument,
 )
 
@@ -83,6 +85,8 @@ class StepRunner:
         client_for: the client of an instance (its token comes from the worker's
             credentials, never from Redis).
         acquire: waits for the instance's rate limit (None: no limit).
+        forget: drops an instance's client after its token was refused (it may have
+            been rotated: the next step reads it again).
         input_timeout: seconds a code, captcha text or PIN is waited for.
         device_poll_interval: seconds between asking whether a transfer was approved.
         request_timeout: the code request's timeout.
@@ -98,6 +102,7 @@ class StepRunner:
     machine: RegistrationMachine
     client_for: ClientFor
     acquire: Acquire | None = None
+    forget: Callable[[str], Awaitable[None]] | None = None
     input_timeout: float = 600.0
     device_poll_interval: float = 5.0
     request_timeout: float = 15.0
@@ -127,11 +132,18 @@ class StepRunner:
         if record.step_id != step_id:
             await self.scheduler.schedule(number, record.step_id, record.due)
             return "stale"
-        state = RegistrationState.from_dict(record.state, clock=self.clock)
+        try:
+            state = RegistrationState.from_dict(record.state, clock=self.clock)
+        except PlanDataError as error:
+            await self.store.give_up(record, _describe(error))
+            return "failed"
         early = record.due - self.now()
         if early > 0 and not await self._input_given(record, state):
             if early > self.max_sleep:
-                await self.scheduler.schedule(number, record.step_id, record.due, reason="early")
+                # A job of ours that ran early (another host's clock ahead): run again at
+                # the due time, under a key of its own (this job's key is still active).
+                reason = f"early-{new_step_id()[:8]}"
+                await self.scheduler.schedule(number, record.step_id, record.due, reason=reason)
                 return "early"
             await self.clock.sleep(early)
         try:
@@ -142,7 +154,11 @@ class StepRunner:
             logger.warning("registration of %s: %s", number, error)
             return "refused"
         except PlugzError as error:
-            return await self._failed(record, state, error)
+            try:
+                return await self._failed(record, state, error)
+            except StaleWriteError as stale:
+                logger.warning("registration of %s: %s", number, stale)
+                return "refused"
 
     async def _step(self, record: Record, state: RegistrationState) -> str:
         machine = self.machine
@@ -178,9 +194,13 @@ class StepRunner:
         assert plan is not None
         intent = record.intent
         if intent is not None:
-            if self.now() < intent.lease_until:
-                # Another run may still be waiting for the answer: look after its lease.
-                await self._again(record, state, at=intent.lease_until, keep_intent=True)
+            if await self.store.server_time() < intent.lease_until:
+                # Another run may still be waiting for the answer: look again once its
+                # lease is over, without writing (its answer must still be written).
+                reason = f"lease-{intent.id}"
+                await self.scheduler.schedule(
+                    record.number, record.step_id, intent.lease_until, reason=reason
+                )
                 return "lease"
             client = await self._client(record)
             availability = await client.check_availability(state.number)
@@ -195,39 +215,57 @@ class StepRunner:
         if wait > 0:
             await self.clock.sleep(wait)
         client = await self._client(record)
+        # The send window runs from before the intent is written: a run delayed anywhere
+        # from here to the wire (a slow write, a stall, a blocked loop) sends nothing.
+        started = self.clock.monotonic()
         mark = CodeIntent(
-            id=new_step_id(), channel=channel.value, lease_until=self.now() + self.lease
+            id=new_step_id(),
+            channel=channel.value,
+            lease_until=await self.store.server_time() + self.lease,
         )
-        version = await self.store.write(record, state, intent=mark)
-        written = self.clock.monotonic()
+        version = await self.store.write(record, state, intent=mark, errors=record.errors)
         record = attrs.evolve(record, version=version, intent=mark)
-        if self.clock.monotonic() - written > self.send_window:
-            # This run stalled between writing the intent and sending: send nothing.
-            await self._again(record, state, at=mark.lease_until, keep_intent=True)
+        if self.clock.monotonic() - started > self.send_window:
+            await self.scheduler.schedule(
+                record.number, record.step_id, mark.lease_until, reason=f"lease-{mark.id}"
+            )
             return "lease"
         try:
             request = await client.request_code(state.number, channel, timeout=self.request_timeout)
         except PlugzError as error:
+            if not_processed(error):
+                # Certainly not acted on: no code went out. Drop the intent, try later.
+                return await self._failed(record, state, error, drop_intent=True)
             # It may or may not have reached the server: after the lease, the
             # availability check will say.
             await self._again(
-                record, state, at=mark.lease_until, keep_intent=True, error=_describe(error)
+                record,
+                state,
+                at=mark.lease_until,
+                keep_intent=True,
+                error=_describe(error),
+                errors=record.errors,
             )
             return "unknown"
-        return await self._commit(record, state, self.machine.code_requested(state, request))
+        return await self._commit(
+            record, state, self.machine.code_requested(state, request), persist=True
+        )
 
     # -- a person's input -------------------------------------------------------------------
 
     async def _answer(self, record: Record, state: RegistrationState) -> str:
         kind = INPUT_KINDS[state.step]
-        given = await self.store.peek_input(record.number)
+        text = await self.store.peek_input(record.number, kind)
         machine = self.machine
-        if given is None or given[0] != kind:
+        if text is None:
             if state.step is RegistrationStep.CONFIRM_CODE:
                 return await self._commit(record, state, machine.code_timed_out(state))
             return await self._commit(record, state, machine.input_missing(state))
-        text = given[1]
         client = await self._client(record)
+        # Claim the step before sending (an unsafe route): a second run of it, by a
+        # worker that took a stalled one's step over, is refused here, not at the end.
+        version = await self.store.write(record, state, keep_intent=True, errors=record.errors)
+        record = attrs.evolve(record, version=version)
         following: RegistrationState
         if state.step is RegistrationStep.CONFIRM_CODE:
             try:
@@ -250,7 +288,7 @@ class StepRunner:
                 following = machine.pin_invalid(state, error)
             else:
                 following = machine.pin_confirmed(state, pin)
-        await self.store.drop_input(record.number, given)
+        await self.store.drop_input(record.number, kind, text)
         return await self._commit(record, state, following)
 
     # -- writing ----------------------------------------------------------------------------
@@ -258,10 +296,7 @@ class StepRunner:
     async def _input_given(self, record: Record, state: RegistrationState) -> bool:
         """Whether the input ``state``'s step waits for has been given."""
         kind = INPUT_KINDS.get(state.step)
-        if kind is None:
-            return False
-        given = await self.store.peek_input(record.number)
-        return given is not None and given[0] == kind
+        return kind is not None and await self.store.peek_input(record.number, kind) is not None
 
     async def _due(self, record: Record, state: RegistrationState) -> float:
         """When the step ``state`` is at should run."""
@@ -280,13 +315,31 @@ class StepRunner:
         return now
 
     async def _commit(
-        self, record: Record, before: RegistrationState, after: RegistrationState, note: str = ""
+        self,
+        record: Record,
+        before: RegistrationState,
+        after: RegistrationState,
+        note: str = "",
+        *,
+        persist: bool = False,
     ) -> str:
         """Write ``after`` (refused if anything was written since ``record``), then have
-        its step run when due."""
+        its step run when due. ``persist``: the write holds an answer that cannot be asked
+        for again (a code request's): keep trying through a Redis that is away for a
+        moment, for as long as the intent's lease."""
         step_id = new_step_id()
         due = await self._due(record, after)
-        await self.store.write(record, after, before=before, step_id=step_id, due=due)
+        give_up_at = self.clock.monotonic() + (self.lease if persist else 0.0)
+        pause = 0.1
+        while True:
+            try:
+                await self.store.write(record, after, before=before, step_id=step_id, due=due)
+                break
+            except (OSError, RedisError):
+                if self.clock.monotonic() + pause > give_up_at:
+                    raise
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, 1.0)
         if not after.done:
             await self.scheduler.schedule(record.number, step_id, due)
             if due > self.now() and await self._input_given(record, after):
@@ -302,18 +355,38 @@ class StepRunner:
         at: float,
         keep_intent: bool = False,
         error: str | None = None,
+        errors: int | None = None,
     ) -> None:
         """Run the same step again at ``at`` (under a new step id)."""
         step_id = new_step_id()
         await self.store.write(
-            record, state, step_id=step_id, due=at, keep_intent=keep_intent, error=error
+            record,
+            state,
+            step_id=step_id,
+            due=at,
+            keep_intent=keep_intent,
+            error=error,
+            errors=errors,
         )
         await self.scheduler.schedule(record.number, step_id, at)
 
-    async def _failed(self, record: Record, state: RegistrationState, error: PlugzError) -> str:
-        """A step met an error: try again later (with a growing pause), or give up."""
+    async def _failed(
+        self,
+        record: Record,
+        state: RegistrationState,
+        error: PlugzError,
+        *,
+        drop_intent: bool = False,
+    ) -> str:
+        """A step met an error: try again later (with a growing pause), or give up.
+
+        ``drop_intent``: the error says this run's code request was certainly not acted
+        on, so its intent goes.
+        """
         text = _describe(error)
         logger.warning("registration of %s: %s", record.number, text)
+        if isinstance(error, AuthenticationError) and self.forget is not None:
+            await self.forget(record.instance)  # a token rotated since: read it again
         permanent = isinstance(error, PERMANENT) or (
             isinstance(error, APIError)
             and not isinstance(error, RateLimitError)
@@ -330,10 +403,19 @@ class StepRunner:
             return "failed"
         retry_after = getattr(error, "retry_after", None)
         pause = max(float(retry_after or 0.0), min(2.0**record.errors, 60.0))
-        await self._again(
-            record, state, at=self.now() + pause, keep_intent=record.intent is not None, error=text
-        )
+        keep = record.intent is not None and not drop_intent
+        await self._again(record, state, at=self.now() + pause, keep_intent=keep, error=text)
         return "retry"
+
+
+def not_processed(error: PlugzError) -> bool:
+    """Whether a failed request certainly was not acted on by the server: it was never
+    sent (no connection), or the server refused it (a 4xx, 503) before acting."""
+    if isinstance(error, ConnectError):
+        return True
+    if isinstance(error, APIError) and error.status is not None:
+        return error.status < 500 or error.status == 503
+    return False
 
 
 def _describe(error: BaseException) -> str:

@@ -11,8 +11,8 @@ Keys, under ``plugz:{queue}:``:
 * ``numbers`` (sorted set): every number, by when it was registered.
 * ``due`` (sorted set): the unfinished numbers, by when their next step is due.
 * ``instance:{id}``: the number the instance registers now.
-* ``input:{number}``: a code, captcha text or PIN given and not used yet (apart from the
-  hash, so that giving it never makes a worker's write stale).
+* ``input:{number}:{kind}``: a code, captcha text or PIN given and not used yet (apart
+  from the hash, so that giving it never makes a worker's write stale).
 * ``events`` (stream): every event of every registration, as they are written.
 
 Every write is one Lua script that first compares ``version`` with the version the
@@ -73,7 +73,8 @@ if existing[2] then
     if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
   end
 end
-redis.call('DEL', reg)
+redis.call('DEL', reg, ARGV[10] .. 'input:' .. ARGV[1] .. ':code',
+  ARGV[10] .. 'input:' .. ARGV[1] .. ':captcha', ARGV[10] .. 'input:' .. ARGV[1] .. ':pin')
 redis.call('HSET', reg, 'state', ARGV[3], 'version', version, 'status', ARGV[4], 'done', '0',
   'instance', ARGV[2], 'step_id', ARGV[5], 'due', ARGV[6], 'created', ARGV[7],
   'updated', ARGV[7], 'errors', 0)
@@ -275,13 +276,15 @@ class Store:
         intent: CodeIntent | None = None,
         keep_intent: bool = False,
         error: str | None = None,
+        errors: int | None = None,
     ) -> int:
         """Write ``state`` over ``record``, if nothing was written since it was read.
 
         The events ``state`` has that ``before`` (or the stored state) had not go to the
         events stream. ``step_id`` and ``due`` name the next step; ``intent`` records a
-        code request about to go out (``keep_intent``: leave the stored one);
-        Returns the new version.
+        code request about to go out (``keep_intent``: leave the stored one). ``error``
+        records a step's error (one more in a row, or ``errors``); with neither, the
+        errors are cleared. Returns the new version.
 
         Raises:
             StaleWriteError: another write came first.
@@ -296,12 +299,14 @@ class Store:
             fields["intent"] = intent.to_json()
         elif not keep_intent:
             deleted.append("intent")
-        if error is None:
+        if error is not None:
+            fields["error"] = error
+            fields["errors"] = str(record.errors + 1 if errors is None else errors)
+        elif errors is not None:
+            fields["errors"] = str(errors)  # the last error stays on record
+        else:
             fields["errors"] = "0"
             deleted.append("error")
-        else:
-            fields["error"] = error
-            fields["errors"] = str(record.errors + 1)
         known = len(before.events) if before is not None else len(record.state["events"])
         events = [event_json(event) for event in state.events[known:]]
         version = await self._write(
@@ -351,22 +356,17 @@ class Store:
     # -- input from people: kept apart, so giving it never races a worker's write ----------
 
     async def set_input(self, number: str, kind: str, text: str) -> None:
-        """Keep a code, captcha text or PIN for the registration's step that wants it."""
-        value = json.dumps({"kind": kind, "text": text})
-        await self.redis.set(self.key(f"input:{number}"), value, ex=INPUT_KEPT)
+        """Keep a code, captcha text or PIN (``kind``) for the step that wants it."""
+        await self.redis.set(self.key(f"input:{number}:{kind}"), text, ex=INPUT_KEPT)
 
-    async def peek_input(self, number: str) -> tuple[str, str] | None:
-        """The input given and not used yet: ``(kind, text)``."""
-        raw = await self.redis.get(self.key(f"input:{number}"))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return str(data["kind"]), str(data["text"])
+    async def peek_input(self, number: str, kind: str) -> str | None:
+        """The ``kind`` of input given and not used yet."""
+        raw = await self.redis.get(self.key(f"input:{number}:{kind}"))
+        return None if raw is None else _text(raw)
 
-    async def drop_input(self, number: str, used: tuple[str, str]) -> None:
+    async def drop_input(self, number: str, kind: str, used: str) -> None:
         """Forget the input once used, unless newer input replaced it meanwhile."""
-        value = json.dumps({"kind": used[0], "text": used[1]})
-        await self._drop_input(keys=[self.key(f"input:{number}")], args=[value])
+        await self._drop_input(keys=[self.key(f"input:{number}:{kind}")], args=[used])
 
     def _keys(self, record: Record) -> list[str]:
         return [
@@ -376,6 +376,11 @@ class Store:
             self.key(f"instance:{record.instance}"),
             self.key("events"),
         ]
+
+    async def server_time(self) -> float:
+        """Redis's clock (Unix time): the one clock every worker's leases are read on."""
+        seconds, micros = await cast("Awaitable[tuple[int, int]]", self.redis.time())
+        return seconds + micros / 1_000_000
 
     async def counts(self) -> dict[str, int]:
         raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("counts")))

@@ -31,10 +31,11 @@ from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, ENV_INSTANCE_ID,
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._machine import RegistrationMachine
 from plugz_async._planner import RegistrationPlanner
+from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware
 
 from ._engine import STEP_FUNCTION, SaqScheduler
-from ._limits import InstanceRateLimit
+from ._limits import InstanceRateLimit, parse_rate
 from ._steps import StepRunner
 from ._store import Store
 
@@ -90,12 +91,23 @@ class _GracefulWorker(SaqWorker[Context]):
     """saq's worker, stopping without cutting a step in flight (within a grace)."""
 
     grace: float = 30.0
+    stop_requested: bool = False
+
+    async def upkeep(self) -> list[asyncio.Task[None]]:
+        tasks: list[asyncio.Task[None]] = await super().upkeep()
+        if self.stop_requested:  # asked before start() made its event
+            self.event.set()
+        return tasks
 
     async def stop(self) -> None:
-        self.event.set()  # no new job is taken from now on
-        in_flight = [context["task"] for context in self.job_task_contexts.values()]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self.grace)
+        self.event.set()  # no process task takes a job after the one it is waiting for
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        # A task idle in dequeue may still take one job during the grace: wait for that
+        # one too, until none is in flight.
+        while self.job_task_contexts and (left := deadline - loop.time()) > 0:
+            in_flight = [context["task"] for context in self.job_task_contexts.values()]
+            await asyncio.wait(in_flight, timeout=min(left, 1.0))
         # What is left waits for work or upkeep: cancel it here, quietly (saq would warn).
         # A step cut now (past the grace) is handed back to the queue by saq.
         waiting = list(self.tasks)
@@ -130,11 +142,17 @@ class QueueWorker:
         shutdown_grace: seconds a stopping worker lets its steps finish.
         repair_interval: how often steps overdue by that long are scheduled again (a
             process died between writing a step and scheduling it).
+        max_errors: errors in a row (the API down, no token for the instance...) after
+            which a registration is given up (``failed``); they are retried with a pause
+            that doubles, up to a minute.
         max_code_attempts, max_captcha_attempts, max_pin_attempts: as for
             ``client.registration()``.
         middlewares: attempt middlewares for every client (``PlugzClient``'s).
         clock: the clock (tests).
         environ: the environment to read (``os.environ`` when None).
+        handle_signals: stop gracefully on SIGTERM and SIGINT (saq's handlers, put back
+            to the defaults when it stops); False in an application that handles them
+            itself and calls `stop`.
     """
 
     def __init__(
@@ -156,12 +174,14 @@ class QueueWorker:
         sweep_interval: int = 10,
         shutdown_grace: float = 30.0,
         repair_interval: float = 30.0,
+        max_errors: int = 8,
         max_code_attempts: int = 3,
         max_captcha_attempts: int = 3,
         max_pin_attempts: int = 3,
         middlewares: Sequence[AttemptMiddleware] = (),
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
+        handle_signals: bool = True,
     ) -> None:
         env = os.environ if environ is None else environ
         self.redis_url = redis_url_of(redis_url, env)
@@ -179,6 +199,8 @@ class QueueWorker:
             )
         self._client_token = token.strip()
         self._base_url = base_url or env.get(ENV_BASE_URL, "").strip() or None
+        if rate_limit is not None:
+            parse_rate(rate_limit)  # a bad rate is refused now, not at the first step
         self.rate_limit = rate_limit
         clock = clock or SystemClock()
         self.machine = RegistrationMachine(
@@ -195,9 +217,12 @@ class QueueWorker:
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
         self.repair_interval = repair_interval
+        self.max_errors = max_errors
         self._middlewares = tuple(middlewares)
         self._clients: dict[str, Any] = {}
         self._saq: _GracefulWorker | None = None
+        self._stop_requested = False
+        self.handle_signals = handle_signals
 
     def __repr__(self) -> str:
         return (
@@ -227,7 +252,12 @@ class QueueWorker:
         limit = (
             None
             if self.rate_limit is None
-            else InstanceRateLimit(self.redis_url, self.rate_limit, namespace=self.queue_name)
+            else InstanceRateLimit(
+                self.redis_url,
+                self.rate_limit,
+                namespace=self.queue_name,
+                connection_pool=saq_queue.redis.connection_pool,
+            )
         )
         try:
             await saq_queue.connect()
@@ -248,6 +278,9 @@ class QueueWorker:
                         self._client_token,
                         session=session,
                         timeout=self.request_timeout,
+                        # Every attempt of a request within its timeout: a code request
+                        # retried (when certainly not processed) ends inside its lease.
+                        retry=RetryPolicy(deadline=self.request_timeout),
                         clock=self.machine.clock,
                         middlewares=self._middlewares,
                         **options,
@@ -255,8 +288,15 @@ class QueueWorker:
                     self._clients[instance] = client
                 return client
 
+            async def forget(instance: str) -> None:
+                client = self._clients.pop(instance, None)
+                if client is not None:
+                    await client.aclose()
+
             runner = StepRunner(
                 store=store,
+                forget=forget,
+                max_errors=self.max_errors,
                 scheduler=scheduler,
                 machine=self.machine,
                 client_for=client_for,
@@ -270,9 +310,12 @@ class QueueWorker:
             async def step(ctx: Context, *, number: str, step_id: str) -> str:
                 job = ctx["job"]
 
+                # The job's own heartbeat (a producer may have enqueued it with another).
+                every = (job.heartbeat or heartbeat) / 3
+
                 async def beat() -> None:
                     while True:
-                        await asyncio.sleep(heartbeat / 3)
+                        await asyncio.sleep(every)
                         # Redis away: the step may be taken over; its writes are fenced.
                         with contextlib.suppress(OSError, RedisError):
                             await job.update()
@@ -297,6 +340,9 @@ class QueueWorker:
                 timers=timers,
             )
             worker.grace = self.shutdown_grace
+            worker.stop_requested = self._stop_requested
+            if not self.handle_signals:
+                worker.SIGNALS = []  # the application keeps its own handlers
             self._saq = worker
             repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
             logger.info("worker of queue %s started", self.queue_name)
@@ -315,9 +361,15 @@ class QueueWorker:
             logger.info("worker of queue %s stopped", self.queue_name)
 
     async def stop(self) -> None:
-        """Stop taking steps; `run` returns once the steps in flight have finished."""
-        if self._saq is not None:
-            self._saq.event.set()
+        """Stop taking steps; `run` returns once the steps in flight have finished (also
+        when asked before `run` has started working)."""
+        self._stop_requested = True
+        worker = self._saq
+        if worker is not None:
+            worker.stop_requested = True
+            event = getattr(worker, "event", None)
+            if event is not None:
+                event.set()
 
 
 async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float) -> None:

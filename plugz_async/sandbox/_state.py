@@ -147,7 +147,9 @@ class RegistrationRecord:
         """The registration-available answer at ``now``: the number's own, with the time
         left of the waits a code request started (they stay in force after a new check:
         a server that forgot them would let anyone skip them by checking again)."""
-        if not self.requests:
+        if not self.requests and now <= self.waits_from:
+            return self.answer
+        if not any(self.waits.values()):
             return self.answer
         left = self.waits_left(now)
         return {
@@ -329,16 +331,18 @@ class SandboxState:
     def start_registration(self, instance: str, digits: str) -> RegistrationRecord:
         """A number was checked (registration-available).
 
-        The instance works on this number from now on. Its registration starts afresh
-        (its waits start now), unless a code was already requested for it: then the waits
-        that request started stay in force, and the answer reports the time left. The
-        oldest registration is forgotten past ``registration_limit``.
+        The instance works on this number from now on. Its waits start at its first
+        check; a number checked again (on the same instance) keeps them, and those a code
+        request started, and the answer reports the time left, as a real server would:
+        checking again never shortens nor restarts a wait. The oldest registration is
+        forgotten past ``registration_limit``.
         """
         now = self.now()
         key = (instance, digits)
         known = self._registrations.get(key)
-        if known is not None and known.requests:
-            # A code was requested: its waits stay in force; the check reports them.
+        if known is not None:
+            # The number's waits run from its first check, and those a code request
+            # started stay in force: a new check reports the time left of them.
             known.checked_at = now
             self._registrations.move_to_end(key)
             self._current[instance] = digits
