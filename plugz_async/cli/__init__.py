@@ -1,4 +1,5 @@
-"""``plugz-async``: check numbers, plan and wait for code channels, run the sandbox.
+"""``plugz-async``: check numbers, plan and wait for code channels, run the sandbox, run
+and feed the durable registration queue.
 
 A small ``main`` and a registry of commands (pip's ``commands/`` is the model): each
 command lives in a module of its own, imported only when that command runs, so
@@ -9,14 +10,18 @@ that runs it.
 Exit codes:
 
 ==== =================================================================
-0    done (for ``check``: every number was checked)
+0    done (for ``check``: every number was checked; ``worker``: stopped gracefully)
 1    an unexpected error (a bug: please report it)
-2    usage: bad arguments, an invalid number, missing credentials
+2    usage: bad arguments, an invalid number, missing credentials (or Redis URL, or
+     the ``queue`` extra), a number the queue has no registration of
 3    the API answered with an error (or an answer that could not be read)
-4    the API could not be reached (refused, dropped, timed out)
+4    the API (or the queue's Redis) could not be reached (refused, dropped, timed out)
 5    ``plan --wait``: the plan has no channel to wait for
 6    ``register``: the registration ended without connecting (banned, no code...)
-7    ``bulk``: rows ended in an error that may pass; ``--resume`` checks them again
+7    not complete: ``bulk``: rows ended in an error that may pass (``--resume`` checks
+     them again); ``queue register``: rows not queued; ``queue code`` (``captcha``,
+     ``pin``): the registration does not wait for it; ``demo --queue``: registrations
+     that did not end in time
 130  interrupted (Ctrl-C)
 ==== =================================================================
 """
@@ -52,6 +57,7 @@ from ._app import (
     App,
     CommandFailed,
     exit_code_for,
+    log_handler,
 )
 from ._explain import is_run_error
 
@@ -123,6 +129,18 @@ COMMANDS: dict[str, Command] = {
         "serve_sandbox",
         "run the sandbox server (a local stand-in of the API)",
     ),
+    "worker": Command(
+        "._worker",
+        "add_worker",
+        "worker",
+        "run a worker of the durable queue until SIGTERM or Ctrl-C",
+    ),
+    "queue": Command(
+        "._queue",
+        "add_queue",
+        "queue",
+        "durable registrations: queue numbers, see where they stand, give codes",
+    ),
 }
 
 
@@ -134,8 +152,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Check WhatsApp numbers for registration on PlugzAPI / Z-API and plan "
         "when each confirmation-code channel opens.",
         epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 API error, 4 API unreachable, "
-        "5 no channel to wait for, 6 registration not connected, 7 rows to check again "
-        "(bulk --resume), 130 interrupted.",
+        "5 no channel to wait for, 6 registration not connected, 7 incomplete (bulk rows to "
+        "check again, queue rows not queued...), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
@@ -156,21 +174,6 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _log_handler(app: App) -> logging.Handler:
-    """A stderr handler for the SDK's logs, masking the CLI's secrets once more."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-
-    class _Mask(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.msg = app.redactor.redact(record.getMessage())
-            record.args = None
-            return True
-
-    handler.addFilter(_Mask())
-    return handler
-
-
 def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
     """Run the command line; return the exit code (``run()`` exits with it)."""
     words = sys.argv[1:] if argv is None else list(argv)
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
     command = COMMANDS[args.command].load()[1]
     app = App(args, clock or SystemClock())
     package_logger = logging.getLogger("plugz_async")
-    handler, level = _log_handler(app), package_logger.level
+    handler, level = log_handler(app), package_logger.level
     if args.verbose:
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.DEBUG)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -45,8 +47,10 @@ __all__ = [
     "PROG",
     "App",
     "CommandFailed",
+    "channel_list",
     "connection_options",
     "exit_code_for",
+    "log_handler",
     "positive",
 ]
 
@@ -96,7 +100,8 @@ def positive(text: str) -> float:
     return value
 
 
-def _channels(text: str) -> tuple[Channel, ...]:
+def channel_list(text: str) -> tuple[Channel, ...]:
+    """An argparse type: channels, comma-separated (``sms,voice``)."""
     try:
         return tuple(Channel(part.strip()) for part in text.split(",") if part.strip())
     except ValueError:
@@ -130,7 +135,7 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
     )
     tuning.add_argument(
         "--prefer",
-        type=_channels,
+        type=channel_list,
         default=(Channel.SMS, Channel.VOICE),
         metavar="LIST",
         help="channels in order of preference (default: sms,voice)",
@@ -154,12 +159,18 @@ class App:
         self.out = console()
         self.err = console(stderr=True)
         self.redactor = Redactor.of([])
+        self._secrets: list[str] = []
         self.resume_hint: str | None = None
         # Where the credentials came from, once a client is open (for run-level errors).
         self.where: Credentials | None = None
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
+
+    def add_secrets(self, *secrets: str) -> None:
+        """Mask these too, from now on, in everything the command prints."""
+        self._secrets += [secret for secret in secrets if secret]
+        self.redactor = Redactor.of(self._secrets)
 
     def explain(self, error: PlugzError) -> str:
         """One line for a run-level error (what, where, what to check)."""
@@ -215,3 +226,26 @@ class App:
 
     def print_json(self, data: Any) -> None:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+def log_handler(app: App, level: int = logging.NOTSET) -> logging.Handler:
+    """A stderr handler for the SDK's logs, masking the command's secrets once more (the
+    ones ``app.redactor`` holds when a record is written, not when the handler is made)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    class _Mask(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = app.redact(record.getMessage())
+            record.args = None
+            if record.exc_info and record.exc_info[1] is not None:  # a traceback, masked too
+                record.msg += "\n" + app.redact(
+                    logging.Formatter().formatException(record.exc_info)
+                )
+                record.exc_info = None
+                record.exc_text = None
+            return True
+
+    handler.addFilter(_Mask())
+    return handler

@@ -40,6 +40,13 @@ def add_demo(commands: Any) -> argparse.ArgumentParser:
         "show progress and a summary.",
     )
     parser.add_argument("--numbers", metavar="CSV", help="a CSV with a 'number' column instead")
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="register 20 numbers through the durable queue instead: a redis-server of its "
+        "own, the sandbox, two worker processes, and a live table (needs redis-server and "
+        "the 'queue' extra)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
         "--timeout", type=positive, default=1.0, metavar="S", help="per attempt (default 1)"
@@ -103,6 +110,10 @@ def _scenario(row: BulkRow) -> str:
 
 
 async def demo(app: App) -> int:
+    if app.args.queue:
+        from ._queue_demo import queue_demo  # redis-server, workers: only when asked for
+
+        return await queue_demo(app)
     rows = (
         bundled_numbers()
         if app.args.numbers is None

@@ -1,0 +1,629 @@
+"""``plugz-async queue``: the producer's side of the durable queue, from the shell.
+
+``queue register`` queues numbers (or a file of numbers, an instance a row), ``queue
+status`` shows where they stand, and ``queue code``, ``queue captcha`` and ``queue pin``
+give a registration what it waits for. Workers (``plugz-async worker``) run them.
+What every queue command shares (the Redis options and errors) is in ``_redis``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from rich.table import Table
+from rich.text import Text
+
+from plugz_async._config import ENV_INSTANCE_ID
+from plugz_async._errors import (
+    ConfigurationError,
+    InvalidArgument,
+    InvalidPhoneNumber,
+    RegistrationStateError,
+    UnknownRegistrationError,
+)
+from plugz_async._input import lines_of, name_of, read_rows
+from plugz_async._phone import PhoneNumber
+from plugz_async._routes import digits_of, text_of
+
+from ._app import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    App,
+    CommandFailed,
+)
+from ._redis import (
+    open_queue,
+    planning_options,
+    redis_errors,
+    redis_options,
+    redis_target,
+    require_queue_extra,
+)
+from ._render import error_note, humanize, local_time
+
+if TYPE_CHECKING:
+    from plugz_async.queue import RegistrationQueue, RegistrationStatus
+
+__all__ = [
+    "add_queue",
+    "counts_table",
+    "queue",
+    "status_text",
+    "statuses_table",
+]
+
+# A numbers file's columns that name the instance of a row (the first found is used).
+INSTANCE_COLUMNS = ("instance", "instance_id")
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def add_queue(commands: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "queue",
+        help="durable registrations: queue numbers, see where they stand, give codes",
+        description="The producer's side of the durable queue (Redis; the 'queue' extra). "
+        "Workers ('plugz-async worker') run the registrations; these commands queue them, "
+        "show them, and give them the code, captcha text or PIN they wait for.",
+        epilog="Exit codes: 0 done; 2 usage (a bad argument or file, an impossible number, a "
+        "code of the wrong form, a number the queue has no registration of, missing "
+        "Redis URL or extra); 4 Redis cannot be reached; 7 'register': some rows were not "
+        "queued, 'code'/'captcha'/'pin': the registration does not wait for it now.",
+    )
+    subcommands = parser.add_subparsers(dest="queue_command", required=True, metavar="SUBCOMMAND")
+
+    register = subcommands.add_parser(
+        "register",
+        help="queue numbers (or a file: a number and an instance a row)",
+        description="Queue the registration of each NUMBER on --instance, or of each row of "
+        "FILE: a CSV with a 'number' column (or 'ddi' and 'phone') and an 'instance' column "
+        "(or 'instance_id'; empty cells take --instance), or one number a line; '-' reads "
+        "standard input. One argument that is a file (or ends in .csv, .txt or .tsv) is "
+        "read as FILE. An instance registers one number at a time. A row that cannot be "
+        "queued (an impossible number, no instance, a busy instance) is reported with its "
+        "line, and the others are queued. A number already queued and unfinished is left "
+        "as it is.",
+    )
+    register.add_argument("inputs", nargs="+", metavar="NUMBER|FILE")
+    register.add_argument(
+        "--instance",
+        metavar="ID",
+        help=f"the instance to register on (default: {ENV_INSTANCE_ID}); in a file, for the "
+        "rows that name none",
+    )
+    register.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    planning_options(register)
+    redis_options(register)
+
+    status = subcommands.add_parser(
+        "status",
+        help="every registration and the counts by status, or one registration's events",
+        description="Without NUMBER: a table of every registration (oldest first) and the "
+        "counts by status. With NUMBER: where its registration stands, and its events.",
+    )
+    status.add_argument("number", nargs="?", metavar="NUMBER")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    redis_options(status)
+
+    for name, metavar, summary, what in (
+        (
+            "code",
+            "CODE",
+            "give a registration its code",
+            "the code that came by SMS, call or pop-up (4 to 8 digits)",
+        ),
+        (
+            "captcha",
+            "TEXT",
+            "give a registration the captcha's text",
+            "the text of the captcha it shows (queue status NUMBER says when it waits for one)",
+        ),
+        (
+            "pin",
+            "PIN",
+            "give a registration the two-step PIN",
+            "the two-step verification PIN (6 digits)",
+        ),
+    ):
+        give = subcommands.add_parser(
+            name,
+            help=summary,
+            description=f"Give the registration of NUMBER {what}. A code may come before a "
+            "worker has written that it was sent. The input is checked before anything is "
+            "written. Exit 7 when the registration does not wait for it (another step, or "
+            "ended).",
+        )
+        give.add_argument("number", metavar="NUMBER")
+        if name == "pin":
+            give.add_argument(
+                "value",
+                nargs="?",
+                metavar=metavar,
+                help="leave it out to type it (hidden) or pipe it on standard input: an "
+                "argument shows in ps",
+            )
+        else:
+            give.add_argument("value", metavar=metavar)
+        give.add_argument("--json", action="store_true", help="print the status as JSON")
+        redis_options(give)
+    return parser
+
+
+async def queue(app: App) -> int:
+    command = app.args.queue_command
+    if command == "register":
+        return await _register(app)
+    if command == "status":
+        return await _status(app)
+    return await _give(app, command)
+
+
+# -- register -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Row:
+    """One number to queue: where it was read, the number as given, its instance."""
+
+    line: int | None
+    text: str
+    instance: str | None
+
+
+@attrs.frozen
+class Queued:
+    """How queuing one row went: its registration (new or already there), or the error."""
+
+    row: Row
+    status: RegistrationStatus | None = None
+    new: bool = False
+    error: Exception | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        status = self.status
+        return {
+            "line": self.row.line,
+            "input": self.row.text,
+            "number": None if status is None else status.number,
+            "instance": status.instance if status is not None else self.row.instance,
+            "queued": status is not None,
+            "new": self.new,
+            "status": None if status is None else status.status,
+            "error": None
+            if self.error is None
+            else {"type": type(self.error).__name__, "message": str(self.error)},
+        }
+
+
+class _Counted:
+    """Lines, counting how many were read: the line of the row just read."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.line = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self._lines)
+        self.line += 1
+        return text
+
+
+def _is_file(inputs: Sequence[str]) -> bool:
+    if len(inputs) != 1:
+        return False
+    text = inputs[0]
+    return text == "-" or Path(text).is_file() or text.lower().endswith((".csv", ".txt", ".tsv"))
+
+
+def _file_rows(app: App, path: str, default: str | None) -> Iterator[Row]:
+    """The rows of a numbers file, each with its line; the header is judged at once.
+
+    Raises:
+        CommandFailed: the file cannot be read, has no column of numbers, or names no
+            instance while no default is given (exit 2, before anything is written).
+    """
+    name = name_of(path)
+    lines = _Counted(lines_of(path))
+    try:
+        source = read_rows(lines, name)
+        first = next(source, None)
+    except InvalidArgument as error:
+        raise CommandFailed(str(error), EXIT_USAGE) from None
+    if first is None:
+        raise CommandFailed(f"{name} has no numbers to queue", EXIT_USAGE)
+    given = first.given
+    columns = set(given) if isinstance(given, dict) else set()
+    if default is None and not columns & set(INSTANCE_COLUMNS):
+        raise CommandFailed(
+            f"{name} names no instance: give it an 'instance' column, or give --instance "
+            f"(or set {ENV_INSTANCE_ID}) for every row",
+            EXIT_USAGE,
+        )
+    if "instance_token" in columns:
+        app.err.print(
+            f"{PROG}: {name} has an instance_token column: ignored (tokens stay with the "
+            "workers: plugz-async worker --instances)",
+            markup=False,
+        )
+    return _rows_with_lines(first, lines.line, source, lines, default)
+
+
+def _rows_with_lines(
+    first: Any, first_line: int, rest: Iterator[Any], lines: _Counted, default: str | None
+) -> Iterator[Row]:
+    yield _row(first, first_line, default)
+    for row in rest:
+        yield _row(row, lines.line, default)
+
+
+def _row(row: Any, line: int, default: str | None) -> Row:
+    given = row.given
+    if not isinstance(given, dict):
+        return Row(line, str(row.number), default)
+
+    def cell(name: str) -> str:
+        return str(given.get(name) or "").strip()
+
+    number = cell("number")
+    if not number and cell("ddi") and cell("phone"):
+        number = f"+{cell('ddi').lstrip('+')} {cell('phone')}"
+    instance = next((cell(c) for c in INSTANCE_COLUMNS if cell(c)), "") or default
+    return Row(line, number, instance)
+
+
+def _number_rows(inputs: Sequence[str], default: str | None) -> list[Row]:
+    """The numbers of the command line, all checked before anything is written."""
+    if default is None:
+        raise CommandFailed(
+            f"name the instance to register on: --instance ID (or set {ENV_INSTANCE_ID})",
+            EXIT_USAGE,
+        )
+    phones = []
+    for text in inputs:
+        try:
+            phones.append(PhoneNumber.parse(text))
+        except InvalidPhoneNumber as error:
+            raise CommandFailed(str(error), EXIT_USAGE) from None
+    if len({phone.e164 for phone in phones}) > 1:
+        raise CommandFailed(
+            f"instance {default} registers one number at a time: give a file with an "
+            "instance a row to queue several numbers",
+            EXIT_USAGE,
+        )
+    return [Row(None, text, default) for text in inputs]
+
+
+async def _queue_one(registrations: RegistrationQueue, row: Row) -> Queued:
+    try:
+        phone = PhoneNumber.parse(row.text)
+    except InvalidPhoneNumber as error:
+        return Queued(row, error=error)
+    if not row.instance:
+        return Queued(
+            row,
+            error=ConfigurationError(
+                f"no instance: fill the row's instance, or give --instance (or {ENV_INSTANCE_ID})"
+            ),
+        )
+    try:
+        before: RegistrationStatus | None = await registrations.status(phone)
+    except UnknownRegistrationError:
+        before = None
+    try:
+        status = await registrations.register(phone, instance=row.instance)
+    except RegistrationStateError as error:  # InstanceBusyError
+        return Queued(row, error=error)
+    new = before is None or before.done or before.version != status.version
+    return Queued(row, status=status, new=new)
+
+
+async def _register(app: App) -> int:
+    args = app.args
+    planner = app.planner()
+    target = redis_target(app)
+    default = (args.instance or os.environ.get(ENV_INSTANCE_ID, "")).strip() or None
+    from_file = _is_file(args.inputs)
+    rows: Iterator[Row] | list[Row] = (
+        _file_rows(app, args.inputs[0], default)
+        if from_file
+        else _number_rows(args.inputs, default)
+    )
+    results: list[Queued] = []
+    with redis_errors(target):
+        async with open_queue(app, target, planner=planner) as registrations:
+            for row in rows:
+                results.append(await _queue_one(registrations, row))
+    refused = [r for r in results if r.error is not None]
+    if args.json:
+        app.print_json(
+            {
+                "queue": target.queue,
+                "queued": len(results) - len(refused),
+                "refused": len(refused),
+                "rows": [r.to_dict() for r in results],
+            }
+        )
+    else:
+        app.out.print(_register_table(results, lines=from_file))
+        app.out.print(
+            f"{len(results) - len(refused)} queued on {target.queue!r}"
+            + (f", {len(refused)} refused" if refused else "")
+            + ". Workers run them (plugz-async worker); follow them with: plugz-async queue "
+            "status",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if refused:
+        where = f"{name_of(args.inputs[0])}: " if from_file else ""
+        for result in refused:
+            at = f"line {result.row.line}: " if result.row.line is not None else ""
+            app.err.print(
+                app.redact(f"{PROG}: {where}{at}{result.row.text!r} not queued: {result.error}"),
+                markup=False,
+            )
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _register_table(results: Sequence[Queued], *, lines: bool) -> Table:
+    table = Table(title="Queued", title_justify="left")
+    if lines:
+        table.add_column("Line", justify="right")
+    for header in ("Number", "Instance", "Status", "Note"):
+        table.add_column(header, no_wrap=header != "Note")
+    for result in results:
+        shown = [str(result.row.line)] if lines else []
+        status = result.status
+        if status is None:
+            error = result.error or Exception("not queued")
+            table.add_row(
+                *shown,
+                result.row.text,
+                result.row.instance or "",
+                Text("refused", style="bold red"),
+                _note(error),
+            )
+            continue
+        if result.new:
+            note = "queued"
+        elif status.instance != result.row.instance:
+            note = f"already queued, on instance {status.instance}"
+        else:
+            note = "already queued"
+        table.add_row(*shown, status.number, status.instance, status_text(status), note)
+    return table
+
+
+def _note(error: Exception) -> str:
+    if isinstance(error, InvalidPhoneNumber):
+        return error_note(error)
+    return _short(f"{type(error).__name__}: {error}", 90)
+
+
+# -- status -------------------------------------------------------------------------------------
+
+_DONE_STYLE = {"connected": "bold green", "appeal": "magenta"}
+
+
+def status_text(status: RegistrationStatus) -> Text:
+    """A registration's status, coloured: green connected, red another ending, yellow
+    while running."""
+    if status.done:
+        return Text(status.status, style=_DONE_STYLE.get(status.status, "red"))
+    return Text(status.status, style="cyan" if status.wants else "yellow")
+
+
+def _next(status: RegistrationStatus, now: datetime) -> str:
+    if status.next_at is None:
+        return ""
+    if status.wants:
+        return f"until {local_time(status.next_at, now)}"
+    return f"{humanize((status.next_at - now).total_seconds())} ({local_time(status.next_at, now)})"
+
+
+def statuses_table(
+    statuses: Sequence[RegistrationStatus],
+    now: datetime,
+    *,
+    title: str | None = None,
+    scenarios: dict[str, str] | None = None,
+) -> Table:
+    """One row a registration: number, instance, status, channel, what it waits for, when
+    its next step is due, its last error."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("Number", no_wrap=True)
+    if scenarios is not None:
+        table.add_column("Scenario", no_wrap=True)
+    for header in ("Instance", "Status", "Channel", "Wants", "Next step"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("Error")
+    for status in statuses:
+        shown = [status.number]
+        if scenarios is not None:
+            shown.append(scenarios.get(status.number, ""))
+        table.add_row(
+            *shown,
+            status.instance,
+            status_text(status),
+            status.channel or "",
+            status.wants or "",
+            _next(status, now),
+            Text(_short(status.error), style="red") if status.error else "",
+        )
+    return table
+
+
+def _short(text: str | None, limit: int = 80) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def counts_table(counts: dict[str, int]) -> Table:
+    """Registrations by status, running ones first."""
+    table = Table()
+    table.add_column("Status")
+    table.add_column("Count", justify="right")
+    for status, count in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])):
+        style = _DONE_STYLE.get(status)
+        table.add_row(Text(status, style=style or ""), str(count))
+    return table
+
+
+async def _status(app: App) -> int:
+    args = app.args
+    phone = None
+    if args.number is not None:
+        try:
+            phone = PhoneNumber.parse(args.number)
+        except InvalidPhoneNumber as error:
+            raise CommandFailed(str(error), EXIT_USAGE) from None
+    target = redis_target(app)
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            if phone is not None:
+                try:
+                    one = await registrations.status(phone)
+                except UnknownRegistrationError as error:
+                    raise CommandFailed(f"{error} (queue {target.queue!r})", EXIT_USAGE) from None
+                _show_one(app, one)
+                return EXIT_OK
+            statuses = await registrations.statuses()
+            counts = await registrations.counts()
+    if args.json:
+        app.print_json(
+            {
+                "queue": target.queue,
+                "counts": counts,
+                "registrations": [status.to_dict() for status in statuses],
+            }
+        )
+        return EXIT_OK
+    if not statuses:
+        app.out.print(f"The queue {target.queue!r} has no registrations.", markup=False)
+        return EXIT_OK
+    now = app.clock.now()
+    app.out.print(statuses_table(statuses, now, title=f"Registrations of {target.queue!r}"))
+    app.out.print(counts_table(counts))
+    return EXIT_OK
+
+
+def _show_one(app: App, status: RegistrationStatus) -> None:
+    if app.args.json:
+        app.print_json(status.to_dict())
+        return
+    now = app.clock.now()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("Number", status.number),
+        ("Instance", status.instance),
+        ("Status", status_text(status)),
+        ("Step", status.step.value),
+        ("Channel", status.channel or "—"),
+    ]
+    if status.wants:
+        rows.append(("Waits for", status.wants))
+    if status.next_at is not None:
+        rows.append(("Next step", _next(status, now)))
+    if status.plan is not None:
+        rows.append(("Plan", status.plan.outcome.value))
+    if status.appeal_token:
+        rows.append(("Appeal token", status.appeal_token))
+    if status.error:
+        rows.append(("Error", Text(status.error, style="red")))
+    rows.append(("Version", str(status.version)))
+    for name, value in rows:
+        facts.add_row(name, value)
+    app.out.print(facts)
+    if status.events:
+        events = Table(title="Events", title_justify="left")
+        for header in ("At", "Event", "Channel", "What"):
+            events.add_column(header, no_wrap=header != "What")
+        for event in status.events:
+            events.add_row(
+                local_time(event.at, now),
+                event.kind.value,
+                "" if event.channel is None else event.channel.value,
+                event.message,
+            )
+        app.out.print(events)
+
+
+# -- code, captcha, PIN -------------------------------------------------------------------------
+
+_CHECKS = {
+    "code": lambda text: digits_of("code", text, 4, 8),
+    "captcha": lambda text: text_of("captcha text", text),
+    "pin": lambda text: digits_of("PIN", text, 6, 6),
+}
+
+
+def _read_pin(app: App) -> str:
+    """The PIN typed (hidden) on a terminal, or the first line of standard input."""
+    try:
+        if sys.stdin.isatty():
+            return getpass.getpass("Two-step verification PIN: ")
+        line = sys.stdin.readline(64)
+    except (EOFError, OSError):
+        line = ""
+    if not line.strip():
+        raise CommandFailed("no PIN: give it, or pipe it on standard input", EXIT_USAGE)
+    return line.strip()
+
+
+async def _give(app: App, kind: str) -> int:
+    args = app.args
+    value = args.value if args.value is not None else _read_pin(app)
+    if kind == "pin":
+        app.add_secrets(value.strip())
+    try:
+        phone = PhoneNumber.parse(args.number)
+        text = _CHECKS[kind](value)
+    except InvalidArgument as error:  # nothing written, Redis not even asked
+        raise CommandFailed(str(error), EXIT_USAGE) from None
+    target = redis_target(app)
+    require_queue_extra()
+    from plugz_async.queue import RegistrationQueue
+
+    submit = {
+        "code": RegistrationQueue.submit_code,
+        "captcha": RegistrationQueue.submit_captcha,
+        "pin": RegistrationQueue.submit_pin,
+    }[kind]
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            try:
+                status = await submit(registrations, phone, text)
+            except UnknownRegistrationError as error:
+                raise CommandFailed(f"{error} (queue {target.queue!r})", EXIT_USAGE) from None
+            except RegistrationStateError as error:
+                raise CommandFailed(
+                    f"{error}; see: plugz-async queue status {phone.e164}", EXIT_INCOMPLETE
+                ) from None
+    if args.json:
+        app.print_json(status.to_dict())
+    else:
+        what = {"code": "code", "captcha": "captcha text", "pin": "PIN"}[kind]
+        app.out.print(
+            f"{what} given to the registration of {status.number} (now {status.status})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return EXIT_OK
