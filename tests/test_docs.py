@@ -31,7 +31,10 @@ EXPECT = re.compile(r"^(\s*)print\((.*)\)\s+# (.+)$")
 EXTRAS = {
     "pandas": re.compile(r"\bto_dataframe\(|^\s*(?:import|from) pandas\b", re.M),
     "matplotlib": re.compile(r"\.plot\(|^\s*(?:import|from) matplotlib\b", re.M),
+    "saq": re.compile(r"^\s*(?:import|from) plugz_async\.queue\b", re.M),
 }
+# A page whose examples use the durable queue runs them against the suite's redis-server.
+QUEUE = EXTRAS["saq"]
 
 
 def with_checks(code: str) -> str:
@@ -63,13 +66,17 @@ async def run_page(page: Path, namespace: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-async def test_python_blocks_run(page: Path, api: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_python_blocks_run(
+    page: Path, api: Sandbox, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     code = "\n".join(blocks(page, "python"))
     for module, used in EXTRAS.items():
         if used.search(code):  # without the extra (nox -s tests_minimal) the page cannot run
             pytest.importorskip(module, reason=f"the examples of {page.name} use {module}")
     for name, value in api.env().items():
         monkeypatch.setenv(name, value)
+    if QUEUE.search(code):  # skips without redis-server, as the queue's own tests do
+        monkeypatch.setenv("PLUGZ_REDIS_URL", request.getfixturevalue("redis_url"))
     namespace: dict[str, Any] = {"__expect__": expect, "__name__": "__docs__"}
     output = io.StringIO()
     with redirect_stdout(output):
@@ -235,6 +242,16 @@ async def test_the_flow_follows_the_sequence_diagram(api: Sandbox, number: str) 
     positions = [order.index(route) for route in sent]
     assert positions == sorted(positions)
     assert sent[0] == "registration-available" and "confirm-registration-code" in sent
+
+
+def test_the_queue_diagram_has_every_step_and_ending() -> None:
+    import plugz_async as pz
+
+    (diagram,) = blocks(ROOT / "docs" / "scale.md", "mermaid")
+    drawn = set(re.findall(r"^\s*(\w+) --> \w+", diagram, re.M))
+    drawn |= set(re.findall(r"--> (\w+)", diagram)) | set(re.findall(r"^\s*(\w+):", diagram, re.M))
+    steps = {step.value for step in pz.RegistrationStep} - {"done"}  # done: the outcomes
+    assert drawn == steps | {outcome.value for outcome in pz.RegistrationOutcome} | {"failed"}
 
 
 def test_notebooks_are_kept_without_outputs() -> None:
