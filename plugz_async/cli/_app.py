@@ -100,6 +100,17 @@ def positive(text: str) -> float:
     return value
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
 def channel_list(text: str) -> tuple[Channel, ...]:
     """An argparse type: channels, comma-separated (``sms,voice``)."""
     try:

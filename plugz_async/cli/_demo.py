@@ -26,7 +26,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
 
-from ._app import EXIT_OK, App, positive
+from ._app import EXIT_OK, App, at_least_one, positive
 from ._render import ResultRow, results_table, summary_line, summary_table, to_json
 
 __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
@@ -74,24 +74,13 @@ def add_sandbox(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--instances",
-        type=_at_least_one,
+        type=at_least_one,
         default=1,
         metavar="N",
         help="how many instances to serve (default 1): the test instance, then ID-2 ... ID-N "
         "with the token TOKEN-2 ... TOKEN-N (ID and TOKEN: the test instance's)",
     )
     return parser
-
-
-def _at_least_one(text: str) -> int:
-    """An argparse type: a whole number, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def bundled_numbers() -> list[BulkRow]:

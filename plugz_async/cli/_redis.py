@@ -32,7 +32,6 @@ __all__ = [
     "DEFAULT_QUEUE",
     "ENV_REDIS_URL",
     "RedisTarget",
-    "at_least_one",
     "mask_redis_url",
     "open_queue",
     "ping",
@@ -47,17 +46,6 @@ ENV_REDIS_URL = "PLUGZ_REDIS_URL"
 DEFAULT_QUEUE = "plugz"
 
 # -- options ----------------------------------------------------------------------------------
-
-
-def at_least_one(text: str) -> int:
-    """An argparse type: a whole number, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def redis_options(parser: argparse.ArgumentParser) -> None:

@@ -35,12 +35,12 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    at_least_one,
     log_handler,
     positive,
 )
 from ._redis import (
     RedisTarget,
-    at_least_one,
     ping,
     planning_options,
     redis_errors,
