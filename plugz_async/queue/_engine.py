@@ -3,9 +3,10 @@ step at this moment, under this key.
 
 `StepScheduler` is that interface; `SaqScheduler` does it with saq. saq refuses a job
 whose key is queued, scheduled or running, runs each job at least once (a job whose
-worker died is swept and run again), and schedules in whole seconds: a step due at
-``T`` is enqueued for ``ceil(T)``, so it never starts early (the step checks the time
-again before it sends anything).
+worker died is swept and run again), and schedules in whole seconds, polled once a
+second: a step due at ``T`` is enqueued for ``floor(T) - 1``, so it starts up to two
+seconds early, and sleeps to ``T`` (it checks the time again before it sends
+anything), instead of up to two seconds late.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class SaqScheduler:
         self.retries = retries
 
     async def schedule(self, number: str, step_id: str, at: float, *, reason: str = "") -> None:
-        scheduled = math.ceil(at) if at > time.time() else 0
+        # saq moves due jobs to the queue once a second, at whole seconds: a job is taken
+        # one second early, and the step sleeps to its moment (it never acts early).
+        scheduled = math.floor(at) - 1 if at > time.time() + 1 else 0
         await self.queue.enqueue(
             STEP_FUNCTION,
             key=job_key(number, step_id, reason),
