@@ -15,7 +15,7 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 import inspect as _inspect
 import typing as _typing
 
-from ._bulk import BulkRun
+from ._bulk import BulkRun, RateSchedule
 from ._client import PlugzClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._config import DEFAULT_BASE_URL, ZAPI_BASE_URL
@@ -132,6 +132,7 @@ __all__ = [
     "PlugzClient",
     "PlugzError",
     "RateLimitError",
+    "RateSchedule",
     "Registration",
     "RegistrationEvent",
     "RegistrationMachine",

@@ -328,3 +328,48 @@ def test_bulk_row_from_mapping() -> None:
     assert row.number == "+55 11900000001" and row.key == "a"
     with pytest.raises(pz.InvalidArgument, match="together"):
         BulkRow.from_mapping({"number": "1", "instance_id": "x"})
+
+
+# -- pacing: a timetable, exact --------------------------------------------------------------
+
+
+async def test_a_schedule_keeps_a_timetable_never_early_and_never_bursting() -> None:
+    from plugz_async._bulk import RateSchedule
+
+    clock = pz.FakeClock()
+    schedule = RateSchedule(500.0, clock)
+    sent = []
+    for _ in range(2000):
+        await schedule.acquire()
+        sent.append(clock.monotonic())
+    # Exactly 500 a second, each at or after its slot (k / 500 s from the first).
+    assert all(t >= k / 500 - 1e-9 for k, t in enumerate(sent))
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(500.0, rel=0.001)
+    # A caller who comes late takes a slot from now: no catching up in a burst.
+    clock.advance(10.0)
+    late = []
+    for _ in range(600):
+        await schedule.acquire()
+        late.append(clock.monotonic())
+    assert late[0] == pytest.approx(sent[-1] + 10.0, abs=0.003)
+    for times in (sent, late):
+        j = 0
+        for i, t in enumerate(times):  # no one-second window holds more than 501
+            while j < len(times) and times[j] < t + 1.0:
+                j += 1
+            assert j - i <= 501
+
+
+async def test_a_schedule_holds_its_window_when_sleepers_woke_late() -> None:
+    from plugz_async._bulk import WINDOW, RateSchedule
+
+    clock = pz.FakeClock()
+    clock.advance(100.0)
+    schedule = RateSchedule(20.0, clock)
+    # Twenty-one releases bunched in half a second, as when sleepers woke late together:
+    for k in range(21):
+        schedule._recent.append(99.5 + k * 0.02)
+    await schedule.acquire()  # its slot has come, but a 22nd in that second must wait
+    assert clock.monotonic() == pytest.approx(99.5 + WINDOW)
+    with pytest.raises(pz.InvalidArgument, match="more than 0"):
+        RateSchedule(0.0, clock)

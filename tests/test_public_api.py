@@ -59,6 +59,7 @@ PUBLIC = {
     "PlugzClient",
     "PlugzError",
     "RateLimitError",
+    "RateSchedule",
     "Registration",
     "RegistrationEvent",
     "RegistrationOutcome",
