@@ -50,9 +50,7 @@ import json
 import logging
 import os
 import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,7 +60,9 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from plugz_async._redis_server import AppendFsync, RedisServer, stop_process
 
 HOST = "127.0.0.1"
 QUEUE = "plugz"
@@ -70,6 +70,7 @@ CONCURRENCY = 32  # steps at once per worker
 PRODUCERS = 64  # registers at once
 SUBMITTERS = 32  # submit_code calls at once
 WAIT_SCALE = 0.01
+STOP_TIMEOUT = 20.0  # seconds between SIGTERM and SIGKILL
 # The sandbox's mix, less the numbers that end at the check (banned, unavailable, blocked).
 AVAILABLE = ("ready", "wa_old-not-eligible", "waits")
 # This process's round trips to Redis (count_round_trips), per configuration.
@@ -77,12 +78,6 @@ ROUND_TRIPS: Counter[str] = Counter()
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def proc_times(pid: int) -> tuple[float, float]:
@@ -175,62 +170,24 @@ def _kill_children() -> None:
             process.wait()
 
 
-def stop_process(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    """SIGTERM, wait; SIGKILL after ``timeout``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 class Redis:
-    """A redis-server of our own (tests/redis_server.py's start logic, with everysec)."""
+    """A redis-server of our own (plugz_async._redis_server's, with ``--appendfsync``'s
+    policy, or no append-only file at all for ``off``), and a redis-py client of it."""
 
     def __init__(self, directory: Path, appendfsync: str) -> None:
         import redis
 
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://{HOST}:{self.port}/0"
-        executable = shutil.which("redis-server") or "/usr/bin/redis-server"
-        aof = ["--appendonly", "no"] if appendfsync == "off" else ["--appendonly", "yes"]
-        aof += [] if appendfsync == "off" else ["--appendfsync", appendfsync]
-        self.log = open(directory / "redis.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.process = spawn(
-            [
-                executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                *aof,
-                "--dir",
-                str(directory),
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        self.server = RedisServer(
+            directory=directory,
+            appendonly=appendfsync != "off",
+            appendfsync="always" if appendfsync == "off" else cast(AppendFsync, appendfsync),
+            startup_timeout=10.0,
         )
-        self.client = redis.Redis(host=HOST, port=self.port, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.client.ping():
-                    break
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start: see {directory}") from None
-                time.sleep(0.02)
+        self.server.start()
+        self.url = self.server.url
+        assert self.server.pid is not None
+        self.pid = self.server.pid
+        self.client = redis.Redis(host=HOST, port=self.server.port, decode_responses=True)
 
     def used_memory(self) -> int:
         return int(self.client.info("memory")["used_memory"])
@@ -283,8 +240,7 @@ class Redis:
 
     def stop(self) -> None:
         self.client.close()
-        stop_process(self.process)
-        self.log.close()
+        self.server.stop(STOP_TIMEOUT)
 
 
 # -- the sandbox, with a lateness watch -------------------------------------------------------
@@ -419,7 +375,7 @@ class SandboxProcess:
         assert self.process.stdout is not None
         line = self.process.stdout.readline().split()
         if line[:1] != ["ready"]:
-            stop_process(self.process)
+            stop_process(self.process, STOP_TIMEOUT)
             raise RuntimeError(f"the sandbox did not start: {line}")
         self.url = f"http://{HOST}:{line[1]}"
 
@@ -427,7 +383,7 @@ class SandboxProcess:
         return float(stats["process_cpu"])
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, STOP_TIMEOUT)
 
 
 class SandboxInThread:
@@ -716,7 +672,7 @@ def run_config(
         sys_before = sum(proc_times(p.pid)[1] for p in procs)
         cpu_before = {
             "workers": sum(proc_cpu(p.pid) for p in procs),
-            "redis": proc_cpu(redis.process.pid),
+            "redis": proc_cpu(redis.pid),
             "sandbox": sandbox.cpu(get_json(f"{sandbox.url}/_bench/stats")),
             "bench": self_cpu(),
         }
@@ -727,7 +683,7 @@ def run_config(
         sys_after = sum(proc_times(p.pid)[1] for p in procs)
         cpu_after = {
             "workers": sum(proc_cpu(p.pid) for p in procs),
-            "redis": proc_cpu(redis.process.pid),
+            "redis": proc_cpu(redis.pid),
             "sandbox": sandbox.cpu(stats),
             "bench": self_cpu(),
         }
@@ -742,7 +698,7 @@ def run_config(
         for process in procs:
             process.send_signal(signal.SIGTERM)
         for process in procs:
-            stop_process(process)
+            stop_process(process, STOP_TIMEOUT)
         if sandbox is not None:
             sandbox.stop()
         redis.stop()

@@ -1,6 +1,6 @@
-"""The real redis-server the queue's tests run against (tests/redis_server.py and the
-``redis_server`` / ``redis_url`` fixtures): it answers, it keeps what it acknowledged through a
-SIGKILL, it starts each test empty, it listens on loopback only.
+"""The real redis-server the queue's tests run against (plugz_async/_redis_server.py, and the
+``redis_server`` / ``redis_url`` fixtures of conftest.py): it answers, it keeps what it
+acknowledged through a SIGKILL, it starts each test empty, it listens on loopback only.
 
 Skips without redis-py (the suite without the ``queue`` extra); without redis-server the
 fixture skips, or fails under CI.
@@ -21,6 +21,8 @@ pytest.importorskip("redis")
 import redis.asyncio as aioredis
 import redis_server as rs
 from redis_server import INSTALL_HINT, RedisError, RedisServer, require_redis_server
+
+from plugz_async import _redis_server
 
 
 @pytest.fixture
@@ -85,6 +87,24 @@ def test_writes_are_synced_to_the_append_only_file(redis_server: RedisServer) ->
     assert redis_server.command("CONFIG", "GET", "save") == [b"save", b""]
 
 
+def test_appendfsync_is_an_option() -> None:
+    with RedisServer(require_redis_server(), appendfsync="everysec") as server:
+        assert server.command("CONFIG", "GET", "appendfsync") == [b"appendfsync", b"everysec"]
+        server.command("SET", "k", "v")
+        server.restart()
+        assert server.command("GET", "k") == b"v"
+
+
+def test_without_appendonly_it_keeps_nothing() -> None:
+    """What ``demo --queue`` runs: no append-only file, no snapshots; a restart starts empty."""
+    with RedisServer(require_redis_server(), appendonly=False) as server:
+        assert server.command("CONFIG", "GET", "appendonly") == [b"appendonly", b"no"]
+        assert server.command("CONFIG", "GET", "save") == [b"save", b""]
+        server.command("SET", "k", "v")
+        server.restart()
+        assert server.command("GET", "k") is None
+
+
 async def test_acknowledged_writes_survive_sigkill_and_restart(own_server: RedisServer) -> None:
     url, port, pid = own_server.url, own_server.port, own_server.pid
     r = aioredis.from_url(url)
@@ -139,8 +159,8 @@ def test_start_takes_another_port_when_its_port_was_taken(
         squatter.listen()
         taken = squatter.getsockname()[1]
         ports = iter([taken])
-        real = rs.free_port
-        monkeypatch.setattr(rs, "free_port", lambda: next(ports, None) or real())
+        real = _redis_server.free_port
+        monkeypatch.setattr(_redis_server, "free_port", lambda: next(ports, None) or real())
         with RedisServer(require_redis_server()) as server:
             assert server.port != taken
             assert server.command("PING") == b"PONG"

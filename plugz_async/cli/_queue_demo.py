@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,13 @@ from rich.text import Text
 
 from plugz_async._errors import RegistrationStateError
 from plugz_async._phone import PhoneNumber
+from plugz_async._redis_server import (
+    INSTALL_HINT,
+    RedisError,
+    RedisServer,
+    find_redis_server,
+    stop_process,
+)
 from plugz_async.sandbox import CAPTCHA_TEXT, PIN, SandboxConfig, SandboxThread
 
 from ._app import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, PROG, App, CommandFailed
@@ -44,25 +49,12 @@ from ._redis import RedisTarget, open_queue, redis_errors, require_queue_extra
 if TYPE_CHECKING:
     from plugz_async.queue import RegistrationQueue, RegistrationStatus
 
-__all__ = [
-    "INSTALL_REDIS",
-    "NUMBERS",
-    "TIMEOUT",
-    "LocalRedis",
-    "find_redis_server",
-    "queue_demo",
-]
+__all__ = ["NUMBERS", "TIMEOUT", "queue_demo"]
 
 #: How long the registrations may take before the demo gives up on them (seconds).
 TIMEOUT = 90.0
 WORKERS = 2
 QUEUE_NAME = "demo"
-INSTALL_REDIS = (
-    "redis-server is not installed: apt-get install -y redis-server (Debian/Ubuntu), "
-    "or brew install redis (macOS)"
-)
-# Where package managers put redis-server when it is not on PATH.
-_PLACES = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin")
 
 #: The numbers, with the scenario each plays: the sandbox's test numbers that make sense
 #: for a registration, then numbers of its seeded mix (ready, waits, banned...).
@@ -82,111 +74,7 @@ NUMBERS: tuple[tuple[str, str], ...] = (
 )
 
 
-# -- a redis-server of the demo's own ------------------------------------------------------------
-
-
-def find_redis_server() -> str | None:
-    """The ``redis-server`` executable: on PATH, or where package managers put it."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    for place in _PLACES:
-        candidate = Path(place) / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class LocalRedis:
-    """A redis-server on a free loopback port, in ``directory``, that saves nothing;
-    ``start()`` waits until it answers, ``stop()`` ends it (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, executable: str, directory: Path) -> None:
-        self.executable = executable
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0, attempts: int = 3) -> None:
-        """Start it (on another port when the one picked was taken meanwhile).
-
-        Raises:
-            CommandFailed: it did not start (its log's last lines say why).
-        """
-        log_path = self.directory / "redis-server.log"
-        for _ in range(attempts):
-            self.port = _free_port()
-            with open(log_path, "ab") as log:
-                self.process = subprocess.Popen(
-                    [
-                        self.executable,
-                        "--port",
-                        str(self.port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(self.directory),
-                        "--daemonize",
-                        "no",
-                        "--logfile",
-                        "",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.directory,
-                )
-            deadline = time.monotonic() + timeout
-            while self.process.poll() is None and time.monotonic() < deadline:
-                if _answers_ping(self.port):
-                    return
-                time.sleep(0.02)
-            self.stop()
-            if "Address already in use" not in _tail(log_path):
-                break
-        raise CommandFailed(
-            f"redis-server did not start: {_tail(log_path, 1) or 'no log'}", EXIT_UNEXPECTED
-        )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            _end(process, timeout=5.0)
-
-
-def _end(process: subprocess.Popen[bytes], *, timeout: float) -> int:
-    """SIGTERM (once), wait ``timeout`` seconds, then SIGKILL; its exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
+# -- workers ---------------------------------------------------------------------------------------
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -195,9 +83,6 @@ def _tail(path: Path, lines: int = 3) -> str:
     except OSError:
         return ""
     return "\n".join(line for line in text.splitlines()[-lines:] if line.strip())
-
-
-# -- workers ---------------------------------------------------------------------------------------
 
 
 def _write_instances(directory: Path, tokens: dict[str, str]) -> Path:
@@ -223,7 +108,7 @@ def _workers(env: dict[str, str], directory: Path) -> Iterator[list[_Worker]]:
             if one.process.poll() is None:
                 one.process.send_signal(signal.SIGTERM)
         for one in started:
-            _end(one.process, timeout=15.0)
+            stop_process(one.process, timeout=15.0)
             one.log.close()
 
 
@@ -283,12 +168,16 @@ async def queue_demo(app: App) -> int:
     require_queue_extra()
     executable = find_redis_server()
     if executable is None:
-        raise CommandFailed(INSTALL_REDIS, EXIT_USAGE)
+        raise CommandFailed(INSTALL_HINT, EXIT_USAGE)
     with contextlib.ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="plugz-demo-")))
-        redis = LocalRedis(executable, directory)
-        stack.callback(redis.stop)
-        redis.start()
+        # Nothing saved: no append-only file, no snapshots (the folder goes at the end).
+        redis = RedisServer(executable, directory=directory, appendonly=False, startup_timeout=10)
+        stack.callback(redis.close)
+        try:
+            redis.start()
+        except RedisError as error:
+            raise CommandFailed(str(error), EXIT_UNEXPECTED) from None
         sandbox = stack.enter_context(
             SandboxThread(SandboxConfig(instances=len(NUMBERS), wait_scale=0.02, random_codes=True))
         )
