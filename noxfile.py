@@ -113,11 +113,12 @@ def notebooks(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks (bench/): ratios against raw aiohttp, httpx and requests, RSS, planner.
+    """The benchmarks (bench/): ratios against raw aiohttp (on asyncio's loop and on uvloop),
+    httpx and requests; pacing; RSS; the planner.
 
     Never part of the tests. ``nox -s bench -- --quick`` for a short run.
     """
-    session.install(".", "httpx", "requests")
+    session.install(".", "httpx", "requests", "uvloop")
     session.run("python", "bench/bench.py", *session.posargs)
 
 
