@@ -288,7 +288,11 @@ class PlugzClient:
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 raise_for_status=False,
                 trace_configs=self._trace_configs,
+                # The API sets no cookies: nothing to keep, match or send per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=self._transport.headers(),
             )
+            self._transport.own_session = self._session
         elif self._session.closed:
             raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")
         self._state = _State.OPEN
@@ -303,6 +307,7 @@ class PlugzClient:
             return
         self._state = _State.CLOSED
         session, self._session = self._session, None
+        self._transport.own_session = None
         if session is not None and self._owns_session:
             await session.close()
 

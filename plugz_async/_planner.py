@@ -74,6 +74,10 @@ def _preference(value: Iterable[Channel | str]) -> tuple[Channel, ...]:
     return channels
 
 
+#: Kinds of answer whose verdict a planner keeps (`RegistrationPlanner.assess`).
+VERDICTS_KEPT = 1024
+
+
 @attrs.frozen(kw_only=True)
 class RegistrationPlanner:
     """Turns availability answers into plans.
@@ -102,6 +106,9 @@ class RegistrationPlanner:
     clock: Clock = attrs.field(factory=SystemClock, eq=False)
     _why_not: dict[Channel, str | None] = attrs.field(
         init=False, factory=dict, eq=False, repr=False
+    )
+    _verdicts: dict[tuple[Any, ...], tuple[Outcome | None, float | None, tuple[Step, ...]]] = (
+        attrs.field(init=False, factory=dict, eq=False, repr=False)
     )
 
     def __attrs_post_init__(self) -> None:
@@ -167,6 +174,34 @@ class RegistrationPlanner:
             # Not received on this clock: place it by the wall clock instead.
             age = max(0.0, (self.clock.now() - availability.observed_at).total_seconds())
             observed_mono = now_mono - age
+        # What depends on the answer alone is worked out once per kind of answer (a bulk
+        # run meets the same few kinds again and again); only READY or WAIT needs the time.
+        key = (
+            availability.available,
+            availability.blocked,
+            not availability.appeal_token,
+            availability.sms_wait_seconds,
+            availability.voice_wait_seconds,
+            availability.wa_old_wait_seconds,
+            availability.wa_old_eligible,
+        )
+        verdicts = self._verdicts
+        verdict = verdicts.get(key)
+        if verdict is None:
+            if len(verdicts) >= VERDICTS_KEPT:
+                verdicts.clear()
+            verdict = verdicts[key] = self._verdict(availability)
+        outcome, first, steps = verdict
+        if outcome is None:
+            assert first is not None
+            outcome = Outcome.READY if observed_mono + first <= now_mono else Outcome.WAIT
+        return Assessment(outcome=outcome, observed_monotonic=observed_mono, steps=steps)
+
+    def _verdict(
+        self, availability: Availability
+    ) -> tuple[Outcome | None, float | None, tuple[Step, ...]]:
+        """The outcome when the answer alone decides it (else None: READY or WAIT), the
+        delay of the first channel to open, and each channel's step."""
         go = availability.available and not availability.blocked
         margin = self.margin
         steps: list[Step] = []
@@ -184,15 +219,14 @@ class RegistrationPlanner:
             if why_not is None and (first is None or delay < first):
                 first = delay
             steps.append(Step(channel, given, delay, why_not))
+        outcome: Outcome | None = None
         if availability.blocked:
             outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
         elif not availability.available:
             outcome = Outcome.UNAVAILABLE
         elif first is None:
             outcome = Outcome.NO_CHANNEL
-        else:
-            outcome = Outcome.READY if observed_mono + first <= now_mono else Outcome.WAIT
-        return Assessment(outcome=outcome, observed_monotonic=observed_mono, steps=tuple(steps))
+        return outcome, first, tuple(steps)
 
 
 class Step(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from datetime import datetime, timezone
@@ -22,13 +23,19 @@ SPREAD_SAMPLE = 10_000
 @attrs.define
 class _Spread:
     """Earliest, median and latest of a stream of moments (epoch seconds), in bounded
-    memory: the median comes from a reservoir sample once past ``SPREAD_SAMPLE``."""
+    memory: the median comes from a reservoir sample once past ``SPREAD_SAMPLE``.
+
+    The reservoir skips ahead (Li's algorithm L): past the sample's size, it draws random
+    numbers only for the moments it keeps, not for every moment seen.
+    """
 
     earliest: float | None = None
     latest: float | None = None
     seen: int = 0
     sample: list[float] = attrs.field(factory=list)
     rng: random.Random = attrs.field(factory=lambda: random.Random(0), repr=False)
+    _weight: float = attrs.field(default=1.0, repr=False)
+    _next: int = attrs.field(default=0, repr=False)
 
     def add(self, moment: float) -> None:
         self.seen += 1
@@ -39,10 +46,18 @@ class _Spread:
         sample = self.sample
         if len(sample) < SPREAD_SAMPLE:
             sample.append(moment)
-        else:
-            slot = self.rng.randrange(self.seen)
-            if slot < SPREAD_SAMPLE:
-                self.sample[slot] = moment
+            if len(sample) == SPREAD_SAMPLE:
+                self._skip()
+        elif self.seen == self._next:
+            sample[self.rng.randrange(SPREAD_SAMPLE)] = moment
+            self._skip()
+
+    def _skip(self) -> None:
+        """Draw the next moment to keep (each seen so far had the same chance)."""
+        rng = self.rng
+        self._weight *= math.exp(math.log(rng.random() or 1e-300) / SPREAD_SAMPLE)
+        gap = math.floor(math.log(rng.random() or 1e-300) / math.log1p(-self._weight))
+        self._next = self.seen + gap + 1
 
     def to_dict(self) -> dict[str, Any] | None:
         if self.earliest is None or self.latest is None:

@@ -168,6 +168,8 @@ class Transport:
 
     _urls: dict[str, yarl.URL] = attrs.field(factory=dict, init=False)
     _headers: dict[str, str] = attrs.field(factory=dict, init=False)
+    #: The session made for this transport's client, with `headers` as its defaults.
+    own_session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._headers = {
@@ -261,7 +263,9 @@ class Transport:
             method,
             self.url(route),
             data=data,
-            headers=self.headers(),
+            # A session this transport's client made carries these headers already:
+            # aiohttp then merges none per request.
+            headers=None if session is self.own_session else self._headers,
             timeout=timeout,
             allow_redirects=False,
         ) as response:
