@@ -193,6 +193,124 @@ async def paced(base_url: str, rate: float, seconds: float) -> dict[str, float]:
     return {"achieved": achieved, "max_window": most}
 
 
+# -- where a check's CPU goes ------------------------------------------------------------------
+
+
+LAYER_ANSWER = (
+    b'{"available":true,"smsWaitSeconds":30,"voiceWaitSeconds":0,'
+    b'"waOldWaitSeconds":60,"waOldEligible":true}'
+)
+
+
+def _per_call(fn: Callable[[], object], n: int = 20_000, repeat: int = 5) -> float:
+    """Best CPU microseconds of one call of ``fn`` (a tight loop, best of ``repeat``)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - started) / n * 1e6)
+    return best
+
+
+def _per_await(make: Callable[[], Awaitable[object]], n: int = 20_000, repeat: int = 5) -> float:
+    async def loop() -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.process_time()
+            for _ in range(n):
+                await make()
+            best = min(best, (time.process_time() - started) / n * 1e6)
+        return best
+
+    return asyncio.run(loop())
+
+
+def layers(base_url: str, n: int) -> list[tuple[str, float]]:
+    """The CPU of one check of a bulk run, by layer, in microseconds: each of the SDK's own
+    layers measured alone, the bulk run with the network taken away, and the rest (aiohttp
+    and the event loop) as the difference with the whole, against the bench server."""
+    from plugz_async import _bulk, _client, _models, _retry, _summary, _transport
+    from plugz_async._items import BulkItem
+
+    clock = pz.SystemClock()
+    planner = pz.RegistrationPlanner(clock=clock)
+    transport = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url)._transport
+    texts = [f"+55 31 9{i % 10_000:04d}-{i % 10_000:04d}" for i in range(1000)]
+    number = pz.PhoneNumber.parse(texts[0])
+    data = transport.decode(200, LAYER_ANSWER, {}, "mobile/registration-available")
+    availability = _models.decode_availability(
+        data, number=number, observed_at=clock.now(), observed_monotonic=clock.monotonic()
+    )
+    item = BulkItem(index=0, key="0", input=texts[0], number=number, availability=availability)
+    summary = _summary.BulkSummary(started=clock.monotonic())
+    counter = iter(range(10**9))
+    pacer = _bulk.Pacer(None, clock)
+
+    async def answer() -> dict[str, Any]:
+        return data
+
+    rows: list[tuple[str, float]] = [
+        (
+            "the number read (PhoneNumber.parse)",
+            _per_call(lambda: pz.PhoneNumber.parse(texts[next(counter) % 1000])),
+        ),
+        (
+            "the answer's JSON checked (Transport.decode)",
+            _per_call(lambda: transport.decode(200, LAYER_ANSWER, {}, "r")),
+        ),
+        (
+            "the Availability built (decode_availability)",
+            _per_call(
+                lambda: _models.decode_availability(
+                    data,
+                    number=number,
+                    observed_at=clock.now(),
+                    observed_monotonic=clock.monotonic(),
+                )
+            ),
+        ),
+        (
+            "the summary counted (planner verdict, spreads)",
+            _per_call(lambda: summary.add(item, clock.monotonic(), planner)),
+        ),
+        (
+            "the retry wrapper, first attempt (call_with_retry)",
+            _per_await(
+                lambda: _retry.call_with_retry(
+                    lambda _: answer(), policy=pz.RetryPolicy(), clock=clock, route="r"
+                )
+            ),
+        ),
+        (
+            "the attempt middlewares (the bulk pacer, through)",
+            _per_await(lambda: _transport.through((pacer,), "r", answer)),
+        ),
+    ]
+    # The bulk run with the network taken away: the SDK's own cost per check, all layers.
+    real_send = _transport.Transport.send
+
+    async def no_network(self: Any, *args: Any) -> dict[str, Any]:
+        return dict(data)
+
+    _transport.Transport.send = no_network  # type: ignore[method-assign]
+    try:
+        asyncio.run(sdk_run(base_url, 2000, 64))
+        own = min(timed(lambda: sdk_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
+    finally:
+        _transport.Transport.send = real_send  # type: ignore[method-assign]
+    whole = min(timed(lambda: sdk_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
+    raw = min(timed(lambda: raw_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
+    measured = sum(value for _, value in rows)
+    rows.append(("the bulk run's hand-off, tasks and the rest of the SDK's own", own - measured))
+    rows.append(("the SDK's own layers, all (the run with no network)", own))
+    rows.append(("aiohttp and the event loop (the whole less the SDK's own)", whole - own))
+    rows.append(("a check of check_many, whole (concurrency 64)", whole))
+    rows.append(("a check of the raw aiohttp loop, whole (concurrency 64)", raw))
+    del _client
+    return rows
+
+
 # -- memory -------------------------------------------------------------------------------
 
 
@@ -280,7 +398,7 @@ def main() -> None:
     started = time.perf_counter()
     try:
         for loop in LOOPS:
-            for concurrency, n in ((1, 600), (16, 3000), (64, 4000)):
+            for concurrency, n in ((1, 400), (16, 3000), (64, 4000)):
                 n = max(200, int(n * scale))
                 result = compare(base_url, sdk_run, raw_run, n, concurrency, rounds, loop)
                 target = "" if concurrency == 1 else ">= 1.0x"
@@ -303,8 +421,15 @@ def main() -> None:
                         )
                     )
         pace_seconds = 5.0 if args.quick else 20.0
-        for rate in (20.0, 500.0):
-            pace = asyncio.run(paced(base_url, rate, pace_seconds))
+
+        async def both() -> list[dict[str, float]]:  # side by side: 20 s, not 40
+            return list(
+                await asyncio.gather(
+                    *(paced(base_url, rate, pace_seconds) for rate in (20.0, 500.0))
+                )
+            )
+
+        for rate, pace in zip((20.0, 500.0), asyncio.run(both()), strict=True):
             off = abs(pace["achieved"] - rate) / rate
             rows.append(
                 (
@@ -339,6 +464,7 @@ def main() -> None:
                 "how users would otherwise write it",
             )
         )
+        by_layer = layers(base_url, max(2000, int(8000 * scale)))
         small, large = int(10_000 * scale), int(100_000 * scale)
         rss_small, rss_large = (
             peak_rss(base_url, small)["rss_mib"],
@@ -370,7 +496,12 @@ def main() -> None:
         "| --- | --- | --- | --- |",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
     ]
-    text = "\n".join(table)
+    layer_table = [
+        "| where a check's CPU goes (asyncio loop) | microseconds |",
+        "| --- | --- |",
+        *(f"| {name} | {value:.1f} |" for name, value in by_layer),
+    ]
+    text = "\n".join(table) + "\n\n" + "\n".join(layer_table)
     print(text)
     print(
         f"\n{rounds} rounds each, median; {time.perf_counter() - started:.0f} s in all; "
