@@ -7,6 +7,7 @@ kill and stall worker processes are tests/test_queue_chaos.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -85,11 +86,22 @@ def new_worker(sandbox: Sandbox, redis_url: str, **options: Any) -> QueueWorker:
 
 @pytest.fixture
 async def worker(sandbox: Sandbox, redis_url: str) -> AsyncIterator[QueueWorker]:
-    worker = new_worker(sandbox, redis_url)
+    async with worker_running(sandbox, redis_url) as running_worker:
+        yield running_worker
+
+
+@contextlib.asynccontextmanager
+async def worker_running(
+    sandbox: Sandbox, redis_url: str, **options: Any
+) -> AsyncIterator[QueueWorker]:
+    """A worker of these settings, running in this loop for the block, stopped after it."""
+    worker = new_worker(sandbox, redis_url, **options)
     task = asyncio.create_task(worker.run())
-    yield worker
-    await worker.stop()
-    await asyncio.wait_for(task, 15)
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture
@@ -252,18 +264,13 @@ async def test_bad_input_is_refused_before_anything_is_written(
 async def test_a_code_that_never_comes_moves_to_the_next_channel(
     sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
 ) -> None:
-    worker = new_worker(sandbox, redis_url, input_timeout=0.3)
-    task = asyncio.create_task(worker.run())
-    try:
+    async with worker_running(sandbox, redis_url, input_timeout=0.3):
         await queue.register(READY, instance=instances[0])
 
         async def never(status: RegistrationStatus) -> None:
             return None
 
         statuses = await answer_until_done(queue, sandbox, [READY], give=never, timeout=40)
-    finally:
-        await worker.stop()
-        await task
     status = statuses[READY]
     assert status.status == "no_code"
     timeouts = [e for e in status.events if e.kind is pz.EventKind.CODE_TIMEOUT]
@@ -348,14 +355,9 @@ async def test_a_refused_token_gives_the_registration_up_without_showing_it(
     sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
 ) -> None:
     wrong = "ct-WRONG-secret-7f3a"
-    worker = new_worker(sandbox, redis_url, client_token=wrong)
-    task = asyncio.create_task(worker.run())
-    try:
+    async with worker_running(sandbox, redis_url, client_token=wrong):
         await queue.register(READY, instance=instances[0])
         statuses = await answer_until_done(queue, sandbox, [READY])
-    finally:
-        await worker.stop()
-        await task
     status = statuses[READY]
     assert status.status == "failed" and status.failed and status.outcome is None
     assert status.error is not None and "AuthenticationError" in status.error
@@ -367,18 +369,13 @@ async def test_a_worker_without_the_instance_token_retries_then_gives_up_clearly
     sandbox: Sandbox, redis_url: str, queue: RegistrationQueue, instances: list[str]
 ) -> None:
     # Another worker may hold the token (or it is being rolled out): not given up at once.
-    worker = new_worker(sandbox, redis_url, credentials={}, max_errors=2)
-    task = asyncio.create_task(worker.run())
-    try:
+    async with worker_running(sandbox, redis_url, credentials={}, max_errors=2):
         await queue.register(READY, instance=instances[0])
         await asyncio.sleep(0.5)
         status = await queue.status(READY)
         assert not status.done and status.error is not None
         assert "no token for instance" in status.error
         statuses = await answer_until_done(queue, sandbox, [READY])
-    finally:
-        await worker.stop()
-        await task
     error = statuses[READY].error
     assert statuses[READY].status == "failed"
     assert error is not None
@@ -449,14 +446,9 @@ async def test_a_code_request_the_server_refused_is_not_sent_again_blindly(
     # A 400 answer: certainly not acted on, and it will not pass: given up at once (it
     # used to be kept as "maybe sent" and sent again after every lease).
     sandbox.then(Reply(400, json={"error": "Bad Request"}), route="request-registration-code")
-    worker = new_worker(sandbox, redis_url)
-    task = asyncio.create_task(worker.run())
-    try:
+    async with worker_running(sandbox, redis_url):
         await queue.register(READY, instance=instances[0])
         statuses = await answer_until_done(queue, sandbox, [READY])
-    finally:
-        await worker.stop()
-        await task
     assert statuses[READY].status == "failed"
     assert len(code_requests(sandbox, READY)) == 1
 
