@@ -482,3 +482,26 @@ async def test_a_worker_asked_to_stop_before_it_runs_stops_at_once(
 def test_a_rate_limit_that_cannot_work_is_refused_at_once(rate: str) -> None:
     with pytest.raises(pz.InvalidArgument, match="rate limit must read like"):
         QueueWorker("redis://127.0.0.1:1/0", client_token="x", rate_limit=rate, environ={})
+
+
+async def test_prune_forgets_finished_registrations_and_only_them(
+    sandbox: Sandbox, worker: QueueWorker, queue: RegistrationQueue, instances: list[str]
+) -> None:
+    await queue.register(BANNED, instance=instances[0])  # ends at the check: appeal
+    await answer_until_done(queue, sandbox, [BANNED])
+    await queue.register(READY, instance=instances[1])  # waits for its code: unfinished
+    assert await queue.prune(older_than=3600) == 0  # finished, but not that long ago
+    assert await queue.prune(older_than=0) == 1
+    with pytest.raises(pz.UnknownRegistrationError):
+        await queue.status(BANNED)
+    assert [s.number for s in await queue.statuses()] == [e164(READY)]
+    assert "appeal" not in await queue.counts()
+    # Registered again after it was forgotten: a new registration, not the old one.
+    again = await queue.register(BANNED, instance=instances[0])
+    assert again.version == 1
+    with pytest.raises(pz.InvalidArgument, match="0 or more"):
+        await queue.prune(older_than=-1)
+    statuses = await answer_until_done(queue, sandbox, [READY, BANNED])
+    assert statuses[READY].status == "connected"
+    assert await queue.prune(older_than=0) == 2
+    assert await queue.counts() == {}

@@ -10,6 +10,7 @@ Keys, under ``plugz:{queue}:``:
 * ``counts`` (hash): registrations per status.
 * ``numbers`` (sorted set): every number, by when it was registered.
 * ``due`` (sorted set): the unfinished numbers, by when their next step is due.
+* ``finished`` (sorted set): the finished numbers, by when they finished (``prune``).
 * ``instance:{id}``: the number the instance registers now.
 * ``input:{number}:{kind}``: a code, captcha text or PIN given and not used yet (apart
   from the hash, so that giving it never makes a worker's write stale).
@@ -49,7 +50,7 @@ INPUT_KEPT = 3600
 FAILED = "failed"
 
 _CREATE = """
--- KEYS: reg, counts, numbers, due, instance-key, events
+-- KEYS: reg, counts, numbers, due, instance-key, events, finished
 -- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix,
 --       restart (a finished registration starts afresh)
 local reg = KEYS[1]
@@ -81,6 +82,7 @@ redis.call('HSET', reg, 'state', ARGV[3], 'version', version, 'status', ARGV[4],
 redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[1])
 for _, event in ipairs(cjson.decode(ARGV[8])) do
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'number', ARGV[1],
@@ -89,13 +91,32 @@ end
 return {1, tostring(version)}
 """
 
+_PRUNE = """
+-- KEYS: finished, numbers, counts; ARGV: prefix, finished before (Unix time), at most
+local gone = 0
+local finished = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, number in ipairs(finished) do
+  local reg = ARGV[1] .. 'reg:' .. number
+  local fields = redis.call('HMGET', reg, 'done', 'status')
+  if fields[1] == '1' then
+    local input = ARGV[1] .. 'input:' .. number .. ':'
+    redis.call('DEL', reg, input .. 'code', input .. 'captcha', input .. 'pin')
+    redis.call('HINCRBY', KEYS[3], fields[2], -1)
+    redis.call('ZREM', KEYS[2], number)
+    gone = gone + 1
+  end
+  redis.call('ZREM', KEYS[1], number)
+end
+return {gone, #finished}
+"""
+
 _DROP_INPUT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 _WRITE = """
--- KEYS: reg, counts, due, instance-key, events
+-- KEYS: reg, counts, due, instance-key, events, finished
 -- ARGV: expected version, number, status, done, now, events-json, kept, fields-json,
 --       deleted-json
 local reg = KEYS[1]
@@ -120,6 +141,7 @@ if current[2] ~= ARGV[3] then
 end
 if ARGV[4] == '1' then
   redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[2])
   if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
 elseif fields['due'] then
   redis.call('ZADD', KEYS[3], fields['due'], ARGV[2])
@@ -208,6 +230,7 @@ class Store:
         self._create = redis.register_script(_CREATE)
         self._write = redis.register_script(_WRITE)
         self._drop_input = redis.register_script(_DROP_INPUT)
+        self._prune = redis.register_script(_PRUNE)
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -238,6 +261,7 @@ class Store:
                 self.key("due"),
                 self.key(f"instance:{instance}"),
                 self.key("events"),
+                self.key("finished"),
             ],
             args=[
                 number,
@@ -375,12 +399,26 @@ class Store:
             self.key("due"),
             self.key(f"instance:{record.instance}"),
             self.key("events"),
+            self.key("finished"),
         ]
 
     async def server_time(self) -> float:
         """Redis's clock (Unix time): the one clock every worker's leases are read on."""
         seconds, micros = await cast("Awaitable[tuple[int, int]]", self.redis.time())
         return seconds + micros / 1_000_000
+
+    async def prune(self, finished_before: float, *, batch: int = 1000) -> int:
+        """Forget the registrations that finished before ``finished_before`` (Unix time);
+        how many were forgotten."""
+        forgotten = 0
+        while True:
+            gone, seen = await self._prune(
+                keys=[self.key("finished"), self.key("numbers"), self.key("counts")],
+                args=[self.prefix, repr(finished_before), batch],
+            )
+            forgotten += int(gone)
+            if int(seen) < batch:
+                return forgotten
 
     async def counts(self) -> dict[str, int]:
         raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("counts")))
