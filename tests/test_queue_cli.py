@@ -470,6 +470,22 @@ def test_unknown_registrations_and_input_not_waited_for(
     assert re.search(r"Status\s+check", out) and re.search(r"Instance\s+a", out)
 
 
+def test_prune_forgets_nothing_unfinished_and_says_how_many(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "queue", "register", READY, "--instance", "a")[0] == EXIT_OK
+    code, out, _ = run(capsys, "queue", "prune", "--older-than", "0")
+    assert code == EXIT_OK
+    assert out == "Forgot 0 registrations of 'plugz' that ended more than 0 s ago.\n"
+    code, out, _ = run(capsys, "queue", "prune", "--older-than", "86400", "--json")
+    assert code == EXIT_OK and json.loads(out) == {"queue": "plugz", "forgotten": 0}
+    assert run(capsys, "queue", "status", READY)[0] == EXIT_OK  # still there: unfinished
+    with pytest.raises(SystemExit) as usage:
+        main(["queue", "prune", "--older-than", "-5"])
+    assert usage.value.code == EXIT_USAGE
+    assert "must be 0 or more" in capsys.readouterr().err
+
+
 # -- Redis ------------------------------------------------------------------------------------
 
 

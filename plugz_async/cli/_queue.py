@@ -40,6 +40,7 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    non_negative,
 )
 from ._redis import (
     open_queue,
@@ -116,6 +117,23 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     redis_options(status)
 
+    prune = subcommands.add_parser(
+        "prune",
+        help="forget the registrations that ended long ago",
+        description="Forget the registrations that ended more than --older-than seconds ago "
+        "(their state and events leave Redis; unfinished ones are never touched). Ended "
+        "registrations stay in Redis until pruned: run it from a periodic job.",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=non_negative,
+        required=True,
+        metavar="SECONDS",
+        help="how long ago a registration must have ended (86400: a day)",
+    )
+    prune.add_argument("--json", action="store_true", help="print JSON")
+    redis_options(prune)
+
     for name, metavar, summary, what in (
         (
             "code",
@@ -166,7 +184,25 @@ async def queue(app: App) -> int:
         return await _register(app)
     if command == "status":
         return await _status(app)
+    if command == "prune":
+        return await _prune(app)
     return await _give(app, command)
+
+
+async def _prune(app: App) -> int:
+    target = redis_target(app)
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            forgotten = await registrations.prune(app.args.older_than)
+    if app.args.json:
+        app.print_json({"queue": target.queue, "forgotten": forgotten})
+    else:
+        app.out.print(
+            f"Forgot {forgotten} registration{'' if forgotten == 1 else 's'} of "
+            f"{target.queue!r} that ended more than {app.args.older_than:g} s ago.",
+            markup=False,
+        )
+    return EXIT_OK
 
 
 # -- register -----------------------------------------------------------------------------------
