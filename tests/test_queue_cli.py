@@ -271,7 +271,7 @@ def test_a_second_signal_stops_the_worker_at_once(
         assert ready
         assert worker.stderr.readline() == (
             "plugz-async: worker stopping: no new step; the steps in flight finish (within "
-            "60 s). Ctrl-C again to stop at once.\n"
+            "60 s). Ctrl-C (or SIGTERM) again to stop at once.\n"
         )
         time.sleep(0.5)
         assert worker.poll() is None  # still waiting for the step
@@ -468,6 +468,32 @@ def test_unknown_registrations_and_input_not_waited_for(
     code, out, _ = run(capsys, "queue", "status", READY)
     assert code == EXIT_OK
     assert re.search(r"Status\s+check", out) and re.search(r"Instance\s+a", out)
+
+
+def test_an_ended_registration_is_left_as_it_is_unless_restart_is_asked(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from plugz_async.queue import RegistrationQueue
+
+    async def end_it() -> None:  # as a worker would, with an error retrying cannot mend
+        async with RegistrationQueue(env, environ={}) as queue:
+            await queue.register(READY, instance="a")
+            store = queue._store
+            record = await store.load("+5511900000001")
+            assert record is not None
+            await store.give_up(record, "InstanceNotFoundError: instance not found")
+
+    asyncio.run(end_it())
+    code, out, err = run(capsys, "queue", "register", READY, "--instance", "a", "--json")
+    assert code == EXIT_INCOMPLETE
+    (row,) = json.loads(out)["rows"]
+    assert row["queued"] is False and row["new"] is False and row["status"] == "failed"
+    assert "--restart starts it again" in err
+    code, out, _ = run(capsys, "queue", "register", READY, "--instance", "a", "--restart")
+    assert code == EXIT_OK
+    assert re.search(r"\+5511900000001\s+│\s+a\s+│\s+check\s+│\s+queued", out)
 
 
 def test_prune_forgets_nothing_unfinished_and_says_how_many(

@@ -103,6 +103,12 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
         help=f"the instance to register on (default: {ENV_INSTANCE_ID}); in a file, for the "
         "rows that name none",
     )
+    register.add_argument(
+        "--restart",
+        action="store_true",
+        help="start again the registrations of these numbers that ended (failed, no_code...); "
+        "without it an ended one is left as it is, and the row says so",
+    )
     register.add_argument("--json", action="store_true", help="print JSON instead of a table")
     planning_options(register)
     redis_options(register)
@@ -233,7 +239,7 @@ class Queued:
             "input": self.row.text,
             "number": None if status is None else status.number,
             "instance": status.instance if status is not None else self.row.instance,
-            "queued": status is not None,
+            "queued": status is not None and self.error is None,
             "new": self.new,
             "status": None if status is None else status.status,
             "error": None
@@ -343,7 +349,9 @@ def _number_rows(inputs: Sequence[str], default: str | None) -> list[Row]:
     return [Row(None, text, default) for text in inputs]
 
 
-async def _queue_one(registrations: RegistrationQueue, row: Row) -> Queued:
+async def _queue_one(
+    registrations: RegistrationQueue, row: Row, *, restart: bool = False
+) -> Queued:
     try:
         phone = PhoneNumber.parse(row.text)
     except InvalidPhoneNumber as error:
@@ -360,10 +368,21 @@ async def _queue_one(registrations: RegistrationQueue, row: Row) -> Queued:
     except UnknownRegistrationError:
         before = None
     try:
-        status = await registrations.register(phone, instance=row.instance)
+        status = await registrations.register(phone, instance=row.instance, restart=restart)
     except RegistrationStateError as error:  # InstanceBusyError
         return Queued(row, error=error)
-    new = before is None or before.done or before.version != status.version
+    new = before is None or before.version != status.version
+    if not new and status.done:
+        # Registering again leaves an ended registration as it is: say so, and count it
+        # as not queued (--restart starts it again).
+        return Queued(
+            row,
+            status=status,
+            error=RegistrationStateError(
+                f"its registration ended ({status.status}) and was left as it is; "
+                "--restart starts it again"
+            ),
+        )
     return Queued(row, status=status, new=new)
 
 
@@ -382,7 +401,7 @@ async def _register(app: App) -> int:
     with redis_errors(target):
         async with open_queue(app, target, planner=planner) as registrations:
             for row in rows:
-                results.append(await _queue_one(registrations, row))
+                results.append(await _queue_one(registrations, row, restart=args.restart))
     refused = [r for r in results if r.error is not None]
     if args.json:
         app.print_json(
@@ -399,7 +418,7 @@ async def _register(app: App) -> int:
             f"{len(results) - len(refused)} queued on {target.queue!r}"
             + (f", {len(refused)} refused" if refused else "")
             + ". Workers run them (plugz-async worker); follow them with: plugz-async queue "
-            "status",
+            f"status{target.queue_flag}",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -435,7 +454,9 @@ def _register_table(results: Sequence[Queued], *, lines: bool) -> Table:
                 _note(error),
             )
             continue
-        if result.new:
+        if result.error is not None:
+            note = f"not queued: {result.error}"
+        elif result.new:
             note = "queued"
         elif status.instance != result.row.instance:
             note = f"already queued, on instance {status.instance}"
@@ -650,7 +671,8 @@ async def _give(app: App, kind: str) -> int:
                 raise CommandFailed(f"{error} (queue {target.queue!r})", EXIT_USAGE) from None
             except RegistrationStateError as error:
                 raise CommandFailed(
-                    f"{error}; see: plugz-async queue status {phone.e164}", EXIT_INCOMPLETE
+                    f"{error}; see: plugz-async queue status {phone.e164}{target.queue_flag}",
+                    EXIT_INCOMPLETE,
                 ) from None
     if args.json:
         app.print_json(status.to_dict())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -146,6 +147,11 @@ class RedisTarget:
     shown: str
     source: str
     queue: str
+
+    @property
+    def queue_flag(self) -> str:
+        """`` --queue NAME`` to repeat in a hint, or nothing for the default queue."""
+        return "" if self.queue == DEFAULT_QUEUE else f" --queue {shlex.quote(self.queue)}"
 
 
 def redis_target(app: App) -> RedisTarget:

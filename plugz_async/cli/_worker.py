@@ -315,7 +315,7 @@ class _Signals:
             self.asked = True
             self.app.err.print(
                 f"{PROG}: worker stopping: no new step; the steps in flight finish (within "
-                f"{self.grace:g} s). Ctrl-C again to stop at once.",
+                f"{self.grace:g} s). Ctrl-C (or SIGTERM) again to stop at once.",
                 markup=False,
             )
             if self._worker is not None:

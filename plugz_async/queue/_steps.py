@@ -387,6 +387,24 @@ class StepRunner:
         logger.warning("registration of %s: %s", record.number, text)
         if isinstance(error, AuthenticationError) and self.forget is not None:
             await self.forget(record.instance)  # a token rotated since: read it again
+        if isinstance(error, AuthenticationError) and error.credential == "client_token":
+            # The account's Client-Token, refused: the worker's configuration, not this
+            # registration's fault. It waits (a minute at a time) for a worker with the
+            # right one, instead of every registration of the queue ending failed.
+            logger.error("the API refused this worker's Client-Token: check PLUGZ_CLIENT_TOKEN")
+            current = await self.store.load(record.number)
+            if current is None or current.done or current.step_id != record.step_id:
+                return "refused"
+            keep = current.intent is not None and not drop_intent
+            await self._again(
+                current,
+                state,
+                at=self.now() + 60.0,
+                keep_intent=keep,
+                error=text,
+                errors=current.errors,
+            )
+            return "waiting"
         permanent = isinstance(error, PERMANENT) or (
             isinstance(error, APIError)
             and not isinstance(error, RateLimitError)

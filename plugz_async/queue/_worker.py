@@ -239,7 +239,9 @@ class QueueWorker:
         )
         if not token:
             raise ConfigurationError(
-                f"this worker has no token for instance {instance}: give it in its credentials"
+                f"this worker has no token for instance {instance}: add it to the worker's "
+                f"credentials (--instances FILE or {ENV_INSTANCES_FILE}, a JSON object of "
+                "instance id to token)"
             )
         return token
 
