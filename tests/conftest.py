@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from helpers import CLIENT_TOKEN, CONFIG, INSTANCE_ID, INSTANCE_TOKEN
@@ -12,7 +15,14 @@ from plugz_async.sandbox import Sandbox, running
 
 pytest_plugins = ["pytester"]
 
-_LOOPBACK = ("localhost", "127.", "::1")
+# Every Python process a test starts resolves loopback only too (tests/loopback/).
+_GUARD = str(Path(__file__).with_name("loopback"))
+sys.path.insert(0, _GUARD)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_GUARD, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+
+from loopback_guard import guarded  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -22,15 +32,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     (aiohttp resolves every host through ``socket.getaddrinfo``; tests that mock the real
     API's address with aioresponses never resolve it.)
     """
-    real = socket.getaddrinfo
-
-    def guarded(host: object, *args: object, **kwargs: object) -> object:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        if not name.startswith(_LOOPBACK):
-            raise OSError(f"tests stay on loopback: refusing to resolve {name!r}")
-        return real(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded(socket.getaddrinfo))
 
 
 @pytest.fixture
