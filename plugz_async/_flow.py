@@ -35,9 +35,6 @@ __all__ = [
 
 logger = logging.getLogger("plugz_async")
 
-# The most code requests one channel gets when the server answers "too early".
-MAX_EARLY_REQUESTS = 3
-
 
 CodeSource = Callable[[Channel], Awaitable[str | None]]
 CaptchaSolver = Callable[[bytes], Awaitable[str]]
@@ -76,7 +73,6 @@ class Registration:
             max_code_attempts=max_code_attempts,
             max_captcha_attempts=max_captcha_attempts,
             max_pin_attempts=max_pin_attempts,
-            max_early_requests=MAX_EARLY_REQUESTS,
             device_timeout=device_timeout,
         )
         self._clock = planner.clock

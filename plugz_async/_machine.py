@@ -51,7 +51,14 @@ from ._phone import PhoneNumber
 from ._planner import RegistrationPlan, RegistrationPlanner
 from ._strenum import StrEnum
 
-__all__ = ["RegistrationMachine", "RegistrationState", "RegistrationStep", "describe_code_request"]
+__all__ = [
+    "RegistrationMachine",
+    "RegistrationState",
+    "RegistrationStep",
+    "describe_code_request",
+    "event_from_dict",
+    "event_to_dict",
+]
 
 #: The format of `RegistrationState.to_dict`; `from_dict` refuses others.
 STATE_FORMAT_VERSION = 1
@@ -179,7 +186,7 @@ class RegistrationState:
             "captcha": None if self.captcha is None else base64.b64encode(self.captcha).decode(),
             "device_deadline": _iso(self.device_deadline),
             "outcome": None if self.outcome is None else self.outcome.value,
-            "events": [_event_dict(event) for event in self.events],
+            "events": [event_to_dict(event) for event in self.events],
         }
 
     @classmethod
@@ -216,7 +223,7 @@ class RegistrationState:
                 captcha=None if captcha is None else base64.b64decode(captcha),
                 device_deadline=_from_iso(data["device_deadline"]),
                 outcome=None if data["outcome"] is None else RegistrationOutcome(data["outcome"]),
-                events=tuple(_event_of(item) for item in data["events"]),
+                events=tuple(event_from_dict(item) for item in data["events"]),
             )
         except PlanDataError:
             raise
@@ -236,7 +243,8 @@ def _channel(value: str | None) -> Channel | None:
     return None if value is None else Channel(value)
 
 
-def _event_dict(event: RegistrationEvent) -> dict[str, Any]:
+def event_to_dict(event: RegistrationEvent) -> dict[str, Any]:
+    """An event as a JSON-ready dict (its answer stays behind); `event_from_dict` reads it."""
     return {
         "kind": event.kind.value,
         "at": event.at.isoformat(),
@@ -246,7 +254,8 @@ def _event_dict(event: RegistrationEvent) -> dict[str, Any]:
     }
 
 
-def _event_of(data: Mapping[str, Any]) -> RegistrationEvent:
+def event_from_dict(data: Mapping[str, Any]) -> RegistrationEvent:
+    """An event stored with `event_to_dict`."""
     return RegistrationEvent(
         kind=EventKind(data["kind"]),
         at=datetime.fromisoformat(data["at"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
@@ -20,9 +21,15 @@ from plugz_async._errors import (
     RegistrationStateError,
     UnknownRegistrationError,
 )
-from plugz_async._events import EventKind, RegistrationEvent, RegistrationOutcome
-from plugz_async._machine import RegistrationMachine, RegistrationState, RegistrationStep
-from plugz_async._models import Channel, UnbanRequest
+from plugz_async._events import RegistrationEvent, RegistrationOutcome
+from plugz_async._machine import (
+    RegistrationMachine,
+    RegistrationState,
+    RegistrationStep,
+    event_from_dict,
+    event_to_dict,
+)
+from plugz_async._models import UnbanRequest
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 from plugz_async._routes import digits_of, text_of
@@ -97,15 +104,7 @@ class RegistrationStatus:
             else "data:image/png;base64," + base64.b64encode(self.captcha).decode(),
             "error": self.error,
             "version": self.version,
-            "events": [
-                {
-                    "kind": e.kind.value,
-                    "at": e.at.isoformat(),
-                    "message": e.message,
-                    "channel": None if e.channel is None else e.channel.value,
-                }
-                for e in self.events
-            ],
+            "events": [event_to_dict(event) for event in self.events],
         }
 
 
@@ -155,8 +154,6 @@ class RegistrationQueue:
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        import os
-
         env = os.environ if environ is None else environ
         self.redis_url = redis_url_of(redis_url, env)
         self.name = queue
@@ -167,7 +164,7 @@ class RegistrationQueue:
         )
         self._saq = RedisQueue.from_url(self.redis_url, name=queue)
         self._store = Store(self._saq.redis, queue=queue)
-        self._scheduler = SaqScheduler(self._saq, timeout=300, heartbeat=5, retries=1_000_000)
+        self._scheduler = SaqScheduler(self._saq)
         self._connected = False
 
     def __repr__(self) -> str:
@@ -354,19 +351,12 @@ class RegistrationQueue:
                 return
             for entry_id, fields in entries:
                 after = entry_id
-                data = json.loads(fields["event"])
                 yield QueueEvent(
                     id=entry_id,
                     number=fields["number"],
                     status=fields["status"],
                     version=int(fields["version"]),
-                    event=RegistrationEvent(
-                        kind=EventKind(data["kind"]),
-                        at=datetime.fromisoformat(data["at"]),
-                        message=data["message"],
-                        channel=None if data["channel"] is None else Channel(data["channel"]),
-                        wait_seconds=data["wait_seconds"],
-                    ),
+                    event=event_from_dict(json.loads(fields["event"])),
                 )
 
     async def _record(self, phone: PhoneNumber) -> Record:

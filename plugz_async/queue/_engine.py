@@ -20,6 +20,13 @@ __all__ = ["STEP_FUNCTION", "SaqScheduler", "StepScheduler", "job_key"]
 #: The name of the one job function the queue's workers run.
 STEP_FUNCTION = "plugz_registration_step"
 
+#: Seconds a step may run before saq cancels it (a step waits for one request at a time).
+STEP_TIMEOUT = 300
+
+#: Runs of one step's job at most: a job whose worker died is run again, always (the step
+#: itself gives a registration up after its errors; saq must never drop one silently).
+STEP_RETRIES = 1_000_000
+
 
 class StepScheduler(Protocol):
     """Runs a registration's step at a moment."""
@@ -45,7 +52,14 @@ class SaqScheduler:
         retries: runs of one step's job at most (saq counts the first).
     """
 
-    def __init__(self, queue: Any, *, timeout: int, heartbeat: int, retries: int) -> None:
+    def __init__(
+        self,
+        queue: Any,
+        *,
+        heartbeat: int = 5,
+        timeout: int = STEP_TIMEOUT,
+        retries: int = STEP_RETRIES,
+    ) -> None:
         self.queue = queue
         self.timeout = timeout
         self.heartbeat = heartbeat

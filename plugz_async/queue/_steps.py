@@ -54,11 +54,7 @@ __all__ = ["StepRunner"]
 logger = logging.getLogger("plugz_async.queue")
 
 #: What a step that waits for a person (code, captcha text, PIN) takes as input.
-INPUT_KINDS = {
-    RegistrationStep.CONFIRM_CODE: "code",
-    RegistrationStep.ANSWER_CAPTCHA: "captcha",
-    RegistrationStep.CONFIRM_PIN: "pin",
-}
+INPUT_KINDS = {step: step.wants for step in RegistrationStep if step.wants is not None}
 
 #: Errors that end a queued registration at once (``failed``): trying again cannot help.
 #: (A worker with no token for the instance is not one: another worker may have it.)

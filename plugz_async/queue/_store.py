@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 
 from plugz_async._errors import InstanceBusyError, StaleWriteError
 from plugz_async._events import RegistrationEvent
-from plugz_async._machine import RegistrationState
+from plugz_async._machine import RegistrationState, event_to_dict
 
 __all__ = ["CodeIntent", "Record", "Store"]
 
@@ -209,15 +209,7 @@ def status_of(state: RegistrationState) -> str:
 
 
 def event_json(event: RegistrationEvent) -> str:
-    return json.dumps(
-        {
-            "kind": event.kind.value,
-            "at": event.at.isoformat(),
-            "message": event.message,
-            "channel": None if event.channel is None else event.channel.value,
-            "wait_seconds": event.wait_seconds,
-        }
-    )
+    return json.dumps(event_to_dict(event))
 
 
 class Store:

@@ -264,9 +264,7 @@ class QueueWorker:
         try:
             await saq_queue.connect()
             store = Store(saq_queue.redis, queue=self.queue_name)
-            scheduler = SaqScheduler(
-                saq_queue, timeout=300, heartbeat=self.heartbeat, retries=1_000_000
-            )
+            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
 
             async def client_for(instance: str) -> PlugzClient:
                 client = self._clients.get(instance)
