@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import platform
+import ssl as ssl_module
 import sys
 import warnings
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
@@ -14,7 +15,8 @@ import aiohttp
 
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_BASE_URL, base_url_of, credential, options_from_env
-from ._errors import BadRequestError, ClientClosedError, InvalidArgument
+from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
+from ._http1 import Http1Pool
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -97,7 +99,16 @@ class PlugzClient:
         clock: the source of time and sleep (``FakeClock`` in tests).
         max_connections: the connection pool's size, when the client opens its session.
         trace_configs: aiohttp ``TraceConfig`` objects for your tracing, given to the session
-            the client opens (a session of your own carries its own).
+            the client opens (a session of your own carries its own). The client then
+            sends through aiohttp (see ``http``).
+        http: how the client's own connections speak HTTP. ``"lean"``: the client's own
+            HTTP/1.1 on keep-alive connections, which costs a third of aiohttp's CPU per
+            request (docs/performance.md); ``"aiohttp"``: an ``aiohttp.ClientSession``.
+            ``"auto"`` (the default) is lean, unless ``trace_configs`` are given or
+            aiohttp's requests are patched when the client opens (aioresponses in your
+            tests): then aiohttp, so that they see every request. With ``session``,
+            always that session.
+        ssl: the TLS context for https (the system's trusted certificates by default).
         max_body_bytes: the largest answer the client will read.
         middlewares: attempt middlewares, called around every attempt of every call,
             retries included: ``async def middleware(route, send)`` awaits ``send()``
@@ -123,9 +134,22 @@ class PlugzClient:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
         middlewares: Sequence[AttemptMiddleware] = (),
+        http: Literal["auto", "lean", "aiohttp"] = "auto",
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self._state = _State.UNOPENED
-        self._session: aiohttp.ClientSession | None = session
+        if http not in ("auto", "lean", "aiohttp"):
+            raise ConfigurationError(f'http must be "auto", "lean" or "aiohttp", not {http!r}')
+        if http == "lean" and (session is not None or trace_configs):
+            raise ConfigurationError(
+                'http="lean" sends without aiohttp: it takes no session or trace_configs'
+            )
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        self._http = http
+        self._ssl = ssl
+        #: Where requests go: the user's session, or the one (or the pool) opened here.
+        self._session: aiohttp.ClientSession | Http1Pool | None = session
         self._owns_session = session is None
         instance_id = credential("instance_id", instance_id)
         instance_token = credential("instance_token", instance_token)
@@ -191,12 +215,12 @@ class PlugzClient:
         It shares this client's connection pool, settings and middlewares, and never
         closes the pool: close this client when done with both.
         """
-        return PlugzClient(
+        connections = self._open()
+        sibling = PlugzClient(
             instance_id,
             instance_token,
             self._transport.client_token,
             base_url=self.base_url,
-            session=self._open(),
             timeout=self._timeout,
             retry=self._retry,
             on_retry=self._on_retry,
@@ -204,6 +228,8 @@ class PlugzClient:
             max_body_bytes=self._transport.max_body_bytes,
             middlewares=self._middlewares,
         )
+        sibling._session, sibling._owns_session = connections, False
+        return sibling
 
     def check_many(
         self,
@@ -280,23 +306,39 @@ class PlugzClient:
     ) -> None:
         await self.aclose()
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> aiohttp.ClientSession | Http1Pool:
         if self._state is _State.CLOSED:
             raise ClientClosedError("this PlugzClient is closed; create a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                raise_for_status=False,
-                trace_configs=self._trace_configs,
-                # The API sets no cookies: nothing to keep, match or send per request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers=self._transport.headers(),
-            )
-            self._transport.own_session = self._session
+            if self._lean():
+                self._session = Http1Pool(limit=self._max_connections, ssl=self._ssl)
+            else:
+                self._session = self._transport.own_session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(
+                        limit=self._max_connections,
+                        ssl=True if self._ssl is None else self._ssl,
+                    ),
+                    raise_for_status=False,
+                    trace_configs=self._trace_configs,
+                    # The API sets no cookies: nothing to keep, match or send per request.
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    headers=self._transport.headers(),
+                )
         elif self._session.closed:
+            if isinstance(self._session, Http1Pool):
+                raise ClientClosedError(
+                    "the PlugzClient this one shares connections with is closed"
+                )
             raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")
         self._state = _State.OPEN
         return self._session
+
+    def _lean(self) -> bool:
+        if self._http != "auto":
+            return self._http == "lean"
+        # aioresponses (and mocks like it) patch this method: the patch is not aiohttp's.
+        patched = getattr(aiohttp.ClientSession._request, "__module__", None) != "aiohttp.client"
+        return not self._trace_configs and not patched
 
     async def aclose(self) -> None:
         """Close the client and its own session (never a session it was given).

@@ -1,0 +1,677 @@
+"""HTTP/1.1 on pooled keep-alive connections: the client's own way to the API.
+
+The API needs little of HTTP: a ``POST`` (or ``GET``) with a small JSON body, and an
+answer's status, a header or two and a JSON body. aiohttp's ``ClientSession`` does much
+more for every request (a request object, URL and header merging, a cookie jar, tracing,
+compression, redirects, a response object and its stream), and that was two thirds of a
+check's CPU (docs/performance.md). This module sends bytes the transport built once per
+route, and reads the answer with a small parser on an ``asyncio.Protocol``.
+
+What it takes in an answer is all of HTTP/1.1 a server may send: a ``Content-Length``
+body, a chunked body (with trailers), a body that ends when the connection closes,
+``gzip`` or ``deflate`` content, interim ``1xx`` answers, ``Connection: close`` and
+HTTP/1.0. What it refuses (a malformed head, an unknown content coding, an answer larger
+than the limit) is a `WireError` whose text holds no part of the request: the request's
+path carries the instance token, so it never appears in an error.
+
+Connections are kept per origin, reused last-in first-out, and closed after
+``keepalive`` seconds idle, well before servers close theirs (60 s and more), so that a
+request is seldom written on a connection the server is closing. A connection that failed,
+timed out or whose request was cancelled is never reused: the state of its stream is
+unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl as ssl_module
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
+
+__all__ = [
+    "Answer",
+    "BodyTooLarge",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "Disconnected",
+    "Headers",
+    "Http1Pool",
+    "MalformedAnswer",
+    "Origin",
+    "ReadTimeout",
+    "Timeouts",
+    "WireError",
+]
+
+#: The longest answer head (status line and headers) read; longer is malformed.
+MAX_HEAD_BYTES = 64 * 1024
+#: Seconds an idle connection is kept (aiohttp keeps them 15 s too).
+KEEPALIVE = 15.0
+
+
+class WireError(Exception):
+    """A request failed on the way: the connection, or an answer that could not be read."""
+
+
+class ConnectFailed(WireError):
+    """No connection could be made (refused, unreachable, TLS refused, name unknown)."""
+
+
+class ConnectTimeout(WireError):
+    """No connection (or no free place in the pool) within the time to connect."""
+
+
+class ReadTimeout(WireError):
+    """The answer did not come (or stopped coming) in time."""
+
+    def __init__(self, message: str, *, total: bool) -> None:
+        super().__init__(message)
+        #: Whether the request's total time ran out (else: the time between reads).
+        self.total = total
+
+
+class MalformedAnswer(WireError):
+    """The server's answer is not HTTP/1.1 the client can read."""
+
+
+class BodyTooLarge(WireError):
+    """The answer's body is larger than the limit; it was not read."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the answer (HTTP {status}) is larger than the limit")
+        self.status = status
+
+
+class Disconnected(WireError):
+    """The server closed the connection before its answer was complete."""
+
+
+class Origin:
+    """Where requests go: scheme, host and port, and the ``Host`` header they carry."""
+
+    __slots__ = ("host", "host_header", "port", "tls")
+
+    def __init__(self, scheme: str, host: str, port: int | None) -> None:
+        if scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s) origin: {scheme!r}")
+        self.tls = scheme == "https"
+        self.host = host
+        default = 443 if self.tls else 80
+        self.port = default if port is None else port
+        shown = f"[{host}]" if ":" in host else host
+        self.host_header = shown if self.port == default else f"{shown}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"Origin({'https' if self.tls else 'http'}://{self.host_header})"
+
+
+class Timeouts:
+    """The limits of one request, in seconds (``None``: no limit), as aiohttp's
+    ``ClientTimeout`` names them: ``total`` for all of it, ``connect`` for a place in the
+    pool and a connection, ``sock_connect`` for the connection alone, and ``sock_read``
+    between two reads of the answer."""
+
+    __slots__ = ("connect", "sock_connect", "sock_read", "total")
+
+    def __init__(
+        self,
+        total: float | None = None,
+        connect: float | None = None,
+        sock_connect: float | None = None,
+        sock_read: float | None = None,
+    ) -> None:
+        self.total = total
+        self.connect = connect
+        self.sock_connect = sock_connect
+        self.sock_read = sock_read
+
+
+class Headers(Mapping[str, str]):
+    """An answer's headers, looked up by name whatever its case (repeated ones joined
+    with ``", "``)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = items  # keys lower-case
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Answer:
+    """A whole answer: status, headers and the body (decoded from its content coding)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _tokens(value: str | None) -> set[str]:
+    return {part.strip().lower() for part in value.split(",")} if value else set()
+
+
+def _decode_content(coding: str | None, body: bytes, limit: int, status: int) -> bytes:
+    if not coding or coding.strip().lower() == "identity":
+        return body
+    coding = coding.strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif coding == "deflate":
+        # "deflate" is zlib-wrapped by the standard; some servers send it raw.
+        wbits = zlib.MAX_WBITS if body[:1] and body[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        decoder = zlib.decompressobj(wbits)
+    else:
+        raise MalformedAnswer(f"the answer is encoded as {coding!r}, which was not asked for")
+    try:
+        decoded = decoder.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedAnswer(f"the answer's {coding} content is corrupt") from exc
+    if len(decoded) > limit:
+        raise BodyTooLarge(status)
+    return decoded
+
+
+class _Connection(asyncio.Protocol):
+    """One connection, and the parser of the answer it is waiting for."""
+
+    def __init__(self, pool: Http1Pool, origin: Origin) -> None:
+        self._pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._limit = 0
+        self._sock_read: float | None = None
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # The answer being read.
+        self._status = 0
+        self._headers: Headers | None = None
+        self._keep_alive = True
+        self._framing = ""  # "length", "chunked" or "close" once the head is read
+        self._remaining = 0
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # nothing asked: a server that talks out of turn
+            self.abort()
+            return
+        self._buffer += data
+        try:
+            if self._framing:
+                self._read_body()
+            else:
+                self._read_head()
+        except WireError as exc:
+            self._fail(exc)
+            return
+        if self._sock_read is not None and self._waiter is not None:
+            self._arm()
+
+    def eof_received(self) -> bool:
+        if self._waiter is not None:
+            if self._framing == "close":
+                self._keep_alive = False
+                self._finish(b"".join(self._chunks))
+            else:
+                self._fail(Disconnected("the server closed the connection before answering"))
+        self.abort()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._waiter is not None:
+            if self._framing == "close" and exc is None:
+                self._keep_alive = False
+                self._finish(b"".join(self._chunks))
+            else:
+                self._fail(Disconnected("the connection was lost before the answer was complete"))
+        self._closed()
+
+    # -- one exchange ---------------------------------------------------------------------
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(
+        self, request: bytes, limit: int, timeouts: Timeouts, deadline: float | None
+    ) -> asyncio.Future[Answer]:
+        """Write ``request``; the future gets its answer, or the `WireError` it met."""
+        assert self.transport is not None
+        loop = self._pool.loop
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        self._waiter = waiter
+        self._limit = limit
+        self._sock_read = timeouts.sock_read
+        self._deadline = deadline
+        self._status = 0
+        self._headers = None
+        self._framing = ""
+        self._chunks = []
+        self._size = 0
+        if deadline is not None or self._sock_read is not None:
+            self._arm()
+        self.transport.write(request)
+        return waiter
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._pool.loop
+        when, total = self._deadline, True
+        if self._sock_read is not None:
+            gap = loop.time() + self._sock_read
+            if when is None or gap < when:
+                when, total = gap, False
+        assert when is not None
+        self._timer = loop.call_at(when, self._time_out, total)
+
+    def _time_out(self, total: bool) -> None:
+        self._timer = None
+        if total:
+            self._fail(ReadTimeout("no answer in the time given", total=True))
+        else:
+            self._fail(ReadTimeout(f"nothing read for {self._sock_read} s", total=False))
+
+    def _fail(self, exc: WireError) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.abort()
+
+    def _finish(self, body: bytes) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter, self._waiter = self._waiter, None
+        assert self._headers is not None
+        try:
+            body = _decode_content(
+                self._headers.get("content-encoding"), body, self._limit, self._status
+            )
+        except WireError as exc:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+            self.abort()
+            return
+        if self._buffer or not self._keep_alive:
+            self.abort()  # bytes past the answer, or the server said it closes: not reused
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Answer(self._status, self._headers, body))
+
+    # -- the parser -------------------------------------------------------------------------
+
+    def _read_head(self) -> None:
+        while True:
+            buffer = self._buffer
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise MalformedAnswer("the answer's head is too long")
+                return
+            lines = buffer[:end].decode("latin-1").split("\r\n")
+            del buffer[: end + 4]
+            version, _, rest = lines[0].partition(" ")
+            code = rest[:3]
+            if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+                raise MalformedAnswer("the answer does not start with an HTTP/1.x status line")
+            status = int(code)
+            items: dict[str, str] = {}
+            for line in lines[1:]:
+                name, colon, value = line.partition(":")
+                if not colon or not name or name[-1] in " \t" or name[0] in " \t":
+                    raise MalformedAnswer("the answer has a malformed header line")
+                name = name.lower()
+                value = value.strip(" \t")
+                items[name] = f"{items[name]}, {value}" if name in items else value
+            if 100 <= status < 200:
+                if status == 101:
+                    raise MalformedAnswer("the server switched protocols unasked")
+                continue  # an interim answer: the real one follows
+            break
+        self._status = status
+        headers = self._headers = Headers(items)
+        connection = _tokens(items.get("connection"))
+        self._keep_alive = (
+            "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
+        )
+        coding = items.get("transfer-encoding")
+        if status in (204, 304):
+            self._framing = "length"
+            self._remaining = 0
+        elif coding is not None:
+            if coding.rsplit(",", 1)[-1].strip().lower() == "chunked":
+                self._framing = "chunked"
+            else:
+                self._framing = "close"
+        elif "content-length" in headers:
+            lengths = {part.strip() for part in items["content-length"].split(",")}
+            length = lengths.pop()
+            if lengths or not length.isdigit():
+                raise MalformedAnswer("the answer's Content-Length is malformed")
+            self._remaining = int(length)
+            if self._remaining > self._limit:
+                raise BodyTooLarge(status)
+            self._framing = "length"
+        else:
+            self._framing = "close"
+        self._read_body()
+
+    def _read_body(self) -> None:
+        buffer = self._buffer
+        if self._framing == "length":
+            if len(buffer) < self._remaining:
+                return
+            body = bytes(buffer[: self._remaining])
+            del buffer[: self._remaining]
+            self._finish(body)
+        elif self._framing == "chunked":
+            self._read_chunks()
+        else:  # until the connection closes
+            self._take(bytes(buffer))
+            buffer.clear()
+
+    def _take(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise BodyTooLarge(self._status)
+        self._chunks.append(chunk)
+
+    def _read_chunks(self) -> None:
+        buffer = self._buffer
+        while True:
+            if self._remaining:  # inside a chunk: its data, then CRLF
+                if len(buffer) < self._remaining + 2:
+                    return
+                if buffer[self._remaining : self._remaining + 2] != b"\r\n":
+                    raise MalformedAnswer("a chunk of the answer does not end with CRLF")
+                self._take(bytes(buffer[: self._remaining]))
+                del buffer[: self._remaining + 2]
+                self._remaining = 0
+                continue
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise MalformedAnswer("a chunk size line of the answer is too long")
+                return
+            size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise MalformedAnswer("a chunk size of the answer is not hexadecimal") from None
+            if size < 0:
+                raise MalformedAnswer("a chunk size of the answer is negative")
+            if size:
+                if self._size + size > self._limit:
+                    raise BodyTooLarge(self._status)
+                del buffer[: end + 2]
+                self._remaining = size
+                continue
+            # The last chunk: trailers (ignored) up to an empty line.
+            after = buffer[end + 2 : end + 4]
+            if after == b"\r\n":
+                del buffer[: end + 4]
+            else:
+                trailers_end = buffer.find(b"\r\n\r\n", end) if len(after) == 2 else -1
+                if trailers_end < 0:
+                    if len(buffer) > MAX_HEAD_BYTES:
+                        raise MalformedAnswer("the answer's trailers are too long")
+                    return
+                del buffer[: trailers_end + 4]
+            self._finish(b"".join(self._chunks))
+            return
+
+    # -- closing --------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Close now, without a goodbye (the connection is not reused)."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        self._closed()
+
+    def _closed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.closed:
+            self.closed = True
+            self._pool._forget(self)
+
+
+class Http1Pool:
+    """Keep-alive connections to the API's origin(s), at most ``limit`` open at once.
+
+    ``exchange`` sends one request (bytes the caller built) and returns its `Answer`, or
+    raises a `WireError`. Every connection belongs to the event loop it was made on: a
+    pool serves one loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = 100,
+        ssl: ssl_module.SSLContext | None = None,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("a pool needs room for one connection at least")
+        self.limit = limit
+        self.keepalive = keepalive
+        self._ssl = ssl
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._connecting = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Http1Pool(limit={self.limit}, open={len(self._open)}, closed={self.closed})"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    async def exchange(
+        self, origin: Origin, request: bytes, *, limit: int, timeouts: Timeouts
+    ) -> Answer:
+        """Send ``request`` to ``origin`` and read its answer (a body of ``limit`` bytes at
+        most)."""
+        if self.closed:
+            raise WireError("the connection pool is closed")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._rebind(loop)
+        deadline = None if timeouts.total is None else loop.time() + timeouts.total
+        connection = self._reuse(origin, loop.time())
+        if connection is None:
+            connection = await self._connect(origin, timeouts, deadline)
+        try:
+            answer = await connection.send(request, limit, timeouts, deadline)
+        except BaseException:
+            connection.abort()  # failed, timed out or cancelled: its stream is unknown
+            raise
+        if connection.usable():
+            connection.idle_since = loop.time()
+            self._idle.setdefault(origin, []).append(connection)
+            self._wake()
+        return answer
+
+    def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve ``loop`` from now on: connections of an earlier loop cannot be used here
+        (a notebook that runs each cell's coroutine in a loop of its own, say)."""
+        for connection in list(self._open):
+            try:
+                connection.abort()
+            except RuntimeError:  # its loop is closed, and its socket with it
+                connection._closed()
+        self._loop = loop
+
+    def _reuse(self, origin: Origin, now: float) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.usable() and now - connection.idle_since < self.keepalive:
+                return connection
+            connection.abort()
+        return None
+
+    async def _connect(
+        self, origin: Origin, timeouts: Timeouts, deadline: float | None
+    ) -> _Connection:
+        loop = self.loop
+        limits = [t for t in (timeouts.connect,) if t is not None]
+        if deadline is not None:
+            limits.append(deadline - loop.time())
+        until = loop.time() + min(limits) if limits else None
+        while True:  # a place in the pool
+            if len(self._open) + self._connecting < self.limit:
+                break
+            if self._close_idle_elsewhere(origin):
+                continue
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(
+                    waiter, None if until is None else max(0.0, until - loop.time())
+                )
+            except asyncio.TimeoutError:
+                raise self._timed_out(deadline, timeouts) from None
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, but leaving: pass the place on
+                raise
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            reused = self._reuse(origin, loop.time())
+            if reused is not None:
+                return reused
+        self._connecting += 1
+        try:
+            limits = [t for t in (timeouts.sock_connect,) if t is not None]
+            if until is not None:
+                limits.append(until - loop.time())
+            wait = max(0.0, min(limits)) if limits else None
+            try:
+                # Happy eyeballs (IPv6 and IPv4 raced) where the loop has it: uvloop has not.
+                options: dict[str, Any] = (
+                    {"happy_eyeballs_delay": 0.25}
+                    if isinstance(loop, asyncio.BaseEventLoop)
+                    else {}
+                )
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Connection(self, origin),
+                        origin.host,
+                        origin.port,
+                        ssl=(self._ssl or _default_ssl()) if origin.tls else None,
+                        **options,
+                    ),
+                    wait,
+                )
+            except asyncio.TimeoutError:
+                raise self._timed_out(deadline, timeouts, connecting=True) from None
+            except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors
+                raise ConnectFailed(f"{origin.host}:{origin.port}: {exc}") from exc
+        finally:
+            self._connecting -= 1
+        if self.closed:
+            connection.abort()
+            raise WireError("the connection pool is closed")
+        self._open.add(connection)
+        return connection
+
+    def _timed_out(
+        self, deadline: float | None, timeouts: Timeouts, *, connecting: bool = False
+    ) -> WireError:
+        if deadline is not None and self.loop.time() >= deadline - 1e-3:
+            return ReadTimeout("no answer in the time given", total=True)
+        limit = (timeouts.sock_connect or timeouts.connect) if connecting else timeouts.connect
+        return ConnectTimeout(f"no connection within {limit} s")
+
+    def _close_idle_elsewhere(self, origin: Origin) -> bool:
+        """Close the idle connection to another origin that waited longest, to make room."""
+        oldest: _Connection | None = None
+        for other, idle in self._idle.items():
+            if (
+                other is not origin
+                and idle
+                and (oldest is None or idle[0].idle_since < oldest.idle_since)
+            ):
+                oldest = idle[0]
+        if oldest is None:
+            return False
+        self._idle[oldest.origin].remove(oldest)
+        oldest.abort()
+        return True
+
+    def _forget(self, connection: _Connection) -> None:
+        if connection in self._open:
+            self._open.discard(connection)
+            idle = self._idle.get(connection.origin)
+            if idle and connection in idle:
+                idle.remove(connection)
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close every connection; the pool sends no more. Safe to call more than once."""
+        self.closed = True
+        connections = list(self._open)
+        self._idle.clear()
+        for connection in connections:
+            connection.abort()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(WireError("the connection pool is closed"))
+        self._waiters.clear()
+        if connections:
+            await asyncio.sleep(0)  # let the transports finish closing
+
+
+_SSL: ssl_module.SSLContext | None = None
+
+
+def _default_ssl() -> ssl_module.SSLContext:
+    """The system's trusted certificates, with host names checked (as aiohttp's default)."""
+    global _SSL
+    if _SSL is None:
+        _SSL = ssl_module.create_default_context()
+    return _SSL
