@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -61,11 +62,17 @@ def cpu() -> float:
 # -- the sides compared -----------------------------------------------------------------------
 
 
-async def sdk_run(base_url: str, n: int, concurrency: int) -> None:
-    client = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url)
+async def sdk_run(base_url: str, n: int, concurrency: int, http: str = "auto") -> None:
+    client = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url, http=http)  # type: ignore[arg-type]
     async with client, client.check_many(numbers(n), concurrency=concurrency) as run:
         async for _ in run:
             pass
+
+
+async def sdk_aiohttp_run(base_url: str, n: int, concurrency: int) -> None:
+    """The SDK sending through an aiohttp session (``http="aiohttp"``): its path until the
+    client had its own HTTP/1.1, and still with a session of the user's or tracing."""
+    await sdk_run(base_url, n, concurrency, http="aiohttp")
 
 
 async def raw_run(base_url: str, n: int, concurrency: int) -> None:
@@ -151,7 +158,7 @@ def compare(
         if round_ % 2:
             order.reverse()
         results = {
-            name: timed(lambda side=side: side(base_url, n, concurrency), loop)
+            name: timed(functools.partial(side, base_url, n, concurrency), loop)
             for side, name in order
         }
         (sdk_wall, sdk_cpu), (other_wall, other_cpu) = results["sdk"], results["other"]
@@ -168,21 +175,39 @@ def compare(
 # -- pacing -------------------------------------------------------------------------------
 
 
+#: When each attempt went to the wire, by the transport that sent it.
+SENT: dict[int, list[float]] = {}
+
+
+def record_sends() -> None:
+    """Make ``Transport.send`` note the moment each attempt is sent: after every middleware
+    (the pacer's wait included), whichever way the client sends."""
+    from plugz_async._transport import Transport
+
+    real = Transport.send
+    if getattr(real, "recording", False):
+        return
+
+    async def send(self: Transport, *args: Any) -> dict[str, Any]:
+        if id(self) in SENT:
+            SENT[id(self)].append(time.monotonic())
+        return await real(self, *args)
+
+    send.recording = True  # type: ignore[attr-defined]
+    Transport.send = send  # type: ignore[method-assign,assignment]
+
+
 async def paced(base_url: str, rate: float, seconds: float) -> dict[str, float]:
     """A bulk run at ``max_rate=rate`` for about ``seconds``: the rate it achieved (requests
     sent, first to last) and the most requests that started in any one-second window."""
-    started: list[float] = []
-
-    async def on_start(*_: Any) -> None:
-        started.append(time.monotonic())
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
+    record_sends()
     n = int(rate * seconds) + 1
-    client = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url, trace_configs=[trace])
+    client = pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=base_url)
+    started = SENT.setdefault(id(client._transport), [])
     async with client, client.check_many(numbers(n), concurrency=64, max_rate=rate) as run:
         async for _ in run:
             pass
+    del SENT[id(client._transport)]
     started.sort()
     achieved = (len(started) - 1) / (started[-1] - started[0])
     most, j = 0, 0
@@ -293,19 +318,28 @@ def layers(base_url: str, n: int) -> list[tuple[str, float]]:
     async def no_network(self: Any, *args: Any) -> dict[str, Any]:
         return dict(data)
 
-    _transport.Transport.send = no_network  # type: ignore[method-assign]
+    _transport.Transport.send = no_network  # type: ignore[method-assign,assignment]
     try:
         asyncio.run(sdk_run(base_url, 2000, 64))
         own = min(timed(lambda: sdk_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
     finally:
         _transport.Transport.send = real_send  # type: ignore[method-assign]
     whole = min(timed(lambda: sdk_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
+    over_aiohttp = min(timed(lambda: sdk_aiohttp_run(base_url, n, 64))[1] for _ in range(3))
+    over_aiohttp = over_aiohttp / n * 1e6
     raw = min(timed(lambda: raw_run(base_url, n, 64))[1] for _ in range(3)) / n * 1e6
     measured = sum(value for _, value in rows)
     rows.append(("the bulk run's hand-off, tasks and the rest of the SDK's own", own - measured))
     rows.append(("the SDK's own layers, all (the run with no network)", own))
-    rows.append(("aiohttp and the event loop (the whole less the SDK's own)", whole - own))
+    rows.append(("HTTP/1.1 and the event loop (the whole less the SDK's own)", whole - own))
     rows.append(("a check of check_many, whole (concurrency 64)", whole))
+    rows.append(
+        (
+            'aiohttp and the event loop, with http="aiohttp" (that whole less the SDK\'s own)',
+            over_aiohttp - own,
+        )
+    )
+    rows.append(('a check of check_many with http="aiohttp", whole', over_aiohttp))
     rows.append(("a check of the raw aiohttp loop, whole (concurrency 64)", raw))
     del _client
     return rows
@@ -420,6 +454,18 @@ def main() -> None:
                             "user+sys of the client process",
                         )
                     )
+        # What the client's own HTTP/1.1 buys: the SDK over an aiohttp session, same loop.
+        n = max(200, int(4000 * scale))
+        result = compare(base_url, sdk_aiohttp_run, raw_run, n, 64, rounds)
+        rows.append(
+            (
+                'asyncio: throughput, check_many with http="aiohttp" vs raw aiohttp, '
+                "concurrency 64",
+                f"{result['throughput_ratio']:.2f}x",
+                "",
+                f"CPU ratio {result['cpu_ratio']:.2f}x (the SDK over an aiohttp session)",
+            )
+        )
         pace_seconds = 5.0 if args.quick else 20.0
 
         async def both() -> list[dict[str, float]]:  # side by side: 20 s, not 40
@@ -455,7 +501,7 @@ def main() -> None:
             return requests_run(base, count)
 
         n = max(200, int(1000 * scale))
-        result = compare(base_url, sdk_run, sequential, n, 64, max(3, rounds // 2))  # type: ignore[arg-type]
+        result = compare(base_url, sdk_run, sequential, n, 64, max(3, rounds // 2))
         rows.append(
             (
                 "throughput, check_many (concurrency 64) vs a sequential requests loop",

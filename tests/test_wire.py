@@ -239,3 +239,16 @@ async def test_invalid_number_sends_nothing(mocked: Any, client: pz.PlugzClient)
     with pytest.raises(pz.InvalidPhoneNumber):
         await client.check_availability("call me maybe")
     assert sent(mocked) == []
+
+
+async def test_a_client_made_with_the_defaults_sends_through_the_mock(mocked: Any) -> None:
+    """aioresponses in a user's tests sees every request of a client made with the defaults:
+    the client sends through aiohttp while aiohttp is patched (its own HTTP/1.1 otherwise)."""
+    mocked.post(URL, payload=OK)
+    async with pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=MOCKED) as client:
+        assert (await client.check_availability("+55 44 99999-9999")).available
+        assert isinstance(client._session, aiohttp.ClientSession)
+    async with pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=MOCKED, http="lean") as client:
+        # Asked for by name, the lean way is taken even so: the guard refuses the real host.
+        with pytest.raises(pz.ConnectError, match="refusing to resolve"):
+            await client.check_availability("+55 44 99999-9999", retry=pz.RetryPolicy.none())
