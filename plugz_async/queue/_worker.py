@@ -1,6 +1,6 @@
 """A worker process: saq's worker running the registration's steps.
 
-`QueueWorker` builds what the steps need (one HTTP session, a client per instance
+`QueueWorker` builds what the steps need (one connection pool, a client per instance
 from the worker's credentials, the per-instance rate limit, the store) and runs a
 saq ``Worker`` with one job function. It stops gracefully on SIGTERM or SIGINT: it
 takes no new step, lets the steps in flight finish (``shutdown_grace`` seconds at
@@ -15,12 +15,12 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
 from saq.queue.redis import RedisQueue
@@ -250,7 +250,21 @@ class QueueWorker:
         from plugz_async._client import PlugzClient
 
         saq_queue = RedisQueue.from_url(self.redis_url, name=self.queue_name)
-        session = aiohttp.ClientSession()
+        options: dict[str, Any] = {} if self._base_url is None else {"base_url": self._base_url}
+        # Holds the worker's connections and its clients' settings; each instance's client
+        # is made from it (``for_instance``), sharing its pool, and never sends itself.
+        connections = PlugzClient(
+            "worker",
+            secrets.token_urlsafe(16),  # a token nobody's: this client sends nothing
+            self._client_token,
+            timeout=self.request_timeout,
+            # Every attempt of a request within its timeout: a code request retried (when
+            # certainly not processed) ends inside its lease.
+            retry=RetryPolicy(deadline=self.request_timeout),
+            clock=self.machine.clock,
+            middlewares=self._middlewares,
+            **options,
+        )
         limit = (
             None
             if self.rate_limit is None
@@ -269,22 +283,7 @@ class QueueWorker:
             async def client_for(instance: str) -> PlugzClient:
                 client = self._clients.get(instance)
                 if client is None:
-                    options: dict[str, Any] = (
-                        {} if self._base_url is None else {"base_url": self._base_url}
-                    )
-                    client = PlugzClient(
-                        instance,
-                        await self._token(instance),
-                        self._client_token,
-                        session=session,
-                        timeout=self.request_timeout,
-                        # Every attempt of a request within its timeout: a code request
-                        # retried (when certainly not processed) ends inside its lease.
-                        retry=RetryPolicy(deadline=self.request_timeout),
-                        clock=self.machine.clock,
-                        middlewares=self._middlewares,
-                        **options,
-                    )
+                    client = connections.for_instance(instance, await self._token(instance))
                     self._clients[instance] = client
                 return client
 
@@ -356,7 +355,7 @@ class QueueWorker:
             for client in self._clients.values():
                 await client.aclose()
             self._clients.clear()
-            await session.close()
+            await connections.aclose()
             await saq_queue.disconnect()
             logger.info("worker of queue %s stopped", self.queue_name)
 
