@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import socket
 import ssl as ssl_module
 import zlib
 from collections.abc import Iterator, Mapping
@@ -106,6 +108,16 @@ class Origin:
     def __repr__(self) -> str:
         return f"Origin({'https' if self.tls else 'http'}://{self.host_header})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Origin) and (self.tls, self.host, self.port) == (
+            other.tls,
+            other.host,
+            other.port,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.tls, self.host, self.port))
+
 
 class Timeouts:
     """The limits of one request, in seconds (``None``: no limit), as aiohttp's
@@ -167,6 +179,11 @@ class Answer:
         self.body = body
 
 
+def _digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits (``str.isdigit`` takes "²" too, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _tokens(value: str | None) -> set[str]:
     return {part.strip().lower() for part in value.split(",")} if value else set()
 
@@ -189,6 +206,8 @@ def _decode_content(coding: str | None, body: bytes, limit: int, status: int) ->
         raise MalformedAnswer(f"the answer's {coding} content is corrupt") from exc
     if len(decoded) > limit:
         raise BodyTooLarge(status)
+    if body and not decoder.eof:
+        raise MalformedAnswer(f"the answer's {coding} content is cut short")
     return decoded
 
 
@@ -243,6 +262,8 @@ class _Connection(asyncio.Protocol):
             if self._framing == "close":
                 self._keep_alive = False
                 self._finish(b"".join(self._chunks))
+            elif self._status:
+                self._fail(Disconnected("the server closed the connection mid-answer"))
             else:
                 self._fail(Disconnected("the server closed the connection before answering"))
         self.abort()
@@ -276,6 +297,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._headers = None
         self._framing = ""
+        self._remaining = 0
         self._chunks = []
         self._size = 0
         if deadline is not None or self._sock_read is not None:
@@ -334,15 +356,20 @@ class _Connection(asyncio.Protocol):
         while True:
             buffer = self._buffer
             end = buffer.find(b"\r\n\r\n")
+            if end > MAX_HEAD_BYTES or (end < 0 and len(buffer) > MAX_HEAD_BYTES):
+                raise MalformedAnswer("the answer's head is too long")
             if end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    raise MalformedAnswer("the answer's head is too long")
                 return
             lines = buffer[:end].decode("latin-1").split("\r\n")
             del buffer[: end + 4]
             version, _, rest = lines[0].partition(" ")
             code = rest[:3]
-            if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            if (
+                version not in ("HTTP/1.1", "HTTP/1.0")
+                or not _digits(code)
+                or len(code) != 3
+                or rest[3:4] not in ("", " ")
+            ):
                 raise MalformedAnswer("the answer does not start with an HTTP/1.x status line")
             status = int(code)
             items: dict[str, str] = {}
@@ -369,14 +396,19 @@ class _Connection(asyncio.Protocol):
             self._framing = "length"
             self._remaining = 0
         elif coding is not None:
-            if coding.rsplit(",", 1)[-1].strip().lower() == "chunked":
-                self._framing = "chunked"
-            else:
-                self._framing = "close"
+            # The client asks for no transfer coding: chunked is read, "identity" (from
+            # RFC 2616) means none, and any other is refused (RFC 9112 6.1).
+            codings = [part.strip().lower() for part in coding.split(",")]
+            codings = [part for part in codings if part not in ("", "identity")]
+            if codings not in ([], ["chunked"]):
+                raise MalformedAnswer(f"the answer's transfer coding {coding!r} is not read")
+            self._framing = "chunked" if codings else "close"
+            if "content-length" in items:  # both: the length is ignored, the connection too
+                self._keep_alive = False
         elif "content-length" in headers:
             lengths = {part.strip() for part in items["content-length"].split(",")}
             length = lengths.pop()
-            if lengths or not length.isdigit():
+            if lengths or not _digits(length):
                 raise MalformedAnswer("the answer's Content-Length is malformed")
             self._remaining = int(length)
             if self._remaining > self._limit:
@@ -423,13 +455,10 @@ class _Connection(asyncio.Protocol):
                 if len(buffer) > MAX_HEAD_BYTES:
                     raise MalformedAnswer("a chunk size line of the answer is too long")
                 return
-            size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise MalformedAnswer("a chunk size of the answer is not hexadecimal") from None
-            if size < 0:
-                raise MalformedAnswer("a chunk size of the answer is negative")
+            size_text = bytes(buffer[:end]).split(b";", 1)[0].strip(b" \t")
+            if not size_text or size_text.strip(b"0123456789abcdefABCDEF") or len(size_text) > 16:
+                raise MalformedAnswer("a chunk size of the answer is not hexadecimal")
+            size = int(size_text, 16)
             if size:
                 if self._size + size > self._limit:
                     raise BodyTooLarge(self._status)
@@ -442,9 +471,9 @@ class _Connection(asyncio.Protocol):
                 del buffer[: end + 4]
             else:
                 trailers_end = buffer.find(b"\r\n\r\n", end) if len(after) == 2 else -1
+                if trailers_end > MAX_HEAD_BYTES or len(buffer) > MAX_HEAD_BYTES + end:
+                    raise MalformedAnswer("the answer's trailers are too long")
                 if trailers_end < 0:
-                    if len(buffer) > MAX_HEAD_BYTES:
-                        raise MalformedAnswer("the answer's trailers are too long")
                     return
                 del buffer[: trailers_end + 4]
             self._finish(b"".join(self._chunks))
@@ -522,19 +551,20 @@ class Http1Pool:
             connection.abort()  # failed, timed out or cancelled: its stream is unknown
             raise
         if connection.usable():
-            connection.idle_since = loop.time()
-            self._idle.setdefault(origin, []).append(connection)
+            now = connection.idle_since = loop.time()
+            idle = self._idle.setdefault(origin, [])
+            idle.append(connection)
+            while now - idle[0].idle_since >= self.keepalive:  # the oldest first
+                idle.pop(0).abort()
             self._wake()
         return answer
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Serve ``loop`` from now on: connections of an earlier loop cannot be used here
-        (a notebook that runs each cell's coroutine in a loop of its own, say)."""
+        """Serve ``loop`` from now on: the connections of the loop before cannot be used on
+        this one (``asyncio.run`` called twice with one client, say), and are dropped."""
         for connection in list(self._open):
-            try:
-                connection.abort()
-            except RuntimeError:  # its loop is closed, and its socket with it
-                connection._closed()
+            _drop(connection)
+        self._idle.clear()
         self._loop = loop
 
     def _reuse(self, origin: Origin, now: float) -> _Connection | None:
@@ -574,6 +604,8 @@ class Http1Pool:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+            if self.closed:
+                raise WireError("the connection pool is closed")
             reused = self._reuse(origin, loop.time())
             if reused is not None:
                 return reused
@@ -625,7 +657,7 @@ class Http1Pool:
         oldest: _Connection | None = None
         for other, idle in self._idle.items():
             if (
-                other is not origin
+                other != origin
                 and idle
                 and (oldest is None or idle[0].idle_since < oldest.idle_since)
             ):
@@ -654,16 +686,31 @@ class Http1Pool:
     async def close(self) -> None:
         """Close every connection; the pool sends no more. Safe to call more than once."""
         self.closed = True
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:  # first: a place freed below must not start a connection
+            if not waiter.done():
+                waiter.set_exception(WireError("the connection pool is closed"))
         connections = list(self._open)
         self._idle.clear()
         for connection in connections:
-            connection.abort()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(WireError("the connection pool is closed"))
-        self._waiters.clear()
+            _drop(connection)
         if connections:
             await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _drop(connection: _Connection) -> None:
+    """Close ``connection``, on its loop if it still runs; if that loop has ended, the
+    server is told (the socket shut down) and the socket is left to be collected (with
+    asyncio's "unclosed transport" warning: close a client on the loop it sent on)."""
+    try:
+        connection.abort()
+    except RuntimeError:  # "Event loop is closed"
+        transport = connection.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        connection._closed()
 
 
 _SSL: ssl_module.SSLContext | None = None
