@@ -69,6 +69,9 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
 
 __all__ = ["PlugzClient"]
 
+#: aiohttp's own request method, to tell a mock of it (aioresponses) when the client opens.
+_AIOHTTP_REQUEST = aiohttp.ClientSession._request
+
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
@@ -146,6 +149,18 @@ class PlugzClient:
             )
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        if ssl is not None and session is not None:
+            raise ConfigurationError(
+                "a session of your own brings its own TLS: ssl= is for the client's"
+            )
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 0
+        ):
+            raise ConfigurationError(
+                f"max_connections must be a whole number, 0 for no limit, not {max_connections!r}"
+            )
         self._http = http
         self._ssl = ssl
         #: Where requests go: the user's session, or the one (or the pool) opened here.
@@ -337,7 +352,8 @@ class PlugzClient:
         if self._http != "auto":
             return self._http == "lean"
         # aioresponses (and mocks like it) patch this method: the patch is not aiohttp's.
-        patched = getattr(aiohttp.ClientSession._request, "__module__", None) != "aiohttp.client"
+        request = aiohttp.ClientSession._request
+        patched = request is not _AIOHTTP_REQUEST or request.__module__ != "aiohttp.client"
         return not self._trace_configs and not patched
 
     async def aclose(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import socket
 import ssl as ssl_module
 import zlib
@@ -345,6 +346,7 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(exc)
             self.abort()
             return
+        self._chunks = []  # not kept while the connection waits
         if self._buffer or not self._keep_alive:
             self.abort()  # bytes past the answer, or the server said it closes: not reused
         if waiter is not None and not waiter.done():
@@ -373,7 +375,11 @@ class _Connection(asyncio.Protocol):
                 raise MalformedAnswer("the answer does not start with an HTTP/1.x status line")
             status = int(code)
             items: dict[str, str] = {}
+            name = ""
             for line in lines[1:]:
+                if line[:1] in (" ", "\t") and name:  # an obsolete folded line: unfolded
+                    items[name] += " " + line.strip(" \t")
+                    continue
                 name, colon, value = line.partition(":")
                 if not colon or not name or name[-1] in " \t" or name[0] in " \t":
                     raise MalformedAnswer("the answer has a malformed header line")
@@ -403,12 +409,12 @@ class _Connection(asyncio.Protocol):
             if codings not in ([], ["chunked"]):
                 raise MalformedAnswer(f"the answer's transfer coding {coding!r} is not read")
             self._framing = "chunked" if codings else "close"
-            if "content-length" in items:  # both: the length is ignored, the connection too
-                self._keep_alive = False
+            if "content-length" in items or version == "HTTP/1.0":
+                self._keep_alive = False  # framed two ways, or chunked in 1.0: not trusted
         elif "content-length" in headers:
             lengths = {part.strip() for part in items["content-length"].split(",")}
             length = lengths.pop()
-            if lengths or not _digits(length):
+            if lengths or not _digits(length) or len(length) > 18:
                 raise MalformedAnswer("the answer's Content-Length is malformed")
             self._remaining = int(length)
             if self._remaining > self._limit:
@@ -482,7 +488,11 @@ class _Connection(asyncio.Protocol):
     # -- closing --------------------------------------------------------------------------
 
     def abort(self) -> None:
-        """Close now, without a goodbye (the connection is not reused)."""
+        """Close now, without a goodbye (the connection is not reused). An answer still
+        awaited fails: cut short here, it must not pass for a whole one."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(Disconnected("the connection was closed before the answer"))
         if self.transport is not None and not self.closed:
             self.transport.abort()
         self._closed()
@@ -511,9 +521,9 @@ class Http1Pool:
         ssl: ssl_module.SSLContext | None = None,
         keepalive: float = KEEPALIVE,
     ) -> None:
-        if limit < 1:
-            raise ValueError("a pool needs room for one connection at least")
-        self.limit = limit
+        if limit < 0:
+            raise ValueError("a pool's limit is 0 (none) or more")
+        self.limit: float = limit or math.inf
         self.keepalive = keepalive
         self._ssl = ssl
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -584,28 +594,10 @@ class Http1Pool:
         if deadline is not None:
             limits.append(deadline - loop.time())
         until = loop.time() + min(limits) if limits else None
-        while True:  # a place in the pool
-            if len(self._open) + self._connecting < self.limit:
-                break
+        while len(self._open) + self._connecting >= self.limit:  # a place in the pool
             if self._close_idle_elsewhere(origin):
                 continue
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await asyncio.wait_for(
-                    waiter, None if until is None else max(0.0, until - loop.time())
-                )
-            except asyncio.TimeoutError:
-                raise self._timed_out(deadline, timeouts) from None
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # woken, but leaving: pass the place on
-                raise
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-            if self.closed:
-                raise WireError("the connection pool is closed")
+            await self._wait_for_a_place(until, deadline, timeouts)
             reused = self._reuse(origin, loop.time())
             if reused is not None:
                 return reused
@@ -615,42 +607,89 @@ class Http1Pool:
             if until is not None:
                 limits.append(until - loop.time())
             wait = max(0.0, min(limits)) if limits else None
-            try:
-                # Happy eyeballs (IPv6 and IPv4 raced) where the loop has it: uvloop has not.
-                options: dict[str, Any] = (
-                    {"happy_eyeballs_delay": 0.25}
-                    if isinstance(loop, asyncio.BaseEventLoop)
-                    else {}
-                )
-                _, connection = await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: _Connection(self, origin),
-                        origin.host,
-                        origin.port,
-                        ssl=(self._ssl or _default_ssl()) if origin.tls else None,
-                        **options,
-                    ),
-                    wait,
-                )
-            except asyncio.TimeoutError:
-                raise self._timed_out(deadline, timeouts, connecting=True) from None
-            except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors
-                raise ConnectFailed(f"{origin.host}:{origin.port}: {exc}") from exc
+            connection = await self._open_connection(origin, wait, deadline, timeouts)
+        except BaseException:
+            self._wake()  # its place is free again
+            raise
         finally:
             self._connecting -= 1
         if self.closed:
             connection.abort()
+            self._wake()
             raise WireError("the connection pool is closed")
+        if not connection.usable():  # the server closed it as it was made
+            self._wake()
+            raise Disconnected("the server closed the connection as soon as it was made")
         self._open.add(connection)
         return connection
 
+    async def _wait_for_a_place(
+        self, until: float | None, deadline: float | None, timeouts: Timeouts
+    ) -> None:
+        """Wait until a connection closes or comes back (a timer, not ``wait_for``, so that
+        a place given is never lost to a timeout or a cancellation in the same moment)."""
+        loop = self.loop
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if until is None else loop.call_at(until, _expire, waiter)
+        try:
+            await waiter
+        except asyncio.TimeoutError:  # set by the timer alone
+            raise self._timed_out(deadline, timeouts) from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake()  # given a place, but cancelled before taking it: pass it on
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if self.closed:
+            raise WireError("the connection pool is closed")
+
+    async def _open_connection(
+        self, origin: Origin, wait: float | None, deadline: float | None, timeouts: Timeouts
+    ) -> _Connection:
+        """A new connection to ``origin`` within ``wait`` seconds. The attempt runs as a
+        task watched with ``asyncio.wait``, so that a cancellation is never swallowed, and a
+        connection made after its caller left is closed."""
+        loop = self.loop
+        # Happy eyeballs (IPv6 and IPv4 raced) where the loop has it: uvloop has not.
+        options: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
+        attempt = loop.create_task(
+            loop.create_connection(
+                lambda: _Connection(self, origin),
+                origin.host,
+                origin.port,
+                ssl=(self._ssl or _default_ssl()) if origin.tls else None,
+                **options,
+            )
+        )
+        try:
+            done, _ = await asyncio.wait((attempt,), timeout=wait)
+        except BaseException:
+            _abandon(attempt)
+            raise
+        if not done:
+            _abandon(attempt)
+            raise self._timed_out(deadline, timeouts, connecting=wait)
+        try:
+            _, connection = attempt.result()
+        except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors
+            raise ConnectFailed(f"{origin.host}:{origin.port}: {exc}") from exc
+        return connection
+
     def _timed_out(
-        self, deadline: float | None, timeouts: Timeouts, *, connecting: bool = False
+        self, deadline: float | None, timeouts: Timeouts, *, connecting: float | None = None
     ) -> WireError:
         if deadline is not None and self.loop.time() >= deadline - 1e-3:
             return ReadTimeout("no answer in the time given", total=True)
-        limit = (timeouts.sock_connect or timeouts.connect) if connecting else timeouts.connect
-        return ConnectTimeout(f"no connection within {limit} s")
+        if connecting is not None:
+            return ConnectTimeout(f"no connection within {connecting:.3g} s")
+        return ConnectTimeout(f"no free connection within {timeouts.connect} s")
 
     def _close_idle_elsewhere(self, origin: Origin) -> bool:
         """Close the idle connection to another origin that waited longest, to make room."""
@@ -696,6 +735,22 @@ class Http1Pool:
             _drop(connection)
         if connections:
             await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+
+
+def _abandon(attempt: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+    """Cancel a connection attempt its caller left; close the connection if it was made."""
+
+    def close(task: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            task.result()[1].abort()
+
+    attempt.cancel()
+    attempt.add_done_callback(close)
 
 
 def _drop(connection: _Connection) -> None:

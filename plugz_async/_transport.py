@@ -211,8 +211,9 @@ class Transport:
         """Where this transport's requests go (for the client's own connection pool)."""
         if self._origin is None:
             url = yarl.URL(self.base_url)
-            assert url.host is not None  # base_url_of checked it
-            self._origin = Origin(url.scheme, url.host, url.explicit_port)
+            assert url.raw_host is not None  # base_url_of checked it
+            # The host as it goes on the wire (an international name in its ASCII form).
+            self._origin = Origin(url.scheme, url.raw_host, url.explicit_port)
         return self._origin
 
     def _head(self, method: str, route: str) -> bytes:

@@ -372,6 +372,8 @@ async def test_the_suite_cannot_reach_the_real_api() -> None:
         ({"http": "h2"}, 'http must be "auto", "lean" or "aiohttp"'),
         ({"http": "lean", "trace_configs": [aiohttp.TraceConfig()]}, "no session or trace"),
         ({"ssl": True}, "ssl must be an ssl.SSLContext"),
+        ({"max_connections": -1}, "max_connections must be a whole number, 0 for no limit"),
+        ({"max_connections": 2.5}, "max_connections must be a whole number"),
     ],
 )
 def test_the_way_to_send_is_checked_when_the_client_is_made(
@@ -381,10 +383,20 @@ def test_the_way_to_send_is_checked_when_the_client_is_made(
         pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, **options)
 
 
+def ssl_context() -> Any:
+    import ssl
+
+    return ssl.create_default_context()
+
+
 async def test_lean_takes_no_session_of_yours() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(pz.ConfigurationError, match="no session"):
             pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, http="lean")
+        with pytest.raises(pz.ConfigurationError, match="brings its own TLS"):
+            pz.PlugzClient(
+                INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, ssl=ssl_context()
+            )
 
 
 async def test_both_ways_put_the_same_request_on_the_wire(api: Sandbox) -> None:

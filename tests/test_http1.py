@@ -378,11 +378,6 @@ def test_an_origin_shows_its_port_in_the_host_header_only_when_it_is_not_the_def
         Origin("ftp", "api.example", None)
 
 
-def test_a_pool_needs_room_for_one_connection() -> None:
-    with pytest.raises(ValueError, match="one connection"):
-        Http1Pool(limit=0)
-
-
 # -- a Content-Length answer; the request on the wire ----------------------------------------------
 
 
@@ -657,6 +652,7 @@ async def test_304_has_no_body_even_with_a_content_length(pool: Http1Pool) -> No
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0_5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
     ],
     ids=[
         "not-http",
@@ -681,6 +677,7 @@ async def test_304_has_no_body_even_with_a_content_length(pool: Http1Pool) -> No
         "chunk-size-with-a-sign",
         "chunk-size-with-an-underscore",
         "a-transfer-coding-not-asked-for",
+        "content-length-of-five-thousand-digits",
     ],
 )
 async def test_a_malformed_answer_is_refused(pool: Http1Pool, answer_bytes: bytes) -> None:
@@ -774,9 +771,7 @@ async def test_a_declared_length_over_the_limit_is_refused_before_its_body_comes
 
 async def test_a_body_of_exactly_the_limit_is_read(pool: Http1Pool) -> None:
     body = b"b" * 1000
-    # Chunked first: after a Content-Length answer, a chunked one fails on the same connection
-    # (see test_a_chunked_answer_after_a_content_length_one_on_the_same_connection).
-    exact = (chunked(body[:600], body[600:]), ok(body), Reply((head() + body,), "close"))
+    exact = (ok(body), chunked(body[:600], body[600:]), Reply((head() + body,), "close"))
     async with RawServer(*exact) as server:
         for _ in range(3):
             assert (await fetch(pool, server, limit=1000)).body == body
@@ -921,7 +916,7 @@ async def test_no_place_in_the_pool_within_the_connect_time_is_a_connect_timeout
     async with RawServer(HOLD) as server, opened(limit=1) as pool:
         holder = asyncio.create_task(fetch(pool, server))
         await eventually(lambda: len(server.requests) == 1, "the first request arrives")
-        with pytest.raises(ConnectTimeout, match=r"no connection within 0\.05 s"):
+        with pytest.raises(ConnectTimeout, match=r"no free connection within 0\.05 s"):
             await fetch(pool, server, timeouts=Timeouts(total=5.0, connect=0.05))
         holder.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -1460,3 +1455,63 @@ async def test_idle_connections_past_their_time_are_closed_as_others_come_back(
         assert (await fetch(pool, server)).body == b"c"  # on the newest, then put back
         assert oldest.closed and not newest.closed
         assert pool._idle[server.origin] == [newest]
+
+
+async def test_a_folded_header_line_is_unfolded(pool: Http1Pool) -> None:
+    async with RawServer(ok(b"{}", "X-Note: one", " two", "\tthree")) as server:
+        assert (await fetch(pool, server)).headers["x-note"] == "one two three"
+
+
+async def test_a_failed_connection_gives_its_place_to_the_next_at_once() -> None:
+    """With room for one connection, the exchange waiting behind a refused connect fails
+    (or connects) at once, not at its timeout."""
+    origin = Origin("http", "127.0.0.1", free_port())
+    patient = Timeouts(total=30.0, connect=30.0)
+    async with opened(limit=1) as pool:
+        started = asyncio.get_running_loop().time()
+        outcomes = await asyncio.gather(
+            pool.exchange(origin, post(origin), limit=LIMIT, timeouts=patient),
+            pool.exchange(origin, post(origin), limit=LIMIT, timeouts=patient),
+            return_exceptions=True,
+        )
+        assert [type(outcome) for outcome in outcomes] == [ConnectFailed, ConnectFailed]
+        assert asyncio.get_running_loop().time() - started < 5.0
+        assert not pool._open and not pool._connecting
+
+
+async def test_a_connection_the_server_closes_at_once_fails_and_frees_its_place() -> None:
+    async with RawServer(CLOSE, ok(b"next")) as server, opened(limit=1) as pool:
+        with pytest.raises(Disconnected):
+            await fetch(pool, server)
+        assert (await fetch(pool, server)).body == b"next"  # the place came back
+        assert len(pool._open) == 1
+
+
+async def test_closing_the_pool_mid_answer_fails_the_exchange_instead_of_cutting_the_body() -> None:
+    """A body that ends when the connection closes must not end when the client closes it."""
+    partial = Reply((head("200 OK") + b'{"avail',), then="hold")
+    async with RawServer(partial) as server:
+        pool = Http1Pool()
+        exchange = asyncio.create_task(fetch(pool, server))
+        await asyncio.sleep(0.05)  # the request read, the partial body sent and read
+        await pool.close()
+        with pytest.raises(Disconnected):
+            await exchange
+
+
+def test_an_international_host_goes_on_the_wire_in_its_ascii_form() -> None:
+    client = pz.PlugzClient("i", "t", "c", base_url="https://b\u00fccher.example:8443")
+    origin = client._transport.origin()
+    assert origin.host == "xn--bcher-kva.example"
+    assert origin.host_header == "xn--bcher-kva.example:8443"
+    assert Origin("https", "xn--bcher-kva.example", 8443) == origin
+    assert hash(Origin("https", "xn--bcher-kva.example", 8443)) == hash(origin)
+    assert Origin("http", "xn--bcher-kva.example", 8443) != origin
+
+
+async def test_a_pool_of_no_limit_opens_as_many_as_it_needs() -> None:
+    async with RawServer(*[ok(b"x")] * 3) as server, opened(limit=0) as pool:
+        await asyncio.gather(*(fetch(pool, server) for _ in range(3)))
+        assert server.accepted == 3
+    with pytest.raises(ValueError, match="0 \\(none\\) or more"):
+        Http1Pool(limit=-1)
