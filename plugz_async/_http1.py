@@ -33,6 +33,8 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
+import aiohappyeyeballs
+
 __all__ = [
     "Answer",
     "BodyTooLarge",
@@ -512,6 +514,12 @@ class Http1Pool:
     ``exchange`` sends one request (bytes the caller built) and returns its `Answer`, or
     raises a `WireError`. Every connection belongs to the event loop it was made on: a
     pool serves one loop.
+
+    When the pool is full, exchanges wait their turn, first come first served: a connection
+    coming back goes to the first one waiting for its origin (or is closed to make room
+    for the first one waiting for another), a place freed is kept for the first one
+    waiting, and a new exchange queues behind them. An exchange that keeps sending never
+    starves one that waits.
     """
 
     def __init__(
@@ -523,14 +531,24 @@ class Http1Pool:
     ) -> None:
         if limit < 0:
             raise ValueError("a pool's limit is 0 (none) or more")
+        if not keepalive > 0:
+            raise ValueError("connections are kept idle for more than 0 s")
         self.limit: float = limit or math.inf
         self.keepalive = keepalive
         self._ssl = ssl
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._connecting = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Places freed and kept for the exchange woken to take them.
+        self._reserved = 0
+        #: The exchanges waiting, first first: each gets a connection of its origin, or
+        #: None (a place kept for it), or the pool's WireError.
+        self._waiters: collections.deque[tuple[Origin, asyncio.Future[_Connection | None]]] = (
+            collections.deque()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Counts the loops served: a connect of an earlier loop does not touch the counts.
+        self._generation = 0
         self.closed = False
 
     def __repr__(self) -> str:
@@ -552,7 +570,7 @@ class Http1Pool:
         if loop is not self._loop:
             self._rebind(loop)
         deadline = None if timeouts.total is None else loop.time() + timeouts.total
-        connection = self._reuse(origin, loop.time())
+        connection = None if self._queue() else self._reuse(origin, loop.time())
         if connection is None:
             connection = await self._connect(origin, timeouts, deadline)
         try:
@@ -560,18 +578,37 @@ class Http1Pool:
         except BaseException:
             connection.abort()  # failed, timed out or cancelled: its stream is unknown
             raise
-        if connection.usable():
-            now = connection.idle_since = loop.time()
-            idle = self._idle.setdefault(origin, [])
-            idle.append(connection)
-            while now - idle[0].idle_since >= self.keepalive:  # the oldest first
-                idle.pop(0).abort()
-            self._wake()
+        self._release(connection)
         return answer
+
+    def _release(self, connection: _Connection) -> None:
+        """A connection whose exchange is over: to the first exchange waiting, or idle."""
+        if not connection.usable():
+            return
+        while self._waiters:
+            origin, waiter = self._waiters[0]
+            if waiter.done():
+                self._waiters.popleft()
+                continue
+            if origin == connection.origin:
+                self._waiters.popleft()
+                waiter.set_result(connection)  # handed over, still busy
+            else:
+                connection.abort()  # room for another origin: its place goes to the waiter
+            return
+        now = connection.idle_since = self.loop.time()
+        idle = self._idle.setdefault(connection.origin, [])
+        idle.append(connection)
+        while idle and now - idle[0].idle_since >= self.keepalive:  # the oldest first
+            idle.pop(0).abort()
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve ``loop`` from now on: the connections of the loop before cannot be used on
-        this one (``asyncio.run`` called twice with one client, say), and are dropped."""
+        this one (``asyncio.run`` called twice with one client, say), and are dropped,
+        with what waited or connected there."""
+        self._generation += 1
+        self._waiters.clear()  # futures of the loop before: never to be set
+        self._connecting = self._reserved = 0
         for connection in list(self._open):
             _drop(connection)
         self._idle.clear()
@@ -586,6 +623,16 @@ class Http1Pool:
             connection.abort()
         return None
 
+    def _full(self) -> bool:
+        return len(self._open) + self._connecting + self._reserved >= self.limit
+
+    def _queue(self) -> bool:
+        """Whether exchanges are waiting (those that left are dropped from the front)."""
+        waiters = self._waiters
+        while waiters and waiters[0][1].done():
+            waiters.popleft()
+        return bool(waiters)
+
     async def _connect(
         self, origin: Origin, timeouts: Timeouts, deadline: float | None
     ) -> _Connection:
@@ -594,13 +641,16 @@ class Http1Pool:
         if deadline is not None:
             limits.append(deadline - loop.time())
         until = loop.time() + min(limits) if limits else None
-        while len(self._open) + self._connecting >= self.limit:  # a place in the pool
-            if self._close_idle_elsewhere(origin):
+        while self._queue() or self._full():  # a place in the pool, in turn
+            if not self._waiters and self._close_idle_elsewhere(origin):
                 continue
-            await self._wait_for_a_place(until, deadline, timeouts)
-            reused = self._reuse(origin, loop.time())
-            if reused is not None:
-                return reused
+            given = await self._wait_for_a_place(origin, until, deadline, timeouts)
+            if given is None:
+                break  # a place kept for this exchange: connect
+            if given.usable():
+                return given
+            given.abort()  # closed while handed over: its place goes to the next
+        generation = self._generation
         self._connecting += 1
         try:
             limits = [t for t in (timeouts.sock_connect,) if t is not None]
@@ -609,10 +659,14 @@ class Http1Pool:
             wait = max(0.0, min(limits)) if limits else None
             connection = await self._open_connection(origin, wait, deadline, timeouts)
         except BaseException:
-            self._wake()  # its place is free again
+            if generation == self._generation:
+                self._connecting -= 1
+                self._wake()  # its place is free again
             raise
-        finally:
-            self._connecting -= 1
+        if generation != self._generation:  # made on a loop the pool has left
+            connection.abort()
+            raise WireError("the connection pool moved to another event loop")
+        self._connecting -= 1
         if self.closed:
             connection.abort()
             self._wake()
@@ -624,29 +678,44 @@ class Http1Pool:
         return connection
 
     async def _wait_for_a_place(
-        self, until: float | None, deadline: float | None, timeouts: Timeouts
-    ) -> None:
-        """Wait until a connection closes or comes back (a timer, not ``wait_for``, so that
-        a place given is never lost to a timeout or a cancellation in the same moment)."""
+        self, origin: Origin, until: float | None, deadline: float | None, timeouts: Timeouts
+    ) -> _Connection | None:
+        """Wait in turn for a connection of ``origin`` (returned) or a place (None: kept for
+        this exchange, which is to connect now). A timer, not ``wait_for``, bounds the wait,
+        so that what was given is never lost to a timeout or a cancellation in the same
+        moment: it is passed on."""
         loop = self.loop
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        entry = (origin, waiter)
+        self._waiters.append(entry)
         timer = None if until is None else loop.call_at(until, _expire, waiter)
         try:
-            await waiter
-        except asyncio.TimeoutError:  # set by the timer alone
-            raise self._timed_out(deadline, timeouts) from None
-        except BaseException:
+            given = await waiter
+        except BaseException as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._wake()  # given a place, but cancelled before taking it: pass it on
+                self._pass_on(waiter.result())  # given, but cancelled before taking it
+            elif not self._full():
+                self._wake()  # leaving empty-handed: the next may have a free place
+            if isinstance(exc, asyncio.TimeoutError):  # set by the timer alone
+                raise self._timed_out(deadline, timeouts) from None
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-        if self.closed:
-            raise WireError("the connection pool is closed")
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+        if given is None:
+            self._reserved -= 1  # the place is this exchange's now
+            if self.closed:
+                raise WireError("the connection pool is closed")
+        return given
+
+    def _pass_on(self, given: _Connection | None) -> None:
+        if given is None:
+            self._reserved -= 1
+            self._wake()
+        else:
+            self._release(given)
 
     async def _open_connection(
         self, origin: Origin, wait: float | None, deadline: float | None, timeouts: Timeouts
@@ -654,20 +723,7 @@ class Http1Pool:
         """A new connection to ``origin`` within ``wait`` seconds. The attempt runs as a
         task watched with ``asyncio.wait``, so that a cancellation is never swallowed, and a
         connection made after its caller left is closed."""
-        loop = self.loop
-        # Happy eyeballs (IPv6 and IPv4 raced) where the loop has it: uvloop has not.
-        options: dict[str, Any] = (
-            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
-        )
-        attempt = loop.create_task(
-            loop.create_connection(
-                lambda: _Connection(self, origin),
-                origin.host,
-                origin.port,
-                ssl=(self._ssl or _default_ssl()) if origin.tls else None,
-                **options,
-            )
-        )
+        attempt = self.loop.create_task(self._dial(origin))
         try:
             done, _ = await asyncio.wait((attempt,), timeout=wait)
         except BaseException:
@@ -677,9 +733,29 @@ class Http1Pool:
             _abandon(attempt)
             raise self._timed_out(deadline, timeouts, connecting=wait)
         try:
-            _, connection = attempt.result()
-        except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors
+            return attempt.result()
+        except (OSError, UnicodeError) as exc:  # ssl.SSLError, socket.gaierror; a bad name
             raise ConnectFailed(f"{origin.host}:{origin.port}: {exc}") from exc
+
+    async def _dial(self, origin: Origin) -> _Connection:
+        """Resolve, connect (IPv6 and IPv4 raced: happy eyeballs, as aiohttp does it, on
+        any loop), then TLS. The socket is closed if anything after the connect fails or
+        is cancelled."""
+        loop = self.loop
+        infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+        sock = await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=0.25, interleave=1, loop=loop
+        )
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(self, origin),
+                sock=sock,
+                ssl=(self._ssl or _default_ssl()) if origin.tls else None,
+                server_hostname=origin.host if origin.tls else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
         return connection
 
     def _timed_out(
@@ -716,9 +792,11 @@ class Http1Pool:
             self._wake()
 
     def _wake(self) -> None:
+        """A place was freed: keep it for the first exchange waiting, if one is."""
         while self._waiters:
-            waiter = self._waiters.popleft()
+            _, waiter = self._waiters.popleft()
             if not waiter.done():
+                self._reserved += 1
                 waiter.set_result(None)
                 return
 
@@ -726,7 +804,7 @@ class Http1Pool:
         """Close every connection; the pool sends no more. Safe to call more than once."""
         self.closed = True
         waiters, self._waiters = self._waiters, collections.deque()
-        for waiter in waiters:  # first: a place freed below must not start a connection
+        for _, waiter in waiters:  # first: a place freed below must not start a connection
             if not waiter.done():
                 waiter.set_exception(WireError("the connection pool is closed"))
         connections = list(self._open)
@@ -737,17 +815,17 @@ class Http1Pool:
             await asyncio.sleep(0)  # let the transports finish closing
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[_Connection | None]) -> None:
     if not waiter.done():
         waiter.set_exception(asyncio.TimeoutError())
 
 
-def _abandon(attempt: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+def _abandon(attempt: asyncio.Task[_Connection]) -> None:
     """Cancel a connection attempt its caller left; close the connection if it was made."""
 
-    def close(task: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+    def close(task: asyncio.Task[_Connection]) -> None:
         if not task.cancelled() and task.exception() is None:
-            task.result()[1].abort()
+            task.result().abort()
 
     attempt.cancel()
     attempt.add_done_callback(close)

@@ -1515,3 +1515,57 @@ async def test_a_pool_of_no_limit_opens_as_many_as_it_needs() -> None:
         assert server.accepted == 3
     with pytest.raises(ValueError, match="0 \\(none\\) or more"):
         Http1Pool(limit=-1)
+
+
+async def test_an_exchange_that_keeps_sending_never_starves_one_that_waits() -> None:
+    """Room for one connection; one task sends in a loop. An exchange that comes after it
+    is served in turn (the connection coming back goes to it), not at its timeout."""
+    answers = [ok(b"x")] * 400
+    async with RawServer(*answers) as server, opened(limit=1) as pool:
+        stop = asyncio.Event()
+
+        async def hog() -> int:
+            sent = 0
+            while not stop.is_set():
+                await fetch(pool, server)
+                sent += 1
+            return sent
+
+        hogging = asyncio.create_task(hog())
+        await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await fetch(pool, server, timeouts=Timeouts(total=5.0, connect=1.0))
+        assert answer.body == b"x" and loop.time() - started < 0.5
+        stop.set()
+        assert await hogging >= 1
+        assert server.accepted == 1  # handed over, never a second connection
+
+
+def test_connections_are_kept_idle_for_some_time() -> None:
+    with pytest.raises(ValueError, match="more than 0 s"):
+        Http1Pool(keepalive=0)
+
+
+async def test_exchanges_cancelled_at_every_moment_leave_no_socket_open() -> None:
+    """Cancelled while waiting for a place, resolving, connecting, writing or reading: the
+    pool's counts come back to nothing held, and no socket is left for the collector."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with RawServer(*[ok(b"x")] * 200) as server:
+            pool = Http1Pool(limit=2)
+            for i in range(120):
+                task = asyncio.create_task(fetch(pool, server))
+                for _ in range(i % 24):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for idle in pool._idle.values():  # a new connection for each, to cut
+                    for connection in list(idle):
+                        connection.abort()
+            await asyncio.sleep(0.05)
+            assert pool._connecting == pool._reserved == 0 and not pool._waiters
+            await pool.close()
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
