@@ -49,6 +49,13 @@ def base_url_of(value: str) -> str:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host, not {value!r}")
     if url.query_string or url.fragment:
         raise ConfigurationError("base_url must not have a query or a fragment")
+    if url.user is not None or url.password is not None:
+        # The API authenticates with the tokens; a password here would show in every repr.
+        raise ConfigurationError("base_url must not carry a user name or a password")
+    try:
+        (url.raw_host or "").strip("[]").encode("idna")  # each label 1 to 63 characters
+    except UnicodeError:
+        raise ConfigurationError(f"base_url's host {url.host!r} is not a valid name") from None
     return str(url).rstrip("/")
 
 

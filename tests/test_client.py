@@ -335,6 +335,9 @@ def test_from_env_names_every_missing_variable() -> None:
         ({"base_url": "ftp://example.org"}, "must be an http"),
         ({"base_url": "api.plugzapi.com.br"}, "must be an http"),
         ({"base_url": "https://h/?x=1"}, "query"),
+        ({"base_url": "https://me:s3cret@api.example"}, "must not carry a user name or a pass"),
+        ({"base_url": "https://api..example"}, "is not a valid name"),
+        ({"base_url": f"https://{'a' * 64}.example"}, "is not a valid name"),
         ({"timeout": 0}, "timeout must be a positive"),
         ({"timeout": "5"}, "timeout must be a positive"),
     ],
@@ -344,6 +347,7 @@ def test_configuration_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(pz.ConfigurationError, match=message) as info:
         pz.PlugzClient(**options)
     assert isinstance(info.value, ValueError)
+    assert "s3cret" not in str(info.value)
 
 
 def test_repr_and_redact_hide_secrets() -> None:
