@@ -14,11 +14,12 @@ HTTP/1.0. What it refuses (a malformed head, an unknown content coding, an answe
 than the limit) is a `WireError` whose text holds no part of the request: the request's
 path carries the instance token, so it never appears in an error.
 
-Connections are kept per origin, reused last-in first-out, and closed after
-``keepalive`` seconds idle, well before servers close theirs (60 s and more), so that a
-request is seldom written on a connection the server is closing. A connection that failed,
-timed out or whose request was cancelled is never reused: the state of its stream is
-unknown.
+Connections are kept per origin and reused last-in first-out; one idle for ``keepalive``
+seconds is not reused (and is closed as others come back), well before servers close
+theirs (60 s and more), so that a request is seldom written on a connection the server is
+closing. A connection that failed, timed out or whose request was cancelled is never
+reused: the state of its stream is unknown. When the pool is full, exchanges wait their
+turn (see `Http1Pool`).
 """
 
 from __future__ import annotations
