@@ -550,6 +550,8 @@ class Http1Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Counts the loops served: a connect of an earlier loop does not touch the counts.
         self._generation = 0
+        #: Connects under way (cancelled when the pool closes).
+        self._attempts: set[asyncio.Task[_Connection]] = set()
         self.closed = False
 
     def __repr__(self) -> str:
@@ -609,6 +611,7 @@ class Http1Pool:
         with what waited or connected there."""
         self._generation += 1
         self._waiters.clear()  # futures of the loop before: never to be set
+        self._attempts.clear()
         self._connecting = self._reserved = 0
         for connection in list(self._open):
             _drop(connection)
@@ -725,6 +728,8 @@ class Http1Pool:
         task watched with ``asyncio.wait``, so that a cancellation is never swallowed, and a
         connection made after its caller left is closed."""
         attempt = self.loop.create_task(self._dial(origin))
+        self._attempts.add(attempt)
+        attempt.add_done_callback(self._attempts.discard)
         try:
             done, _ = await asyncio.wait((attempt,), timeout=wait)
         except BaseException:
@@ -733,6 +738,8 @@ class Http1Pool:
         if not done:
             _abandon(attempt)
             raise self._timed_out(deadline, timeouts, connecting=wait)
+        if attempt.cancelled():  # the pool closed under it
+            raise WireError("the connection pool is closed")
         try:
             return attempt.result()
         except (OSError, UnicodeError) as exc:  # ssl.SSLError, socket.gaierror; a bad name
@@ -808,6 +815,9 @@ class Http1Pool:
         for _, waiter in waiters:  # first: a place freed below must not start a connection
             if not waiter.done():
                 waiter.set_exception(WireError("the connection pool is closed"))
+        for attempt in list(self._attempts):  # connects under way end now, not at their timeout
+            with contextlib.suppress(RuntimeError):  # of a loop that has ended: nothing to end
+                _abandon(attempt)
         connections = list(self._open)
         self._idle.clear()
         for connection in connections:

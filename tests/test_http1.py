@@ -1569,3 +1569,33 @@ async def test_exchanges_cancelled_at_every_moment_leave_no_socket_open() -> Non
             await pool.close()
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_closing_the_pool_ends_a_connect_under_way_at_once() -> None:
+    """A TLS handshake with a server that never speaks: closing the pool ends it now, as
+    the pool's error, not at the connect's timeout."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    origin = Origin("https", "127.0.0.1", port)
+    pool = Http1Pool()
+    try:
+        exchange = asyncio.create_task(
+            pool.exchange(origin, post(origin), limit=LIMIT, timeouts=Timeouts(sock_connect=30))
+        )
+        await asyncio.sleep(0.05)  # connected, the handshake waiting
+        assert pool._attempts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await pool.close()
+        with pytest.raises(WireError, match="pool is closed"):
+            await exchange
+        assert loop.time() - started < 1.0 and not pool._attempts
+    finally:
+        server.close()
+        await server.wait_closed()
