@@ -401,50 +401,31 @@ async def test_a_content_length_answer_is_read_and_the_request_goes_out_byte_for
     assert seen.body == b'{"a":1}'
 
 
-async def test_an_empty_content_length_body_is_an_empty_body(pool: Http1Pool) -> None:
-    async with RawServer(ok(b"", status="201 Created"), ok(b"next")) as server:
-        answer = await fetch(pool, server)
-        assert (answer.status, answer.body) == (201, b"")
-        assert (await fetch(pool, server)).body == b"next"
-    assert server.accepted == 1
-
-
 # -- keep-alive ------------------------------------------------------------------------------------
 
 
-async def test_two_exchanges_one_after_the_other_use_one_connection(pool: Http1Pool) -> None:
-    async with RawServer(ok(b"one"), ok(b"two")) as server:
-        assert (await fetch(pool, server)).body == b"one"
-        assert (await fetch(pool, server)).body == b"two"
-    assert server.accepted == 1
-    assert [seen.connection for seen in server.requests] == [1, 1]
-
-
-async def test_connection_close_in_the_answer_makes_the_next_exchange_connect_anew(
-    pool: Http1Pool,
+@pytest.mark.parametrize(
+    ("first", "status", "body", "connections"),
+    [
+        (ok(b"one"), 200, b"one", 1),
+        (ok(b"", status="201 Created"), 201, b"", 1),
+        (ok(b"one", "Connection: close"), 200, b"one", 2),
+        (ok(b"one", version="HTTP/1.0"), 200, b"one", 2),
+        (ok(b"one", "Connection: Keep-Alive", version="HTTP/1.0"), 200, b"one", 1),
+    ],
+    ids=["http-1.1", "empty-body", "connection-close", "http-1.0", "http-1.0-keep-alive"],
+)
+async def test_the_next_exchange_reuses_the_connection_only_when_the_answer_allows(
+    pool: Http1Pool, first: bytes, status: int, body: bytes, connections: int
 ) -> None:
-    async with RawServer(ok(b"one", "Connection: close"), ok(b"two")) as server:
-        assert (await fetch(pool, server)).body == b"one"
-        await left(server.peers[0])  # the client closed it at once
-        assert (await fetch(pool, server)).body == b"two"
-    assert server.accepted == 2
-    assert [seen.connection for seen in server.requests] == [1, 2]
-
-
-async def test_an_http_1_0_answer_without_keep_alive_is_not_reused(pool: Http1Pool) -> None:
-    async with RawServer(ok(b"one", version="HTTP/1.0"), ok(b"two")) as server:
+    async with RawServer(first, ok(b"two")) as server:
         answer = await fetch(pool, server)
-        assert (answer.status, answer.body) == (200, b"one")
+        assert (answer.status, answer.body) == (status, body)
+        if connections == 2:
+            await left(server.peers[0])  # the client closed it at once
         assert (await fetch(pool, server)).body == b"two"
-    assert server.accepted == 2
-
-
-async def test_an_http_1_0_answer_with_connection_keep_alive_is_reused(pool: Http1Pool) -> None:
-    keep = "Connection: Keep-Alive"
-    async with RawServer(ok(b"one", keep, version="HTTP/1.0"), ok(b"two")) as server:
-        assert (await fetch(pool, server)).body == b"one"
-        assert (await fetch(pool, server)).body == b"two"
-    assert server.accepted == 1
+    assert server.accepted == connections
+    assert [seen.connection for seen in server.requests] == [1, connections]
 
 
 async def test_equal_origins_share_connections(pool: Http1Pool) -> None:
