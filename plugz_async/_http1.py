@@ -32,7 +32,7 @@ import socket
 import ssl as ssl_module
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiohappyeyeballs
 
@@ -44,6 +44,7 @@ __all__ = [
     "Disconnected",
     "Headers",
     "Http1Pool",
+    "Limits",
     "MalformedAnswer",
     "Origin",
     "ReadTimeout",
@@ -121,6 +122,20 @@ class Origin:
 
     def __hash__(self) -> int:
         return hash((self.tls, self.host, self.port))
+
+
+class Limits(Protocol):
+    """The limits of one request, read as aiohttp's ``ClientTimeout`` names them (which is
+    one: the transport passes the client's own, with no copy per request)."""
+
+    @property
+    def total(self) -> float | None: ...
+    @property
+    def connect(self) -> float | None: ...
+    @property
+    def sock_connect(self) -> float | None: ...
+    @property
+    def sock_read(self) -> float | None: ...
 
 
 class Timeouts:
@@ -288,7 +303,7 @@ class _Connection(asyncio.Protocol):
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def send(
-        self, request: bytes, limit: int, timeouts: Timeouts, deadline: float | None
+        self, request: bytes, limit: int, timeouts: Limits, deadline: float | None
     ) -> asyncio.Future[Answer]:
         """Write ``request``; the future gets its answer, or the `WireError` it met."""
         assert self.transport is not None
@@ -563,7 +578,7 @@ class Http1Pool:
         return self._loop
 
     async def exchange(
-        self, origin: Origin, request: bytes, *, limit: int, timeouts: Timeouts
+        self, origin: Origin, request: bytes, *, limit: int, timeouts: Limits
     ) -> Answer:
         """Send ``request`` to ``origin`` and read its answer (a body of ``limit`` bytes at
         most)."""
@@ -638,7 +653,7 @@ class Http1Pool:
         return bool(waiters)
 
     async def _connect(
-        self, origin: Origin, timeouts: Timeouts, deadline: float | None
+        self, origin: Origin, timeouts: Limits, deadline: float | None
     ) -> _Connection:
         loop = self.loop
         limits = [t for t in (timeouts.connect,) if t is not None]
@@ -682,7 +697,7 @@ class Http1Pool:
         return connection
 
     async def _wait_for_a_place(
-        self, origin: Origin, until: float | None, deadline: float | None, timeouts: Timeouts
+        self, origin: Origin, until: float | None, deadline: float | None, timeouts: Limits
     ) -> _Connection | None:
         """Wait in turn for a connection of ``origin`` (returned) or a place (None: kept for
         this exchange, which is to connect now). A timer, not ``wait_for``, bounds the wait,
@@ -722,7 +737,7 @@ class Http1Pool:
             self._release(given)
 
     async def _open_connection(
-        self, origin: Origin, wait: float | None, deadline: float | None, timeouts: Timeouts
+        self, origin: Origin, wait: float | None, deadline: float | None, timeouts: Limits
     ) -> _Connection:
         """A new connection to ``origin`` within ``wait`` seconds. The attempt runs as a
         task watched with ``asyncio.wait``, so that a cancellation is never swallowed, and a
@@ -767,7 +782,7 @@ class Http1Pool:
         return connection
 
     def _timed_out(
-        self, deadline: float | None, timeouts: Timeouts, *, connecting: float | None = None
+        self, deadline: float | None, timeouts: Limits, *, connecting: float | None = None
     ) -> WireError:
         if deadline is not None and self.loop.time() >= deadline - 1e-3:
             return ReadTimeout("no answer in the time given", total=True)

@@ -51,7 +51,6 @@ from ._http1 import (
     Http1Pool,
     Origin,
     ReadTimeout,
-    Timeouts,
     WireError,
 )
 from ._redact import Redactor
@@ -304,9 +303,7 @@ class Transport:
                     self.origin(),
                     request,
                     limit=self.max_body_bytes,
-                    timeouts=Timeouts(
-                        timeout.total, timeout.connect, timeout.sock_connect, timeout.sock_read
-                    ),
+                    timeouts=timeout,
                 )
             except BodyTooLarge as exc:
                 raise self._too_large(exc.status, route) from None
