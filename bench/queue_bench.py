@@ -62,6 +62,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from aiohttp import web
+
 from plugz_async._redis_server import AppendFsync, RedisServer, stop_process
 
 HOST = "127.0.0.1"
@@ -73,6 +75,8 @@ WAIT_SCALE = 0.01
 STOP_TIMEOUT = 20.0  # seconds between SIGTERM and SIGKILL
 # The sandbox's mix, less the numbers that end at the check (banned, unavailable, blocked).
 AVAILABLE = ("ready", "wa_old-not-eligible", "waits")
+#: What the sandbox's lateness watch noted, per code request (see `sandbox_app`).
+SEEN = web.AppKey("bench_seen", list)
 # This process's round trips to Redis (count_round_trips), per configuration.
 ROUND_TRIPS: Counter[str] = Counter()
 
@@ -267,6 +271,7 @@ def sandbox_app(n: int, wait_scale: float) -> Any:
     # check, the sandbox answered "too early").
     seen: list[tuple[float, bool, bool]] = []
     unmatched = [0]  # code requests for a number the instance's record is not of
+    app[SEEN] = seen
 
     @web.middleware
     async def watch(request: web.Request, handler: Any) -> web.StreamResponse:

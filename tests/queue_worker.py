@@ -69,7 +69,9 @@ def main() -> None:
         rate_limit=os.environ.get("PLUGZ_TEST_RATE_LIMIT") or None,
         heartbeat=1,
         sweep_interval=1,
-        request_timeout=2.0,
+        request_timeout=float(os.environ.get("PLUGZ_TEST_REQUEST_TIMEOUT", "2")),
+        # The sandbox's waits, scaled for the tests: the shortest a code request starts.
+        code_wait_floor=float(os.environ.get("PLUGZ_TEST_CODE_WAIT_FLOOR", "12")),
         input_timeout=float(os.environ.get("PLUGZ_TEST_INPUT_TIMEOUT", "60")),
         device_poll_interval=0.2,
         shutdown_grace=10.0,

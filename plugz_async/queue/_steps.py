@@ -20,6 +20,7 @@ refused (another run moved the registration on).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ from plugz_async._errors import (
     StaleWriteError,
 )
 from plugz_async._machine import RegistrationMachine, RegistrationState, RegistrationStep
+from plugz_async._models import Availability, Channel, CodeRequest
 
 from ._engine import StepScheduler
 from ._store import CodeIntent, Record, Store, new_step_id
@@ -65,6 +67,17 @@ PERMANENT = (
     ResponseDecodeError,
     InvalidArgument,
 )
+
+#: Seconds short of the shortest wait a code request starts by which a dead run's code
+#: request must be looked at again, for "no wait in force" to mean "never sent".
+RECHECK_MARGIN = 2.0
+
+#: Seconds after writing a code request's intent within which it may still be sent.
+SEND_WINDOW = 2.0
+
+#: The shortest wait a code request starts, unless a worker is told otherwise: the API
+#: documents 125 s (165 s for the channel used).
+CODE_WAIT_FLOOR = 60.0
 
 ClientFor = Callable[[str], Awaitable["PlugzClient"]]
 Acquire = Callable[[str], Awaitable[float]]
@@ -91,6 +104,9 @@ class StepRunner:
         max_sleep: a step due this close runs now and sleeps to its moment; a later
             one is scheduled.
         max_errors: transient errors in a row before the registration is given up.
+        code_wait_floor: the shortest wait a code request starts (seconds): a dead run's
+            code request looked at again later than that after it, with no wait in force,
+            cannot be told apart from one that never went out, and is treated as sent.
     """
 
     store: Store
@@ -102,9 +118,10 @@ class StepRunner:
     input_timeout: float = 600.0
     device_poll_interval: float = 5.0
     request_timeout: float = 15.0
-    send_window: float = 2.0
+    send_window: float = SEND_WINDOW
     max_sleep: float = 3.0
     max_errors: int = 8
+    code_wait_floor: float = CODE_WAIT_FLOOR
 
     @property
     def clock(self) -> Clock:
@@ -113,7 +130,11 @@ class StepRunner:
     @property
     def lease(self) -> float:
         """How long an intent holds: the send window, the request's timeout, a margin."""
-        return self.send_window + self.request_timeout + 2.0
+        return self.lease_for(self.request_timeout, self.send_window)
+
+    @staticmethod
+    def lease_for(request_timeout: float, send_window: float = SEND_WINDOW) -> float:
+        return send_window + request_timeout + 2.0
 
     def now(self) -> float:
         return self.clock.now().timestamp()
@@ -190,20 +211,14 @@ class StepRunner:
         assert plan is not None
         intent = record.intent
         if intent is not None:
-            if await self.store.server_time() < intent.lease_until:
-                # Another run may still be waiting for the answer: look again once its
-                # lease is over, without writing (its answer must still be written).
-                reason = f"lease-{intent.id}"
-                await self.scheduler.schedule(
-                    record.number, record.step_id, intent.lease_until, reason=reason
-                )
-                return "lease"
-            client = await self._client(record)
-            availability = await client.check_availability(state.number)
-            if availability.wait_seconds(channel) > 0:
-                recovered = self.machine.code_request_recovered(state, availability)
-                return await self._commit(record, state, recovered, note="recovered")
-            # No wait in force: the request never reached the server. Send it now.
+            waited = await self._lease_over(record, intent)
+            if waited is not None:
+                return waited
+            recovered = await self._recheck(record, state, intent)
+            if recovered is not None:
+                return recovered
+            # No wait in force, early enough that one would be: the request never reached
+            # the server. Send it now.
         wait = plan.ready_in(channel)
         if wait > self.max_sleep:
             await self._again(record, state, at=self.now() + wait)
@@ -214,17 +229,25 @@ class StepRunner:
         # The send window runs from before the intent is written: a run delayed anywhere
         # from here to the wire (a slow write, a stall, a blocked loop) sends nothing.
         started = self.clock.monotonic()
+        written_at, run = await self.store.server_now()
+        if intent is None and record.run != run:
+            # Redis restarted (or failed over, or was rolled back to a snapshot) since this
+            # step was written: a later write, a code request's, may be lost with it.
+            recovered, _ = await self._wait_in_force(record, state, "a Redis restart")
+            if recovered is not None:
+                return recovered
+            started = self.clock.monotonic()
+            written_at, run = await self.store.server_now()
         mark = CodeIntent(
             id=new_step_id(),
             channel=channel.value,
-            lease_until=await self.store.server_time() + self.lease,
+            lease_until=written_at + self.lease,
+            written_at=written_at,
         )
         version = await self.store.write(record, state, intent=mark, errors=record.errors)
-        record = attrs.evolve(record, version=version, intent=mark)
+        record = attrs.evolve(record, version=version, intent=mark, run=run)
         if self.clock.monotonic() - started > self.send_window:
-            await self.scheduler.schedule(
-                record.number, record.step_id, mark.lease_until, reason=f"lease-{mark.id}"
-            )
+            await self._look_again(record, self.lease)
             return "lease"
         try:
             request = await client.request_code(state.number, channel, timeout=self.request_timeout)
@@ -237,15 +260,111 @@ class StepRunner:
             await self._again(
                 record,
                 state,
-                at=mark.lease_until,
+                at=self.now() + max(0.0, mark.lease_until - await self.store.server_time()),
                 keep_intent=True,
                 error=_describe(error),
                 errors=record.errors,
             )
             return "unknown"
-        return await self._commit(
+        committed = await self._commit(
             record, state, self.machine.code_requested(state, request), persist=True
         )
+        await self._note_wait(request, channel)
+        return committed
+
+    async def _lease_over(self, record: Record, intent: CodeIntent) -> str | None:
+        """None once ``intent``'s lease is over (sleeping to its end when it is near);
+        else the step is run again at its end, and what this run did."""
+        left = intent.lease_until - await self.store.server_time()
+        if left > self.max_sleep:
+            # Another run may still be waiting for the answer: look again once its
+            # lease is over, without writing (its answer must still be written).
+            await self._look_again(record, left)
+            return "lease"
+        while left > 0:  # the lease is read on Redis's clock, slept on this host's
+            await self.clock.sleep(left + 0.05)
+            left = intent.lease_until - await self.store.server_time()
+        return None
+
+    async def _look_again(self, record: Record, after: float) -> None:
+        """Run the registration's step again ``after`` seconds from now. The key is a new
+        one each time: a job of the same key still running (this one, woken early by the
+        engine) would have the engine refuse it, and the wake-up would be lost."""
+        reason = f"lease-{new_step_id()[:8]}"
+        await self.scheduler.schedule(
+            record.number, record.step_id, self.now() + after, reason=reason
+        )
+
+    async def _recheck(
+        self, record: Record, state: RegistrationState, intent: CodeIntent
+    ) -> str | None:
+        """After a run that wrote ``intent`` and left no answer: did its code request
+        reach the server? A wait in force says it did (go on to the code); no wait, while
+        a wait it started would still be in force, says it did not (None: send it). No
+        wait found later than that cannot tell: the code is treated as sent."""
+        assert state.channel is not None
+        recovered, availability = await self._wait_in_force(record, state, "")
+        if recovered is not None:
+            return recovered
+        written = (
+            intent.written_at if intent.written_at is not None else intent.lease_until - self.lease
+        )
+        elapsed = await self.store.server_time() - written
+        floor = await self.store.code_wait_floor(self.code_wait_floor)
+        if elapsed < floor - RECHECK_MARGIN:
+            return None
+        logger.warning(
+            "registration of %s: the code request's answer was lost and the check came %.0f s"
+            " after it, past the shortest wait a code request starts (%g s): treated as sent,"
+            " no second code",
+            record.number,
+            elapsed,
+            floor,
+        )
+        unknown = self.machine.code_request_unknown(state, availability, elapsed=elapsed)
+        return await self._commit(record, state, unknown, note="unknown")
+
+    async def _wait_in_force(
+        self, record: Record, state: RegistrationState, why: str
+    ) -> tuple[str | None, Availability]:
+        """Ask the safe availability check; a wait in force on the step's channel means
+        a code went out that this record does not know of: go on to the code (the step's
+        result, with the check). None with the check when there is none."""
+        assert state.channel is not None
+        client = await self._client(record)
+        availability = await client.check_availability(state.number)
+        if availability.wait_seconds(state.channel) <= 0:
+            return None, availability
+        if why:
+            logger.warning(
+                "registration of %s: a wait is in force on %s after %s: a code went out"
+                " that the record lost; no second code",
+                record.number,
+                state.channel.value,
+                why,
+            )
+        recovered = self.machine.code_request_recovered(state, availability)
+        return await self._commit(record, state, recovered, note="recovered"), availability
+
+    async def _note_wait(self, request: CodeRequest, channel: Channel) -> None:
+        """Check the premise the recovery of a lost answer rests on: the wait a code
+        request starts outlasts the time a dead run's step takes to be looked at again."""
+        if not request.success:
+            return
+        waits = [w for w in (request.retry_after, request.wait_seconds(channel)) if w]
+        if not waits or min(waits) >= self.code_wait_floor:
+            return
+        with contextlib.suppress(OSError, RedisError):
+            floor = await self.store.lower_code_wait_floor(min(waits))
+            logger.warning(
+                "a code request started a wait of only %g s on %s, shorter than the"
+                " code_wait_floor of %g s: a lost answer found later than %g s after its"
+                " request is treated as sent (set code_wait_floor to the API's shortest wait)",
+                min(waits),
+                channel.value,
+                self.code_wait_floor,
+                floor,
+            )
 
     # -- a person's input -------------------------------------------------------------------
 
@@ -321,27 +440,47 @@ class StepRunner:
     ) -> str:
         """Write ``after`` (refused if anything was written since ``record``), then have
         its step run when due. ``persist``: the write holds an answer that cannot be asked
-        for again (a code request's): keep trying through a Redis that is away for a
-        moment, for as long as the intent's lease."""
+        for again (a code request's): every read and write of it, and the scheduling of
+        its next step, keep trying through a Redis that is away for a moment, for as long
+        as the intent's lease."""
         step_id = new_step_id()
-        due = await self._due(record, after)
         give_up_at = self.clock.monotonic() + (self.lease if persist else 0.0)
         pause = 0.1
+        written, tried, due = False, False, 0.0
         while True:
             try:
-                await self.store.write(record, after, before=before, step_id=step_id, due=due)
+                if not written:
+                    due = await self._due(record, after)
+                    try:
+                        await self.store.write(
+                            record, after, before=before, step_id=step_id, due=due
+                        )
+                    except StaleWriteError:
+                        # A write tried before may have been done, its reply lost.
+                        current = await self.store.load(record.number) if tried else None
+                        if current is None or current.step_id != step_id:
+                            raise
+                    written = True
+                if not after.done:
+                    await self._schedule_next(record, after, step_id, due)
                 break
             except (OSError, RedisError):
+                # Not written yet: the answer must not be lost. Written but not
+                # scheduled: the repair loop would find it, but a minute late.
                 if self.clock.monotonic() + pause > give_up_at:
                     raise
+                tried = True
                 await self.clock.sleep(pause)
                 pause = min(pause * 2, 1.0)
-        if not after.done:
-            await self.scheduler.schedule(record.number, step_id, due)
-            if due > self.now() and await self._input_given(record, after):
-                # Input given while this step was being written: take it now.
-                await self.scheduler.schedule(record.number, step_id, 0.0, reason="input")
         return note or after.step.value
+
+    async def _schedule_next(
+        self, record: Record, after: RegistrationState, step_id: str, due: float
+    ) -> None:
+        await self.scheduler.schedule(record.number, step_id, due)
+        if due > self.now() and await self._input_given(record, after):
+            # Input given while this step was being written: take it now.
+            await self.scheduler.schedule(record.number, step_id, 0.0, reason="input")
 
     async def _again(
         self,

@@ -6,7 +6,9 @@ Keys, under ``plugz:{queue}:``:
   (bumped by every write), ``status`` (the step, or the outcome once done), ``done``,
   ``instance``, ``step_id`` and ``due`` (the one step allowed to run next, and when),
   ``intent`` (a code request about to be or being sent), ``error`` (the last error a step met),
-  ``errors`` (errors in a row), ``created`` and ``updated``.
+  ``errors`` (errors in a row), ``created`` and ``updated``, ``run`` (the Redis server's
+  ``run_id`` when it was written: a record written under another run has been through a
+  restart, a failover or a rollback to a snapshot, and may have lost a later write).
 * ``counts`` (hash): registrations per status.
 * ``numbers`` (sorted set): every number, by when it was registered.
 * ``due`` (sorted set): the unfinished numbers, by when their next step is due.
@@ -15,6 +17,8 @@ Keys, under ``plugz:{queue}:``:
 * ``input:{number}:{kind}``: a code, captcha text or PIN given and not used yet (apart
   from the hash, so that giving it never makes a worker's write stale).
 * ``events`` (stream): every event of every registration, as they are written.
+* ``code_wait_floor``: the shortest wait a code request was seen to start, when shorter
+  than the workers' ``code_wait_floor`` (the premise the recovery of a lost answer rests on).
 
 Every write is one Lua script that first compares ``version`` with the version the
 writer read, and does nothing when another write came in between: a worker that
@@ -49,7 +53,30 @@ INPUT_KEPT = 3600
 #: The status of a registration a step gave up (an error that trying again cannot mend).
 FAILED = "failed"
 
-_CREATE = """
+#: The Redis server's run id, in a script (it changes with every start of the server).
+_RUN_ID = """
+local function RUN_ID()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+"""
+
+_NOW = (
+    _RUN_ID
+    + """
+local t = redis.call('TIME')
+return {t[1], t[2], RUN_ID()}
+"""
+)
+
+_LOWER = """
+local v = redis.call('GET', KEYS[1])
+if not v or tonumber(ARGV[1]) < tonumber(v) then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('GET', KEYS[1])
+"""
+
+_CREATE = (
+    _RUN_ID
+    + """
 -- KEYS: reg, counts, numbers, due, instance-key, events, finished
 -- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix,
 --       restart (a finished registration starts afresh)
@@ -78,7 +105,7 @@ redis.call('DEL', reg, ARGV[10] .. 'input:' .. ARGV[1] .. ':code',
   ARGV[10] .. 'input:' .. ARGV[1] .. ':captcha', ARGV[10] .. 'input:' .. ARGV[1] .. ':pin')
 redis.call('HSET', reg, 'state', ARGV[3], 'version', version, 'status', ARGV[4], 'done', '0',
   'instance', ARGV[2], 'step_id', ARGV[5], 'due', ARGV[6], 'created', ARGV[7],
-  'updated', ARGV[7], 'errors', 0)
+  'updated', ARGV[7], 'errors', 0, 'run', RUN_ID())
 redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
@@ -90,6 +117,7 @@ for _, event in ipairs(cjson.decode(ARGV[8])) do
 end
 return {1, tostring(version)}
 """
+)
 
 _PRUNE = """
 -- KEYS: finished, numbers, counts; ARGV: prefix, finished before (Unix time), at most
@@ -115,7 +143,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_WRITE = """
+_WRITE = (
+    _RUN_ID
+    + """
 -- KEYS: reg, counts, due, instance-key, events, finished
 -- ARGV: expected version, number, status, done, now, events-json, kept, fields-json,
 --       deleted-json
@@ -126,7 +156,8 @@ if current[1] ~= ARGV[1] then
 end
 local version = tonumber(current[1]) + 1
 local fields = cjson.decode(ARGV[8])
-local args = {'version', version, 'status', ARGV[3], 'done', ARGV[4], 'updated', ARGV[5]}
+local args = {'version', version, 'status', ARGV[3], 'done', ARGV[4], 'updated', ARGV[5],
+  'run', RUN_ID()}
 for name, value in pairs(fields) do
   table.insert(args, name)
   table.insert(args, value)
@@ -152,6 +183,7 @@ for _, event in ipairs(cjson.decode(ARGV[6])) do
 end
 return version
 """
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,22 +193,40 @@ class CodeIntent:
     Attributes:
         id: the run's own mark.
         channel: the channel.
-        lease_until: the run sends only before this moment (Unix time), and waits for
-            the answer until then at most; a run that finds the intent afterwards knows
-            the request is over, one way or the other.
+        lease_until: the run sends only before this moment (Unix time, on Redis's clock),
+            and waits for the answer until then at most; a run that finds the intent
+            afterwards knows the request is over, one way or the other.
+        written_at: when the intent was written (Redis's clock): the request, if it went
+            out, went out after this moment, and the wait it started ends no sooner than
+            the shortest wait a code request starts after it. None in an intent written
+            by an older version of the SDK.
     """
 
     id: str
     channel: str
     lease_until: float
+    written_at: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "channel": self.channel, "lease_until": self.lease_until})
+        return json.dumps(
+            {
+                "id": self.id,
+                "channel": self.channel,
+                "lease_until": self.lease_until,
+                "written_at": self.written_at,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> CodeIntent:
         data = json.loads(text)
-        return cls(id=data["id"], channel=data["channel"], lease_until=float(data["lease_until"]))
+        written = data.get("written_at")
+        return cls(
+            id=data["id"],
+            channel=data["channel"],
+            lease_until=float(data["lease_until"]),
+            written_at=None if written is None else float(written),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -196,6 +246,7 @@ class Record:
     errors: int = 0
     created: float = 0.0
     updated: float = 0.0
+    run: str | None = None
 
 
 def new_step_id() -> str:
@@ -223,6 +274,8 @@ class Store:
         self._write = redis.register_script(_WRITE)
         self._drop_input = redis.register_script(_DROP_INPUT)
         self._prune = redis.register_script(_PRUNE)
+        self._now = redis.register_script(_NOW)
+        self._lower = redis.register_script(_LOWER)
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -396,8 +449,22 @@ class Store:
 
     async def server_time(self) -> float:
         """Redis's clock (Unix time): the one clock every worker's leases are read on."""
-        seconds, micros = await cast("Awaitable[tuple[int, int]]", self.redis.time())
-        return seconds + micros / 1_000_000
+        return (await self.server_now())[0]
+
+    async def server_now(self) -> tuple[float, str]:
+        """Redis's clock (Unix time) and the server's run id (new at every start)."""
+        seconds, micros, run = await self._now()
+        return int(seconds) + int(micros) / 1_000_000, _text(run)
+
+    async def code_wait_floor(self, configured: float) -> float:
+        """The shortest wait a code request starts, as far as anyone knows: ``configured``,
+        or a shorter one a worker saw (`lower_code_wait_floor`)."""
+        seen = await self.redis.get(self.key("code_wait_floor"))
+        return configured if seen is None else min(configured, float(seen))
+
+    async def lower_code_wait_floor(self, seconds: float) -> float:
+        """Note a code request that started a wait of only ``seconds``; the floor now."""
+        return float(_text(await self._lower(keys=[self.key("code_wait_floor")], args=[seconds])))
 
     async def prune(self, finished_before: float, *, batch: int = 1000) -> int:
         """Forget the registrations that finished before ``finished_before`` (Unix time);
@@ -459,4 +526,5 @@ def _record(number: str, raw: Mapping[bytes, bytes]) -> Record:
         errors=int(fields.get("errors", "0")),
         created=float(fields.get("created", "0")),
         updated=float(fields.get("updated", "0")),
+        run=fields.get("run"),
     )

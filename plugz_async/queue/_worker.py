@@ -23,7 +23,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
-from saq.queue.redis import RedisQueue
 from saq.types import Context, PartialTimersDict
 
 from plugz_async._clock import Clock, SystemClock
@@ -36,8 +35,9 @@ from plugz_async._transport import AttemptMiddleware
 
 from ._engine import STEP_FUNCTION, SaqScheduler
 from ._limits import InstanceRateLimit, parse_rate
-from ._steps import StepRunner
+from ._steps import CODE_WAIT_FLOOR, RECHECK_MARGIN, StepRunner
 from ._store import Store
+from ._takeover import WorkerQueue
 
 __all__ = ["Credentials", "QueueWorker", "credentials_from_env", "read_credentials_file"]
 
@@ -48,6 +48,9 @@ Credentials = Mapping[str, str] | Callable[[str], Awaitable[str | None]]
 ``await credentials(instance_id)`` (a secrets manager, say), ``None`` when unknown."""
 
 ENV_REDIS_URL = "PLUGZ_REDIS_URL"
+
+#: Seconds the engine may take to hand a step taken over to a worker.
+ENGINE_SLACK = 1.0
 ENV_INSTANCES_FILE = "PLUGZ_INSTANCES_FILE"
 
 
@@ -147,6 +150,12 @@ class QueueWorker:
             that doubles, up to a minute.
         max_code_attempts, max_captcha_attempts, max_pin_attempts: as for
             ``client.registration()``.
+        code_wait_floor: the shortest wait (seconds) the API starts after a code
+            request (it documents 125 s). A step whose worker died with a code request in
+            flight is looked at again within ``recheck_within`` seconds (the lease, the
+            heartbeat, a sweep, a second): that must end before this wait can, or
+            "no wait in force" would not prove the request never went out. A worker whose
+            settings cannot keep to it refuses to start.
         middlewares: attempt middlewares for every client (``PlugzClient``'s).
         clock: the clock (tests).
         environ: the environment to read (``os.environ`` when None).
@@ -178,6 +187,7 @@ class QueueWorker:
         max_code_attempts: int = 3,
         max_captcha_attempts: int = 3,
         max_pin_attempts: int = 3,
+        code_wait_floor: float = CODE_WAIT_FLOOR,
         middlewares: Sequence[AttemptMiddleware] = (),
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
@@ -218,11 +228,39 @@ class QueueWorker:
         self.shutdown_grace = shutdown_grace
         self.repair_interval = repair_interval
         self.max_errors = max_errors
+        self.code_wait_floor = code_wait_floor
+        if self.recheck_within > code_wait_floor - RECHECK_MARGIN:
+            raise ConfigurationError(
+                f"a dead worker's code request would be looked at again up to"
+                f" {self.recheck_within:g} s after it (lease {self.lease:g} s, heartbeat"
+                f" {heartbeat} s, sweep_interval {sweep_interval} s), too close to"
+                f" code_wait_floor ({code_wait_floor:g} s, the shortest wait a code request"
+                " starts): lower heartbeat, sweep_interval or request_timeout"
+            )
         self._middlewares = tuple(middlewares)
         self._clients: dict[str, Any] = {}
         self._saq: _GracefulWorker | None = None
         self._stop_requested = False
         self.handle_signals = handle_signals
+
+    @property
+    def lease(self) -> float:
+        """How long a code request's intent holds (`StepRunner.lease`)."""
+        return StepRunner.lease_for(self.request_timeout)
+
+    @property
+    def recheck_within(self) -> float:
+        """Seconds after a code request by which a step whose worker died sending it is
+        looked at again, at most: the lease (the worker may die at its end), the
+        heartbeat (the step counts as abandoned), a sweep (which takes it over), the
+        wait for a stalled worker's acknowledgement, and a second for the engine."""
+        return (
+            self.lease
+            + self.heartbeat
+            + self.sweep_interval
+            + WorkerQueue.stall_wait
+            + ENGINE_SLACK
+        )
 
     def __repr__(self) -> str:
         return (
@@ -249,7 +287,7 @@ class QueueWorker:
         """Work until SIGTERM or SIGINT (or `stop`), then stop gracefully."""
         from plugz_async._client import PlugzClient
 
-        saq_queue = RedisQueue.from_url(self.redis_url, name=self.queue_name)
+        saq_queue = WorkerQueue.from_url(self.redis_url, name=self.queue_name)
         options: dict[str, Any] = {} if self._base_url is None else {"base_url": self._base_url}
         # Holds the worker's connections and its clients' settings; each instance's client
         # is made from it (``for_instance``), sharing its pool, and never sends itself.
@@ -303,6 +341,7 @@ class QueueWorker:
                 input_timeout=self.input_timeout,
                 device_poll_interval=self.device_poll_interval,
                 request_timeout=self.request_timeout,
+                code_wait_floor=self.code_wait_floor,
             )
             heartbeat = self.heartbeat
 
@@ -329,7 +368,9 @@ class QueueWorker:
                 "sweep": self.sweep_interval,
                 "schedule": 1,
                 "abort": 1,
-                "worker_info": 10,
+                # saq's record of a live worker lasts a second longer than this: a worker
+                # gone for a heartbeat is known dead, and its steps are taken over at once.
+                "worker_info": self.heartbeat,
             }
             worker = _GracefulWorker(
                 saq_queue,
