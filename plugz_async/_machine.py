@@ -437,21 +437,19 @@ class RegistrationMachine:
         )
 
     def code_request_unknown(
-        self, state: RegistrationState, availability: Availability, *, elapsed: float
+        self, state: RegistrationState, availability: Availability, *, why: str
     ) -> RegistrationState:
-        """A code request whose answer was lost may or may not have reached the server,
-        and the check that would tell came ``elapsed`` seconds after it, too late: a
-        wait it started could be over already. The safe answer is the one that sends no
-        second code: go on as if the code was sent, and wait for it (a person who got
-        none lets the wait for the code run out, and the next channel is tried)."""
+        """Whether a code request reached the server cannot be told (``why``): say, its
+        answer was lost, and the check that would tell came too late, when a wait it
+        started could be over already. The safe answer is the one that sends no second
+        code: go on as if the code was sent, and wait for it (a person who got none lets
+        the wait for the code run out, and the next channel is tried)."""
         _expect(state, RegistrationStep.REQUEST_CODE)
         assert state.channel is not None
         return self._event(
             state,
             EventKind.CODE_REQUESTED,
-            f"code treated as sent by {state.channel.value}: its answer was lost, and the"
-            f" check {elapsed:.0f} s later could no longer tell (no wait was in force); no"
-            " second code is asked for",
+            f"code treated as sent by {state.channel.value}: {why}; no second code is asked for",
             channel=state.channel,
             answer=availability,
             plan=self.planner.plan(availability),

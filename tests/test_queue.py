@@ -19,7 +19,9 @@ import redis.asyncio as aioredis
 from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
+from plugz_async._machine import RegistrationMachine, RegistrationState
 from plugz_async.queue import QueueWorker, RegistrationQueue, RegistrationStatus
+from plugz_async.queue._store import CodeIntent, Store
 from plugz_async.sandbox import (
     CAPTCHA_TEXT,
     PIN,
@@ -512,3 +514,95 @@ async def test_prune_forgets_finished_registrations_and_only_them(
     assert statuses[READY].status == "connected"
     assert await queue.prune(older_than=0) == 2
     assert await queue.counts() == {}
+
+
+# -- a dead run's code request, looked at again ------------------------------------------------
+
+
+async def dead_run_intent(sandbox: Sandbox, redis_url: str, number: str, age: float) -> None:
+    """Leave ``number``'s registration as a run that died ``age`` seconds after writing its
+    code request's intent (its lease long over) would: checked, planned, intent written."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        store = Store(redis, queue="plugz")
+        record = await store.load(e164(number))
+        assert record is not None
+        machine = RegistrationMachine(planner=pz.RegistrationPlanner())
+        state = RegistrationState.from_dict(record.state)
+        async with sandbox.new_client() as client:  # the dead run's check
+            state = machine.checked(state, await client.check_availability(number))
+        at = await store.server_time()
+        intent = CodeIntent(
+            id="dead-run", channel="sms", lease_until=at - age + 1.0, written_at=at - age
+        )
+        await store.write(record, state, intent=intent)
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("age", "requests", "said"),
+    [
+        # Looked at well inside the shortest wait (60 s): no wait means never sent.
+        (5.0, 1, "code sent by sms"),
+        # Looked at later than any wait it started could last: cannot tell; no second code.
+        (100.0, 0, "code treated as sent by sms: its answer was lost, and the check 100 s"),
+    ],
+)
+async def test_a_dead_runs_code_request_with_no_wait_in_force(
+    age: float,
+    requests: int,
+    said: str,
+    sandbox: Sandbox,
+    redis_url: str,
+    queue: RegistrationQueue,
+    instances: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await queue.register(READY, instance=instances[0])  # no worker yet: it waits
+    await dead_run_intent(sandbox, redis_url, READY, age)
+    async with worker_running(sandbox, redis_url):
+        deadline = time.monotonic() + 10
+        while (status := await queue.status(READY)).status != "confirm_code":
+            assert time.monotonic() < deadline, status.status
+            await asyncio.sleep(0.05)
+    assert len(code_requests(sandbox, READY)) == requests
+    assert status.wants == "code"
+    assert status.events[-1].message.startswith(said), status.events[-1].message
+    if requests == 0:
+        assert "treated as sent, no second code" in caplog.text
+
+
+async def test_a_wait_shorter_than_the_floor_lowers_it_and_says_so(
+    sandbox: Sandbox,
+    redis_url: str,
+    queue: RegistrationQueue,
+    instances: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The sandbox's waits here are 2 s (scaled by 0.01), far below the floor of 60 s.
+    async with worker_running(sandbox, redis_url):
+        await queue.register(READY, instance=instances[0])
+        await answer_until_done(queue, sandbox, [READY])
+    redis = aioredis.from_url(redis_url)
+    try:
+        assert await Store(redis, queue="plugz").code_wait_floor(60.0) == 2.0
+    finally:
+        await redis.aclose()
+    assert "started a wait of only 2 s on sms, shorter than the code_wait_floor of 60 s" in (
+        caplog.text
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"heartbeat": 30}, {"code_wait_floor": 20.0}, {"request_timeout": 60.0}],
+)
+def test_a_worker_that_would_look_again_too_late_refuses_to_start(
+    settings: dict[str, Any],
+) -> None:
+    with pytest.raises(pz.ConfigurationError, match="too close to code_wait_floor"):
+        QueueWorker("redis://127.0.0.1:1/0", client_token="x", environ={}, **settings)
+    worker = QueueWorker("redis://127.0.0.1:1/0", client_token="x", environ={})
+    assert worker.recheck_within == 19 + 5 + 10 + 1 + 1  # lease, heartbeat, sweep, grace, engine
+    assert worker.recheck_within <= worker.code_wait_floor - 2

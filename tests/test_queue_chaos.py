@@ -10,8 +10,10 @@ per channel window of each registration, and every registration reached a final 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,11 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 pytest.importorskip("saq")
 from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
-from redis_server import RedisServer
+from redis.exceptions import RedisError
+from redis_server import RedisServer, require_redis_server
 
 import plugz_async as pz
 from plugz_async.queue import RegistrationQueue
@@ -400,3 +404,234 @@ async def test_sigterm_lets_the_code_request_in_flight_finish(
     statuses = await feed_until_done(queue, sandbox, [READY])
     assert statuses[READY].status == "connected"
     assert len(code_requests(sandbox, READY)) == 1
+
+
+# -- many code requests in flight at a worker that dies or stalls ------------------------------
+
+#: Forty code requests in flight at once: the sandbox holds each answer 3-5 s. The workers'
+#: lease is 10 s (PLUGZ_TEST_REQUEST_TIMEOUT 6 s), and a dead worker's steps are taken over
+#: within about 3 s (heartbeat and sweep of 1 s): inside the lease, so every survivor meets
+#: the intent while its lease runs, and must wake at its end. The waits a code request starts
+#: (125 s and 165 s, scaled by 0.16: 20 s and 27 s) are the shortest that still outlast the
+#: worst re-check (14 s: the lease, heartbeat, sweep, a stall's grace, a second).
+BURST = 40
+BURST_CONFIG = attrs.evolve(CONFIG, instances=BURST, wait_scale=0.16, random_codes=True)
+BURST_WORKER = {
+    "PLUGZ_TEST_CONCURRENCY": str(BURST),
+    "PLUGZ_TEST_REQUEST_TIMEOUT": "6",
+    "PLUGZ_TEST_CODE_WAIT_FLOOR": "19",
+}
+
+
+def ready_numbers(count: int, seed: int) -> list[str]:
+    """Undocumented numbers the sandbox's mix answers "ready": one code each, then connected."""
+    found = []
+    for i in range(10_000):
+        if mixed_answer(f"55219876{i:05d}", seed)[0] == "ready":
+            found.append(f"+55219876{i:05d}")
+            if len(found) == count:
+                return found
+    raise AssertionError("the mix has too few ready numbers")
+
+
+def in_flight(sandbox: Sandbox) -> int:
+    """Code requests the sandbox received and has not answered yet."""
+    return sum(1 for e in sandbox.requests(route=CODE_ROUTE) if e["status"] is None)
+
+
+async def until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+def assert_one_code_per_window(sandbox: Sandbox, statuses: dict[str, Any]) -> None:
+    """For every number: the codes the sandbox sent are the channel windows it used."""
+    for number, status in statuses.items():
+        assert status.status == "connected", (number, status.status, status.error)
+        sent = sandbox.codes(number=digits(number))
+        assert len(sent) == windows(status) == 1, (number, sent, status.events)
+
+
+@pytest.fixture
+async def burst_sandbox() -> AsyncIterator[Sandbox]:
+    async with running(BURST_CONFIG) as sb:
+        yield sb
+
+
+@pytest.fixture
+def burst_workers(tmp_path: Path, burst_sandbox: Sandbox, redis_url: str) -> Iterator[Workers]:
+    instances = tmp_path / "instances.json"
+    instances.write_text(json.dumps(burst_sandbox.instances()))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")},
+        "PLUGZ_REDIS_URL": redis_url,
+        "PLUGZ_BASE_URL": burst_sandbox.base_url,
+        "PLUGZ_CLIENT_TOKEN": burst_sandbox.client_token,
+        "PLUGZ_INSTANCES_FILE": str(instances),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        **BURST_WORKER,
+    }
+    pool = Workers(tmp_path, env)
+    yield pool
+    pool.stop_all()
+
+
+async def register_burst(
+    sandbox: Sandbox, queue: RegistrationQueue, numbers: list[str], hold: tuple[float, float]
+) -> None:
+    rng = random.Random(7)
+    for number in numbers:
+        sandbox.hold(CODE_ROUTE, rng.uniform(*hold), number=digits(number))
+    for number, instance in zip(numbers, sandbox.instances(), strict=False):
+        await queue.register(number, instance=instance)
+    await until(lambda: in_flight(sandbox) == len(numbers), 30, "the code requests in flight")
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+async def test_forty_code_requests_in_flight_at_a_worker_that_dies_cost_no_second_code(
+    fault: str, burst_sandbox: Sandbox, burst_workers: Workers, queue: RegistrationQueue
+) -> None:
+    numbers = ready_numbers(BURST, BURST_CONFIG.seed)
+    victim = burst_workers.start()
+    await register_burst(burst_sandbox, queue, numbers, (3.0, 5.0))
+    if fault == "SIGKILL":
+        victim.kill()
+        victim.wait()
+    else:  # stalled longer than its heartbeat and its lease: taken over, then woken
+        victim.send_signal(signal.SIGSTOP)
+    taken_at = time.monotonic()
+    survivor = burst_workers.start()
+    statuses = await feed_until_done(queue, burst_sandbox, numbers, timeout=90)
+    assert_one_code_per_window(burst_sandbox, statuses)
+    # Every answer was lost with the victim: the survivor told from the server's waits that
+    # each code had gone out (no registration waited for a repair round, a minute later).
+    for status in statuses.values():
+        requested = [e.message for e in status.events if e.kind is pz.EventKind.CODE_REQUESTED]
+        assert len(requested) == 1 and "the answer was lost" in requested[0], requested
+    assert "taking over step" in burst_workers.log(survivor)
+    if fault == "SIGSTOP":
+        # Woken past its lease (10 s) and its heartbeat: its late answers must be refused.
+        await asyncio.sleep(max(0.0, 12.0 - (time.monotonic() - taken_at)))
+        victim.send_signal(signal.SIGCONT)
+        await burst_workers.wait_for_log(victim, "another run took its step over")
+        await asyncio.sleep(1.0)  # what it still does, late, must send nothing
+        assert len(burst_sandbox.codes()) == BURST
+        assert len(burst_sandbox.requests(route=CODE_ROUTE)) == BURST
+    assert all(code in (0, None) for code in burst_workers.stop_all()[1:])
+
+
+async def test_redis_killed_while_code_answers_are_in_flight_keeps_every_answer(
+    burst_sandbox: Sandbox,
+    burst_workers: Workers,
+    queue: RegistrationQueue,
+    redis_server: RedisServer,
+) -> None:
+    """Redis dies (SIGKILL; append-only) with 20 code requests on the wire and comes back
+    before their leases end: every answer is written when Redis is back, none is lost."""
+    numbers = ready_numbers(20, BURST_CONFIG.seed)
+    worker = burst_workers.start()
+    await register_burst(burst_sandbox, queue, numbers, (1.0, 2.0))
+    redis_server.kill()
+    await asyncio.sleep(3.0)  # the answers come back meanwhile
+    redis_server.restart()
+    statuses = await feed_until_done(queue, burst_sandbox, numbers, timeout=60)
+    assert_one_code_per_window(burst_sandbox, statuses)
+    for status in statuses.values():
+        requested = [e.message for e in status.events if e.kind is pz.EventKind.CODE_REQUESTED]
+        assert requested == ["code sent by sms"], requested  # the answer itself, kept
+    log = burst_workers.log(worker)
+    assert "Redis is unreachable" in log and "Redis is reachable again" in log
+
+
+# -- Redis rolled back to a snapshot ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("snapshot_at", ["check", "request_code"])
+async def test_redis_rolled_back_to_a_snapshot_sends_no_second_code_silently(
+    snapshot_at: str, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Redis without its append-only file, killed and restarted from a snapshot taken before
+    the code went out: the registration is back at a step before the code request, and the
+    server's wait is what tells. No second code goes out, and the events say why."""
+    server = RedisServer(require_redis_server(), directory=tmp_path / "redis", appendonly=False)
+    (tmp_path / "redis").mkdir()
+    server.start()
+    instances = tmp_path / "instances.json"
+    instances.write_text(json.dumps(sandbox.instances()))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")},
+        "PLUGZ_REDIS_URL": server.url,
+        "PLUGZ_BASE_URL": sandbox.base_url,
+        "PLUGZ_CLIENT_TOKEN": sandbox.client_token,
+        "PLUGZ_INSTANCES_FILE": str(instances),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    pool = Workers(tmp_path, env)
+    try:
+        async with RegistrationQueue(server.url, environ={}) as queue:
+            if snapshot_at == "check":
+                await queue.register(WAITS, instance=INSTANCE_ID)
+                server.command("SAVE")  # before any worker ran its check
+                pool.start()
+            else:
+                pool.start()
+                await queue.register(WAITS, instance=INSTANCE_ID)
+                await until(lambda: sandbox.requests(route="registration-available"), 20, "check")
+                await asyncio.sleep(0.3)  # the check's result written: waiting for its channel
+                assert not code_requests(sandbox, WAITS)
+                server.command("SAVE")
+            await until(lambda: code_requests(sandbox, WAITS), 20, "the code request")
+            status = await queue.status(WAITS)
+            deadline = time.monotonic() + 10
+            while status.status != "confirm_code":
+                assert time.monotonic() < deadline, status.status
+                await asyncio.sleep(0.05)
+                status = await queue.status(WAITS)
+            server.kill()
+            server.restart()  # the snapshot: the code request is forgotten
+            with contextlib.suppress(RedisError):
+                await queue.status(WAITS)  # the connection Redis closed when it died
+            assert (await queue.status(WAITS)).status == snapshot_at
+            statuses = await feed_until_done(queue, sandbox, [WAITS], timeout=60)
+        assert statuses[WAITS].status == "connected"
+        assert len(sandbox.codes(number=digits(WAITS))) == 1
+        messages = [e.message for e in statuses[WAITS].events]
+        said = "treated as sent" if snapshot_at == "check" else "the answer was lost"
+        assert any(said in m for m in messages), messages
+        log = "".join(pool.logs())
+        assert ("Redis restarted" in log) or ("after a Redis restart" in log), log
+    finally:
+        pool.stop_all()
+        server.close()
+
+
+# -- a worker facing a dead Redis ------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+async def test_an_idle_worker_waits_for_a_dead_redis_without_spinning(
+    workers: Workers, redis_server: RedisServer, queue: RegistrationQueue
+) -> None:
+    worker = workers.start()
+    await workers.wait_for_log(worker, "worker of queue plugz started")
+    await asyncio.sleep(0.5)
+    redis_server.kill()
+    await asyncio.sleep(1.0)  # the worker finds out
+    before, started = cpu_seconds(worker.pid), time.monotonic()
+    await asyncio.sleep(6.0)
+    share = (cpu_seconds(worker.pid) - before) / (time.monotonic() - started)
+    redis_server.restart()
+    await workers.wait_for_log(worker, "Redis is reachable again")
+    # Before: each of its 10 idle loops went straight back to Redis, a core at 100%. A
+    # loaded machine adds noise to this process's own CPU time, not a factor of ten.
+    assert share < 0.25, share
+    said = workers.log(worker).count("Redis is unreachable")
+    assert 1 <= said <= 3, workers.log(worker)  # once every 5 s, not once a try
+    assert worker.poll() is None

@@ -183,7 +183,9 @@ class StepRunner:
         if step is RegistrationStep.CHECK:
             client = await self._client(record)
             availability = await client.check_availability(state.number)
-            return await self._commit(record, state, machine.checked(state, availability))
+            return await self._commit(
+                record, state, await self._checked(record, state, availability)
+            )
         if step is RegistrationStep.REQUEST_CODE:
             return await self._request_code(record, state)
         if step in INPUT_KINDS:
@@ -195,6 +197,37 @@ class StepRunner:
         client = await self._client(record)
         transfer = await client.confirm_device_transfer()
         return await self._commit(record, state, machine.device_polled(state, transfer))
+
+    async def _checked(
+        self, record: Record, state: RegistrationState, availability: Availability
+    ) -> RegistrationState:
+        """The state after the check. A record written before Redis restarted from a
+        snapshot (not append-only) may have lost later writes, a code request's among
+        them: a wait in force on the first channel then cannot be told from one that
+        request started, and the code is treated as sent rather than asked for again."""
+        after = self.machine.checked(state, availability)
+        channel = after.channel
+        if after.step is not RegistrationStep.REQUEST_CODE or channel is None:
+            return after
+        assert after.plan is not None
+        if after.plan.ready_in(channel) <= 0:
+            return after
+        server = await self.store.server_now()
+        if record.run in (None, server.run) or server.append_only:
+            return after
+        logger.warning(
+            "registration of %s: written before Redis restarted without its append-only"
+            " file, and a wait is in force on %s: a code may have gone out before the"
+            " restart; treated as sent, no second code",
+            record.number,
+            channel.value,
+        )
+        return self.machine.code_request_unknown(
+            after,
+            availability,
+            why="Redis restarted from a snapshot since this registration was written, and"
+            f" a wait of {availability.wait_seconds(channel):g} s is in force",
+        )
 
     async def _client(self, record: Record) -> PlugzClient:
         client = await self.client_for(record.instance)
@@ -229,15 +262,16 @@ class StepRunner:
         # The send window runs from before the intent is written: a run delayed anywhere
         # from here to the wire (a slow write, a stall, a blocked loop) sends nothing.
         started = self.clock.monotonic()
-        written_at, run = await self.store.server_now()
-        if intent is None and record.run != run:
+        server = await self.store.server_now()
+        if intent is None and record.run != server.run:
             # Redis restarted (or failed over, or was rolled back to a snapshot) since this
             # step was written: a later write, a code request's, may be lost with it.
             recovered, _ = await self._wait_in_force(record, state, "a Redis restart")
             if recovered is not None:
                 return recovered
             started = self.clock.monotonic()
-            written_at, run = await self.store.server_now()
+            server = await self.store.server_now()
+        written_at = server.time
         mark = CodeIntent(
             id=new_step_id(),
             channel=channel.value,
@@ -245,7 +279,7 @@ class StepRunner:
             written_at=written_at,
         )
         version = await self.store.write(record, state, intent=mark, errors=record.errors)
-        record = attrs.evolve(record, version=version, intent=mark, run=run)
+        record = attrs.evolve(record, version=version, intent=mark, run=server.run)
         if self.clock.monotonic() - started > self.send_window:
             await self._look_again(record, self.lease)
             return "lease"
@@ -321,7 +355,12 @@ class StepRunner:
             elapsed,
             floor,
         )
-        unknown = self.machine.code_request_unknown(state, availability, elapsed=elapsed)
+        unknown = self.machine.code_request_unknown(
+            state,
+            availability,
+            why=f"its answer was lost, and the check {elapsed:.0f} s later could no longer"
+            " tell (no wait was in force)",
+        )
         return await self._commit(record, state, unknown, note="unknown")
 
     async def _wait_in_force(

@@ -64,7 +64,8 @@ _NOW = (
     _RUN_ID
     + """
 local t = redis.call('TIME')
-return {t[1], t[2], RUN_ID()}
+local aof = string.match(redis.call('INFO', 'persistence'), 'aof_enabled:(%d)')
+return {t[1], t[2], RUN_ID(), aof}
 """
 )
 
@@ -247,6 +248,15 @@ class Record:
     created: float = 0.0
     updated: float = 0.0
     run: str | None = None
+
+
+@attrs.frozen
+class ServerNow:
+    """What `Store.server_now` reads off the Redis server."""
+
+    time: float
+    run: str
+    append_only: bool
 
 
 def new_step_id() -> str:
@@ -449,12 +459,16 @@ class Store:
 
     async def server_time(self) -> float:
         """Redis's clock (Unix time): the one clock every worker's leases are read on."""
-        return (await self.server_now())[0]
+        return (await self.server_now()).time
 
-    async def server_now(self) -> tuple[float, str]:
-        """Redis's clock (Unix time) and the server's run id (new at every start)."""
-        seconds, micros, run = await self._now()
-        return int(seconds) + int(micros) / 1_000_000, _text(run)
+    async def server_now(self) -> ServerNow:
+        """Redis's clock, its run id (new at every start) and whether it runs append-only."""
+        seconds, micros, run, aof = await self._now()
+        return ServerNow(
+            time=int(seconds) + int(micros) / 1_000_000,
+            run=_text(run),
+            append_only=_text(aof) == "1",
+        )
 
     async def code_wait_floor(self, configured: float) -> float:
         """The shortest wait a code request starts, as far as anyone knows: ``configured``,

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -54,16 +55,23 @@ class RedisHealth:
     """Whether Redis answers, said in the log once every ``every`` seconds while it does
     not (and once when it is back); the pause before the next try."""
 
-    def __init__(self, every: float = 5.0, longest_pause: float = 2.0) -> None:
+    def __init__(
+        self,
+        every: float = 5.0,
+        longest_pause: float = 2.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.every = every
         self.longest_pause = longest_pause
+        self._monotonic = monotonic
         self.down_since: float | None = None
         self._said = 0.0
         self._failures = 0
 
     def failed(self, error: BaseException) -> float:
         """Note a failed call; the seconds to pause before the next."""
-        now = time.monotonic()
+        now = self._monotonic()
         if self.down_since is None:
             self.down_since, self._said = now, now - self.every
         if now - self._said >= self.every:
@@ -81,7 +89,7 @@ class RedisHealth:
         """Note a call that succeeded."""
         if self.down_since is not None:
             logger.warning(
-                "Redis is reachable again, after %.0f s", time.monotonic() - self.down_since
+                "Redis is reachable again, after %.0f s", self._monotonic() - self.down_since
             )
         self.down_since = None
         self._failures = 0
