@@ -135,6 +135,20 @@ def bench_queue(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """The queue's exactly-once promise under real faults (bench/queue_chaos.py): a 10-minute
+    soak of random worker kills, stops and Redis restarts over 200 registrations on 2-4
+    workers, printing numbers, code requests, duplicates, stuck and lateness.
+
+    Exits non-zero on a second code in a window. Needs ``redis-server``. Never part of the
+    tests. ``nox -s chaos -- kill`` kills one worker with 40 code requests in flight instead;
+    ``-- soak --minutes 2`` for a short soak; ``-- --help`` for the rest.
+    """
+    session.install(".[queue]")
+    session.run("python", "bench/queue_chaos.py", *(session.posargs or ["soak"]))
+
+
+@nox.session
 def fuzz(session: nox.Session) -> None:
     """The property tests with hostile input, 10,000 examples each, and a 1 GB input line."""
     session.install(".[test]")

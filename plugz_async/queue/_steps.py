@@ -300,9 +300,25 @@ class StepRunner:
                 errors=record.errors,
             )
             return "unknown"
-        committed = await self._commit(
-            record, state, self.machine.code_requested(state, request), persist=True
-        )
+        took = self.clock.monotonic() - started
+        try:
+            committed = await self._commit(
+                record, state, self.machine.code_requested(state, request), persist=True
+            )
+        except StaleWriteError:
+            if took > self.lease:
+                # A premise broken: this run's request ended after its lease (it stalled
+                # on the way to the wire, or the server took that long), and another run
+                # took the step over meanwhile: it may have sent a code too.
+                logger.error(
+                    "registration of %s: a code request ended %.0f s after its intent, past"
+                    " its lease of %g s, and another run had taken the step over: the number"
+                    " may have been sent two codes",
+                    record.number,
+                    took,
+                    self.lease,
+                )
+            raise
         await self._note_wait(request, channel)
         return committed
 
