@@ -606,3 +606,48 @@ def test_a_worker_that_would_look_again_too_late_refuses_to_start(
     worker = QueueWorker("redis://127.0.0.1:1/0", client_token="x", environ={})
     assert worker.recheck_within == 19 + 5 + 10 + 1 + 1  # lease, heartbeat, sweep, grace, engine
     assert worker.recheck_within <= worker.code_wait_floor - 2
+
+
+class StallingClock(pz.SystemClock):
+    """The real clocks, but the monotonic one can jump ahead: a stall of the process."""
+
+    def __init__(self) -> None:
+        self.stalled = 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.stalled
+
+
+async def test_a_code_request_that_ended_past_its_lease_after_a_takeover_is_an_error_logged(
+    sandbox: Sandbox,
+    redis_url: str,
+    queue: RegistrationQueue,
+    instances: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first premise broken on purpose: the run stalls on the way back from the wire
+    for longer than its lease, while another run settles the step. Its answer is refused,
+    and the log says plainly that a second code may have gone out."""
+    clock = StallingClock()
+    redis = aioredis.from_url(redis_url)
+    store = Store(redis, queue="plugz")
+
+    async def stall(route: str, send: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+        answer = await send()
+        if route.endswith("request-registration-code"):
+            clock.stalled += 60.0
+            record = await store.load(e164(READY))
+            assert record is not None and record.intent is not None
+            await store.write(record, RegistrationState.from_dict(record.state), step_id="other")
+        return answer
+
+    try:
+        async with worker_running(sandbox, redis_url, clock=clock, middlewares=[stall]):
+            await queue.register(READY, instance=instances[0])
+            deadline = time.monotonic() + 10
+            while "may have been sent two codes" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    assert "past its lease of 6 s, and another run had taken the step over" in caplog.text

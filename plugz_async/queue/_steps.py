@@ -10,12 +10,16 @@ current step is scheduled, and stops.
 **Exactly one code request per channel window.** Before a code request goes out, its
 intent is written (compare-and-set) with a lease; the request is sent only while the
 lease is young, with a timeout that ends before the lease does. A run that finds an
-intent waits for its lease to end, then asks the safe availability check: a wait now
-in force on that channel means the code went out (the answer was lost with the run
-that sent it), and the registration goes on to the code; no wait means the request
-never reached the server, and it is sent now. A run that stalled past its heartbeat
+intent waits for its lease to end (it sleeps to the end when near, else has itself woken
+then, under a key of its own), then asks the safe availability check: a wait now in force
+on that channel means the code went out (the answer was lost with the run that sent it),
+and the registration goes on to the code; no wait, early enough that a wait the request
+started would still run (``code_wait_floor``), means the request never reached the server,
+and it is sent now. No wait found later than that cannot tell the two apart: the code is
+treated as sent, never asked for again. A record written before Redis restarted is
+checked the same way before its code request. A run that stalled past its heartbeat
 finds, when it wakes, that its lease is over (it sends nothing) or that its write is
-refused (another run moved the registration on).
+refused (another run moved the registration on). docs/scale.md gives the premises.
 """
 
 from __future__ import annotations
@@ -409,17 +413,19 @@ class StepRunner:
         waits = [w for w in (request.retry_after, request.wait_seconds(channel)) if w]
         if not waits or min(waits) >= self.code_wait_floor:
             return
+        shortest = min(waits)
         with contextlib.suppress(OSError, RedisError):
-            floor = await self.store.lower_code_wait_floor(min(waits))
-            logger.warning(
-                "a code request started a wait of only %g s on %s, shorter than the"
-                " code_wait_floor of %g s: a lost answer found later than %g s after its"
-                " request is treated as sent (set code_wait_floor to the API's shortest wait)",
-                min(waits),
-                channel.value,
-                self.code_wait_floor,
-                floor,
-            )
+            if await self.store.lower_code_wait_floor(shortest):
+                logger.warning(
+                    "a code request started a wait of only %g s on %s, shorter than the"
+                    " code_wait_floor of %g s: from now on, a lost answer looked at later"
+                    " than %g s after its request is treated as sent (set code_wait_floor"
+                    " to the API's shortest wait, and keep recheck_within well inside it)",
+                    shortest,
+                    channel.value,
+                    self.code_wait_floor,
+                    shortest,
+                )
 
     # -- a person's input -------------------------------------------------------------------
 

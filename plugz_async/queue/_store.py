@@ -71,8 +71,11 @@ return {t[1], t[2], RUN_ID(), aof}
 
 _LOWER = """
 local v = redis.call('GET', KEYS[1])
-if not v or tonumber(ARGV[1]) < tonumber(v) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('GET', KEYS[1])
+if not v or tonumber(ARGV[1]) < tonumber(v) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
 """
 
 _CREATE = (
@@ -476,9 +479,10 @@ class Store:
         seen = await self.redis.get(self.key("code_wait_floor"))
         return configured if seen is None else min(configured, float(seen))
 
-    async def lower_code_wait_floor(self, seconds: float) -> float:
-        """Note a code request that started a wait of only ``seconds``; the floor now."""
-        return float(_text(await self._lower(keys=[self.key("code_wait_floor")], args=[seconds])))
+    async def lower_code_wait_floor(self, seconds: float) -> bool:
+        """Note a code request that started a wait of only ``seconds``; whether that
+        lowered the floor (no shorter one was seen before)."""
+        return bool(await self._lower(keys=[self.key("code_wait_floor")], args=[seconds]))
 
     async def prune(self, finished_before: float, *, batch: int = 1000) -> int:
         """Forget the registrations that finished before ``finished_before`` (Unix time);
