@@ -447,11 +447,13 @@ async def until(condition: Any, timeout: float, what: str) -> None:
 
 
 def assert_one_code_per_window(sandbox: Sandbox, statuses: dict[str, Any]) -> None:
-    """For every number: the codes the sandbox sent are the channel windows it used."""
+    """For every number: the code requests the sandbox received, and the codes it sent,
+    are the channel windows the registration used (one each here)."""
     for number, status in statuses.items():
         assert status.status == "connected", (number, status.status, status.error)
         sent = sandbox.codes(number=digits(number))
         assert len(sent) == windows(status) == 1, (number, sent, status.events)
+        assert len(code_requests(sandbox, number)) == 1, code_requests(sandbox, number)
 
 
 @pytest.fixture
