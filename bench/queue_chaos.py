@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from queue_bench import AVAILABLE, HOST, QUEUE, SEEN, sandbox_app, spawn
+from redis.exceptions import RedisError
 
 from plugz_async._redis_server import RedisServer, stop_process
 
@@ -180,7 +181,7 @@ async def feed(queue: Any, run: Run, numbers: list[str], until: float) -> dict[s
     while time.monotonic() < until:
         try:
             last = {n: await queue.status(n) for n in numbers}
-        except (ConnectionError, OSError, pz.PlugzError):
+        except (RedisError, OSError, pz.PlugzError):  # Redis away for a moment
             await asyncio.sleep(0.5)
             continue
         if all(s.done for s in last.values()):
@@ -190,7 +191,7 @@ async def feed(queue: Any, run: Run, numbers: list[str], until: float) -> dict[s
                 continue
             sent = run.state.codes(number=number)
             if sent:
-                with contextlib.suppress(pz.RegistrationStateError, ConnectionError, OSError):
+                with contextlib.suppress(pz.RegistrationStateError, RedisError, OSError):
                     await queue.submit_code(number, sent[-1]["code"])
         await asyncio.sleep(0.25)
     return last
@@ -329,7 +330,7 @@ async def soak(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                     try:
                         await queue.register(numbers[registered], instance=instances[registered])
                         registered += 1
-                    except (ConnectionError, OSError):
+                    except (RedisError, OSError):
                         break
                 for process, until in list(stalled):
                     if now >= until:
