@@ -142,20 +142,26 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-@pytest.fixture
-def workers(tmp_path: Path, sandbox: Sandbox, redis_url: str) -> Iterator[Workers]:
-    instances = tmp_path / "instances.json"
+def worker_env(directory: Path, sandbox: Sandbox, redis_url: str, **env: str) -> dict[str, str]:
+    """The environment of a worker process: this one's, less any PLUGZ_* variable, with the
+    queue's Redis, the sandbox and an instances file of its tokens (in ``directory``)."""
+    instances = directory / "instances.json"
     instances.write_text(json.dumps(sandbox.instances()))
     instances.chmod(0o600)
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")},
         "PLUGZ_REDIS_URL": redis_url,
         "PLUGZ_BASE_URL": sandbox.base_url,
         "PLUGZ_CLIENT_TOKEN": sandbox.client_token,
         "PLUGZ_INSTANCES_FILE": str(instances),
         "PYTHONPATH": os.pathsep.join(sys.path),
+        **env,
     }
-    pool = Workers(tmp_path, env)
+
+
+@pytest.fixture
+def workers(tmp_path: Path, sandbox: Sandbox, redis_url: str) -> Iterator[Workers]:
+    pool = Workers(tmp_path, worker_env(tmp_path, sandbox, redis_url))
     yield pool
     pool.stop_all()
 
@@ -464,18 +470,7 @@ async def burst_sandbox() -> AsyncIterator[Sandbox]:
 
 @pytest.fixture
 def burst_workers(tmp_path: Path, burst_sandbox: Sandbox, redis_url: str) -> Iterator[Workers]:
-    instances = tmp_path / "instances.json"
-    instances.write_text(json.dumps(burst_sandbox.instances()))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")},
-        "PLUGZ_REDIS_URL": redis_url,
-        "PLUGZ_BASE_URL": burst_sandbox.base_url,
-        "PLUGZ_CLIENT_TOKEN": burst_sandbox.client_token,
-        "PLUGZ_INSTANCES_FILE": str(instances),
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        **BURST_WORKER,
-    }
-    pool = Workers(tmp_path, env)
+    pool = Workers(tmp_path, worker_env(tmp_path, burst_sandbox, redis_url, **BURST_WORKER))
     yield pool
     pool.stop_all()
 
@@ -560,17 +555,7 @@ async def test_redis_rolled_back_to_a_snapshot_sends_no_second_code_silently(
     server = RedisServer(require_redis_server(), directory=tmp_path / "redis", appendonly=False)
     (tmp_path / "redis").mkdir()
     server.start()
-    instances = tmp_path / "instances.json"
-    instances.write_text(json.dumps(sandbox.instances()))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")},
-        "PLUGZ_REDIS_URL": server.url,
-        "PLUGZ_BASE_URL": sandbox.base_url,
-        "PLUGZ_CLIENT_TOKEN": sandbox.client_token,
-        "PLUGZ_INSTANCES_FILE": str(instances),
-        "PYTHONPATH": os.pathsep.join(sys.path),
-    }
-    pool = Workers(tmp_path, env)
+    pool = Workers(tmp_path, worker_env(tmp_path, sandbox, server.url))
     try:
         async with RegistrationQueue(server.url, environ={}) as queue:
             if snapshot_at == "check":

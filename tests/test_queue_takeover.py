@@ -33,6 +33,19 @@ async def queue(redis_url: str) -> AsyncIterator[WorkerQueue]:
         await q.disconnect()
 
 
+@pytest.fixture
+def waited(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """How long each job was waited for to acknowledge its abort (`Job.refresh`, which
+    returns at once here)."""
+    seen: list[Any] = []
+
+    async def refresh(self: Job, until_complete: float | None = None) -> None:
+        seen.append(until_complete)
+
+    monkeypatch.setattr(Job, "refresh", refresh)
+    return seen
+
+
 async def running_jobs(queue: WorkerQueue, count: int, worker: str) -> list[Job]:
     """``count`` jobs dequeued and started by ``worker``, whose heartbeat ran out 5 s ago."""
     for i in range(count):
@@ -50,14 +63,8 @@ async def running_jobs(queue: WorkerQueue, count: int, worker: str) -> list[Job]
 
 
 async def test_a_dead_workers_steps_are_all_taken_over_at_once(
-    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
+    queue: WorkerQueue, waited: list[Any]
 ) -> None:
-    waited: list[Any] = []
-
-    async def refresh(self: Job, until_complete: float | None = None) -> None:
-        waited.append(until_complete)
-
-    monkeypatch.setattr(Job, "refresh", refresh)
     await running_jobs(queue, 20, "gone")  # no saq record of "gone": it is dead
     swept = await queue.sweep(lock=1)
     assert len(swept) == 20 and queue.taken_over == 20
@@ -68,14 +75,8 @@ async def test_a_dead_workers_steps_are_all_taken_over_at_once(
 
 
 async def test_a_stalled_workers_steps_get_a_short_wait_together(
-    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
+    queue: WorkerQueue, waited: list[Any]
 ) -> None:
-    waited: list[Any] = []
-
-    async def refresh(self: Job, until_complete: float | None = None) -> None:
-        waited.append(until_complete)
-
-    monkeypatch.setattr(Job, "refresh", refresh)
     await running_jobs(queue, 5, "stalled")
     await queue.redis.set(queue.namespace("worker_info:stalled"), "{}", ex=10)  # looks alive
     assert len(await queue.sweep(lock=1)) == 5
