@@ -180,11 +180,13 @@ async def feed(queue: Any, run: Run, numbers: list[str], until: float) -> dict[s
     last: dict[str, Any] = {}
     while time.monotonic() < until:
         try:
-            last = {n: await queue.status(n) for n in numbers}
+            for number in numbers:
+                with contextlib.suppress(pz.UnknownRegistrationError):  # not registered yet
+                    last[number] = await queue.status(number)
         except (RedisError, OSError, pz.PlugzError):  # Redis away for a moment
             await asyncio.sleep(0.5)
             continue
-        if all(s.done for s in last.values()):
+        if len(last) == len(numbers) and all(s.done for s in last.values()):
             break
         for number, status in last.items():
             if status.wants != "code":

@@ -16,7 +16,6 @@ import aiohttp
 from ._clock import Clock, SystemClock
 from ._config import DEFAULT_BASE_URL, base_url_of, credential, options_from_env
 from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
-from ._http1 import Http1Pool
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -68,10 +67,6 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
     from ._items import Row
 
 __all__ = ["PlugzClient"]
-
-#: aiohttp's own request method, to tell a mock of it (aioresponses) when the client opens.
-_AIOHTTP_REQUEST = aiohttp.ClientSession._request
-
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
