@@ -64,6 +64,7 @@ from ._models import (
 )
 from ._phone import PhoneNumber
 from ._planner import Assessment, ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
+from ._redact import redact_url
 from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
 from ._routes import ROUTES, Route
@@ -161,6 +162,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "__version__",
     "read_results",
+    "redact_url",
     "to_dataframe",
 ]
 

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 
 from ._clock import Clock, SystemClock
-from ._config import DEFAULT_BASE_URL, base_url_of, credential, options_from_env
+from ._config import (
+    DEFAULT_BASE_URL,
+    base_url_of,
+    credential,
+    options_from_env,
+    proxy_from_env,
+    proxy_of,
+)
 from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
 from ._models import (
     Availability,
@@ -68,6 +75,7 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
 
 __all__ = ["PlugzClient"]
 
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -97,16 +105,17 @@ class PlugzClient:
         clock: the source of time and sleep (``FakeClock`` in tests).
         max_connections: the connection pool's size, when the client opens its session.
         trace_configs: aiohttp ``TraceConfig`` objects for your tracing, given to the session
-            the client opens (a session of your own carries its own). The client then
-            sends through aiohttp (see ``http``).
-        http: how the client's own connections speak HTTP. ``"lean"``: the client's own
-            HTTP/1.1 on keep-alive connections, which costs a third of aiohttp's CPU per
-            request (docs/performance.md); ``"aiohttp"``: an ``aiohttp.ClientSession``.
-            ``"auto"`` (the default) is lean, unless ``trace_configs`` are given or
-            aiohttp's requests are patched when the client opens (aioresponses in your
-            tests): then aiohttp, so that they see every request. With ``session``,
-            always that session.
+            the client opens. A session of your own carries its own: both at once are
+            refused. Instrumentation that patches aiohttp (OpenTelemetry, Sentry) sees
+            the client's session as any other.
         ssl: the TLS context for https (the system's trusted certificates by default).
+        proxy: the HTTP(S) proxy to send through, as ``http://host:port`` (a user name
+            and password in it are kept out of every message, like the tokens). Without
+            one, and with ``trust_env``, the environment's (``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``NO_PROXY``), read when the client opens.
+        proxy_auth: the proxy's ``(login, password)``, when not in ``proxy``.
+        trust_env: take the proxy from the environment when ``proxy`` is not given
+            (the default, as httpx and requests do).
         max_body_bytes: the largest answer the client will read.
         middlewares: attempt middlewares, called around every attempt of every call,
             retries included: ``async def middleware(route, send)`` awaits ``send()``
@@ -132,15 +141,16 @@ class PlugzClient:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
         middlewares: Sequence[AttemptMiddleware] = (),
-        http: Literal["auto", "lean", "aiohttp"] = "auto",
         ssl: ssl_module.SSLContext | None = None,
+        proxy: str | None = None,
+        proxy_auth: tuple[str, str] | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._state = _State.UNOPENED
-        if http not in ("auto", "lean", "aiohttp"):
-            raise ConfigurationError(f'http must be "auto", "lean" or "aiohttp", not {http!r}')
-        if http == "lean" and (session is not None or trace_configs):
+        if session is not None and (trace_configs or proxy is not None or proxy_auth):
             raise ConfigurationError(
-                'http="lean" sends without aiohttp: it takes no session or trace_configs'
+                "a session of your own carries its own trace_configs and proxy: give them to"
+                " aiohttp.ClientSession(...), not to PlugzClient"
             )
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
@@ -156,15 +166,20 @@ class PlugzClient:
             raise ConfigurationError(
                 f"max_connections must be a whole number, 0 for no limit, not {max_connections!r}"
             )
-        self._http = http
         self._ssl = ssl
-        #: Where requests go: the user's session, or the one (or the pool) opened here.
-        self._session: aiohttp.ClientSession | Http1Pool | None = session
+        self._proxy = proxy_of(proxy, proxy_auth)
+        self._trust_env = trust_env
+        #: Where requests go: the user's session, or the one opened here.
+        self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
+        #: Shares another client's session (`for_instance`), and never closes it.
+        self._shared = False
         instance_id = credential("instance_id", instance_id)
         instance_token = credential("instance_token", instance_token)
         client_token = credential("client_token", client_token)
-        self._redactor = Redactor.of([instance_token, client_token])
+        self._redactor = Redactor.of(
+            [instance_token, client_token, *([] if self._proxy is None else self._proxy.secrets)]
+        )
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
         self._retry = retry or RetryPolicy()
@@ -238,7 +253,9 @@ class PlugzClient:
             max_body_bytes=self._transport.max_body_bytes,
             middlewares=self._middlewares,
         )
-        sibling._session, sibling._owns_session = connections, False
+        sibling._session, sibling._owns_session, sibling._shared = connections, False, True
+        # The same account and version: the session's default headers are the sibling's too.
+        sibling._transport.own_session = self._transport.own_session
         return sibling
 
     def check_many(
@@ -316,40 +333,44 @@ class PlugzClient:
     ) -> None:
         await self.aclose()
 
-    def _open(self) -> aiohttp.ClientSession | Http1Pool:
+    def _open(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise ClientClosedError("this PlugzClient is closed; create a new one")
         if self._session is None:
-            if self._lean():
-                self._session = Http1Pool(limit=self._max_connections, ssl=self._ssl)
-            else:
-                self._session = self._transport.own_session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(
-                        limit=self._max_connections,
-                        ssl=True if self._ssl is None else self._ssl,
-                    ),
-                    raise_for_status=False,
-                    trace_configs=self._trace_configs,
-                    # The API sets no cookies: nothing to keep, match or send per request.
-                    cookie_jar=aiohttp.DummyCookieJar(),
-                    headers=self._transport.headers(),
+            proxy = self._proxy
+            if proxy is None and self._trust_env:
+                proxy = proxy_from_env(self.base_url)
+            self._session = self._transport.own_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=True if self._ssl is None else self._ssl,
+                ),
+                raise_for_status=False,
+                trace_configs=self._trace_configs,
+                # The API sets no cookies: nothing to keep, match or send per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=self._transport.headers(),
+                # The environment's proxy is read once, above: aiohttp's trust_env would
+                # look it up again in a thread for every request.
+                trust_env=False,
+                proxy=None if proxy is None else proxy.url,
+            )
+            # Every attempt is one request: aiohttp would send an idempotent one (the
+            # device-transfer poll, a GET) again on a kept-alive connection that dropped,
+            # behind the retry policy's back. (It has no public switch for this.)
+            self._session._retry_connection = False
+            if proxy is not None and proxy.secrets:
+                self._redactor = self._transport.redactor = self._redactor.with_secrets(
+                    proxy.secrets
                 )
         elif self._session.closed:
-            if isinstance(self._session, Http1Pool):
+            if self._shared:
                 raise ClientClosedError(
                     "the PlugzClient this one shares connections with is closed"
                 )
             raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")
         self._state = _State.OPEN
         return self._session
-
-    def _lean(self) -> bool:
-        if self._http != "auto":
-            return self._http == "lean"
-        # aioresponses (and mocks like it) patch this method: the patch is not aiohttp's.
-        request = aiohttp.ClientSession._request
-        patched = request is not _AIOHTTP_REQUEST or request.__module__ != "aiohttp.client"
-        return not self._trace_configs and not patched
 
     async def aclose(self) -> None:
         """Close the client and its own session (never a session it was given).

@@ -1,12 +1,15 @@
 """What a client is configured with: the API's addresses, the ``PLUGZ_*`` variables,
-and the checks of credentials and base URLs (a `ConfigurationError` before anything)."""
+the proxy, and the checks of credentials, base URLs and proxy URLs (a
+`ConfigurationError` before anything)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import yarl
 
 from ._errors import ConfigurationError
@@ -18,9 +21,12 @@ __all__ = [
     "ENV_INSTANCE_ID",
     "ENV_INSTANCE_TOKEN",
     "ZAPI_BASE_URL",
+    "Proxy",
     "base_url_of",
     "credential",
     "options_from_env",
+    "proxy_from_env",
+    "proxy_of",
 ]
 
 DEFAULT_BASE_URL = "https://api.plugzapi.com.br"
@@ -88,3 +94,83 @@ def options_from_env(environ: Mapping[str, str] | None, options: dict[str, Any])
     if env.get(ENV_BASE_URL, "").strip():
         options.setdefault("base_url", env[ENV_BASE_URL].strip())
     return options
+
+
+@attrs.frozen(repr=False)
+class Proxy:
+    """The proxy a client sends through: its URL, credentials included (aiohttp sends them
+    as ``Proxy-Authorization``), and the password to keep out of every message."""
+
+    url: yarl.URL
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return () if not self.url.password else (self.url.password,)
+
+    def __repr__(self) -> str:
+        shown = self.url.with_password("***") if self.url.password else self.url
+        return f"Proxy({str(shown)!r})"
+
+
+def proxy_of(proxy: object, auth: object = None, *, source: str = "proxy") -> Proxy | None:
+    """The `Proxy` of a ``proxy=`` URL and its ``proxy_auth=`` (a ``(login, password)``
+    pair).
+
+    Raises:
+        ConfigurationError: not an http(s) URL with a host, or credentials given twice;
+            the message never shows the password.
+    """
+    if proxy is None:
+        if auth is not None:
+            raise ConfigurationError("proxy_auth= needs a proxy= to go with it")
+        return None
+    if auth is not None and not (
+        isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth)
+    ):
+        raise ConfigurationError("proxy_auth must be a (login, password) pair of strings")
+    try:
+        url = yarl.URL(proxy) if isinstance(proxy, str) else None
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"{source} must be an http(s) URL with a host, such as http://proxy.example:3128"
+        )
+    if auth is not None:
+        if url.user is not None:
+            raise ConfigurationError(f"{source} has a user name already: drop proxy_auth=")
+        login, password = auth
+        url = url.with_user(login).with_password(password or None)
+    return Proxy(url)
+
+
+def proxy_from_env(base_url: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+    """The proxy the environment gives for ``base_url`` (``HTTPS_PROXY`` or ``HTTP_PROXY``
+    by its scheme, in upper or lower case), unless ``NO_PROXY`` names its host; as
+    ``urllib`` (and so requests and httpx) reads them.
+
+    Raises:
+        ConfigurationError: the variable is set to something that is not a proxy URL.
+    """
+    url = yarl.URL(base_url)
+    proxies = urllib.request.getproxies_environment() if environ is None else _proxies_in(environ)
+    no_proxy = {"no": proxies.get("no", "")}
+    if url.host is not None and _proxy_bypass(url.host, no_proxy):
+        return None
+    found = proxies.get(url.scheme)
+    if not found:
+        return None
+    return proxy_of(found, source=f"the environment's {url.scheme.upper()}_PROXY")
+
+
+#: urllib's reading of NO_PROXY (documented, though typeshed does not list it).
+_proxy_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+
+def _proxies_in(environ: Mapping[str, str]) -> dict[str, str]:
+    """``urllib.request.getproxies_environment()``, of a mapping: lower case wins."""
+    found: dict[str, str] = {}
+    for name in sorted(environ, key=lambda n: n.islower()):  # upper first, lower over it
+        if name.lower().endswith("_proxy") and environ[name]:
+            found[name.lower()[: -len("_proxy")]] = environ[name]
+    return found

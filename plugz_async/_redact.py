@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 
 import attrs
 
-__all__ = ["MASK", "Redactor"]
+__all__ = ["MASK", "Redactor", "redact_url"]
 
 MASK = "***"
 
@@ -48,19 +48,24 @@ class Redactor:
     """
 
     _pattern: re.Pattern[str] | None = attrs.field(repr=False)
+    _secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> Redactor:
         """Build a redactor for these secrets; empty strings are ignored."""
+        kept = tuple(secret for secret in secrets if secret)
         forms: set[str] = set()
-        for secret in secrets:
-            if secret:
-                forms |= _forms(secret)
+        for secret in kept:
+            forms |= _forms(secret)
         if not forms:
             return cls(None)
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=lambda form: (-len(form), form))
-        return cls(re.compile("|".join(re.escape(form) for form in ordered)))
+        return cls(re.compile("|".join(re.escape(form) for form in ordered)), kept)
+
+    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
+        """A redactor for these secrets as well as this one's."""
+        return Redactor.of((*self._secrets, *secrets))
 
     def __repr__(self) -> str:
         return "Redactor(<secrets hidden>)"
@@ -76,3 +81,15 @@ class Redactor:
         # Redact before cutting, so a secret split by the cut cannot survive in part.
         flat = " ".join(self.redact(text).split())
         return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def redact_url(url: object) -> str:
+    """``url`` as text with the instance token in its path masked: for tracing that records
+    URLs. ``AioHttpClientInstrumentor().instrument(url_filter=pz.redact_url)`` keeps the
+    token out of OpenTelemetry's spans (docs/service.md).
+
+    Example:
+        >>> redact_url("https://api.example/instances/ID/token/S3CRET/mobile/registration-available")
+        'https://api.example/instances/ID/token/***/mobile/registration-available'
+    """
+    return _TOKEN_IN_PATH.sub(rf"\g<1>{MASK}", str(url))

@@ -44,15 +44,6 @@ from ._errors import (
     TransportError,
     UnsupportedMediaTypeError,
 )
-from ._http1 import (
-    BodyTooLarge,
-    ConnectFailed,
-    ConnectTimeout,
-    Http1Pool,
-    Origin,
-    ReadTimeout,
-    WireError,
-)
 from ._redact import Redactor
 from ._retry import ATTEMPT
 
@@ -177,8 +168,6 @@ class Transport:
 
     _urls: dict[str, yarl.URL] = attrs.field(factory=dict, init=False)
     _headers: dict[str, str] = attrs.field(factory=dict, init=False)
-    _heads: dict[tuple[str, str], bytes] = attrs.field(factory=dict, init=False)
-    _origin: Origin | None = attrs.field(default=None, init=False)
     #: The session made for this transport's client, with `headers` as its defaults.
     own_session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
 
@@ -206,35 +195,13 @@ class Transport:
         """The instance token (a secret: for a sibling client only, never to show)."""
         return self._instance_token
 
-    def origin(self) -> Origin:
-        """Where this transport's requests go (for the client's own connection pool)."""
-        if self._origin is None:
-            url = yarl.URL(self.base_url)
-            assert url.raw_host is not None  # base_url_of checked it
-            # The host as it goes on the wire (an international name in its ASCII form).
-            self._origin = Origin(url.scheme, url.raw_host, url.explicit_port)
-        return self._origin
-
-    def _head(self, method: str, route: str) -> bytes:
-        """The request line and the headers of ``route``, built once: they hold both
-        secrets (the token in the path, the Client-Token), so they are never shown."""
-        head = self._heads.get((method, route))
-        if head is None:
-            lines = [
-                f"{method} {self.url(route).raw_path_qs} HTTP/1.1",
-                f"Host: {self.origin().host_header}",
-                *(f"{name}: {value}" for name, value in self._headers.items()),
-            ]
-            head = self._heads[method, route] = ("\r\n".join(lines) + "\r\n").encode()
-        return head
-
     def headers(self) -> dict[str, str]:
         """The request headers (the same dict every time: aiohttp copies it)."""
         return self._headers
 
     async def send(
         self,
-        session: aiohttp.ClientSession | Http1Pool,
+        session: aiohttp.ClientSession,
         method: str,
         route: str,
         body: Mapping[str, Any] | bytes | None,
@@ -247,7 +214,7 @@ class Transport:
         error: PlugzError
         try:
             answer = await self._exchange(session, method, route, body, timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError, WireError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = self._translate(exc, route, timeout)
             cause: BaseException | None = exc if _is_clean(exc, self.redactor) else None
         else:
@@ -282,7 +249,7 @@ class Transport:
 
     async def _exchange(
         self,
-        session: aiohttp.ClientSession | Http1Pool,
+        session: aiohttp.ClientSession,
         method: str,
         route: str,
         body: Mapping[str, Any] | bytes | None,
@@ -292,22 +259,6 @@ class Transport:
             data = body  # already JSON (the phone routes build theirs: digits need no escaping)
         else:
             data = json.dumps(body, separators=(",", ":")).encode()
-        if isinstance(session, Http1Pool):
-            head = self._head(method, route)
-            if data is None:
-                request = head + (b"\r\n" if method == "GET" else b"Content-Length: 0\r\n\r\n")
-            else:
-                request = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(data), data)
-            try:
-                answer = await session.exchange(
-                    self.origin(),
-                    request,
-                    limit=self.max_body_bytes,
-                    timeouts=timeout,
-                )
-            except BodyTooLarge as exc:
-                raise self._too_large(exc.status, route) from None
-            return _Answer(answer.status, answer.body, answer.headers)
         async with session.request(
             method,
             self.url(route),
@@ -344,16 +295,6 @@ class Transport:
         self, exc: BaseException, route: str, timeout: aiohttp.ClientTimeout
     ) -> TransportError:
         detail = self.redactor.redact(str(exc)) or type(exc).__name__
-        if isinstance(exc, ReadTimeout):
-            if exc.total:
-                return RequestTimeout(
-                    f"no answer from {route} within {timeout.total} s", route=route
-                )
-            return RequestTimeout(f"{route}: {detail}", route=route)
-        if isinstance(exc, (ConnectFailed, ConnectTimeout)):
-            return ConnectError(f"could not connect for {route}: {detail}", route=route)
-        if isinstance(exc, WireError):
-            return TransportError(f"{route} failed on the way: {detail}", route=route)
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return ConnectError(
                 f"could not connect for {route} within {timeout.sock_connect or timeout.connect} s",

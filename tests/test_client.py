@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import pytest
@@ -367,17 +367,23 @@ async def test_the_suite_cannot_reach_the_real_api() -> None:
     assert "tests stay on loopback" in str(cause.__cause__ or cause)
 
 
-# -- how the client sends: its own HTTP/1.1, or aiohttp ---------------------------------------
+# -- how the client sends: through aiohttp, always ---------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"http": "h2"}, 'http must be "auto", "lean" or "aiohttp"'),
-        ({"http": "lean", "trace_configs": [aiohttp.TraceConfig()]}, "no session or trace"),
         ({"ssl": True}, "ssl must be an ssl.SSLContext"),
         ({"max_connections": -1}, "max_connections must be a whole number, 0 for no limit"),
         ({"max_connections": 2.5}, "max_connections must be a whole number"),
+        ({"proxy": "socks5://127.0.0.1:1080"}, "proxy must be an http"),
+        ({"proxy": "not a url"}, "proxy must be an http"),
+        ({"proxy_auth": ("u", "p")}, "proxy_auth= needs a proxy="),
+        ({"proxy": "http://127.0.0.1:3128", "proxy_auth": "u:p"}, r"\(login, password\) pair"),
+        (
+            {"proxy": "http://u:p@127.0.0.1:3128", "proxy_auth": ("u", "p")},
+            "has a user name already",
+        ),
     ],
 )
 def test_the_way_to_send_is_checked_when_the_client_is_made(
@@ -393,34 +399,33 @@ def ssl_context() -> Any:
     return ssl.create_default_context()
 
 
-async def test_lean_takes_no_session_of_yours() -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ssl": ssl_context()}, "brings its own TLS"),
+        ({"trace_configs": [aiohttp.TraceConfig()]}, "carries its own trace_configs and proxy"),
+        ({"proxy": "http://127.0.0.1:3128"}, "carries its own trace_configs and proxy"),
+    ],
+)
+async def test_what_a_session_of_yours_carries_is_not_given_twice(
+    options: dict[str, Any], message: str
+) -> None:
+    """Never silently ignored: the session's own settings would win, and the ones given
+    here would be lost without a word."""
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(pz.ConfigurationError, match="no session"):
-            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, http="lean")
-        with pytest.raises(pz.ConfigurationError, match="brings its own TLS"):
-            pz.PlugzClient(
-                INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, ssl=ssl_context()
-            )
+        with pytest.raises(pz.ConfigurationError, match=message):
+            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, **options)
 
 
-async def test_both_ways_put_the_same_request_on_the_wire(api: Sandbox) -> None:
-    seen = []
-    for http in ("lean", "aiohttp"):
-        async with make(api, http=http) as client:
-            await client.check_availability(NUMBER)
-            await client.confirm_device_transfer()  # a GET, without a body
-        seen += api.requests()[-2:]
-    lean_post, lean_get, aiohttp_post, aiohttp_get = seen
-    for lean, other in ((lean_post, aiohttp_post), (lean_get, aiohttp_get)):
-        assert {k: v for k, v in lean.items() if k not in ("seq", "time", "headers")} == {
-            k: v for k, v in other.items() if k not in ("seq", "time", "headers")
-        }
-        # aiohttp asks for compressed answers; the client's own HTTP/1.1 reads them
-        # (tests/test_http1.py) but does not ask, as the API's answers are a few hundred bytes.
-        other_headers = {k: v for k, v in other["headers"].items() if k != "Accept-Encoding"}
-        assert lean["headers"] == other_headers
-    assert lean_post["headers"]["Content-Length"] == str(len(b'{"ddi":"55","phone":"44999999999"}'))
-    assert "Content-Length" not in lean_get["headers"]
+async def test_what_goes_on_the_wire(api: Sandbox) -> None:
+    async with make(api) as client:
+        await client.check_availability(NUMBER)
+        await client.confirm_device_transfer()  # a GET, without a body
+    post, get = api.requests()[-2:]
+    assert post["headers"]["Content-Type"] == "application/json"
+    assert post["headers"]["Content-Length"] == str(len(b'{"ddi":"55","phone":"44999999999"}'))
+    assert post["headers"]["User-Agent"].startswith("plugz-async/")
+    assert "Content-Length" not in get["headers"] and "Cookie" not in get["headers"]
 
 
 async def test_a_sibling_shares_the_connections_and_their_end(api: Sandbox) -> None:
@@ -436,9 +441,8 @@ async def test_a_sibling_shares_the_connections_and_their_end(api: Sandbox) -> N
     assert len(api.requests()) == 2
 
 
-@pytest.mark.parametrize("http", ["lean", "aiohttp"])
-async def test_https_with_a_tls_context_of_yours(http: Literal["lean", "aiohttp"]) -> None:
-    """Both ways speak TLS, check the server's name, and take the context given."""
+async def test_https_with_a_tls_context_of_yours() -> None:
+    """The client speaks TLS, checks the server's name, and takes the context given."""
     import ssl
 
     import trustme
@@ -463,7 +467,7 @@ async def test_https_with_a_tls_context_of_yours(http: Literal["lean", "aiohttp"
     port = runner.addresses[0][1]
     base_url = f"https://127.0.0.1:{port}"
     try:
-        options: dict[str, Any] = {"base_url": base_url, "http": http}
+        options: dict[str, Any] = {"base_url": base_url}
         async with pz.PlugzClient(
             INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, ssl=client_context, **options
         ) as client:
@@ -477,3 +481,21 @@ async def test_https_with_a_tls_context_of_yours(http: Literal["lean", "aiohttp"
             assert INSTANCE_TOKEN not in str(info.value) + repr(info.value)
     finally:
         await runner.cleanup()
+
+
+def test_the_client_runs_on_uvloop() -> None:
+    """uvicorn's loop when it is installed: the client, the sandbox and a bulk run on it."""
+    uvloop = pytest.importorskip("uvloop")
+    from plugz_async.sandbox import running
+
+    async def main() -> tuple[bool, int]:
+        async with running() as sandbox:
+            available = (await sandbox.client.check_availability(NUMBER)).available
+            items = [item async for item in sandbox.client.check_many([NUMBER] * 20)]
+        return available, len(items)
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == (True, 20)
+    finally:
+        loop.close()

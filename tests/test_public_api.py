@@ -88,6 +88,7 @@ PUBLIC = {
     "UnbanStatus",
     "UnsupportedMediaTypeError",
     "read_results",
+    "redact_url",
     "to_dataframe",
     "__version__",
 }

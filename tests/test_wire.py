@@ -17,7 +17,6 @@ from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
 import plugz_async as pz
-from plugz_async._http1 import Http1Pool
 
 # aioresponses answers every request of these tests: nothing leaves the process.
 MOCKED = "https://api.plugzapi.com.br"
@@ -243,13 +242,9 @@ async def test_invalid_number_sends_nothing(mocked: Any, client: pz.PlugzClient)
 
 
 async def test_a_client_made_with_the_defaults_sends_through_the_mock(mocked: Any) -> None:
-    """aioresponses in a user's tests sees every request of a client made with the defaults:
-    the client sends through aiohttp while aiohttp is patched (its own HTTP/1.1 otherwise)."""
+    """aioresponses in a user's tests sees every request of a client made with the
+    defaults: the client always sends through aiohttp."""
     mocked.post(URL, payload=OK)
     async with pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=MOCKED) as client:
         assert (await client.check_availability("+55 44 99999-9999")).available
         assert isinstance(client._session, aiohttp.ClientSession)
-    async with pz.PlugzClient(ID, TOKEN, CLIENT_TOKEN, base_url=MOCKED, http="lean") as client:
-        # Asked for by name, the lean way is taken even so (nothing is sent here: it would go
-        # past the mock, to the real host).
-        assert isinstance(client._session, Http1Pool)

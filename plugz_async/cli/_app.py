@@ -15,6 +15,8 @@ import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
+import yarl
+
 from plugz_async._client import PlugzClient
 from plugz_async._clock import Clock
 from plugz_async._errors import (
@@ -52,6 +54,7 @@ __all__ = [
     "exit_code_for",
     "log_handler",
     "positive",
+    "proxy_secrets",
 ]
 
 EXIT_OK = 0
@@ -148,6 +151,12 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start the built-in sandbox and talk to it instead (no account needed)",
     )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send through this HTTP(S) proxy, http://[user:password@]host:port (default: "
+        "HTTPS_PROXY / HTTP_PROXY, unless NO_PROXY names the host)",
+    )
     tuning = parser.add_argument_group("requests and planning")
     tuning.add_argument(
         "--timeout", type=positive, default=30.0, metavar="S", help="per attempt (default 30)"
@@ -204,11 +213,16 @@ class App:
         self.err.print(f"{PROG}: error: {self.redact(self.explain(error))}", markup=False)
 
     def client_options(self) -> dict[str, Any]:
-        return {
+        options: dict[str, Any] = {
             "clock": self.clock,
             "timeout": self.args.timeout,
             "retry": RetryPolicy(attempts=max(1, self.args.attempts)),
         }
+        proxy = getattr(self.args, "proxy", None)
+        if proxy:
+            options["proxy"] = proxy
+            self.add_secrets(*proxy_secrets(proxy))
+        return options
 
     async def open_client(self, stack: AsyncExitStack) -> PlugzClient:
         """The client the options ask for, closed with ``stack``."""
@@ -218,7 +232,7 @@ class App:
 
             sandbox = await stack.enter_async_context(running(**self.client_options()))
             self.err.print(f"Using the sandbox at {sandbox.base_url}", style="dim", markup=False)
-            self.redactor = Redactor.of([sandbox.instance_token, sandbox.client_token])
+            self.add_secrets(sandbox.instance_token, sandbox.client_token)
             self.where = Credentials(sandbox.base_url, sandbox=True)
             return sandbox.client
         flags = {
@@ -229,11 +243,10 @@ class App:
         options = {k: v for k, v in flags.items() if v}
         if args.base_url:
             options["base_url"] = args.base_url
-        secrets = [
+        self.add_secrets(
             options.get("instance_token") or os.environ.get("PLUGZ_INSTANCE_TOKEN", ""),
             options.get("client_token") or os.environ.get("PLUGZ_CLIENT_TOKEN", ""),
-        ]
-        self.redactor = Redactor.of(secrets)
+        )
         client = PlugzClient.from_env(**options, **self.client_options())
         self.where = Credentials(client.base_url, flags=frozenset(options))
         return await stack.enter_async_context(client)
@@ -248,6 +261,16 @@ class App:
 
     def print_json(self, data: Any) -> None:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+def proxy_secrets(proxy: str) -> list[str]:
+    """The password in a ``--proxy`` URL, to mask (none when it is not a URL: the client
+    refuses it then, without showing it)."""
+    try:
+        password = yarl.URL(proxy).password
+    except ValueError:
+        return [proxy]
+    return [password] if password else []
 
 
 def log_handler(app: App, level: int = logging.NOTSET) -> logging.Handler:

@@ -34,6 +34,7 @@ from ._app import (
     connection_options,
     exit_code_for,
     positive,
+    proxy_secrets,
 )
 from ._explain import counts_line
 from ._render import opens_table, summary_line, summary_table
@@ -111,12 +112,16 @@ def resume_command(args: argparse.Namespace) -> str:
         words.append("--sandbox")
     if args.json_summary:
         words.append("--json-summary")
+    proxy = args.proxy
+    if proxy and not proxy_secrets(proxy):
+        words += ["--proxy", proxy]
     command = shlex.join(words)
     secret_flags = [
         f
         for f, v in (
             ("--instance-token", args.instance_token),
             ("--client-token", args.client_token),
+            ("--proxy", args.proxy and proxy_secrets(args.proxy)),
         )
         if v
     ]
