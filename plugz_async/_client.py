@@ -168,6 +168,8 @@ class PlugzClient:
             )
         self._ssl = ssl
         self._proxy = proxy_of(proxy, proxy_auth)
+        #: The proxy the client's session sends through (given, or the environment's).
+        self._proxy_in_use = self._proxy
         self._trust_env = trust_env
         #: Where requests go: the user's session, or the one opened here.
         self._session: aiohttp.ClientSession | None = session
@@ -177,9 +179,8 @@ class PlugzClient:
         instance_id = credential("instance_id", instance_id)
         instance_token = credential("instance_token", instance_token)
         client_token = credential("client_token", client_token)
-        self._redactor = Redactor.of(
-            [instance_token, client_token, *([] if self._proxy is None else self._proxy.secrets)]
-        )
+        proxy_secrets = () if self._proxy is None else self._proxy.secrets
+        self._redactor = Redactor.of([instance_token, client_token, *proxy_secrets])
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
         self._retry = retry or RetryPolicy()
@@ -254,6 +255,8 @@ class PlugzClient:
             middlewares=self._middlewares,
         )
         sibling._session, sibling._owns_session, sibling._shared = connections, False, True
+        if self._proxy_in_use is not None:  # a proxy's password: masked by the sibling too
+            sibling._mask(self._proxy_in_use.secrets)
         # The same account and version: the session's default headers are the sibling's too.
         sibling._transport.own_session = self._transport.own_session
         return sibling
@@ -333,6 +336,11 @@ class PlugzClient:
     ) -> None:
         await self.aclose()
 
+    def _mask(self, secrets: Sequence[str]) -> None:
+        """Mask these too, from now on, in everything this client says."""
+        if secrets:
+            self._redactor = self._transport.redactor = self._redactor.with_secrets(secrets)
+
     def _open(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise ClientClosedError("this PlugzClient is closed; create a new one")
@@ -359,10 +367,9 @@ class PlugzClient:
             # device-transfer poll, a GET) again on a kept-alive connection that dropped,
             # behind the retry policy's back. (It has no public switch for this.)
             self._session._retry_connection = False
-            if proxy is not None and proxy.secrets:
-                self._redactor = self._transport.redactor = self._redactor.with_secrets(
-                    proxy.secrets
-                )
+            if proxy is not None and proxy is not self._proxy:  # the environment's
+                self._proxy_in_use = proxy
+                self._mask(proxy.secrets)
         elif self._session.closed:
             if self._shared:
                 raise ClientClosedError(

@@ -351,3 +351,21 @@ async def test_a_burst_of_first_calls_looks_the_host_up_once(
         await asyncio.gather(*(client.check_availability(NUMBER) for _ in range(64)))
     assert lookups.count("localhost") == 1
     assert len(api.requests()) == 64
+
+
+async def test_the_environments_proxy_password_is_masked_for_siblings_too(
+    api: Sandbox, proxy_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await proxy_server(login="me", password="right")
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://me:env-s3cret@"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with client_of(api, retry=pz.RetryPolicy.none()) as client:
+        sibling = client.for_instance(INSTANCE_ID, INSTANCE_TOKEN)
+        for one in (client, sibling):
+            with pytest.raises(pz.APIError) as info:
+                await one.check_availability(NUMBER)
+            assert info.value.status == 407
+            shown = str(info.value) + repr(vars(info.value)) + one.redact("env-s3cret")
+            assert "env-s3cret" not in shown
+    assert len(proxy.seen) == 2 and api.requests() == []
