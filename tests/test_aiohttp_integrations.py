@@ -78,8 +78,8 @@ class Proxy:
 async def proxy_server() -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
-    async def start(**credentials: str) -> Proxy:
-        proxy = Proxy(**credentials)
+    async def start(login: str | None = None, password: str | None = None) -> Proxy:
+        proxy = Proxy(login=login, password=password)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", proxy.forward)
         runner = web.AppRunner(app, access_log=None)
@@ -169,13 +169,13 @@ def test_a_bad_proxy_in_the_environment_is_named_without_its_password(
 
 
 @contextlib.contextmanager
-def proxy_in_a_thread(**credentials: str) -> Iterator[Proxy]:
+def proxy_in_a_thread(login: str, password: str) -> Iterator[Proxy]:
     """The forwarding proxy, served from a thread of its own (for the CLI's own loop)."""
     started = threading.Event()
     holder: dict[str, Any] = {}
 
     async def serve() -> None:
-        proxy = Proxy(**credentials)
+        proxy = Proxy(login=login, password=password)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", proxy.forward)
         runner = web.AppRunner(app, access_log=None)
