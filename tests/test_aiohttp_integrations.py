@@ -74,19 +74,24 @@ class Proxy:
             )
 
 
+async def serve_proxy(proxy: Proxy) -> web.AppRunner:
+    """Serve ``proxy`` on a free loopback port (its ``url`` set); clean the runner up."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return runner
+
+
 @pytest.fixture
 async def proxy_server() -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
     async def start(login: str | None = None, password: str | None = None) -> Proxy:
         proxy = Proxy(login=login, password=password)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", proxy.forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        runners.append(await serve_proxy(proxy))
         return proxy
 
     yield start
@@ -176,12 +181,7 @@ def proxy_in_a_thread(login: str, password: str) -> Iterator[Proxy]:
 
     async def serve() -> None:
         proxy = Proxy(login=login, password=password)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", proxy.forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        runner = await serve_proxy(proxy)
         holder.update(proxy=proxy, stop=asyncio.Event(), loop=asyncio.get_running_loop())
         started.set()
         await holder["stop"].wait()
