@@ -619,5 +619,5 @@ async def test_an_idle_worker_waits_for_a_dead_redis_without_spinning(
     # loaded machine adds noise to this process's own CPU time, not a factor of ten.
     assert share < 0.25, share
     said = workers.log(worker).count("Redis is unreachable")
-    assert 1 <= said <= 3, workers.log(worker)  # once every 5 s, not once a try
+    assert 1 <= said <= 5, workers.log(worker)  # once every 5 s, not once a try
     assert worker.poll() is None
