@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
@@ -253,8 +254,14 @@ async def test_fault_matrix(
         )
     else:
         api.then(*[make_reply() for _ in range(6 if persistent else 1)], route=route)
-        # A short timeout only where the fault is slowness (a loaded machine may be slow too).
-        timeout = 0.05 if fault.startswith("slow") else 2.0
+        # A short timeout only where the fault is slowness (a loaded machine may be slow too),
+        # and never for connecting: a connect slowed by a busy machine past 50 ms would be a
+        # ConnectError, not the answer's slowness this row is about.
+        timeout = (
+            aiohttp.ClientTimeout(total=0.05, sock_connect=2.0)
+            if fault.startswith("slow")
+            else aiohttp.ClientTimeout(total=2.0, sock_connect=2.0)
+        )
         client = api.new_client(clock=clock, timeout=timeout, retry=policy)
     async with client:
         if error_class is None:
