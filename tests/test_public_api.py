@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import inspect
 import sys
+import types
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -239,7 +240,9 @@ def test_the_queue_without_its_extra_is_an_import_error_naming_it(
 def test_public_names_report_the_package_as_their_module() -> None:
     for name in pz.__all__:
         value = getattr(pz, name)
-        if isinstance(value, type) or inspect.isfunction(value):
+        # (A type alias such as AttemptMiddleware passes for a type on Python 3.10.)
+        alias = isinstance(value, types.GenericAlias)
+        if (isinstance(value, type) and not alias) or inspect.isfunction(value):
             assert value.__module__ == "plugz_async", name
     assert repr(pz.RateLimitError) == "<class 'plugz_async.RateLimitError'>"
 
