@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
+import attrs
 import pytest
 
 pytest.importorskip("saq")
@@ -519,9 +520,11 @@ async def test_prune_forgets_finished_registrations_and_only_them(
 # -- a dead run's code request, looked at again ------------------------------------------------
 
 
-async def dead_run_intent(sandbox: Sandbox, redis_url: str, number: str, age: float) -> None:
+async def dead_run_intent(sandbox: Sandbox, redis_url: str, number: str, age: float | None) -> None:
     """Leave ``number``'s registration as a run that died ``age`` seconds after writing its
-    code request's intent (its lease long over) would: checked, planned, intent written."""
+    code request's intent (its lease long over) would: checked, planned, intent written.
+    ``age`` None: no intent, and the record written under another run of Redis (restored
+    from a snapshot taken before its code request)."""
     redis = aioredis.from_url(redis_url)
     try:
         store = Store(redis, queue="plugz")
@@ -531,6 +534,13 @@ async def dead_run_intent(sandbox: Sandbox, redis_url: str, number: str, age: fl
         state = RegistrationState.from_dict(record.state)
         async with sandbox.new_client() as client:  # the dead run's check
             state = machine.checked(state, await client.check_availability(number))
+        if age is None:
+            await store.write(record, state)
+            await cast(
+                "Awaitable[int]",
+                redis.hset(store.key(f"reg:{e164(number)}"), "run", "an-earlier-run"),
+            )
+            return
         at = await store.server_time()
         intent = CodeIntent(
             id="dead-run", channel="sms", lease_until=at - age + 1.0, written_at=at - age
@@ -540,13 +550,45 @@ async def dead_run_intent(sandbox: Sandbox, redis_url: str, number: str, age: fl
         await redis.aclose()
 
 
+async def test_a_record_from_before_a_redis_restart_is_checked_even_after_a_failed_try(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    """The check a record from another run of Redis needs is not skipped because the first
+    try of it failed (a retry writes the record again, and must not stamp it as checked)."""
+    # Waits of 25 s and 33 s: still in force when the step is tried again.
+    async with running(attrs.evolve(CONFIG, wait_scale=0.2)) as sandbox:
+        await _checked_after_a_failed_try(sandbox, redis_url, queue)
+
+
+async def _checked_after_a_failed_try(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue
+) -> None:
+    await queue.register(READY, instance=INSTANCE_ID)  # no worker yet: it waits
+    await dead_run_intent(sandbox, redis_url, READY, None)
+    async with sandbox.new_client() as client:  # the code that went out before the restart
+        assert (await client.request_code(READY, pz.Channel.SMS)).success
+    # The first check after the restart fails, attempts and all; the step is tried again.
+    sandbox.then(*[Reply(503, body="busy")] * 4, route="registration-available")
+    async with worker_running(sandbox, redis_url):
+        deadline = time.monotonic() + 15
+        while (status := await queue.status(READY)).status != "confirm_code":
+            assert time.monotonic() < deadline, (status.status, status.error)
+            await asyncio.sleep(0.05)
+    assert len(code_requests(sandbox, READY)) == 1  # the one from before: no second
+    assert "the answer was lost" in status.events[-1].message
+
+
 @pytest.mark.parametrize(
     ("age", "requests", "said"),
     [
         # Looked at well inside the shortest wait (60 s): no wait means never sent.
         (5.0, 1, "code sent by sms"),
         # Looked at later than any wait it started could last: cannot tell; no second code.
-        (100.0, 0, "code treated as sent by sms: its answer was lost, and the check 100 s"),
+        (
+            100.0,
+            0,
+            "code treated as sent by sms: a run that died left no answer, and the check 100 s",
+        ),
     ],
 )
 async def test_a_dead_runs_code_request_with_no_wait_in_force(

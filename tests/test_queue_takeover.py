@@ -49,7 +49,9 @@ def waited(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 async def running_jobs(queue: WorkerQueue, count: int, worker: str) -> list[Job]:
     """``count`` jobs dequeued and started by ``worker``, whose heartbeat ran out 5 s ago."""
     for i in range(count):
-        await queue.enqueue("step", key=f"step-{i}", heartbeat=1, retries=100)
+        await queue.enqueue(
+            "step", key=f"step-{i}", heartbeat=1, retries=100, retry_delay=1.0, number=f"n{i}"
+        )
     jobs = []
     for _ in range(count):
         job = await queue.dequeue(timeout=1)
@@ -71,7 +73,17 @@ async def test_a_dead_workers_steps_are_all_taken_over_at_once(
     assert waited == []  # nobody is asked to acknowledge: its worker is dead
     assert await queue.count("queued") == 20  # run again at once, not after a retry pause
     jobs = await queue.jobs(f"step-{i}" for i in range(20))
-    assert {job.status for job in jobs if job} == {Status.QUEUED}
+    # The old jobs end; the steps run again as new jobs of keys of their own, so that the
+    # old worker, should it wake and acknowledge its abort, touches only its own.
+    assert {job.status for job in jobs if job} == {Status.ABORTED}
+    taken = [await queue.dequeue(timeout=1) for _ in range(20)]
+    assert all(job is not None and job.key.startswith("step-") for job in taken)
+    assert all(job is not None and ":takeover-" in job.key for job in taken)
+    # The new job is the step's: its arguments and its retry pauses as they were.
+    assert sorted((job.kwargs or {})["number"] for job in taken if job) == sorted(
+        f"n{i}" for i in range(20)
+    )
+    assert {job.retry_delay for job in taken if job} == {1.0}
 
 
 async def test_a_stalled_workers_steps_get_a_short_wait_together(
@@ -120,8 +132,8 @@ def test_redis_away_is_said_once_every_few_seconds_and_paused_for(
     assert pauses == sorted(pauses) and pauses[0] < 0.5 and pauses[-1] == 2.0
     said = [r.getMessage() for r in caplog.records]
     assert said == [
-        "Redis is unreachable (ConnectionRefusedError) for 0 s: the worker waits for it",
-        "Redis is unreachable (ConnectionRefusedError) for 5 s: the worker waits for it",
+        "Redis is unreachable or failing (ConnectionRefusedError) for 0 s: the worker waits for it",
+        "Redis is unreachable or failing (ConnectionRefusedError) for 5 s: the worker waits for it",
         "Redis is reachable again, after 10 s",
     ]
     assert health.down_since is None and health.failed(OSError()) < 0.5

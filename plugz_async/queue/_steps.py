@@ -270,7 +270,9 @@ class StepRunner:
         if intent is None and record.run != server.run:
             # Redis restarted (or failed over, or was rolled back to a snapshot) since this
             # step was written: a later write, a code request's, may be lost with it.
-            recovered, _ = await self._wait_in_force(record, state, "a Redis restart")
+            recovered, _ = await self._wait_in_force(
+                record, state, "a Redis restart (the record was written under another run)"
+            )
             if recovered is not None:
                 return recovered
             started = self.clock.monotonic()
@@ -368,18 +370,20 @@ class StepRunner:
         if elapsed < floor - RECHECK_MARGIN:
             return None
         logger.warning(
-            "registration of %s: the code request's answer was lost and the check came %.0f s"
-            " after it, past the shortest wait a code request starts (%g s): treated as sent,"
-            " no second code",
+            "registration of %s: a code request of a run that died left no answer, and the"
+            " check came %.0f s after its intent, too late to tell whether it went out (the"
+            " shortest wait a code request starts is %g s, less a %g s margin): treated as"
+            " sent, no second code",
             record.number,
             elapsed,
             floor,
+            RECHECK_MARGIN,
         )
         unknown = self.machine.code_request_unknown(
             state,
             availability,
-            why=f"its answer was lost, and the check {elapsed:.0f} s later could no longer"
-            " tell (no wait was in force)",
+            why=f"a run that died left no answer, and the check {elapsed:.0f} s later could"
+            " no longer tell (no wait was in force)",
         )
         return await self._commit(record, state, unknown, note="unknown")
 
@@ -553,7 +557,8 @@ class StepRunner:
         error: str | None = None,
         errors: int | None = None,
     ) -> None:
-        """Run the same step again at ``at`` (under a new step id)."""
+        """Run the same step again at ``at`` (under a new step id). The record keeps the
+        Redis run id it had: a record from before a restart is checked when the step runs."""
         step_id = new_step_id()
         await self.store.write(
             record,
@@ -563,6 +568,7 @@ class StepRunner:
             keep_intent=keep_intent,
             error=error,
             errors=errors,
+            keep_run=True,
         )
         await self.scheduler.schedule(record.number, step_id, at)
 
@@ -589,8 +595,9 @@ class StepRunner:
             # right one, instead of every registration of the queue ending failed.
             logger.error("the API refused this worker's Client-Token: check PLUGZ_CLIENT_TOKEN")
             current = await self.store.load(record.number)
-            if current is None or current.done or current.step_id != record.step_id:
+            if not _still_ours(current, record, drop_intent):
                 return "refused"
+            assert current is not None
             keep = current.intent is not None and not drop_intent
             await self._again(
                 current,
@@ -609,8 +616,9 @@ class StepRunner:
         )
         # Reload: the step may have written (an intent) before the error.
         current = await self.store.load(record.number)
-        if current is None or current.done or current.step_id != record.step_id:
+        if not _still_ours(current, record, drop_intent):
             return "refused"
+        assert current is not None
         record = current
         if permanent or record.errors + 1 >= self.max_errors:
             await self.store.give_up(record, text)
@@ -620,6 +628,16 @@ class StepRunner:
         keep = record.intent is not None and not drop_intent
         await self._again(record, state, at=self.now() + pause, keep_intent=keep, error=text)
         return "retry"
+
+
+def _still_ours(current: Record | None, record: Record, drop_intent: bool) -> bool:
+    """Whether the step ``record`` names is still the registration's, to try again. One
+    that drops its intent must find the very version it wrote: writing an intent keeps
+    the step id, so another run (one that took a stalled run's step over) may have
+    written an intent of its own since, and must keep it."""
+    if current is None or current.done or current.step_id != record.step_id:
+        return False
+    return not drop_intent or current.version == record.version
 
 
 def not_processed(error: PlugzError) -> bool:

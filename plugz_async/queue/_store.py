@@ -152,7 +152,7 @@ _WRITE = (
     + """
 -- KEYS: reg, counts, due, instance-key, events, finished
 -- ARGV: expected version, number, status, done, now, events-json, kept, fields-json,
---       deleted-json
+--       deleted-json, stamp the run id ('1') or keep the stored one
 local reg = KEYS[1]
 local current = redis.call('HMGET', reg, 'version', 'status')
 if current[1] ~= ARGV[1] then
@@ -160,8 +160,11 @@ if current[1] ~= ARGV[1] then
 end
 local version = tonumber(current[1]) + 1
 local fields = cjson.decode(ARGV[8])
-local args = {'version', version, 'status', ARGV[3], 'done', ARGV[4], 'updated', ARGV[5],
-  'run', RUN_ID()}
+local args = {'version', version, 'status', ARGV[3], 'done', ARGV[4], 'updated', ARGV[5]}
+if ARGV[10] == '1' then
+  table.insert(args, 'run')
+  table.insert(args, RUN_ID())
+end
 for name, value in pairs(fields) do
   table.insert(args, name)
   table.insert(args, value)
@@ -359,6 +362,7 @@ class Store:
         keep_intent: bool = False,
         error: str | None = None,
         errors: int | None = None,
+        keep_run: bool = False,
     ) -> int:
         """Write ``state`` over ``record``, if nothing was written since it was read.
 
@@ -366,7 +370,9 @@ class Store:
         events stream. ``step_id`` and ``due`` name the next step; ``intent`` records a
         code request about to go out (``keep_intent``: leave the stored one). ``error``
         records a step's error (one more in a row, or ``errors``); with neither, the
-        errors are cleared. Returns the new version.
+        errors are cleared. The record is stamped with the Redis server's run id, unless
+        ``keep_run`` (a step tried again without having looked at the server: a record
+        from before a restart must still be checked). Returns the new version.
 
         Raises:
             StaleWriteError: another write came first.
@@ -403,6 +409,7 @@ class Store:
                 EVENTS_KEPT,
                 json.dumps(fields),
                 json.dumps(deleted),
+                "0" if keep_run else "1",
             ],
         )
         if int(version) < 0:
@@ -430,6 +437,7 @@ class Store:
                 EVENTS_KEPT,
                 json.dumps({"error": error, "errors": str(record.errors + 1)}),
                 json.dumps(["intent"]),
+                "0",
             ],
         )
         if int(version) < 0:

@@ -10,8 +10,10 @@ abandoned one over concurrently: at once when its worker is known dead (its saq 
 record, refreshed every heartbeat, has expired), after ``stall_wait`` seconds at most
 when its worker still looks alive (stalled: stopped, or its loop blocked). A job seen
 dequeued but never marked active (its worker died in between) is taken over at its
-second sighting. A step taken over is run again at once (no retry pause): what it does
-is fenced by the registration's version and, for a code request, by its intent.
+second sighting. A step taken over is run again at once: what it does
+is fenced by the registration's version and, for a code request, by its intent; it runs as
+a new job under a key of its own, so that the old worker, should it wake, can only end its
+own job.
 
 **Redis away.** saq's worker loops straight back into ``dequeue`` when it fails: with
 Redis down, each idle worker spun a core. Here every call the worker's loops make waits
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +80,7 @@ class RedisHealth:
         if now - self._said >= self.every:
             self._said = now
             logger.warning(
-                "Redis is unreachable (%s) for %.0f s: the worker waits for it",
+                "Redis is unreachable or failing (%s) for %.0f s: the worker waits for it",
                 type(error).__name__,
                 now - self.down_since,
             )
@@ -216,8 +219,18 @@ class WorkerQueue(RedisQueue):
             with contextlib.suppress(asyncio.TimeoutError):
                 await job.refresh(self.stall_wait)
         self.taken_over += 1
-        if job.retryable:
-            job.retry_delay = 0.0  # run again at once: the step is fenced, not its job
-            await self.retry(job, error=error)
-        else:
-            await self.finish(job, Status.ABORTED, error=error)
+        # The old job ends here, and the step runs again as a new job under a key of its
+        # own: a stalled worker that acknowledges its abort late (or finishes) can then
+        # only touch its own job, never the one that took over. (Retrying the same job
+        # would let that late acknowledgement abort the run that took over.)
+        await self.finish(job, Status.ABORTED, error=error)
+        await self.enqueue(
+            job.function,
+            key=f"{job.key}:takeover-{uuid.uuid4().hex[:8]}",
+            timeout=job.timeout,
+            heartbeat=job.heartbeat,
+            retries=job.retries,
+            retry_delay=job.retry_delay,
+            retry_backoff=job.retry_backoff,
+            **(job.kwargs or {}),
+        )
