@@ -235,7 +235,8 @@ class QueueWorker:
                 f" {self.recheck_within:g} s after it (lease {self.lease:g} s, heartbeat"
                 f" {heartbeat} s, sweep_interval {sweep_interval} s), too close to"
                 f" code_wait_floor ({code_wait_floor:g} s, the shortest wait a code request"
-                " starts): lower heartbeat, sweep_interval or request_timeout"
+                " starts): lower heartbeat, sweep_interval or request_timeout (or raise"
+                " code_wait_floor, if the API's shortest wait is longer)"
             )
         self._middlewares = tuple(middlewares)
         self._clients: dict[str, Any] = {}
