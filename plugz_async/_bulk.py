@@ -31,6 +31,7 @@ from ._errors import (
     ConfigurationError,
     InstanceNotFoundError,
     InvalidArgument,
+    MissingCountryCode,
     OutageError,
     PlugzError,
     RateLimitError,
@@ -38,7 +39,7 @@ from ._errors import (
     TransportError,
 )
 from ._items import BulkItem, BulkRow, Row, as_input
-from ._phone import PhoneNumber
+from ._phone import PhoneNumber, check_region
 from ._planner import RegistrationPlanner
 from ._retry import RetryPolicy
 from ._summary import BulkSummary
@@ -226,6 +227,10 @@ class BulkRun:
     - ``max_consecutive_failures`` rows in a row ending in a `TransportError` (refused,
       reset, timed out) or a `ServerError` after their retries: the API is down or
       unreachable for everyone, and the run raises `OutageError` (``None`` turns this off).
+    - with no default region, a row written without ``+`` whose digits make no valid
+      number with a country code first (`MissingCountryCode`): the input is most likely
+      national numbers, and some of its rows would read as valid numbers of another
+      country. The run stops there, naming the row; give ``default_region``.
 
     Rows cut short by a stop are not yielded: a resumed run (``plugz-async bulk --resume``,
     or your own bookkeeping of ``item.key``) does them again, as it does every item whose
@@ -245,7 +250,9 @@ class BulkRun:
         timeout: Any,
         on_run_error: Literal["raise", "record"] = "raise",
         max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES,
+        default_region: str | None = None,
     ) -> None:
+        self._region = check_region(default_region) or client.default_region
         if concurrency < 1:
             raise InvalidArgument("concurrency must be at least 1")
         if max_rate is not None and not max_rate > 0:
@@ -380,6 +387,14 @@ class BulkRun:
     def _judge(self, item: BulkItem) -> None:
         """Count the item towards an outage; stop the run when there is one."""
         error = item.error
+        if isinstance(error, MissingCountryCode) and self._region is None:
+            raise _Halt(
+                MissingCountryCode(
+                    f"row {item.index + 1} of the input (index {item.index}): {error}",
+                    input=error.input,
+                    read_as=error.read_as,
+                )
+            )
         if isinstance(error, OUTAGE_ERRORS) and item.attempts:
             self._failures += 1
             if self._max_failures is not None and self._failures >= self._max_failures:
@@ -438,7 +453,7 @@ class BulkRun:
         try:
             client = self._client
             if type(row) is str:  # the usual case, first
-                number = PhoneNumber.parse(row)
+                number = PhoneNumber.parse(row, default_region=self._region)
             else:
                 given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
                 if isinstance(given, BulkRow):
@@ -447,10 +462,10 @@ class BulkRun:
                     instance_id = given.instance_id
                     if given.instance_id is not None:
                         instance = (given.instance_id, given.instance_token)
-                    number = PhoneNumber.parse(given.number)
+                    number = PhoneNumber.parse(given.number, default_region=self._region)
                     client = self._client_for(given)
                 elif isinstance(given, (str, PhoneNumber)):
-                    number = PhoneNumber.parse(given)
+                    number = PhoneNumber.parse(given, default_region=self._region)
                 else:
                     kind = type(row).__name__
                     raise InvalidArgument(

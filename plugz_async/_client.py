@@ -40,7 +40,7 @@ from ._models import (
     decode_unban_request,
     read_bool,
 )
-from ._phone import PhoneNumber
+from ._phone import PhoneNumber, check_region
 from ._planner import RegistrationPlanner
 from ._redact import Redactor
 from ._retry import RetryEvent, RetryPolicy, call_with_retry
@@ -116,6 +116,11 @@ class PlugzClient:
         proxy_auth: the proxy's ``(login, password)``, when not in ``proxy``.
         trust_env: take the proxy from the environment when ``proxy`` is not given
             (the default, as httpx and requests do).
+        default_region: the ISO region (``"BR"``) that numbers written without ``+``
+            are read in, by every call and bulk run of this client. Without one, such a
+            number must start with a country code that makes a valid number, else
+            `MissingCountryCode` (``44 99999-9999`` is no UK number: it is read in no
+            country until you say which).
         max_body_bytes: the largest answer the client will read.
         middlewares: attempt middlewares, called around every attempt of every call,
             retries included: ``async def middleware(route, send)`` awaits ``send()``
@@ -145,8 +150,13 @@ class PlugzClient:
         proxy: str | None = None,
         proxy_auth: tuple[str, str] | None = None,
         trust_env: bool = True,
+        default_region: str | None = None,
     ) -> None:
         self._state = _State.UNOPENED
+        try:
+            self._default_region = check_region(default_region)
+        except InvalidArgument as exc:
+            raise ConfigurationError(f"default_region: {exc}") from None
         if session is not None and (trace_configs or proxy is not None or proxy_auth):
             raise ConfigurationError(
                 "a session of your own carries its own trace_configs and proxy: give them to"
@@ -205,8 +215,9 @@ class PlugzClient:
         """A client configured from ``PLUGZ_*`` environment variables.
 
         Reads ``PLUGZ_INSTANCE_ID``, ``PLUGZ_INSTANCE_TOKEN``, ``PLUGZ_CLIENT_TOKEN``
-        and, if set, ``PLUGZ_BASE_URL``. Keyword ``options`` go to the constructor
-        and win over the environment (``from_env(client_token=...)`` works).
+        and, if set, ``PLUGZ_BASE_URL`` and ``PLUGZ_DEFAULT_REGION``. Keyword ``options``
+        go to the constructor and win over the environment (``from_env(client_token=...)``
+        works).
 
         Raises:
             ConfigurationError: naming every required variable that is missing or empty.
@@ -224,6 +235,20 @@ class PlugzClient:
     def instance_id(self) -> str:
         """The instance this client talks to."""
         return self._transport.instance_id
+
+    @property
+    def default_region(self) -> str | None:
+        """The region numbers written without ``+`` are read in (``None``: none)."""
+        return self._default_region
+
+    def parse_number(self, number: str | PhoneNumber) -> PhoneNumber:
+        """``number`` read as this client's calls read it (in its `default_region`).
+
+        Raises:
+            MissingCountryCode: no ``+``, no region, and no valid number read without one.
+            InvalidPhoneNumber: not a possible phone number.
+        """
+        return PhoneNumber.parse(number, default_region=self._default_region)
 
     @property
     def clock(self) -> Clock:
@@ -253,6 +278,7 @@ class PlugzClient:
             clock=self._clock,
             max_body_bytes=self._transport.max_body_bytes,
             middlewares=self._middlewares,
+            default_region=self._default_region,
         )
         sibling._session, sibling._owns_session, sibling._shared = connections, False, True
         if self._proxy_in_use is not None:  # a proxy's password: masked by the sibling too
@@ -273,6 +299,7 @@ class PlugzClient:
         timeout: float | aiohttp.ClientTimeout | None = None,
         on_run_error: Literal["raise", "record"] = "raise",
         max_consecutive_failures: int | None = 30,
+        default_region: str | None = None,
     ) -> BulkRun:
         r"""Check many numbers: a `BulkRun` to iterate for items as they complete.
 
@@ -294,10 +321,15 @@ class PlugzClient:
             max_consecutive_failures: after this many rows in a row fail to reach the
                 API (a `TransportError` or a `ServerError`, after their retries), the run
                 stops with `OutageError`; ``None``: never.
+            default_region: the region numbers written without ``+`` are read in, for
+                this run (the client's `default_region` otherwise). With none, the run
+                stops at the first row that has no ``+`` and no country code that makes
+                a valid number (`MissingCountryCode`, naming the row): the rest is most
+                likely written the same way.
 
         Raises:
             InvalidArgument: concurrency below 1, a rate of 0 or less, a bad
-                ``on_run_error`` or ``max_consecutive_failures``.
+                ``on_run_error`` or ``max_consecutive_failures``, an unknown region.
         """
         from ._bulk import BulkRun
 
@@ -312,6 +344,7 @@ class PlugzClient:
             timeout=timeout,
             on_run_error=on_run_error,
             max_consecutive_failures=max_consecutive_failures,
+            default_region=default_region,
         )
 
     def redact(self, text: str) -> str:
@@ -433,7 +466,7 @@ class PlugzClient:
             TransportError: the request failed on the way, or timed out.
             ResponseDecodeError: the answer was not the JSON object expected.
         """
-        phone = PhoneNumber.parse(number)
+        phone = self.parse_number(number)
         data = await self._call(
             REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, tuple(middlewares)
         )
@@ -464,7 +497,7 @@ class PlugzClient:
             InvalidPhoneNumber: for a number that cannot exist (no request sent).
             InvalidArgument: for an unknown channel (no request sent).
         """
-        phone = PhoneNumber.parse(number)
+        phone = self.parse_number(number)
         wanted = channel_of(channel)
         data = await self._call(
             REQUEST_CODE, {**phone.to_wire(), "method": wanted.value}, retry, timeout
@@ -623,7 +656,7 @@ class PlugzClient:
 
         return Registration(
             self,
-            PhoneNumber.parse(number),
+            self.parse_number(number),
             planner=planner or RegistrationPlanner(clock=self._clock),
             code_timeout=code_timeout,
             max_code_attempts=max_code_attempts,

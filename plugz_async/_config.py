@@ -36,6 +36,7 @@ ENV_INSTANCE_ID = "PLUGZ_INSTANCE_ID"
 ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
 ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
 ENV_BASE_URL = "PLUGZ_BASE_URL"
+ENV_DEFAULT_REGION = "PLUGZ_DEFAULT_REGION"
 
 
 def credential(name: str, value: object) -> str:
@@ -66,7 +67,8 @@ def base_url_of(value: str) -> str:
 
 
 def options_from_env(environ: Mapping[str, str] | None, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the credentials (and the base URL) the ``PLUGZ_*`` variables give,
+    """``options`` with the credentials (the base URL, the default region) the ``PLUGZ_*``
+    variables give,
     where ``options`` does not give them already.
 
     Raises:
@@ -93,6 +95,8 @@ def options_from_env(environ: Mapping[str, str] | None, options: dict[str, Any])
         options.setdefault(option, env.get(variable, "").strip())
     if env.get(ENV_BASE_URL, "").strip():
         options.setdefault("base_url", env[ENV_BASE_URL].strip())
+    if env.get(ENV_DEFAULT_REGION, "").strip():
+        options.setdefault("default_region", env[ENV_DEFAULT_REGION].strip())
     return options
 
 

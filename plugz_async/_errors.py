@@ -7,6 +7,7 @@ or ``except TimeoutError`` keeps working in code that does not know the SDK::
     PlugzError
     ├── InvalidArgument               (ValueError)   bad input, raised before any request
     │   └── InvalidPhoneNumber                       not a possible phone number
+    │       └── MissingCountryCode                   no +, no region, no valid number without
     ├── ConfigurationError            (ValueError)   missing credentials, bad base URL
     ├── MissingDependencyError        (ImportError)  an optional extra is not installed
     ├── PlanDataError                 (ValueError)   RegistrationPlan.from_dict got bad data
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
+    "MissingCountryCode",
     "MissingDependencyError",
     "NoChannelError",
     "OutageError",
@@ -97,6 +99,26 @@ class InvalidPhoneNumber(InvalidArgument):
     def __init__(self, message: str, *, input: str = "") -> None:
         super().__init__(message)
         self.input = input
+
+
+class MissingCountryCode(InvalidPhoneNumber):
+    """The number was written without ``+`` and, read as international, is no valid
+    number: it is most likely a national number (``44 99999-9999`` in Brazil). Give a
+    default region (``default_region="BR"``, ``PLUGZ_DEFAULT_REGION``, ``--region BR``)
+    to read such numbers in it, or write them with ``+`` and the country code.
+
+    A bulk run with no default region stops at the first such row: the rest of its
+    input is most likely written the same way, and some of it would read as valid
+    numbers of another country.
+
+    Attributes:
+        input: the text that was given (shortened when very long).
+        read_as: the international number it would have been read as (``"+44999999999"``).
+    """
+
+    def __init__(self, message: str, *, input: str = "", read_as: str = "") -> None:
+        super().__init__(message, input=input)
+        self.read_as = read_as
 
 
 class ConfigurationError(PlugzError, ValueError):

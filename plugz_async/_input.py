@@ -18,8 +18,9 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-from ._errors import InvalidArgument
+from ._errors import InvalidArgument, InvalidPhoneNumber, MissingCountryCode
 from ._items import BulkRow
+from ._phone import PhoneNumber
 
 __all__ = [
     "MAX_LINE",
@@ -166,9 +167,32 @@ def name_of(path: str) -> str:
     return "standard input" if path == "-" else path
 
 
-def count_rows(path: str) -> int | None:
+def count_rows(path: str, *, region: str | None = None) -> int | None:
     """How many rows ``path`` holds (``None`` for standard input, ``"-"``), reading it
-    through once: also checks that it can be read, before any work starts."""
+    through once: also checks that it can be read, before any work starts.
+
+    With no ``region``, each row's number is read too, so that a file of numbers written
+    without a country code is refused before anything is sent.
+
+    Raises:
+        InvalidArgument: the file cannot be read as numbers.
+        MissingCountryCode: no region, and a row has no ``+`` and no country code that
+            makes a valid number (the first such row is named).
+    """
     if path == "-":
         return None
-    return sum(1 for _ in read_rows(lines_of(path), name_of(path)))
+    total = 0
+    for row in read_rows(lines_of(path), name_of(path)):
+        if region is None and isinstance(row.number, str):
+            try:
+                PhoneNumber.parse(row.number)
+            except MissingCountryCode as exc:
+                raise MissingCountryCode(
+                    f"{name_of(path)}, data row {total + 1}: {exc}",
+                    input=exc.input,
+                    read_as=exc.read_as,
+                ) from None
+            except InvalidPhoneNumber:
+                pass  # a bad row: it fails as a row when checked
+        total += 1
+    return total

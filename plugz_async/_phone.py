@@ -5,10 +5,12 @@
 country code (``5544999999999``). The country code is split with the
 ``phonenumbers`` metadata, so it is right for every country (``1``, ``44``, ``598``).
 
-Input with no ``+`` is read as international (country code first, after an
-optional ``00``), unless a
-``default_region`` such as ``"BR"`` is given, in which case a number without a
-country code is read as a national number of that region.
+Input with no ``+`` is read in ``default_region`` when one is given (``"BR"``: ``44
+99999-9999`` is ``+55 44 99999-9999``; a number that starts with the region's own country
+code, ``55 44 99999-9999``, is read the same). With no region, it is read as international
+(country code first, after an optional ``00``) only if that makes a valid number, not
+merely a possible one: ``44 99999-9999`` would be a UK number that does not exist, and
+raises `MissingCountryCode`, which says to give a region.
 
 Decimal digits of any script (full-width, Arabic-Indic, Devanagari...) are read as
 the digits they stand for; letters (``1-800-FLOWERS``), extensions and anything
@@ -24,9 +26,9 @@ import unicodedata
 import attrs
 import phonenumbers
 
-from ._errors import InvalidPhoneNumber
+from ._errors import InvalidArgument, InvalidPhoneNumber, MissingCountryCode
 
-__all__ = ["PhoneNumber"]
+__all__ = ["PhoneNumber", "check_region"]
 
 # Longer input is refused before any parsing: no phone number needs this much text.
 MAX_INPUT_LENGTH = 64
@@ -44,6 +46,24 @@ _REASONS = {
     phonenumbers.ValidationResult.TOO_LONG: "too long for its country",
     phonenumbers.ValidationResult.INVALID_LENGTH: "not a possible length for its country",
 }
+
+
+def check_region(region: str | None) -> str | None:
+    """``region`` as phonenumbers knows it (``"br"`` is ``"BR"``); ``None`` stays ``None``.
+
+    Raises:
+        InvalidArgument: a region phonenumbers does not know.
+    """
+    if region is None:
+        return None
+    if not isinstance(region, str) or region.strip().upper() not in _REGIONS:
+        raise InvalidArgument(
+            f"unknown region {region!r}: give an ISO 3166 code such as 'BR', 'PT' or 'US'"
+        )
+    return region.strip().upper()
+
+
+_REGIONS = phonenumbers.SUPPORTED_REGIONS
 
 
 def _shown(text: str) -> str:
@@ -146,10 +166,13 @@ class PhoneNumber:
         Args:
             text: E.164, a common human form, or digits that start with the country
                 code. A ``PhoneNumber`` is returned as it is.
-            default_region: an ISO region (``"BR"``) for numbers written without a
-                country code; without it, input with no ``+`` must start with one.
+            default_region: an ISO region (``"BR"``) to read numbers written without
+                ``+`` in; without it, such input must start with a country code and
+                make a valid number.
 
         Raises:
+            MissingCountryCode: no region, no ``+``, and read as international the
+                text is no valid number (most likely a national number).
             InvalidPhoneNumber: the text is not a possible phone number.
         """
         if isinstance(text, PhoneNumber):
@@ -164,9 +187,31 @@ class PhoneNumber:
         # The fast path: ASCII digits written with the usual separators.
         compact = stripped.translate(_FAST_SEPARATORS)
         if _DIGITS.fullmatch(compact) and (default_region is None or compact.startswith("+")):
-            digits = compact[1:] if compact.startswith("+") else _drop_idd(compact)
-            return cls._from_digits(text, digits)
-        return cls._from_text(text, _normalise(stripped), default_region)
+            if compact.startswith("+"):
+                return cls._from_digits(text, compact[1:])
+            if compact.startswith("00"):  # an international prefix: a country code follows
+                return cls._from_digits(text, compact[2:])
+            return cls._international(text, cls._from_digits(text, compact))
+        normalised = _normalise(stripped)
+        number = cls._from_text(text, normalised, default_region)
+        if default_region is None and not normalised.startswith(("+", "00")):
+            return cls._international(text, number)
+        return number
+
+    @classmethod
+    def _international(cls, text: str, number: PhoneNumber) -> PhoneNumber:
+        """``number``, read from digits with no ``+`` and no region, if it is a valid
+        number (not merely a possible one); else `MissingCountryCode`."""
+        if not phonenumbers.is_valid_number(phonenumbers.parse(number.e164)):
+            raise MissingCountryCode(
+                f"{_shown(text)} has no '+' and no country code that makes a valid number "
+                f"(read as {number.e164}, it is none): give a default region to read it in "
+                "(default_region='BR', PLUGZ_DEFAULT_REGION, --region BR), or write it "
+                "with '+' and the country code",
+                input=text[:MAX_INPUT_LENGTH],
+                read_as=number.e164,
+            )
+        return number
 
     @classmethod
     def _from_digits(cls, text: str, digits: str) -> PhoneNumber:
@@ -189,6 +234,8 @@ class PhoneNumber:
         region = None
         if normalised.startswith("+"):
             pass
+        elif normalised.startswith("00"):  # the international prefix, in any region
+            normalised = "+" + normalised[2:]
         elif default_region is not None:
             region = default_region.upper()
         else:

@@ -18,7 +18,7 @@ from plugz_async._phone import MAX_INPUT_LENGTH
         ("+5544999999999", "55", "44999999999"),  # E.164
         ("+55 (44) 99999-9999", "55", "44999999999"),
         ("5544999999999", "55", "44999999999"),  # digits, country code first
-        ("55 44 9999-9999", "55", "4499999999"),  # the API's own 10-digit example
+        ("+55 44 9999-9999", "55", "4499999999"),  # the API's own 10-digit example
         ("  +55 44 99999 9999  ", "55", "44999999999"),
         ("+1 (202) 555-0123", "1", "2025550123"),  # one-digit country code
         ("12025550123", "1", "2025550123"),
@@ -55,6 +55,58 @@ def test_parse_national_form_with_default_region() -> None:
     assert pz.PhoneNumber.parse("44999999999", default_region="br").e164 == "+5544999999999"
     # An explicit + wins over the default region.
     assert pz.PhoneNumber.parse("+1 202 555 0123", default_region="BR").ddi == "1"
+
+
+@pytest.mark.parametrize(
+    ("text", "read_as"),
+    [
+        ("44 99999-9999", "+44999999999"),  # a Brazilian mobile, read as a UK number
+        ("11 90000-0001", "+11900000001"),  # São Paulo, read as a North American one
+        ("(44) 99999-9999", "+44999999999"),  # through the full parser
+        ("55 44 9999-9999", "+554499999999"),  # possible, but no valid Brazilian number
+    ],
+)
+def test_a_number_without_plus_that_reads_as_no_valid_number_needs_a_region(
+    text: str, read_as: str
+) -> None:
+    with pytest.raises(pz.MissingCountryCode) as caught:
+        pz.PhoneNumber.parse(text)
+    error = caught.value
+    assert isinstance(error, pz.InvalidPhoneNumber)  # caught where bad numbers are
+    assert (error.input, error.read_as) == (text, read_as)
+    assert "default_region" in str(error) and "--region" in str(error)
+    assert read_as in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "e164"),
+    [
+        ("44 99999-9999", "+5544999999999"),
+        ("11 90000-0001", "+5511900000001"),
+        ("55 44 99999-9999", "+5544999999999"),  # the region's own country code, first
+        ("55 44 9999-9999", "+554499999999"),
+        ("044 99999-9999", "+5544999999999"),  # a trunk 0
+        ("+44 20 7946 0000", "+442079460000"),  # a + wins over the region
+        ("0044 20 7946 0000", "+442079460000"),  # and so does 00
+    ],
+)
+def test_a_region_reads_numbers_without_plus_in_it(text: str, e164: str) -> None:
+    assert pz.PhoneNumber.parse(text, default_region="BR").e164 == e164
+
+
+def test_without_a_region_a_leading_country_code_that_makes_a_valid_number_is_read() -> None:
+    # Written without + but unambiguous: valid numbers of their countries.
+    assert pz.PhoneNumber.parse("5544999999999").e164 == "+5544999999999"
+    assert pz.PhoneNumber.parse("44 20 7946 0000").e164 == "+442079460000"
+    assert pz.PhoneNumber.parse("1 202 555 0123").e164 == "+12025550123"
+
+
+def test_an_unknown_region_is_refused() -> None:
+    from plugz_async._phone import check_region
+
+    assert check_region(" br ") == "BR" and check_region(None) is None
+    with pytest.raises(pz.InvalidArgument, match="unknown region 'Brazil'"):
+        check_region("Brazil")
 
 
 def test_parse_returns_a_phone_number_as_is() -> None:

@@ -49,6 +49,7 @@ PUBLIC = {
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",
+    "MissingCountryCode",
     "MissingDependencyError",
     "NoChannelError",
     "OutageError",
@@ -148,6 +149,7 @@ def test_version_matches_the_distribution_and_py_typed_ships() -> None:
 
 def test_error_tree_and_builtin_bases() -> None:
     assert issubclass(pz.InvalidPhoneNumber, ValueError)
+    assert issubclass(pz.MissingCountryCode, pz.InvalidPhoneNumber)
     assert issubclass(pz.ConfigurationError, ValueError)
     assert issubclass(pz.RequestTimeout, TimeoutError)
     assert issubclass(pz.RequestTimeout, pz.TransportError)
@@ -170,7 +172,7 @@ def test_error_tree_and_builtin_bases() -> None:
         assert issubclass(cls, pz.APIError)
     exported = [getattr(pz, n) for n in pz.__all__]
     errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
-    assert len(errors) == 25
+    assert len(errors) == 26
     assert all(issubclass(cls, pz.PlugzError) for cls in errors)
     # The docstring's drawing names every error class.
     doc = importlib.import_module("plugz_async._errors").__doc__ or ""

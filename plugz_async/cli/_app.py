@@ -19,6 +19,7 @@ import yarl
 
 from plugz_async._client import PlugzClient
 from plugz_async._clock import Clock
+from plugz_async._config import ENV_DEFAULT_REGION
 from plugz_async._errors import (
     APIError,
     ConfigurationError,
@@ -29,6 +30,7 @@ from plugz_async._errors import (
     TransportError,
 )
 from plugz_async._models import Channel
+from plugz_async._phone import PhoneNumber, check_region
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async._retry import RetryPolicy
@@ -55,6 +57,7 @@ __all__ = [
     "log_handler",
     "positive",
     "proxy_secrets",
+    "region_option",
 ]
 
 EXIT_OK = 0
@@ -135,6 +138,17 @@ def channel_list(text: str) -> tuple[Channel, ...]:
         ) from None
 
 
+def region_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--region``: where numbers written without ``+`` are read (`App.region`)."""
+    parser.add_argument(
+        "--region",
+        metavar="CC",
+        help="read numbers written without + in this region, an ISO code such as BR "
+        "(default: PLUGZ_DEFAULT_REGION; with neither, such a number must start with a "
+        "country code that makes a valid number)",
+    )
+
+
 def connection_options(parser: argparse.ArgumentParser) -> None:
     """The credentials, the sandbox switch, and the request and planning options."""
     group = parser.add_argument_group(
@@ -158,6 +172,7 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
         "HTTPS_PROXY / HTTP_PROXY, unless NO_PROXY names the host)",
     )
     tuning = parser.add_argument_group("requests and planning")
+    region_option(tuning)
     tuning.add_argument(
         "--timeout", type=positive, default=30.0, metavar="S", help="per attempt (default 30)"
     )
@@ -212,11 +227,31 @@ class App:
         """Say a run-level error in its one line on stderr."""
         self.err.print(f"{PROG}: error: {self.redact(self.explain(error))}", markup=False)
 
+    @property
+    def region(self) -> str | None:
+        """The region numbers written without ``+`` are read in: ``--region``, else
+        ``PLUGZ_DEFAULT_REGION``, else none.
+
+        Raises:
+            CommandFailed: a region phonenumbers does not know.
+        """
+        given = getattr(self.args, "region", None) or os.environ.get(ENV_DEFAULT_REGION, "")
+        try:
+            return check_region(given.strip() or None)
+        except InvalidArgument as exc:
+            flag = "--region" if getattr(self.args, "region", None) else ENV_DEFAULT_REGION
+            raise CommandFailed(f"{flag}: {exc}", EXIT_USAGE) from None
+
+    def parse_number(self, text: str) -> PhoneNumber:
+        """``text`` read as the command reads numbers (in `region`)."""
+        return PhoneNumber.parse(text, default_region=self.region)
+
     def client_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
             "clock": self.clock,
             "timeout": self.args.timeout,
             "retry": RetryPolicy(attempts=max(1, self.args.attempts)),
+            "default_region": self.region,
         }
         proxy = getattr(self.args, "proxy", None)
         if proxy:

@@ -82,6 +82,7 @@ _REPEATED = (
     ("attempts", "--attempts", 3),
     ("base_url", "--base-url", None),
     ("instance_id", "--instance-id", None),
+    ("region", "--region", None),
 )
 
 
@@ -141,12 +142,12 @@ async def bulk(app: App) -> int:
         if args.input != "-" and _same_file(Path(args.input), args.out):
             raise InvalidArgument("--out is INPUT itself: give another file for the results")
         # The input can be read (and its header makes sense) before anything is written.
-        total = count_rows(args.input)
+        total = count_rows(args.input, region=app.region)
         if total == 0:
             raise InvalidArgument(f"{args.input} has no numbers to check")
         # The header is judged at once (standard input's too), before anything is sent.
         source = read_rows(lines_of(args.input), name_of(args.input))
-    except InvalidArgument as exc:
+    except InvalidArgument as exc:  # MissingCountryCode too: nothing sent, nothing written
         raise CommandFailed(str(exc), EXIT_USAGE) from None
     resume = resume_command(args)
     progress = Progress(

@@ -87,9 +87,9 @@ class Checked:
     attempts: int = 0
 
     @classmethod
-    def parse(cls, index: int, given: str) -> Checked:
+    def parse(cls, index: int, given: str, region: str | None = None) -> Checked:
         try:
-            return cls(index, given, PhoneNumber.parse(given))
+            return cls(index, given, PhoneNumber.parse(given, default_region=region))
         except InvalidPhoneNumber as error:
             return cls(index, given, error=error)
 
@@ -163,7 +163,8 @@ async def check_all(app: App, planner: RegistrationPlanner, numbers: Sequence[Ch
 
 async def check(app: App) -> int:
     planner = app.planner()
-    numbers = [Checked.parse(index, given) for index, given in enumerate(app.args.numbers)]
+    region = app.region
+    numbers = [Checked.parse(index, given, region) for index, given in enumerate(app.args.numbers)]
     if all(n.error is not None for n in numbers) and not app.args.json:
         raise CommandFailed("; ".join(str(n.error) for n in numbers), EXIT_USAGE)
     await check_all(app, planner, numbers)
@@ -182,7 +183,7 @@ async def check(app: App) -> int:
 
 async def plan(app: App) -> int:
     planner = app.planner()
-    number = Checked(0, app.args.number, PhoneNumber.parse(app.args.number))
+    number = Checked(0, app.args.number, app.parse_number(app.args.number))
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
         await number.check(client, planner)

@@ -29,8 +29,7 @@ from plugz_async._errors import (
     RegistrationStateError,
     UnknownRegistrationError,
 )
-from plugz_async._input import lines_of, name_of, read_rows
-from plugz_async._phone import PhoneNumber
+from plugz_async._input import count_rows, lines_of, name_of, read_rows
 from plugz_async._routes import digits_of, text_of
 
 from ._app import (
@@ -41,6 +40,7 @@ from ._app import (
     App,
     CommandFailed,
     non_negative,
+    region_option,
 )
 from ._redis import (
     open_queue,
@@ -110,6 +110,7 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
         "without it an ended one is left as it is, and the row says so",
     )
     register.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    region_option(register)
     planning_options(register)
     redis_options(register)
 
@@ -121,6 +122,7 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
     )
     status.add_argument("number", nargs="?", metavar="NUMBER")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    region_option(status)
     redis_options(status)
 
     prune = subcommands.add_parser(
@@ -180,6 +182,7 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
         else:
             give.add_argument("value", metavar=metavar)
         give.add_argument("--json", action="store_true", help="print the status as JSON")
+        region_option(give)
         redis_options(give)
     return parser
 
@@ -279,6 +282,11 @@ def _file_rows(app: App, path: str, default: str | None) -> Iterator[Row]:
             instance while no default is given (exit 2, before anything is written).
     """
     name = name_of(path)
+    if app.region is None:  # a file of national numbers is refused before any is queued
+        try:
+            count_rows(path)
+        except InvalidArgument as error:
+            raise CommandFailed(str(error), EXIT_USAGE) from None
     lines = _Counted(lines_of(path))
     try:
         source = read_rows(lines, name)
@@ -327,7 +335,7 @@ def _row(row: Any, line: int, default: str | None) -> Row:
     return Row(line, number, instance)
 
 
-def _number_rows(inputs: Sequence[str], default: str | None) -> list[Row]:
+def _number_rows(app: App, inputs: Sequence[str], default: str | None) -> list[Row]:
     """The numbers of the command line, all checked before anything is written."""
     if default is None:
         raise CommandFailed(
@@ -337,7 +345,7 @@ def _number_rows(inputs: Sequence[str], default: str | None) -> list[Row]:
     phones = []
     for text in inputs:
         try:
-            phones.append(PhoneNumber.parse(text))
+            phones.append(app.parse_number(text))
         except InvalidPhoneNumber as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
     if len({phone.e164 for phone in phones}) > 1:
@@ -353,7 +361,7 @@ async def _queue_one(
     registrations: RegistrationQueue, row: Row, *, restart: bool = False
 ) -> Queued:
     try:
-        phone = PhoneNumber.parse(row.text)
+        phone = registrations.parse_number(row.text)
     except InvalidPhoneNumber as error:
         return Queued(row, error=error)
     if not row.instance:
@@ -395,7 +403,7 @@ async def _register(app: App) -> int:
     rows: Iterator[Row] | list[Row] = (
         _file_rows(app, args.inputs[0], default)
         if from_file
-        else _number_rows(args.inputs, default)
+        else _number_rows(app, args.inputs, default)
     )
     results: list[Queued] = []
     with redis_errors(target):
@@ -458,8 +466,6 @@ def _register_table(results: Sequence[Queued], *, lines: bool) -> Table:
             note = f"not queued: {result.error}"
         elif result.new:
             note = "queued"
-        elif status.instance != result.row.instance:
-            note = f"already queued, on instance {status.instance}"
         else:
             note = "already queued"
         table.add_row(*shown, status.number, status.instance, status_text(status), note)
@@ -546,7 +552,7 @@ async def _status(app: App) -> int:
     phone = None
     if args.number is not None:
         try:
-            phone = PhoneNumber.parse(args.number)
+            phone = app.parse_number(args.number)
         except InvalidPhoneNumber as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
     target = redis_target(app)
@@ -650,7 +656,7 @@ async def _give(app: App, kind: str) -> int:
     if kind == "pin":
         app.add_secrets(value.strip())
     try:
-        phone = PhoneNumber.parse(args.number)
+        phone = app.parse_number(args.number)
         text = _CHECKS[kind](value)
     except InvalidArgument as error:  # nothing written, Redis not even asked
         raise CommandFailed(str(error), EXIT_USAGE) from None

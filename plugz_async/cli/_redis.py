@@ -250,6 +250,7 @@ async def open_queue(
     from plugz_async.queue import RegistrationQueue
 
     await ping(target)
+    options.setdefault("default_region", app.region)
     async with RegistrationQueue(
         target.url, queue=target.queue, environ={}, clock=app.clock, **options
     ) as opened:

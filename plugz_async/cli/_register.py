@@ -149,7 +149,7 @@ class Prompts:
 
 async def register(app: App) -> int:
     planner = app.planner()
-    number = PhoneNumber.parse(app.args.number)
+    number = app.parse_number(app.args.number)
     if stdin_at_end():
         # Against the real API a code request is a real SMS or call: refuse before any.
         raise CommandFailed(

@@ -14,7 +14,7 @@ import attrs
 from saq.queue.redis import RedisQueue
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_INSTANCE_ID
+from plugz_async._config import ENV_DEFAULT_REGION, ENV_INSTANCE_ID
 from plugz_async._errors import (
     ConfigurationError,
     InvalidArgument,
@@ -30,7 +30,7 @@ from plugz_async._machine import (
     event_to_dict,
 )
 from plugz_async._models import UnbanRequest
-from plugz_async._phone import PhoneNumber
+from plugz_async._phone import PhoneNumber, check_region
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 from plugz_async._routes import digits_of, text_of
 
@@ -142,6 +142,8 @@ class RegistrationQueue:
         planner: plans the first channels of new registrations (the workers' planner
             plans the rest; give both the same preference).
         clock: the clock (tests).
+        default_region: the ISO region (``"BR"``) numbers written without ``+`` are
+            read in (``PLUGZ_DEFAULT_REGION`` when None); see `PhoneNumber.parse`.
     """
 
     def __init__(
@@ -153,9 +155,16 @@ class RegistrationQueue:
         planner: RegistrationPlanner | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
+        default_region: str | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.redis_url = redis_url_of(redis_url, env)
+        try:
+            self.default_region = check_region(
+                default_region or env.get(ENV_DEFAULT_REGION, "").strip() or None
+            )
+        except InvalidArgument as exc:
+            raise ConfigurationError(f"default_region: {exc}") from None
         self.name = queue
         self.default_instance = default_instance or env.get(ENV_INSTANCE_ID, "").strip() or None
         self._clock = clock or SystemClock()
@@ -197,6 +206,10 @@ class RegistrationQueue:
 
     # -- registering ---------------------------------------------------------------------
 
+    def parse_number(self, number: str | PhoneNumber) -> PhoneNumber:
+        """``number`` read as the queue reads it (in its `default_region`)."""
+        return PhoneNumber.parse(number, default_region=self.default_region)
+
     async def register(
         self, number: str | PhoneNumber, *, instance: str | None = None, restart: bool = False
     ) -> RegistrationStatus:
@@ -208,11 +221,14 @@ class RegistrationQueue:
         one is returned all the same.
 
         Raises:
-            InvalidPhoneNumber: not a possible number (nothing is written).
+            InvalidPhoneNumber: not a possible number (nothing is written);
+                `MissingCountryCode` when it has no ``+`` and the queue no region.
             ConfigurationError: no instance named and no default instance.
             InstanceBusyError: the instance registers another number.
+            RegistrationStateError: the number is queued on another instance (running,
+                or finished without ``restart``): nothing new starts.
         """
-        phone = PhoneNumber.parse(number)
+        phone = self.parse_number(number)
         instance = (instance or self.default_instance or "").strip()
         if not instance:
             raise ConfigurationError(f"name the instance to register on, or set {ENV_INSTANCE_ID}")
@@ -228,7 +244,14 @@ class RegistrationQueue:
         )
         if created:
             await self._scheduler.schedule(phone.e164, step_id, now)
-        return await self.status(phone)
+        status = await self.status(phone)
+        if not created and status.instance != instance:
+            raise RegistrationStateError(
+                f"{phone.e164} is queued on instance {status.instance!r}, not {instance!r}"
+                f" (it is {status.status}): nothing new was started"
+                + ("" if status.done else "; cancel it first to move it")
+            )
+        return status
 
     # -- input from people ---------------------------------------------------------------
 
@@ -252,7 +275,7 @@ class RegistrationQueue:
         return await self._give(number, "pin", digits_of("PIN", pin, 6, 6))
 
     async def _give(self, number: str | PhoneNumber, kind: str, text: str) -> RegistrationStatus:
-        phone = PhoneNumber.parse(number)
+        phone = self.parse_number(number)
         record = await self._record(phone)
         step = RegistrationStep(record.state["step"])
         # A code may come before the worker wrote that it was sent (or that the captcha
@@ -299,7 +322,7 @@ class RegistrationQueue:
         Raises:
             UnknownRegistrationError: the queue has none.
         """
-        return self._status(await self._record(PhoneNumber.parse(number)))
+        return self._status(await self._record(self.parse_number(number)))
 
     async def statuses(
         self, *, offset: int = 0, limit: int | None = None
