@@ -26,7 +26,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
 
-from ._app import EXIT_OK, App, at_least_one, positive
+from ._app import EXIT_OK, App, at_least_one, positive, region_option
 from ._render import ResultRow, results_table, summary_line, summary_table, to_json
 
 __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
@@ -40,6 +40,7 @@ def add_demo(commands: Any) -> argparse.ArgumentParser:
         "show progress and a summary.",
     )
     parser.add_argument("--numbers", metavar="CSV", help="a CSV with a 'number' column instead")
+    region_option(parser)
     parser.add_argument(
         "--queue",
         action="store_true",
@@ -109,7 +110,7 @@ async def demo(app: App) -> int:
         else list(read_rows(lines_of(app.args.numbers), app.args.numbers))
     )
     planner = RegistrationPlanner(clock=app.clock)
-    options = {"clock": app.clock, "timeout": app.args.timeout}
+    options = {"clock": app.clock, "timeout": app.args.timeout, "default_region": app.region}
     async with running(**options) as stand_in:
         app.redactor = Redactor.of([stand_in.instance_token, stand_in.client_token])
         if not app.args.json:
