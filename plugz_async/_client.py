@@ -73,7 +73,15 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
     from ._flow import Registration
     from ._items import Row
 
-__all__ = ["PlugzClient"]
+__all__ = ["PlugzClient", "default_retry"]
+
+
+def default_retry(timeout: aiohttp.ClientTimeout) -> RetryPolicy:
+    """The retry policy of a client given none: three attempts within 30 s, or within
+    three of its attempts' timeouts when those are longer (a longer timeout asked for is
+    never cut short by a deadline that was not)."""
+    per_attempt = timeout.total or 0.0
+    return RetryPolicy(deadline=max(30.0, 3 * per_attempt) if per_attempt else None)
 
 
 class _State(enum.Enum):
@@ -99,8 +107,10 @@ class PlugzClient:
         session: an ``aiohttp.ClientSession`` of your own to send through; the client
             then never closes it. Without one, the client opens (and closes) its own.
         timeout: the per-attempt timeout, in seconds (total) or as an
-            ``aiohttp.ClientTimeout``; default 30 s in all, 10 s to connect.
-        retry: the default `RetryPolicy` for every call.
+            ``aiohttp.ClientTimeout``; default 10 s in all, 5 s to connect.
+        retry: the default `RetryPolicy` for every call; by default three attempts
+            within 30 s (within three attempts' timeouts, when ``timeout`` is longer
+            than 10 s), so that a silent server fails a call in about 30 s.
         on_retry: called with a `RetryEvent` before each retry's wait.
         clock: the source of time and sleep (``FakeClock`` in tests).
         max_connections: the connection pool's size, when the client opens its session.
@@ -193,7 +203,7 @@ class PlugzClient:
         self._redactor = Redactor.of([instance_token, client_token, *proxy_secrets])
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or default_retry(self._timeout)
         self._on_retry = on_retry
         self._max_connections = max_connections
         self._trace_configs = trace_configs

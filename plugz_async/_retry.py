@@ -85,6 +85,10 @@ def _at_least(least: float) -> Callable[[object, attrs.Attribute[Any], Any], Non
     return check
 
 
+#: The seconds a call's attempts and waits may take together, by default.
+DEFAULT_DEADLINE: float | None = 30.0
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a request is retried.
@@ -97,8 +101,10 @@ class RetryPolicy:
             (spreads out many clients retrying at once).
         max_retry_after: the longest ``Retry-After`` the client will wait; a longer
             one raises ``RateLimitError`` at once, with ``retry_after`` set.
-        deadline: if set, the seconds that all attempts and waits together may take;
-            each attempt's timeout is cut to what is left of it.
+        deadline: the seconds that all attempts and waits together may take (30 by
+            default; ``None``: no limit); each attempt's timeout is cut to what is left
+            of it. With the client's 10-second attempts, a call fails within about 30 s
+            of a silent server.
 
     Example:
         >>> RetryPolicy(attempts=5, deadline=20.0).backoff(3)
@@ -110,7 +116,7 @@ class RetryPolicy:
     wait_max: float = attrs.field(default=8.0, validator=_at_least(0.0))
     jitter: bool = True
     max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0.0))
-    deadline: float | None = attrs.field(default=None, validator=_positive_or_none)
+    deadline: float | None = attrs.field(default=DEFAULT_DEADLINE, validator=_positive_or_none)
 
     @classmethod
     def none(cls) -> RetryPolicy:
@@ -219,15 +225,13 @@ async def call_with_retry(
     building the retry machinery costs more than a fast answer. A first failure
     that may be retried is handed to tenacity as its attempt 1.
     """
-    started = clock.monotonic() if policy.deadline is not None else 0.0
+    started = clock.monotonic()
     if ATTEMPT.get() != 1:  # a previous call in this task left its count behind
         ATTEMPT.set(1)
     try:
         return await send(policy.deadline)
     except PlugzError as error:
         first = error
-    if policy.deadline is None:
-        started = clock.monotonic()  # no deadline: any start will do for the stop rule
     attempts = 1
     if policy.attempts == 1 or not is_retryable(first, policy, safety):
         first.attempts = attempts
@@ -280,5 +284,9 @@ async def call_with_retry(
                 result = await send(remaining)
     except PlugzError as error:
         error.attempts = attempts
+        if attempts > 1 and error.args and isinstance(error.args[0], str):
+            # Said once, on the error the caller sees: how many tries, how long in all.
+            spent = clock.monotonic() - started
+            error.args = (f"{error.args[0]} (after {attempts} attempts, {spent:.1f} s in all)",)
         raise
     return result

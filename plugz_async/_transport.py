@@ -81,7 +81,9 @@ def _bind(middleware: AttemptMiddleware, route: str, handler: Send) -> Send:
 
 logger = logging.getLogger("plugz_async")
 
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30.0, sock_connect=10.0)
+# Per attempt. With the retry policy's 30-second deadline, a call against a silent server
+# fails within about 30 s, not 3 x 30 s (docs/service.md says why these numbers).
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=5.0)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 _STATUS_ERRORS: Mapping[int, type[APIError]] = {
@@ -93,6 +95,15 @@ _STATUS_ERRORS: Mapping[int, type[APIError]] = {
     415: UnsupportedMediaTypeError,
     429: RateLimitError,
 }
+
+
+def _is_html(body: bytes, headers: Mapping[str, str]) -> bool:
+    """Whether an answer is an HTML page (by its type, or by how it starts)."""
+    kind = (headers.get("Content-Type") or "").lower()
+    if "html" in kind:
+        return True
+    start = body[:64].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<title"))
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -382,6 +393,10 @@ class Transport:
             summary += ": " + ": ".join(part for part in (error, message) if part)
         elif 300 <= status < 400:
             summary += ": unexpected redirect (not followed)"
+        elif _is_html(body, headers):
+            # A proxy's or a gateway's page, not the API's answer: its markup says nothing
+            # a reader can use (the excerpt stays in body_excerpt).
+            summary += ": an HTML error page, from a proxy or gateway in front of the API"
         elif body:
             summary += f": {self._excerpt(body)[:80]}"
         if retry_after is not None:

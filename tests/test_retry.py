@@ -38,7 +38,7 @@ def failing(
 def test_policy_defaults_and_none() -> None:
     policy = pz.RetryPolicy()
     assert (policy.attempts, policy.wait_initial, policy.wait_max) == (3, 0.5, 8.0)
-    assert policy.jitter is True and policy.max_retry_after == 60.0 and policy.deadline is None
+    assert policy.jitter is True and policy.max_retry_after == 60.0 and policy.deadline == 30.0
     assert pz.RetryPolicy.none().attempts == 1
     assert [policy.backoff(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
@@ -145,9 +145,31 @@ async def test_retry_after_above_the_cap_raises_at_once(clock: pz.FakeClock) -> 
 
 async def test_retry_after_is_waited_in_full_even_past_wait_max(clock: pz.FakeClock) -> None:
     send, calls = failing(server_error(429, retry_after=45.0))
-    policy = pz.RetryPolicy(wait_max=8.0, jitter=True)
+    policy = pz.RetryPolicy(wait_max=8.0, jitter=True, deadline=None)
     assert await call_with_retry(send, policy=policy, clock=clock, route=ROUTE) == "ok"
     assert clock.sleeps == [45.0] and len(calls) == 2
+
+
+async def test_the_last_error_says_how_many_attempts_and_how_long_in_all(
+    clock: pz.FakeClock,
+) -> None:
+    async def silent(remaining: float | None) -> str:
+        # An attempt that times out, as against a silent server: its timeout cut, as the
+        # client cuts it, to what is left of the deadline.
+        timeout = 10.0 if remaining is None else min(10.0, remaining)
+        await clock.sleep(timeout)
+        raise pz.RequestTimeout(f"no answer from {ROUTE} within {timeout:g} s", route=ROUTE)
+
+    policy = pz.RetryPolicy(jitter=False)  # the defaults: 3 attempts within 30 s
+    with pytest.raises(pz.RequestTimeout) as info:
+        await call_with_retry(silent, policy=policy, clock=clock, route=ROUTE)
+    error = info.value
+    assert error.attempts == 3  # 10 s, a wait of 0.5 s, 10 s, a wait of 1 s, the 8.5 s left
+    assert str(error) == f"no answer from {ROUTE} within 8.5 s (after 3 attempts, 30.0 s in all)"
+    once = pz.RetryPolicy.none()
+    with pytest.raises(pz.RequestTimeout) as info:
+        await call_with_retry(silent, policy=once, clock=clock, route=ROUTE)
+    assert str(info.value) == f"no answer from {ROUTE} within 10 s"  # one attempt: as it was
 
 
 async def test_max_retry_after_is_the_longest_wait_the_policy_accepts(
@@ -250,3 +272,16 @@ async def test_trace_configs_reach_the_session(api: Any) -> None:
     async with api.new_client(trace_configs=[trace]) as client:
         await client.check_availability("+55 11 90000-0001")
     assert started == ["POST"]
+
+
+def test_a_client_given_no_policy_fails_fast_and_never_cuts_a_longer_timeout_short() -> None:
+    import aiohttp
+
+    from plugz_async._client import default_retry
+
+    client = pz.PlugzClient("i", "t", "c")
+    assert client._timeout.total == 10.0 and client._timeout.sock_connect == 5.0
+    assert client._retry == pz.RetryPolicy(deadline=30.0)
+    assert default_retry(aiohttp.ClientTimeout(total=60.0)).deadline == 180.0
+    assert default_retry(aiohttp.ClientTimeout(total=None)).deadline is None
+    assert pz.PlugzClient("i", "t", "c", timeout=60)._retry.deadline == 180.0

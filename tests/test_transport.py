@@ -176,13 +176,32 @@ def test_an_html_page_from_a_gateway_is_a_server_error_with_an_excerpt(status: i
     error = api_error(status, page.encode())
     assert type(error) is pz.ServerError and error.error is None and error.message is None
     excerpt = f"<html> <head><title>{status} Bad Gateway</title></head> <body>nginx</body> </html>"
-    assert error.body_excerpt == excerpt
-    assert str(error) == f"{ROUTE}: HTTP {status}: {excerpt[:80]}"
+    assert error.body_excerpt == excerpt  # the page is kept, for whoever looks into it...
+    # ...but its markup is not pasted into the message.
+    assert str(error) == (
+        f"{ROUTE}: HTTP {status}: an HTML error page, from a proxy or gateway in front of the API"
+    )
 
 
-def test_a_long_error_page_is_cut_in_the_message_and_the_excerpt() -> None:
-    error = api_error(502, b"<html>" + b"x" * 10_000 + b"</html>")
-    assert str(error) == f"{ROUTE}: HTTP 502: " + ("<html>" + "x" * 74)
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"<!DOCTYPE html><html><body>Service Unavailable</body></html>", {}),
+        (b"  <HTML><TITLE>503</TITLE></HTML>", {}),
+        (b"Service Unavailable", {"Content-Type": "text/html; charset=utf-8"}),
+    ],
+)
+def test_an_html_page_is_told_by_its_start_or_its_type(
+    body: bytes, headers: dict[str, str]
+) -> None:
+    error = api_error(503, body, headers)
+    assert str(error).endswith(": an HTML error page, from a proxy or gateway in front of the API")
+    assert error.body_excerpt
+
+
+def test_a_long_error_body_is_cut_in_the_message_and_the_excerpt() -> None:
+    error = api_error(502, b"upstream failed: " + b"x" * 10_000)
+    assert str(error) == f"{ROUTE}: HTTP 502: upstream failed: " + "x" * 63
     assert len(error.body_excerpt) == 200 and error.body_excerpt.endswith("x…")
 
 

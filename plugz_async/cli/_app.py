@@ -174,7 +174,12 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
     tuning = parser.add_argument_group("requests and planning")
     region_option(tuning)
     tuning.add_argument(
-        "--timeout", type=positive, default=30.0, metavar="S", help="per attempt (default 30)"
+        "--timeout",
+        type=positive,
+        default=10.0,
+        metavar="S",
+        help="per attempt (default 10; the attempts of a number take 30 s at most, or three "
+        "timeouts when longer)",
     )
     tuning.add_argument(
         "--attempts", type=int, default=3, metavar="N", help="requests per number (default 3)"
@@ -250,7 +255,10 @@ class App:
         options: dict[str, Any] = {
             "clock": self.clock,
             "timeout": self.args.timeout,
-            "retry": RetryPolicy(attempts=max(1, self.args.attempts)),
+            "retry": RetryPolicy(
+                attempts=max(1, self.args.attempts),
+                deadline=max(30.0, 3 * self.args.timeout),
+            ),
             "default_region": self.region,
         }
         proxy = getattr(self.args, "proxy", None)

@@ -78,7 +78,7 @@ def add_bulk(commands: Any) -> argparse.ArgumentParser:
 _REPEATED = (
     ("concurrency", "--concurrency", 32),
     ("rate", "--rate", None),
-    ("timeout", "--timeout", 30.0),
+    ("timeout", "--timeout", 10.0),
     ("attempts", "--attempts", 3),
     ("base_url", "--base-url", None),
     ("instance_id", "--instance-id", None),
