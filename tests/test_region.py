@@ -54,12 +54,15 @@ async def test_a_bulk_run_without_a_region_stops_at_the_first_national_number(
     api: Sandbox, client: pz.PlugzClient
 ) -> None:
     rows = ["+55 11 90000-0001", "+55 11 90000-0002", *NATIONAL, "+55 11 90000-0003"]
-    run = client.check_many(rows, concurrency=1)
-    seen = []
-    with pytest.raises(pz.MissingCountryCode, match=r"row 3 of the input \(index 2\)"):
-        async with run:
+    seen: list[pz.BulkItem] = []
+
+    async def consume() -> None:
+        async with client.check_many(rows, concurrency=1) as run:
             async for item in run:
                 seen.append(item)
+
+    with pytest.raises(pz.MissingCountryCode, match=r"row 3 of the input \(index 2\)"):
+        await consume()
     # The rows before it are kept (and the refused row too): nothing else was sent.
     assert [item.index for item in seen] == [0, 1, 2]
     assert isinstance(seen[2].error, pz.MissingCountryCode)
@@ -73,9 +76,9 @@ async def test_a_bulk_run_reads_in_its_region_or_the_clients(
         items = sorted([item async for item in run], key=lambda item: item.index)
     assert [str(item.number) for item in items] == ["+5544999999999", "+5511900000001"]
     assert all(item.error is None for item in items)
-    async with api.new_client(default_region="BR") as regional:
-        async with regional.check_many(NATIONAL) as run:
-            assert len([item async for item in run if item.error is None]) == 2
+    regional = api.new_client(default_region="BR")
+    async with regional, regional.check_many(NATIONAL) as run:
+        assert len([item async for item in run if item.error is None]) == 2
     with pytest.raises(pz.InvalidArgument, match="unknown region"):
         client.check_many(NATIONAL, default_region="ZZ")
 
