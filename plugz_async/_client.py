@@ -435,6 +435,15 @@ class PlugzClient:
         if session is not None and self._owns_session:
             await session.close()
 
+    def __enter__(self) -> None:
+        raise TypeError(
+            "PlugzClient is async: use 'async with PlugzClient(...) as client:' (in a"
+            " notebook too), or call 'await client.aclose()' when done"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        pass
+
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if self._state is _State.OPEN and self._owns_session and sys is not None:
             _warn(

@@ -43,6 +43,17 @@ class Outcome(StrEnum):
     """The number could be registered, but none of the planner's channels can be used."""
     BLOCKED_AT_CODE_REQUEST = "blocked_at_code_request"
     """Reported available, but blocked (with no appeal token) when a code was requested."""
+    ERROR = "error"
+    """Never a plan's: a bulk item (and the summary's count) whose check failed; the
+    item's ``error`` says why."""
+
+
+def _plan_outcome(value: object) -> Outcome:
+    """A stored plan's outcome (``error`` is an item's, never a plan's)."""
+    outcome = Outcome(value)
+    if outcome is Outcome.ERROR:
+        raise ValueError("a plan's outcome cannot be 'error'")
+    return outcome
 
 
 @attrs.frozen(kw_only=True)
@@ -472,7 +483,7 @@ class RegistrationPlan:
                 raise PlanDataError("a plan needs exactly one window per channel")
             return cls(
                 number=PhoneNumber(ddi=str(data["ddi"]), phone=str(data["phone"])),
-                outcome=Outcome(data["outcome"]),
+                outcome=_plan_outcome(data["outcome"]),
                 windows=tuple(windows),
                 preference=tuple(Channel(c) for c in data["preference"]),
                 reason=_optional_text(data.get("reason")),

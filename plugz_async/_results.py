@@ -20,6 +20,7 @@ from typing import Any
 
 from ._errors import InvalidArgument, require
 from ._items import FINAL_ERROR_NAMES, BulkItem
+from ._planner import Outcome
 
 __all__ = [
     "CSV_FIELDS",
@@ -30,6 +31,14 @@ __all__ = [
     "record_is_final",
     "to_dataframe",
 ]
+
+
+def _outcome(value: object) -> Outcome:
+    """A record's outcome; a record too old or too mangled to have one counts as an error."""
+    try:
+        return Outcome(value)
+    except ValueError:
+        return Outcome.ERROR
 
 
 def record_is_final(record: Mapping[str, Any]) -> bool:
@@ -156,7 +165,7 @@ class ResultsFile:
                 f"{self.path} holds {_FORMAT_NAMES[found]}, not {_FORMAT_NAMES[format]}"
             )
         self.format = format or found
-        self.kept: Counter[str] = Counter()
+        self.kept: Counter[Outcome] = Counter()
         self.kept_errors: Counter[str] = Counter()
         self.dropped = 0
         self._file: io.TextIOWrapper | None = None
@@ -249,7 +258,7 @@ class ResultsFile:
                 continue
             done.add(key)
             kept.append(line)
-            self.kept[str(record.get("outcome"))] += 1
+            self.kept[_outcome(record.get("outcome"))] += 1
             error = record.get("error")
             name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
             if name:
@@ -388,7 +397,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 def to_dataframe(results: Iterable[BulkItem] | Iterable[Mapping[str, Any]] | str | Path) -> Any:
     """A ``pandas.DataFrame`` of bulk results (items, records, or a results file): one
-    row per key, the ready times as timestamps. Needs pandas (``plugz-async[pandas]``)."""
+    row per key, in the input's order (sorted by ``index``: a bulk run yields items as
+    they complete, and a resumed file holds them in the order they were written), the
+    ready times as timestamps. Needs pandas (``plugz-async[pandas]``)."""
     pandas = require("pandas", feature="to_dataframe()", extra="pandas")
     if isinstance(results, (str, Path)):
         records: Iterable[Mapping[str, Any]] = read_results(results)
@@ -396,6 +407,7 @@ def to_dataframe(results: Iterable[BulkItem] | Iterable[Mapping[str, Any]] | str
         records = (r.to_dict() if isinstance(r, BulkItem) else r for r in results)
     rows = [r if "error_type" in r else flat_record(r) for r in records]
     frame = pandas.DataFrame(rows, columns=CSV_FIELDS)
+    frame = frame.sort_values("index", kind="stable", na_position="last", ignore_index=True)
     for column in ("sms_ready_at", "voice_ready_at", "wa_old_ready_at"):
         frame[column] = pandas.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame

@@ -12,7 +12,7 @@ import attrs
 
 from ._items import BulkItem
 from ._models import Channel
-from ._planner import RegistrationPlanner
+from ._planner import Outcome, RegistrationPlanner
 
 __all__ = ["BulkSummary"]
 
@@ -81,7 +81,8 @@ class BulkSummary:
     when each channel opens (earliest, median, latest) across the numbers."""
 
     total: int = 0
-    outcomes: Counter[str] = attrs.field(factory=Counter)
+    outcomes: Counter[Outcome] = attrs.field(factory=Counter)
+    """Rows by `Outcome` (``Outcome.ERROR`` for a failed check; see ``errors``)."""
     errors: Counter[str] = attrs.field(factory=Counter)
     attempts: int = 0
     started: float = 0.0
@@ -113,7 +114,7 @@ class BulkSummary:
         self.wall_time = now - self.started
         availability = item.availability
         if availability is None:
-            self.outcomes["error"] += 1
+            self.outcomes[Outcome.ERROR] += 1
             self.errors[type(item.error).__name__] += 1
             if not item.final:
                 self.pending += 1

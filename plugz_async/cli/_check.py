@@ -183,7 +183,10 @@ async def check(app: App) -> int:
 
 async def plan(app: App) -> int:
     planner = app.planner()
-    number = Checked(0, app.args.number, app.parse_number(app.args.number))
+    try:
+        number = Checked(0, app.args.number, app.parse_number(app.args.number))
+    except InvalidPhoneNumber as error:  # said as check says it
+        raise CommandFailed(str(error), EXIT_USAGE) from None
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
         await number.check(client, planner)

@@ -153,7 +153,7 @@ def summary_table(summary: BulkSummary) -> Table:
     table.add_column("Outcome")
     table.add_column("Count", justify="right")
     for outcome in Outcome:
-        if summary.outcomes[outcome.value]:
+        if outcome is not Outcome.ERROR and summary.outcomes[outcome.value]:
             table.add_row(
                 Text(outcome.value, style=_STYLE[outcome]), str(summary.outcomes[outcome.value])
             )

@@ -1,0 +1,64 @@
+"""What a newcomer's trial found, each small, each held here."""
+
+from __future__ import annotations
+
+import pytest
+
+import plugz_async as pz
+from plugz_async.cli import EXIT_USAGE, main
+from plugz_async.sandbox import Sandbox
+
+
+async def test_every_outcome_of_a_summary_is_an_outcome(client: pz.PlugzClient) -> None:
+    rows = ["+55 11 90000-0001", "not a number", "+55 11 90000-0004"]
+    async with client.check_many(rows) as run:
+        items = [item async for item in run]
+    assert all(type(key) is pz.Outcome for key in run.summary.outcomes)
+    assert run.summary.outcomes[pz.Outcome.ERROR] == 1
+    assert run.summary.outcomes["error"] == 1  # still equal to its text
+    assert {type(item.outcome) for item in items} == {pz.Outcome}
+    plan = next(item.plan for item in items if item.plan is not None)
+    with pytest.raises(pz.PlanDataError):  # never a plan's
+        pz.RegistrationPlan.from_dict({**plan.to_dict(), "outcome": "error"})
+
+
+async def test_a_dataframe_keeps_the_input_order(client: pz.PlugzClient) -> None:
+    pytest.importorskip("pandas")
+    rows = [f"+55 31 9{i:04d}-{i:04d}" for i in range(30)]
+    async with client.check_many(rows, concurrency=8) as run:
+        items = [item async for item in run]
+    frame = pz.to_dataframe(reversed(items))
+    assert list(frame["index"]) == list(range(30))
+    assert list(frame["input"]) == rows
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+async def test_an_empty_number_is_the_same_error_everywhere(
+    empty: str, client: pz.PlugzClient, api: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(pz.InvalidPhoneNumber) as direct:
+        await client.check_availability(empty)
+    async with client.check_many([empty]) as run:
+        (item,) = [item async for item in run]
+    assert type(item.error) is type(direct.value) and str(item.error) == str(direct.value)
+    assert api.requests() == []
+    capsys.readouterr()
+    for command in ("check", "plan"):
+        assert await _cli(command, empty) == EXIT_USAGE
+        assert capsys.readouterr().err.strip() == f"plugz-async: error: {direct.value}"
+
+
+async def _cli(*args: str) -> int:
+    import asyncio
+
+    # main() runs its own event loop: off this test's loop, in a thread.
+    return await asyncio.to_thread(main, [args[0], "--sandbox", *args[1:]])
+
+
+def test_a_client_used_with_plain_with_says_to_use_async_with() -> None:
+    client = pz.PlugzClient("i", "t", "c")
+    with (
+        pytest.raises(TypeError, match=r"use 'async with PlugzClient\(\.\.\.\) as client:'"),
+        client,
+    ):
+        pass
