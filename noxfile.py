@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+
 import nox
+
+# The Pythons the package supports (pyproject's requires-python, and the classifiers).
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _find_pythons() -> None:
+    """Put pyenv's interpreters on PATH for the versions not there already (this project's
+    machines have them under ~/.pyenv/versions), so that nox finds every one of PYTHONS."""
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    for version in PYTHONS:
+        if shutil.which(f"python{version}") and not shutil.which("pyenv"):
+            continue
+        found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin")))
+        if found:
+            os.environ["PATH"] = found[-1] + os.pathsep + os.environ["PATH"]
+
+
+_find_pythons()
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
@@ -33,9 +55,10 @@ if found:
 """
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests_minimal(session: nox.Session) -> None:
-    """The test suite with none of the optional extras (pandas, matplotlib, FastAPI) installed.
+    """The test suite with none of the optional extras (pandas, matplotlib, FastAPI) installed,
+    on every supported Python (``nox -s tests_minimal-3.12`` for one of them).
 
     The calls that need an extra meet its real absence, and must name the extra to install;
     the tests of an extra skip. Coverage is reported, not enforced: the extras' own code

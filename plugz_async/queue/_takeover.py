@@ -69,6 +69,9 @@ class RedisHealth:
         self.longest_pause = longest_pause
         self._monotonic = monotonic
         self.down_since: float | None = None
+        #: The worker is stopping: its connections close under calls in flight, which is
+        #: no outage to report.
+        self.stopping = False
         self._said = 0.0
         self._failures = 0
 
@@ -77,7 +80,7 @@ class RedisHealth:
         now = self._monotonic()
         if self.down_since is None:
             self.down_since, self._said = now, now - self.every
-        if now - self._said >= self.every:
+        if now - self._said >= self.every and not self.stopping:
             self._said = now
             logger.warning(
                 "Redis is unreachable or failing (%s) for %.0f s: the worker waits for it",

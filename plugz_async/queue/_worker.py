@@ -103,6 +103,9 @@ class _GracefulWorker(SaqWorker[Context]):
         return tasks
 
     async def stop(self) -> None:
+        health = getattr(self.queue, "health", None)
+        if health is not None:
+            health.stopping = True
         self.event.set()  # no process task takes a job after the one it is waiting for
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
@@ -408,6 +411,9 @@ class QueueWorker:
         worker = self._saq
         if worker is not None:
             worker.stop_requested = True
+            health = getattr(worker.queue, "health", None)
+            if health is not None:
+                health.stopping = True
             event = getattr(worker, "event", None)
             if event is not None:
                 event.set()
