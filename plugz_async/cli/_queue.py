@@ -50,10 +50,14 @@ from ._redis import (
     redis_target,
     require_queue_extra,
 )
-from ._render import error_note, humanize, local_time
+from ._render import error_note, humanize, local_time, span
 
 if TYPE_CHECKING:
-    from plugz_async.queue import RegistrationQueue, RegistrationStatus
+    from plugz_async.queue import RegistrationQueue, RegistrationStatus, WorkerStatus
+
+# The queue's own default (plugz_async.queue._api.OVERDUE_AFTER; a test keeps them equal):
+# the command's parser is built without the queue extra.
+OVERDUE_AFTER = 30.0
 
 __all__ = [
     "add_queue",
@@ -122,8 +126,45 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
     )
     status.add_argument("number", nargs="?", metavar="NUMBER")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    overdue_option(status)
     region_option(status)
     redis_options(status)
+
+    listing = subcommands.add_parser(
+        "list",
+        help="the registrations, with filters: --stuck, --status",
+        description="A table of the registrations (oldest first). --stuck: only those whose "
+        "next step is overdue (due longer than --overdue seconds ago, waiting for no input): "
+        "no worker runs the queue, or all are busy.",
+    )
+    listing.add_argument("--stuck", action="store_true", help="only the overdue ones")
+    listing.add_argument("--status", metavar="STATUS", help="only those of this status")
+    overdue_option(listing)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    redis_options(listing)
+
+    cancel = subcommands.add_parser(
+        "cancel",
+        help="cancel a registration: no further code request",
+        description="Cancel the registration of NUMBER: no further code request is sent, and "
+        "it ends 'cancelled'. With a code request in flight, that request ends first (its "
+        "answer is kept), then a worker ends the registration. Exit 7 when it has ended "
+        "already.",
+    )
+    cancel.add_argument("number", metavar="NUMBER")
+    cancel.add_argument("--json", action="store_true", help="print the status as JSON")
+    region_option(cancel)
+    redis_options(cancel)
+
+    workers = subcommands.add_parser(
+        "workers",
+        help="the queue's workers: host, pid, last heartbeat, steps running",
+        description="Every worker seen on the queue in the last day, last seen first: alive "
+        "(a recent heartbeat), stopped (it said so) or gone (its heartbeat stopped: it died, "
+        "or lost Redis).",
+    )
+    workers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    redis_options(workers)
 
     prune = subcommands.add_parser(
         "prune",
@@ -187,12 +228,28 @@ def add_queue(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def overdue_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overdue",
+        type=non_negative,
+        default=OVERDUE_AFTER,
+        metavar="SECONDS",
+        help=f"a step due longer ago than this is overdue (default {OVERDUE_AFTER:g})",
+    )
+
+
 async def queue(app: App) -> int:
     command = app.args.queue_command
     if command == "register":
         return await _register(app)
     if command == "status":
         return await _status(app)
+    if command == "list":
+        return await _list(app)
+    if command == "workers":
+        return await _workers(app)
+    if command == "cancel":
+        return await _cancel(app)
     if command == "prune":
         return await _prune(app)
     return await _give(app, command)
@@ -475,7 +532,7 @@ def _register_table(results: Sequence[Queued], *, lines: bool) -> Table:
 def _note(error: Exception) -> str:
     if isinstance(error, InvalidPhoneNumber):
         return error_note(error)
-    return _short(f"{type(error).__name__}: {error}", 90)
+    return _flat(f"{type(error).__name__}: {error}")
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -491,12 +548,17 @@ def status_text(status: RegistrationStatus) -> Text:
     return Text(status.status, style="cyan" if status.wants else "yellow")
 
 
-def _next(status: RegistrationStatus, now: datetime) -> str:
+def _next(status: RegistrationStatus, now: datetime, overdue: float = OVERDUE_AFTER) -> Text:
     if status.next_at is None:
-        return ""
+        return Text("")
     if status.wants:
-        return f"until {local_time(status.next_at, now)}"
-    return f"{humanize((status.next_at - now).total_seconds())} ({local_time(status.next_at, now)})"
+        return Text(f"until {local_time(status.next_at, now)}")
+    late = status.overdue(now, overdue)
+    if late is not None:
+        return Text(f"overdue {span(late)} ({local_time(status.next_at, now)})", "bold red")
+    return Text(
+        f"{humanize((status.next_at - now).total_seconds())} ({local_time(status.next_at, now)})"
+    )
 
 
 def statuses_table(
@@ -505,6 +567,7 @@ def statuses_table(
     *,
     title: str | None = None,
     scenarios: dict[str, str] | None = None,
+    overdue: float = OVERDUE_AFTER,
 ) -> Table:
     """One row a registration: number, instance, status, channel, what it waits for, when
     its next step is due, its last error."""
@@ -525,15 +588,16 @@ def statuses_table(
             status_text(status),
             status.channel or "",
             status.wants or "",
-            _next(status, now),
-            Text(_short(status.error), style="red") if status.error else "",
+            _next(status, now, overdue),
+            # Whole, wrapped at spaces by the table: never cut mid-word.
+            Text(_flat(status.error), style="red") if status.error else "",
         )
     return table
 
 
-def _short(text: str | None, limit: int = 80) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def _flat(text: str | None) -> str:
+    """``text`` on one line (the table wraps it at spaces)."""
+    return " ".join((text or "").split())
 
 
 def counts_table(counts: dict[str, int]) -> Table:
@@ -567,11 +631,16 @@ async def _status(app: App) -> int:
                 return EXIT_OK
             statuses = await registrations.statuses()
             counts = await registrations.counts()
+            workers = await registrations.workers()
+    now = app.clock.now()
+    overdue = [s for s in statuses if s.overdue(now, args.overdue) is not None]
     if args.json:
         app.print_json(
             {
                 "queue": target.queue,
                 "counts": counts,
+                "overdue": len(overdue),
+                "workers_alive": sum(w.alive for w in workers),
                 "registrations": [status.to_dict() for status in statuses],
             }
         )
@@ -579,9 +648,142 @@ async def _status(app: App) -> int:
     if not statuses:
         app.out.print(f"The queue {target.queue!r} has no registrations.", markup=False)
         return EXIT_OK
-    now = app.clock.now()
-    app.out.print(statuses_table(statuses, now, title=f"Registrations of {target.queue!r}"))
+    table = statuses_table(
+        statuses, now, title=f"Registrations of {target.queue!r}", overdue=args.overdue
+    )
+    app.out.print(table)
     app.out.print(counts_table(counts))
+    _say_workers(app, workers, now, unfinished=any(not s.done for s in statuses))
+    if overdue:
+        app.out.print(
+            f"{len(overdue)} overdue (due more than {args.overdue:g} s ago): see them with "
+            f"plugz-async queue list --stuck{target.queue_flag}",
+            style="bold red",
+            markup=False,
+            highlight=False,
+        )
+    return EXIT_OK
+
+
+def workers_line(workers: Sequence[WorkerStatus], now: datetime) -> tuple[str, bool]:
+    """One line on the queue's workers, and whether any is alive."""
+    alive = [w for w in workers if w.alive]
+    if alive:
+        running = sum(w.running for w in alive)
+        return (
+            f"{len(alive)} worker{'' if len(alive) == 1 else 's'} alive, {running} step"
+            f"{'' if running == 1 else 's'} running",
+            True,
+        )
+    if not workers:
+        return "no worker has run on this queue (in the last day): start plugz-async worker", False
+    last = max(w.last_seen for w in workers)
+    ago = span((now - last).total_seconds())
+    return f"no worker alive: none seen for {ago} (start plugz-async worker)", False
+
+
+def _say_workers(
+    app: App, workers: Sequence[WorkerStatus], now: datetime, *, unfinished: bool
+) -> None:
+    line, alive = workers_line(workers, now)
+    style = "green" if alive else ("bold red" if unfinished else "dim")
+    app.out.print(line, style=style, markup=False, highlight=False)
+
+
+async def _list(app: App) -> int:
+    args = app.args
+    target = redis_target(app)
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            statuses = await registrations.statuses()
+            workers = await registrations.workers()
+    now = app.clock.now()
+    if args.stuck:
+        statuses = [s for s in statuses if s.overdue(now, args.overdue) is not None]
+    if args.status:
+        statuses = [s for s in statuses if s.status == args.status]
+    if args.json:
+        app.print_json([status.to_dict() for status in statuses])
+        return EXIT_OK
+    what = "overdue registrations" if args.stuck else "registrations"
+    if args.status:
+        what += f" of status {args.status!r}"
+    if not statuses:
+        app.out.print(f"The queue {target.queue!r} has no {what}.", markup=False)
+    else:
+        title = f"The {what} of {target.queue!r}"
+        app.out.print(statuses_table(statuses, now, title=title, overdue=args.overdue))
+    _say_workers(app, workers, now, unfinished=bool(statuses))
+    return EXIT_OK
+
+
+async def _cancel(app: App) -> int:
+    args = app.args
+    try:
+        phone = app.parse_number(args.number)
+    except InvalidArgument as error:
+        raise CommandFailed(str(error), EXIT_USAGE) from None
+    target = redis_target(app)
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            try:
+                status = await registrations.cancel(phone)
+            except UnknownRegistrationError as error:
+                raise CommandFailed(f"{error} (queue {target.queue!r})", EXIT_USAGE) from None
+            except RegistrationStateError as error:
+                raise CommandFailed(str(error), EXIT_INCOMPLETE) from None
+            workers = await registrations.workers()
+    if args.json:
+        app.print_json(status.to_dict())
+        return EXIT_OK
+    if status.done:
+        app.out.print(f"The registration of {status.number} is cancelled.", markup=False)
+        return EXIT_OK
+    line, alive = workers_line(workers, app.clock.now())
+    app.out.print(
+        f"Cancel asked for {status.number}: a code request is in flight; it ends first, then "
+        "a worker ends the registration (no further code request). Follow it with: "
+        f"plugz-async queue status {status.number}{target.queue_flag}",
+        markup=False,
+        highlight=False,
+    )
+    if not alive:
+        app.err.print(f"{PROG}: {line}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+async def _workers(app: App) -> int:
+    target = redis_target(app)
+    with redis_errors(target):
+        async with open_queue(app, target) as registrations:
+            workers = await registrations.workers()
+    if app.args.json:
+        app.print_json([worker.to_dict() for worker in workers])
+        return EXIT_OK
+    now = app.clock.now()
+    if workers:
+        table = Table(title=f"Workers of {target.queue!r}", title_justify="left")
+        for header in ("Worker", "Host", "PID", "State", "Last seen", "Running", "Started"):
+            table.add_column(header, no_wrap=True)
+        for worker in workers:
+            if worker.alive:
+                state = Text("alive", style="green")
+            elif worker.stopped_at is not None:
+                state = Text("stopped", style="dim")
+            else:
+                state = Text("gone", style="bold red")
+            seen = span((now - worker.last_seen).total_seconds())
+            table.add_row(
+                worker.id[:8],
+                worker.host,
+                "" if worker.pid is None else str(worker.pid),
+                state,
+                f"{seen} ago ({local_time(worker.last_seen, now)})",
+                f"{worker.running}/{worker.concurrency or '?'}",
+                "" if worker.started_at is None else local_time(worker.started_at, now),
+            )
+        app.out.print(table)
+    _say_workers(app, workers, now, unfinished=False)
     return EXIT_OK
 
 
@@ -671,6 +873,7 @@ async def _give(app: App, kind: str) -> int:
     }[kind]
     with redis_errors(target):
         async with open_queue(app, target) as registrations:
+            workers = await registrations.workers()
             try:
                 status = await submit(registrations, phone, text)
             except UnknownRegistrationError as error:
@@ -680,6 +883,16 @@ async def _give(app: App, kind: str) -> int:
                     f"{error}; see: plugz-async queue status {phone.e164}{target.queue_flag}",
                     EXIT_INCOMPLETE,
                 ) from None
+    line, alive = workers_line(workers, app.clock.now())
+    if not alive:
+        from plugz_async.queue._store import INPUT_KEPT
+
+        app.err.print(
+            f"{PROG}: accepted, but {line}; it is kept for {span(INPUT_KEPT)} and used "
+            "when a worker runs the step",
+            markup=False,
+            highlight=False,
+        )
     if args.json:
         app.print_json(status.to_dict())
     else:

@@ -23,6 +23,7 @@ __all__ = [
     "humanize",
     "opens_table",
     "results_table",
+    "span",
     "summary_table",
     "to_json",
 ]
@@ -44,14 +45,19 @@ def humanize(seconds: float) -> str:
     """``"now"``, ``"in 45s"``, ``"in 1m30s"``, ``"in 2h5m"``: how long until a moment."""
     if seconds <= 0:
         return "now"
-    total = math.ceil(seconds)
+    return f"in {span(seconds)}"
+
+
+def span(seconds: float) -> str:
+    """``"0s"``, ``"45s"``, ``"1m30s"``, ``"2h5m"``: a length of time."""
+    total = max(0, math.ceil(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"in {hours}h{minutes}m" if minutes else f"in {hours}h"
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
     if minutes:
-        return f"in {minutes}m{secs}s" if secs else f"in {minutes}m"
-    return f"in {secs}s"
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
 
 
 def local_time(moment: datetime, now: datetime) -> str:

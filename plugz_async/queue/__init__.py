@@ -24,7 +24,7 @@ from plugz_async._errors import require
 for _module in ("saq", "redis", "limits"):
     require(_module, feature="plugz_async.queue", extra="queue")
 
-from ._api import QueueEvent, RegistrationQueue, RegistrationStatus  # noqa: E402
+from ._api import QueueEvent, RegistrationQueue, RegistrationStatus, WorkerStatus  # noqa: E402
 from ._engine import StepScheduler  # noqa: E402
 from ._worker import (  # noqa: E402
     Credentials,
@@ -40,6 +40,7 @@ __all__ = [
     "RegistrationQueue",
     "RegistrationStatus",
     "StepScheduler",
+    "WorkerStatus",
     "credentials_from_env",
     "read_credentials_file",
 ]

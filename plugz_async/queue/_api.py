@@ -19,6 +19,7 @@ from plugz_async._errors import (
     ConfigurationError,
     InvalidArgument,
     RegistrationStateError,
+    StaleWriteError,
     UnknownRegistrationError,
 )
 from plugz_async._events import RegistrationEvent, RegistrationOutcome
@@ -36,10 +37,88 @@ from plugz_async._routes import digits_of, text_of
 
 from ._engine import SaqScheduler
 from ._steps import INPUT_KINDS
-from ._store import FAILED, Record, Store, new_step_id
+from ._store import (
+    CANCEL,
+    CANCEL_KEPT,
+    CANCELLED,
+    CANCELLED_NOTE,
+    FAILED,
+    Record,
+    Store,
+    new_step_id,
+)
 from ._worker import redis_url_of
 
-__all__ = ["QueueEvent", "RegistrationQueue", "RegistrationStatus"]
+__all__ = ["QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
+
+#: A step due longer ago than this, unfinished, is overdue (`RegistrationStatus.overdue`).
+OVERDUE_AFTER = 30.0
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStatus:
+    """A worker of the queue, as it last said of itself (`RegistrationQueue.workers`).
+
+    Attributes:
+        id: saq's id of the worker.
+        host, pid: where it runs.
+        started_at: when it started.
+        last_seen: its last heartbeat.
+        running: the steps it was running then.
+        concurrency: the steps it runs at most.
+        alive: its heartbeat is recent (within its own interval and a second), and it
+            did not say it stopped.
+        stopped_at: when it stopped gracefully (None: running, or it died).
+    """
+
+    id: str
+    host: str
+    pid: int | None
+    started_at: datetime | None
+    last_seen: datetime
+    running: int
+    concurrency: int | None
+    alive: bool
+    stopped_at: datetime | None = None
+
+    @classmethod
+    def of(cls, said: Mapping[str, Any], now: float) -> WorkerStatus:
+        seen = float(said.get("seen") or 0.0)
+        stopped = said.get("stopped")
+        ttl = float(said.get("ttl") or 5.0)
+
+        def at(value: object) -> datetime | None:
+            return (
+                None
+                if value is None
+                else datetime.fromtimestamp(float(str(value)), tz=timezone.utc)
+            )
+
+        return cls(
+            id=str(said.get("id") or ""),
+            host=str(said.get("host") or "?"),
+            pid=None if said.get("pid") is None else int(said["pid"]),
+            started_at=at(said.get("started")),
+            last_seen=datetime.fromtimestamp(seen, tz=timezone.utc),
+            running=0 if stopped else int(said.get("running") or 0),
+            concurrency=None if said.get("concurrency") is None else int(said["concurrency"]),
+            alive=stopped is None and now - seen <= ttl + 1.0,
+            stopped_at=at(stopped),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``queue workers --json``)."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "running": self.running,
+            "concurrency": self.concurrency,
+            "alive": self.alive,
+            "stopped_at": None if self.stopped_at is None else self.stopped_at.isoformat(),
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +164,20 @@ class RegistrationStatus:
     def failed(self) -> bool:
         """Whether a step gave the registration up (see ``error``)."""
         return self.status == FAILED
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether it was cancelled (`RegistrationQueue.cancel`)."""
+        return self.status == CANCELLED
+
+    def overdue(self, now: datetime, after: float = OVERDUE_AFTER) -> float | None:
+        """Seconds its next step is late, when due longer than ``after`` seconds ago and
+        not waiting for input (a code, captcha or PIN waits on people); else None. An
+        overdue step means no worker is running the queue, or all are busy."""
+        if self.done or self.next_at is None or self.wants is not None:
+            return None
+        late = (now - self.next_at).total_seconds()
+        return late if late > after else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's ``--json``)."""
@@ -297,6 +390,32 @@ class RegistrationQueue:
             await self._scheduler.schedule(phone.e164, record.step_id, 0.0, reason="input")
         return self._status(record)
 
+    async def cancel(self, number: str | PhoneNumber) -> RegistrationStatus:
+        """Cancel the registration of ``number``: no further code request is sent, and it
+        ends ``cancelled``. With no code request in flight, it ends at once; with one in
+        flight, that request ends first (its answer is kept), then a worker ends it.
+
+        Raises:
+            UnknownRegistrationError: the queue has none.
+            RegistrationStateError: it has ended already.
+        """
+        phone = self.parse_number(number)
+        record = await self._record(phone)
+        if record.done:
+            raise RegistrationStateError(
+                f"the registration of {phone.e164} has ended already ({record.status})"
+            )
+        await self._store.set_input(phone.e164, CANCEL, "1", keep=CANCEL_KEPT)
+        if record.intent is None:
+            try:  # fenced: a worker's write since (an intent, say) makes this one fail
+                await self._store.give_up(record, CANCELLED_NOTE, status=CANCELLED)
+                return await self.status(phone)
+            except StaleWriteError:
+                record = await self._record(phone)  # a worker moved it on: it will see it
+        if not record.done:
+            await self._scheduler.schedule(phone.e164, record.step_id, 0.0, reason="input")
+        return await self.status(phone)
+
     async def request_unbanning(
         self, number: str | PhoneNumber, description: str, *, client: Any
     ) -> UnbanRequest:
@@ -335,6 +454,13 @@ class RegistrationQueue:
             if record is not None:
                 found.append(self._status(record))
         return found
+
+    async def workers(self) -> list[WorkerStatus]:
+        """The queue's workers seen in the last day, last seen first: alive ones, those
+        that stopped, and those that died (their heartbeat stopped)."""
+        await self.connect()
+        now = self._clock.now().timestamp()
+        return [WorkerStatus.of(said, now) for said in await self._store.workers()]
 
     async def prune(self, older_than: float) -> int:
         """Forget the registrations that finished more than ``older_than`` seconds ago

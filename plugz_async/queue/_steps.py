@@ -50,7 +50,7 @@ from plugz_async._machine import RegistrationMachine, RegistrationState, Registr
 from plugz_async._models import Availability, Channel, CodeRequest
 
 from ._engine import StepScheduler
-from ._store import CodeIntent, Record, Store, new_step_id
+from ._store import CANCEL, CANCELLED, CANCELLED_NOTE, CodeIntent, Record, Store, new_step_id
 
 if TYPE_CHECKING:
     from plugz_async._client import PlugzClient
@@ -158,6 +158,8 @@ class StepRunner:
         except PlanDataError as error:
             await self.store.give_up(record, _describe(error))
             return "failed"
+        if record.intent is None and await self._cancel_asked(record):
+            return await self._cancel(record)
         early = record.due - self.now()
         if early > 0 and not await self._input_given(record, state):
             if early > self.max_sleep:
@@ -263,6 +265,8 @@ class StepRunner:
         if wait > 0:
             await self.clock.sleep(wait)
         client = await self._client(record)
+        if await self._cancel_asked(record):  # asked while this run waited: no code now
+            return await self._cancel(record)
         # The send window runs from before the intent is written: a run delayed anywhere
         # from here to the wire (a slow write, a stall, a blocked loop) sends nothing.
         started = self.clock.monotonic()
@@ -543,9 +547,20 @@ class StepRunner:
         self, record: Record, after: RegistrationState, step_id: str, due: float
     ) -> None:
         await self.scheduler.schedule(record.number, step_id, due)
-        if due > self.now() and await self._input_given(record, after):
-            # Input given while this step was being written: take it now.
+        if due > self.now() and (
+            await self._input_given(record, after) or await self._cancel_asked(record)
+        ):
+            # Input given (or a cancel asked) while this step was being written: now.
             await self.scheduler.schedule(record.number, step_id, 0.0, reason="input")
+
+    async def _cancel_asked(self, record: Record) -> bool:
+        return await self.store.peek_input(record.number, CANCEL) is not None
+
+    async def _cancel(self, record: Record) -> str:
+        """End the registration ``cancelled``: asked for, and no code request in flight."""
+        await self.store.give_up(record, CANCELLED_NOTE, status=CANCELLED)
+        logger.info("registration of %s: cancelled", record.number)
+        return "cancelled"
 
     async def _again(
         self,

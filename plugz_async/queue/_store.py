@@ -52,6 +52,14 @@ INPUT_KEPT = 3600
 
 #: The status of a registration a step gave up (an error that trying again cannot mend).
 FAILED = "failed"
+CANCELLED = "cancelled"
+#: The input kind of a request to cancel, and the error a cancelled registration keeps.
+CANCEL = "cancel"
+CANCELLED_NOTE = "cancelled by an operator (queue cancel); no further code request"
+#: Seconds a request to cancel is kept for a worker to act on.
+CANCEL_KEPT = 7 * 86_400
+#: Seconds a worker's record is kept after it was last seen.
+WORKERS_KEPT = 86_400.0
 
 #: The Redis server's run id, in a script (it changes with every start of the server).
 _RUN_ID = """
@@ -419,8 +427,9 @@ class Store:
             )
         return int(version)
 
-    async def give_up(self, record: Record, error: str) -> None:
-        """End the registration ``failed``, keeping its state and the error that ended it.
+    async def give_up(self, record: Record, error: str, *, status: str = FAILED) -> None:
+        """End the registration ``failed`` (or ``status``: ``cancelled``), keeping its state
+        and the error that ended it.
 
         Raises:
             StaleWriteError: another write came first.
@@ -430,7 +439,7 @@ class Store:
             args=[
                 record.version,
                 record.number,
-                FAILED,
+                status,
                 "1",
                 repr(time.time()),
                 "[]",
@@ -445,9 +454,10 @@ class Store:
 
     # -- input from people: kept apart, so giving it never races a worker's write ----------
 
-    async def set_input(self, number: str, kind: str, text: str) -> None:
-        """Keep a code, captcha text or PIN (``kind``) for the step that wants it."""
-        await self.redis.set(self.key(f"input:{number}:{kind}"), text, ex=INPUT_KEPT)
+    async def set_input(self, number: str, kind: str, text: str, *, keep: int = INPUT_KEPT) -> None:
+        """Keep a code, captcha text or PIN (``kind``) for the step that wants it (or a
+        request to cancel, ``kind="cancel"``), for ``keep`` seconds."""
+        await self.redis.set(self.key(f"input:{number}:{kind}"), text, ex=keep)
 
     async def peek_input(self, number: str, kind: str) -> str | None:
         """The ``kind`` of input given and not used yet."""
@@ -513,6 +523,35 @@ class Store:
     async def numbers(self, *, offset: int = 0, limit: int | None = None) -> list[str]:
         end = -1 if limit is None else offset + limit - 1
         return [_text(n) for n in await self.redis.zrange(self.key("numbers"), offset, end)]
+
+    # -- workers: who runs the queue, and when each was last seen ---------------------------
+
+    async def note_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        """Keep what a worker says of itself (every heartbeat), with the time it said it;
+        records of workers not seen for a day are dropped."""
+        now = time.time()
+        key = self.key("workers")
+        entry = json.dumps({**info, "id": worker_id, "seen": now})
+        await cast("Awaitable[int]", self.redis.hset(key, worker_id, entry))
+        if int(now) % 60 == 0:  # now and then: forget the long gone
+            for name, raw in (await self._workers()).items():
+                if now - float(raw.get("seen", 0)) > WORKERS_KEPT:
+                    await cast("Awaitable[int]", self.redis.hdel(key, name))
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Every worker seen in the last day: what it said of itself, last seen first."""
+        found = list((await self._workers()).values())
+        return sorted(found, key=lambda w: -float(w.get("seen", 0)))
+
+    async def _workers(self) -> dict[str, dict[str, Any]]:
+        raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("workers")))
+        found = {}
+        for name, value in raw.items():
+            try:
+                found[_text(name)] = json.loads(value)
+            except ValueError:
+                continue
+        return found
 
     async def overdue(self, before: float, *, limit: int = 1000) -> list[str]:
         """Unfinished numbers whose next step was due before ``before``."""

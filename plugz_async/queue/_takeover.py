@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -108,6 +108,9 @@ class WorkerQueue(RedisQueue):
         stall_wait: seconds an abandoned step of a worker that still looks alive is
             given to acknowledge its abort before it runs elsewhere.
         health: how Redis has been answering.
+        on_worker_info: called with a worker's id and what it says of itself (its
+            metadata, its counts) every time saq writes its record: the queue's own
+            registry of workers keeps it past the record's short life.
     """
 
     stall_wait: float = 1.0
@@ -115,6 +118,7 @@ class WorkerQueue(RedisQueue):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.health = RedisHealth()
+        self.on_worker_info: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
         self._active_jobs: Any = None
         self._suspects: set[bytes] = set()
         self.taken_over = 0
@@ -138,9 +142,12 @@ class WorkerQueue(RedisQueue):
             return []
         return scheduled
 
-    async def write_worker_info(self, *args: Any, **kwargs: Any) -> None:
+    async def write_worker_info(self, worker_id: str, info: Any, ttl: int) -> None:
         try:
-            await super().write_worker_info(*args, **kwargs)
+            await super().write_worker_info(worker_id, info, ttl)
+            if self.on_worker_info is not None:
+                said = {**(info.get("metadata") or {}), "stats": info.get("stats"), "ttl": ttl}
+                await self.on_worker_info(worker_id, said)
         except (OSError, RedisError) as error:
             self.health.failed(error)
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -102,6 +103,20 @@ class _GracefulWorker(SaqWorker[Context]):
             self.event.set()
         return tasks
 
+    async def worker_info(self, ttl: int = 60) -> Any:
+        # What `queue workers` shows: the steps running now, with the host and pid given.
+        if self._metadata is not None:
+            self._metadata["running"] = len(self.job_task_contexts)
+        return await super().worker_info(ttl)
+
+    async def say_stopped(self) -> None:
+        """Write the worker's record once more, as stopped (its saq record then expires
+        in a second): `queue workers` tells a worker stopped from one that died."""
+        if self._metadata is not None:
+            self._metadata["stopped"] = time.time()
+        with contextlib.suppress(OSError, RedisError):
+            await self.worker_info(ttl=1)
+
     async def stop(self) -> None:
         health = getattr(self.queue, "health", None)
         if health is not None:
@@ -114,6 +129,7 @@ class _GracefulWorker(SaqWorker[Context]):
         while self.job_task_contexts and (left := deadline - loop.time()) > 0:
             in_flight = [context["task"] for context in self.job_task_contexts.values()]
             await asyncio.wait(in_flight, timeout=min(left, 1.0))
+        await self.say_stopped()
         # What is left waits for work or upkeep: cancel it here, quietly (saq would warn).
         # A step cut now (past the grace) is handed back to the queue by saq.
         waiting = list(self.tasks)
@@ -292,6 +308,7 @@ class QueueWorker:
         from plugz_async._client import PlugzClient
 
         saq_queue = WorkerQueue.from_url(self.redis_url, name=self.queue_name)
+        assert isinstance(saq_queue, WorkerQueue)
         options: dict[str, Any] = {} if self._base_url is None else {"base_url": self._base_url}
         # Holds the worker's connections and its clients' settings; each instance's client
         # is made from it (``for_instance``), sharing its pool, and never sends itself.
@@ -376,12 +393,20 @@ class QueueWorker:
                 # gone for a heartbeat is known dead, and its steps are taken over at once.
                 "worker_info": self.heartbeat,
             }
+            saq_queue.on_worker_info = store.note_worker
             worker = _GracefulWorker(
                 saq_queue,
                 functions=[(STEP_FUNCTION, step)],
                 concurrency=self.concurrency,
                 dequeue_timeout=1,
                 timers=timers,
+                metadata={
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started": time.time(),
+                    "concurrency": self.concurrency,
+                    "running": 0,
+                },
             )
             worker.grace = self.shutdown_grace
             worker.stop_requested = self._stop_requested
