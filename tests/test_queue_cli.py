@@ -609,11 +609,8 @@ def test_demo_queue_runs_twenty_registrations_to_their_end(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = children()
-    began = time.monotonic()
     code, out, err = run(capsys, "demo", "--queue")
-    took = time.monotonic() - began
-    assert code == EXIT_OK, err
-    assert took < 30, took
+    assert code == EXIT_OK, err  # within its own time budget, or it exits 7
     assert children() <= before  # its redis-server and its workers are gone
     assert "20 of 20 ended in" in out and "2 worker processes" in out
     rows = {
