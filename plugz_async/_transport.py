@@ -97,6 +97,12 @@ _STATUS_ERRORS: Mapping[int, type[APIError]] = {
 }
 
 
+def _seconds(value: float | None) -> str:
+    """Seconds as people read them: ``10``, ``0.05``, ``8.07`` (a timeout cut to a deadline's
+    time left has many digits)."""
+    return "?" if value is None else f"{round(value, 2):g}"
+
+
 def _is_html(body: bytes, headers: Mapping[str, str]) -> bool:
     """Whether an answer is an HTML page (by its type, or by how it starts)."""
     kind = (headers.get("Content-Type") or "").lower()
@@ -308,11 +314,14 @@ class Transport:
         detail = self.redactor.redact(str(exc)) or type(exc).__name__
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return ConnectError(
-                f"could not connect for {route} within {timeout.sock_connect or timeout.connect} s",
+                f"could not connect for {route} within"
+                f" {_seconds(timeout.sock_connect or timeout.connect)} s",
                 route=route,
             )
         if isinstance(exc, asyncio.TimeoutError):
-            return RequestTimeout(f"no answer from {route} within {timeout.total} s", route=route)
+            return RequestTimeout(
+                f"no answer from {route} within {_seconds(timeout.total)} s", route=route
+            )
         if isinstance(exc, aiohttp.ClientConnectorError):
             return ConnectError(f"could not connect for {route}: {detail}", route=route)
         return TransportError(

@@ -421,6 +421,10 @@ class QueueWorker:
                 repairing.cancel()
                 await asyncio.gather(repairing, return_exceptions=True)
         finally:
+            if self._saq is not None and self._saq.stop_requested:
+                # Stopped, even cut short by a second signal: say so (it is not gone).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._saq.say_stopped(), 1.0)
             self._saq = None
             for client in self._clients.values():
                 await client.aclose()
