@@ -251,7 +251,7 @@ def test_ctrl_c_hint_repeats_the_options_and_following_it_finishes(tmp_path: Pat
     out = tmp_path / "results.csv"  # a .csv name: CSV, with no --format
     with SandboxThread() as sandbox:
         process = start(
-            "bulk", str(source), "--out", str(out), "--rate", "400", "--concurrency", "8",
+            "bulk", str(source), "--out", str(out), "--rate", "100", "--concurrency", "8",
             env=sandbox.env(), output=subprocess.PIPE,
         )  # fmt: skip
         while not out.exists() or len(out.read_text().splitlines()) < 20:
@@ -263,7 +263,7 @@ def test_ctrl_c_hint_repeats_the_options_and_following_it_finishes(tmp_path: Pat
         lines = out.read_text().splitlines(keepends=True)
         assert all(line.endswith("\n") for line in lines)  # no half-written record
         hint = err.split("resume with: ", 1)[1].strip()
-        assert "--rate 400" in hint and "--concurrency 8" in hint and "--resume" in hint
+        assert "--rate 100" in hint and "--concurrency 8" in hint and "--resume" in hint
         words = hint.split()
         assert words[:2] == ["plugz-async", "bulk"]
         resumed = cli(*words[1:], env=sandbox.env())
