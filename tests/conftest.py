@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from loopback_guard import guarded  # noqa: E402
+
+# A suite started as a background job of a shell without job control (a CI script's `&`,
+# nohup) inherits SIGINT ignored, and so would every command it starts and then stops with
+# SIGINT, as Ctrl-C would: they would run on. Caught here, it is the default in them again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -445,3 +445,19 @@ def test_register_through_the_entry_point_with_piped_answers() -> None:
     )
     assert done.returncode == EXIT_OK, done.stderr
     assert "is connected" in done.stdout and "PIN confirmed" in done.stderr
+
+
+def test_sandbox_command_stops_cleanly_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plugz_async", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Sandbox listening on http://127.0.0.1:")
+    finally:
+        process.send_signal(signal.SIGTERM)  # a supervisor's stop, docker stop
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "sandbox stopped" in err and "Traceback" not in err

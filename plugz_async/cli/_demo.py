@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import textwrap
 from collections.abc import Mapping
 from importlib import resources
@@ -196,5 +197,29 @@ async def serve_sandbox(app: App) -> int:
             )
         app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
         app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
-        await asyncio.Event().wait()  # until Ctrl-C
-    return EXIT_OK  # pragma: no cover
+        await _until_signalled()
+    app.err.print("sandbox stopped")
+    return EXIT_OK
+
+
+async def _until_signalled() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM (a supervisor's stop, ``docker stop``): either ends
+    it cleanly, with its one line. A SIGINT ignored when the process started (a background
+    job of a shell without job control) stays ignored, as every program does."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    wanted = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        wanted.append(signal.SIGINT)
+    for signum in wanted:
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        handled.append(signum)
+    try:
+        await stop.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
