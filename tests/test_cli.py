@@ -457,6 +457,8 @@ def test_sandbox_command_stops_cleanly_on_sigterm() -> None:
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("Sandbox listening on http://127.0.0.1:")
+        while not process.stdout.readline().startswith("Control API:"):  # it serves now
+            pass
     finally:
         process.send_signal(signal.SIGTERM)  # a supervisor's stop, docker stop
         _, err = process.communicate(timeout=20)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -176,36 +177,46 @@ async def serve_sandbox(app: App) -> int:
         fault_rate=args.fault_rate,
         instances=args.instances,
     )
-    async with serve(config, host=args.host, port=args.port) as (base_url, _state):
-        app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
-        app.out.print("Test credentials (point the SDK or the CLI here with these):")
-        for name, value in (
-            ("PLUGZ_INSTANCE_ID", config.instance_id),
-            ("PLUGZ_INSTANCE_TOKEN", config.instance_token),
-            ("PLUGZ_CLIENT_TOKEN", config.client_token),
-            (ENV_BASE_URL, base_url),
-        ):
-            app.out.print(f"  export {name}={value}", highlight=False)
-        if config.instances == 1:
-            app.out.print("Serving 1 instance: the one above.", highlight=False)
-        else:  # the others' tokens follow from the test one's; not printed one by one
-            app.out.print(
-                f"Serving {config.instances} instances: the one above, and "
-                f"{config.instance_id}-i for i from 2 to {config.instances}, "
-                "with the token above followed by -i.",
-                highlight=False,
-            )
-        app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
-        app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
-        await _until_signalled()
+    with _stop_signals() as stopped:  # before the banner: a signal after it is handled
+        async with serve(config, host=args.host, port=args.port) as (base_url, _state):
+            await _serve_until(app, config, base_url, stopped)
     app.err.print("sandbox stopped")
     return EXIT_OK
 
 
-async def _until_signalled() -> None:
-    """Until SIGINT (Ctrl-C) or SIGTERM (a supervisor's stop, ``docker stop``): either ends
-    it cleanly, with its one line. A SIGINT ignored when the process started (a background
-    job of a shell without job control) stays ignored, as every program does."""
+async def _serve_until(
+    app: App, config: SandboxConfig, base_url: str, stopped: asyncio.Event
+) -> None:
+    """The banner, then serve until a signal."""
+    app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
+    app.out.print("Test credentials (point the SDK or the CLI here with these):")
+    for name, value in (
+        ("PLUGZ_INSTANCE_ID", config.instance_id),
+        ("PLUGZ_INSTANCE_TOKEN", config.instance_token),
+        ("PLUGZ_CLIENT_TOKEN", config.client_token),
+        (ENV_BASE_URL, base_url),
+    ):
+        app.out.print(f"  export {name}={value}", highlight=False)
+    if config.instances == 1:
+        app.out.print("Serving 1 instance: the one above.", highlight=False)
+    else:  # the others' tokens follow from the test one's; not printed one by one
+        app.out.print(
+            f"Serving {config.instances} instances: the one above, and "
+            f"{config.instance_id}-i for i from 2 to {config.instances}, "
+            "with the token above followed by -i.",
+            highlight=False,
+        )
+    app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
+    app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
+    await stopped.wait()
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT (Ctrl-C) or SIGTERM (a supervisor's stop, ``docker stop``),
+    from the moment the block starts: either ends the command cleanly, with its one line. A
+    SIGINT ignored when the process started (a background job of a shell without job
+    control) stays ignored, as every program does."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = []
@@ -219,7 +230,7 @@ async def _until_signalled() -> None:
             continue
         handled.append(signum)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
