@@ -278,13 +278,18 @@ def test_nothing_the_cli_prints_shows_a_secret_given_wrong_credentials() -> None
     assert "Traceback" not in everything
 
 
-def test_sandbox_command_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
+def start_sandbox_command() -> subprocess.Popen[str]:
+    """``plugz-async sandbox --port 0`` as a process, its output piped."""
+    return subprocess.Popen(
         [sys.executable, "-m", "plugz_async", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_sandbox_command_serves_until_interrupted() -> None:
+    process = start_sandbox_command()
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -448,12 +453,7 @@ def test_register_through_the_entry_point_with_piped_answers() -> None:
 
 
 def test_sandbox_command_stops_cleanly_on_sigterm() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plugz_async", "sandbox", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_sandbox_command()
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("Sandbox listening on http://127.0.0.1:")
