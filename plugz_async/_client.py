@@ -21,6 +21,7 @@ from ._config import (
     options_from_env,
     proxy_from_env,
     proxy_of,
+    region_setting,
 )
 from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
 from ._models import (
@@ -40,10 +41,10 @@ from ._models import (
     decode_unban_request,
     read_bool,
 )
-from ._phone import PhoneNumber, check_region
+from ._phone import PhoneNumber
 from ._planner import RegistrationPlanner
 from ._redact import Redactor
-from ._retry import RetryEvent, RetryPolicy, call_with_retry
+from ._retry import RetryEvent, RetryPolicy, call_with_retry, default_policy
 from ._routes import (
     CONFIRM_CODE,
     CONFIRM_DEVICE_TRANSFER,
@@ -73,15 +74,7 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
     from ._flow import Registration
     from ._items import Row
 
-__all__ = ["PlugzClient", "default_retry"]
-
-
-def default_retry(timeout: aiohttp.ClientTimeout) -> RetryPolicy:
-    """The retry policy of a client given none: three attempts within 30 s, or within
-    three of its attempts' timeouts when those are longer (a longer timeout asked for is
-    never cut short by a deadline that was not)."""
-    per_attempt = timeout.total or 0.0
-    return RetryPolicy(deadline=max(30.0, 3 * per_attempt) if per_attempt else None)
+__all__ = ["PlugzClient"]
 
 
 class _State(enum.Enum):
@@ -163,10 +156,7 @@ class PlugzClient:
         default_region: str | None = None,
     ) -> None:
         self._state = _State.UNOPENED
-        try:
-            self._default_region = check_region(default_region)
-        except InvalidArgument as exc:
-            raise ConfigurationError(f"default_region: {exc}") from None
+        self._default_region = region_setting(default_region)
         if session is not None and (trace_configs or proxy is not None or proxy_auth):
             raise ConfigurationError(
                 "a session of your own carries its own trace_configs and proxy: give them to"
@@ -203,7 +193,7 @@ class PlugzClient:
         self._redactor = Redactor.of([instance_token, client_token, *proxy_secrets])
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
-        self._retry = retry or default_retry(self._timeout)
+        self._retry = retry or default_policy(self._timeout.total)
         self._on_retry = on_retry
         self._max_connections = max_connections
         self._trace_configs = trace_configs

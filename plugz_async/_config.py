@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 import yarl
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidArgument
+from ._phone import check_region
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -27,6 +28,7 @@ __all__ = [
     "options_from_env",
     "proxy_from_env",
     "proxy_of",
+    "region_setting",
 ]
 
 DEFAULT_BASE_URL = "https://api.plugzapi.com.br"
@@ -37,6 +39,18 @@ ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
 ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
 ENV_BASE_URL = "PLUGZ_BASE_URL"
 ENV_DEFAULT_REGION = "PLUGZ_DEFAULT_REGION"
+
+
+def region_setting(value: str | None) -> str | None:
+    """A ``default_region`` setting, checked (``"br"`` is ``"BR"``).
+
+    Raises:
+        ConfigurationError: a region phonenumbers does not know.
+    """
+    try:
+        return check_region(value)
+    except InvalidArgument as exc:
+        raise ConfigurationError(f"default_region: {exc}") from None
 
 
 def credential(name: str, value: object) -> str:

@@ -89,6 +89,14 @@ def _at_least(least: float) -> Callable[[object, attrs.Attribute[Any], Any], Non
 DEFAULT_DEADLINE: float | None = 30.0
 
 
+def default_policy(per_attempt: float | None, attempts: int = 3) -> RetryPolicy:
+    """The policy of a client (or a command) given none: ``attempts`` within 30 s, or
+    within three attempts' timeouts when those are longer (a longer timeout asked for is
+    never cut short by a deadline that was not); no deadline without a timeout."""
+    deadline = max(DEFAULT_DEADLINE or 0.0, 3 * per_attempt) if per_attempt else None
+    return RetryPolicy(attempts=attempts, deadline=deadline)
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How a request is retried.

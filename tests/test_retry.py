@@ -277,11 +277,12 @@ async def test_trace_configs_reach_the_session(api: Any) -> None:
 def test_a_client_given_no_policy_fails_fast_and_never_cuts_a_longer_timeout_short() -> None:
     import aiohttp
 
-    from plugz_async._client import default_retry
+    from plugz_async._retry import default_policy
 
     client = pz.PlugzClient("i", "t", "c")
     assert client._timeout.total == 10.0 and client._timeout.sock_connect == 5.0
     assert client._retry == pz.RetryPolicy(deadline=30.0)
-    assert default_retry(aiohttp.ClientTimeout(total=60.0)).deadline == 180.0
-    assert default_retry(aiohttp.ClientTimeout(total=None)).deadline is None
+    assert default_policy(aiohttp.ClientTimeout(total=60.0).total).deadline == 180.0
+    assert default_policy(None).deadline is None
+    assert default_policy(10.0, attempts=5) == pz.RetryPolicy(attempts=5, deadline=30.0)
     assert pz.PlugzClient("i", "t", "c", timeout=60)._retry.deadline == 180.0

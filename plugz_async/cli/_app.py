@@ -33,7 +33,7 @@ from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber, check_region
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
-from plugz_async._retry import RetryPolicy
+from plugz_async._retry import default_policy
 
 from ._explain import Credentials, explain
 from ._render import console
@@ -255,10 +255,7 @@ class App:
         options: dict[str, Any] = {
             "clock": self.clock,
             "timeout": self.args.timeout,
-            "retry": RetryPolicy(
-                attempts=max(1, self.args.attempts),
-                deadline=max(30.0, 3 * self.args.timeout),
-            ),
+            "retry": default_policy(self.args.timeout, attempts=max(1, self.args.attempts)),
             "default_region": self.region,
         }
         proxy = getattr(self.args, "proxy", None)

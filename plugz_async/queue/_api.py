@@ -14,7 +14,7 @@ import attrs
 from saq.queue.redis import RedisQueue
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_DEFAULT_REGION, ENV_INSTANCE_ID
+from plugz_async._config import ENV_DEFAULT_REGION, ENV_INSTANCE_ID, region_setting
 from plugz_async._errors import (
     ConfigurationError,
     InvalidArgument,
@@ -31,7 +31,7 @@ from plugz_async._machine import (
     event_to_dict,
 )
 from plugz_async._models import UnbanRequest
-from plugz_async._phone import PhoneNumber, check_region
+from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 from plugz_async._routes import digits_of, text_of
 
@@ -252,12 +252,9 @@ class RegistrationQueue:
     ) -> None:
         env = os.environ if environ is None else environ
         self.redis_url = redis_url_of(redis_url, env)
-        try:
-            self.default_region = check_region(
-                default_region or env.get(ENV_DEFAULT_REGION, "").strip() or None
-            )
-        except InvalidArgument as exc:
-            raise ConfigurationError(f"default_region: {exc}") from None
+        self.default_region = region_setting(
+            default_region or env.get(ENV_DEFAULT_REGION, "").strip() or None
+        )
         self.name = queue
         self.default_instance = default_instance or env.get(ENV_INSTANCE_ID, "").strip() or None
         self._clock = clock or SystemClock()
