@@ -161,3 +161,22 @@ def test_queue_cancel_from_the_command_line(
     assert "is cancelled" in capsys.readouterr().out
     assert main(["queue", "cancel", WAITS]) == EXIT_INCOMPLETE
     assert "ended already (cancelled)" in capsys.readouterr().err
+
+
+async def test_a_worker_starting_forgets_workers_gone_for_a_day(
+    sandbox: Sandbox, redis_url: str, queue: RegistrationQueue
+) -> None:
+    import json
+
+    from plugz_async.queue._store import WORKERS_KEPT
+
+    raw = queue.saq_queue.redis
+    old = {"id": "old", "host": "h", "seen": time.time() - WORKERS_KEPT - 60}
+    await raw.hset(f"plugz:{queue.name}:workers", "old", json.dumps(old))
+    assert [w.id for w in await queue.workers()] == ["old"]
+    async with worker_running(sandbox, redis_url):
+
+        async def only_the_new_one() -> bool:
+            return [w.alive for w in await queue.workers()] == [True]
+
+        await until(only_the_new_one)

@@ -527,16 +527,17 @@ class Store:
     # -- workers: who runs the queue, and when each was last seen ---------------------------
 
     async def note_worker(self, worker_id: str, info: dict[str, Any]) -> None:
-        """Keep what a worker says of itself (every heartbeat), with the time it said it;
-        records of workers not seen for a day are dropped."""
+        """Keep what a worker says of itself (every heartbeat), with the time it said it."""
+        entry = json.dumps({**info, "id": worker_id, "seen": time.time()})
+        await cast("Awaitable[int]", self.redis.hset(self.key("workers"), worker_id, entry))
+
+    async def forget_old_workers(self) -> None:
+        """Drop the records of workers not seen for a day (each worker does it as it
+        starts)."""
         now = time.time()
-        key = self.key("workers")
-        entry = json.dumps({**info, "id": worker_id, "seen": now})
-        await cast("Awaitable[int]", self.redis.hset(key, worker_id, entry))
-        if int(now) % 60 == 0:  # now and then: forget the long gone
-            for name, raw in (await self._workers()).items():
-                if now - float(raw.get("seen", 0)) > WORKERS_KEPT:
-                    await cast("Awaitable[int]", self.redis.hdel(key, name))
+        for name, said in (await self._workers()).items():
+            if now - float(said.get("seen", 0)) > WORKERS_KEPT:
+                await cast("Awaitable[int]", self.redis.hdel(self.key("workers"), name))
 
     async def workers(self) -> list[dict[str, Any]]:
         """Every worker seen in the last day: what it said of itself, last seen first."""

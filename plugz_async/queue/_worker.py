@@ -394,6 +394,8 @@ class QueueWorker:
                 "worker_info": self.heartbeat,
             }
             saq_queue.on_worker_info = store.note_worker
+            with contextlib.suppress(OSError, RedisError):
+                await store.forget_old_workers()
             worker = _GracefulWorker(
                 saq_queue,
                 functions=[(STEP_FUNCTION, step)],
