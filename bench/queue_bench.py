@@ -64,7 +64,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from plugz_async._redis_server import AppendFsync, RedisServer, stop_process
+from plugz_async.testing._redis_server import AppendFsync, RedisServer, stop_process
 
 HOST = "127.0.0.1"
 QUEUE = "plugz"
@@ -175,7 +175,7 @@ def _kill_children() -> None:
 
 
 class Redis:
-    """A redis-server of our own (plugz_async._redis_server's, with ``--appendfsync``'s
+    """A redis-server of our own (plugz_async.testing._redis_server's, with ``--appendfsync``'s
     policy, or no append-only file at all for ``off``), and a redis-py client of it."""
 
     def __init__(self, directory: Path, appendfsync: str) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 from queue_bench import AVAILABLE, HOST, QUEUE, SEEN, sandbox_app, spawn
 from redis.exceptions import RedisError
 
-from plugz_async._redis_server import RedisServer, stop_process
+from plugz_async.testing._redis_server import RedisServer, stop_process
 
 CODE_ROUTE = "request-registration-code"
 

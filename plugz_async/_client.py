@@ -9,10 +9,11 @@ import sys
 import warnings
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
+from ._arguments import captcha_of, channel_of, code_of, pin_of, text_of
 from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_BASE_URL,
@@ -34,12 +35,6 @@ from ._models import (
     PinConfirmation,
     PinRecovery,
     UnbanRequest,
-    decode_availability,
-    decode_code_confirmation,
-    decode_code_request,
-    decode_success,
-    decode_unban_request,
-    read_bool,
 )
 from ._phone import PhoneNumber
 from ._planner import RegistrationPlanner
@@ -54,10 +49,8 @@ from ._routes import (
     REQUEST_CODE,
     REQUEST_UNBANNING,
     RESPOND_CAPTCHA,
+    Received,
     Route,
-    channel_of,
-    digits_of,
-    text_of,
 )
 from ._transport import (
     DEFAULT_MAX_BODY_BYTES,
@@ -75,6 +68,8 @@ if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first u
     from ._items import Row
 
 __all__ = ["PlugzClient"]
+
+T = TypeVar("T")
 
 
 class _State(enum.Enum):
@@ -464,7 +459,8 @@ class PlugzClient:
             retry: a `RetryPolicy` for this call only.
             timeout: a per-attempt timeout for this call only.
             middlewares: attempt middlewares for this call only, run inside the
-                client's own (bulk runs pace and count their attempts this way).
+                client's own (bulk runs pace and count their attempts this way). Every
+                route method takes these three.
 
         Returns:
             The `Availability`, stamped with the moment it was received.
@@ -476,15 +472,8 @@ class PlugzClient:
             ResponseDecodeError: the answer was not the JSON object expected.
         """
         phone = self.parse_number(number)
-        data = await self._call(
-            REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, tuple(middlewares)
-        )
-        return decode_availability(
-            data,
-            number=phone,
-            observed_at=self._clock.now(),
-            observed_monotonic=self._clock.monotonic(),
-            route=REGISTRATION_AVAILABLE.path,
+        return await self._call(
+            REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, middlewares, number=phone
         )
 
     async def request_code(
@@ -494,6 +483,7 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> CodeRequest:
         """Ask for a registration code on ``channel`` (``"sms"``, ``"voice"``, ``"wa_old"``).
 
@@ -508,16 +498,9 @@ class PlugzClient:
         """
         phone = self.parse_number(number)
         wanted = channel_of(channel)
-        data = await self._call(
-            REQUEST_CODE, {**phone.to_wire(), "method": wanted.value}, retry, timeout
-        )
-        return decode_code_request(
-            data,
-            number=phone,
-            channel=wanted,
-            observed_at=self._clock.now(),
-            observed_monotonic=self._clock.monotonic(),
-            route=REQUEST_CODE.path,
+        body = {**phone.to_wire(), "method": wanted.value}
+        return await self._call(
+            REQUEST_CODE, body, retry, timeout, middlewares, number=phone, channel=wanted
         )
 
     async def respond_captcha(
@@ -526,6 +509,7 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> CaptchaAnswer:
         """Answer the captcha a code request returned; then wait for the code.
 
@@ -534,11 +518,8 @@ class PlugzClient:
         Raises:
             InvalidArgument: the text is empty (no request sent).
         """
-        answer = text_of("captcha text", text)
-        data = await self._call(RESPOND_CAPTCHA, {"captcha": answer}, retry, timeout)
-        return decode_success(
-            CaptchaAnswer, data, observed_at=self._clock.now(), route=RESPOND_CAPTCHA.path
-        )
+        body = {"captcha": captcha_of(text)}
+        return await self._call(RESPOND_CAPTCHA, body, retry, timeout, middlewares)
 
     async def confirm_code(
         self,
@@ -546,6 +527,7 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> CodeConfirmation:
         """Confirm the code received by SMS or call (``"123456"``, ``"123-456"``).
 
@@ -556,17 +538,15 @@ class PlugzClient:
         Raises:
             InvalidArgument: the code is not 4 to 8 digits (no request sent).
         """
-        digits = digits_of("code", code, 4, 8)
-        data = await self._call(CONFIRM_CODE, {"code": digits}, retry, timeout)
-        return decode_code_confirmation(
-            data, observed_at=self._clock.now(), route=CONFIRM_CODE.path
-        )
+        body = {"code": code_of(code)}
+        return await self._call(CONFIRM_CODE, body, retry, timeout, middlewares)
 
     async def confirm_device_transfer(
         self,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> DeviceTransfer:
         """Ask whether the transfer was approved on the phone that holds the number.
 
@@ -574,18 +554,10 @@ class PlugzClient:
         Retry safety ``SAFE``: it only asks.
         """
         try:
-            data = await self._call(CONFIRM_DEVICE_TRANSFER, None, retry, timeout)
+            return await self._call(CONFIRM_DEVICE_TRANSFER, None, retry, timeout, middlewares)
         except BadRequestError as error:
-            return DeviceTransfer(
-                confirmed=False,
-                observed_at=self._clock.now(),
-                raw={"error": error.error, "message": error.message},
-            )
-        return DeviceTransfer(
-            confirmed=read_bool(data, "success", False, CONFIRM_DEVICE_TRANSFER.path),
-            observed_at=self._clock.now(),
-            raw=data,
-        )
+            raw = {"error": error.error, "message": error.message}
+            return DeviceTransfer(confirmed=False, observed_at=self._clock.now(), raw=raw)
 
     async def confirm_pin(
         self,
@@ -593,29 +565,25 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> PinConfirmation:
         """Confirm the two-step verification PIN (6 digits). Retry safety ``UNSAFE``.
 
         Raises:
             InvalidArgument: the PIN is not 6 digits (no request sent).
         """
-        digits = digits_of("PIN", pin, 6, 6)
-        data = await self._call(CONFIRM_PIN, {"code": digits}, retry, timeout)
-        return decode_success(
-            PinConfirmation, data, observed_at=self._clock.now(), route=CONFIRM_PIN.path
-        )
+        body = {"code": pin_of(pin)}
+        return await self._call(CONFIRM_PIN, body, retry, timeout, middlewares)
 
     async def recover_pin(
         self,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> PinRecovery:
         """Ask for a PIN reset link by e-mail. Retry safety ``UNSAFE``."""
-        data = await self._call(RECOVER_PIN, {}, retry, timeout)
-        return decode_success(
-            PinRecovery, data, observed_at=self._clock.now(), route=RECOVER_PIN.path
-        )
+        return await self._call(RECOVER_PIN, {}, retry, timeout, middlewares)
 
     async def request_unbanning(
         self,
@@ -624,6 +592,7 @@ class PlugzClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
     ) -> UnbanRequest:
         """Ask WhatsApp to review a ban. Retry safety ``UNSAFE``.
 
@@ -638,10 +607,7 @@ class PlugzClient:
             "appealToken": text_of("appeal_token", appeal_token),
             "description": text_of("description", description),
         }
-        data = await self._call(REQUEST_UNBANNING, body, retry, timeout)
-        return decode_unban_request(
-            data, observed_at=self._clock.now(), route=REQUEST_UNBANNING.path
-        )
+        return await self._call(REQUEST_UNBANNING, body, retry, timeout, middlewares)
 
     def registration(
         self,
@@ -678,14 +644,31 @@ class PlugzClient:
 
     async def _call(
         self,
-        route: Route,
+        route: Route[T],
         body: Mapping[str, Any] | bytes | None,
         retry: RetryPolicy | None,
         timeout: float | aiohttp.ClientTimeout | None,
-        extra: tuple[AttemptMiddleware, ...] = (),
+        middlewares: Sequence[AttemptMiddleware],
+        *,
+        number: PhoneNumber | None = None,
+        channel: Channel | None = None,
+    ) -> T:
+        """Send ``route`` (retried as its safety allows) and decode its answer."""
+        data = await self._send(route, body, retry, timeout, tuple(middlewares))
+        clock = self._clock
+        received = Received(route.path, clock.now(), clock.monotonic(), number, channel)
+        return route.decode(data, received)
+
+    async def _send(
+        self,
+        route: Route[Any],
+        body: Mapping[str, Any] | bytes | None,
+        retry: RetryPolicy | None,
+        timeout: float | aiohttp.ClientTimeout | None,
+        extra: tuple[AttemptMiddleware, ...],
     ) -> dict[str, Any]:
         session = self._open()
-        middlewares = self._middlewares + extra
+        middlewares = self._middlewares + extra if extra else self._middlewares
         base_timeout = self._timeout if timeout is None else as_timeout(timeout)
         clock = self._clock
 

@@ -1,37 +1,148 @@
-"""The API's routes: each one's method, path and retry safety, and the checks of the
-arguments a caller gives for them (made before any request is sent)."""
+"""The API's routes: each one's method, path, retry safety and the decoder of its answer.
+
+A `Route` is all the client needs to call one: ``PlugzClient._call(route, body)`` sends
+it (with retries as its safety allows) and returns ``route.decode(data, received)``, the
+typed answer. Adding a route is one `Route` here and one short method on the client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
 import attrs
 
-from ._errors import InvalidArgument
-from ._models import Channel
+from ._models import (
+    Availability,
+    CaptchaAnswer,
+    Channel,
+    CodeConfirmation,
+    CodeRequest,
+    DeviceTransfer,
+    PinConfirmation,
+    PinRecovery,
+    UnbanRequest,
+    decode_availability,
+    decode_code_confirmation,
+    decode_code_request,
+    decode_success,
+    decode_unban_request,
+    read_bool,
+)
+from ._phone import PhoneNumber
 from ._retry import RetrySafety
 
-__all__ = ["ROUTES", "Route", "channel_of", "digits_of", "text_of"]
+__all__ = ["ROUTES", "Received", "Route"]
+
+T = TypeVar("T")
 
 
 @attrs.frozen
-class Route:
-    """One API route: its HTTP method, its path under the instance, its retry safety."""
+class Received:
+    """What the client knows of an answer besides its JSON: the route, when it arrived,
+    and what was asked (the number, the channel), which the typed answer keeps."""
+
+    route: str
+    observed_at: datetime
+    observed_monotonic: float | None = None
+    number: PhoneNumber | None = None
+    channel: Channel | None = None
+
+    def asked(self) -> tuple[PhoneNumber, Channel | None]:
+        assert self.number is not None, f"{self.route} is sent with a number"
+        return self.number, self.channel
+
+
+@attrs.frozen
+class Route(Generic[T]):
+    """One API route: its HTTP method, its path under the instance, its retry safety,
+    and ``decode(data, received)``, which makes its typed answer from the JSON object."""
 
     method: str
     path: str
     safety: RetrySafety
+    decode: Callable[[Mapping[str, Any], Received], T] = attrs.field(eq=False, repr=False)
 
 
-REGISTRATION_AVAILABLE = Route("POST", "mobile/registration-available", RetrySafety.SAFE)
-REQUEST_CODE = Route("POST", "mobile/request-registration-code", RetrySafety.UNSAFE)
-RESPOND_CAPTCHA = Route("POST", "mobile/respond-captcha", RetrySafety.UNSAFE)
-CONFIRM_CODE = Route("POST", "mobile/confirm-registration-code", RetrySafety.UNSAFE)
-CONFIRM_DEVICE_TRANSFER = Route("GET", "mobile/device-transfer-confirmed", RetrySafety.SAFE)
-CONFIRM_PIN = Route("POST", "mobile/confirm-pin-code", RetrySafety.UNSAFE)
-RECOVER_PIN = Route("POST", "mobile/recovery-pin-code", RetrySafety.UNSAFE)
-REQUEST_UNBANNING = Route("POST", "mobile/request-unbanning", RetrySafety.UNSAFE)
+def _availability(data: Mapping[str, Any], received: Received) -> Availability:
+    number, _ = received.asked()
+    return decode_availability(
+        data,
+        number=number,
+        observed_at=received.observed_at,
+        observed_monotonic=received.observed_monotonic,
+        route=received.route,
+    )
+
+
+def _code_request(data: Mapping[str, Any], received: Received) -> CodeRequest:
+    number, channel = received.asked()
+    assert channel is not None
+    return decode_code_request(
+        data,
+        number=number,
+        channel=channel,
+        observed_at=received.observed_at,
+        observed_monotonic=received.observed_monotonic,
+        route=received.route,
+    )
+
+
+def _code_confirmation(data: Mapping[str, Any], received: Received) -> CodeConfirmation:
+    return decode_code_confirmation(data, observed_at=received.observed_at, route=received.route)
+
+
+def _device_transfer(data: Mapping[str, Any], received: Received) -> DeviceTransfer:
+    confirmed = read_bool(data, "success", False, received.route)
+    return DeviceTransfer(confirmed=confirmed, observed_at=received.observed_at, raw=data)
+
+
+def _unban_request(data: Mapping[str, Any], received: Received) -> UnbanRequest:
+    return decode_unban_request(data, observed_at=received.observed_at, route=received.route)
+
+
+A = TypeVar("A", CaptchaAnswer, PinConfirmation, PinRecovery)
+
+
+def _success(cls: type[A]) -> Callable[[Mapping[str, Any], Received], A]:
+    """The decoder of an answer whose one field is ``success``."""
+
+    def decode(data: Mapping[str, Any], received: Received) -> A:
+        return decode_success(cls, data, observed_at=received.observed_at, route=received.route)
+
+    return decode
+
+
+SAFE, UNSAFE = RetrySafety.SAFE, RetrySafety.UNSAFE
+
+REGISTRATION_AVAILABLE: Route[Availability] = Route(
+    "POST", "mobile/registration-available", SAFE, _availability
+)
+REQUEST_CODE: Route[CodeRequest] = Route(
+    "POST", "mobile/request-registration-code", UNSAFE, _code_request
+)
+RESPOND_CAPTCHA: Route[CaptchaAnswer] = Route(
+    "POST", "mobile/respond-captcha", UNSAFE, _success(CaptchaAnswer)
+)
+CONFIRM_CODE: Route[CodeConfirmation] = Route(
+    "POST", "mobile/confirm-registration-code", UNSAFE, _code_confirmation
+)
+CONFIRM_DEVICE_TRANSFER: Route[DeviceTransfer] = Route(
+    "GET", "mobile/device-transfer-confirmed", SAFE, _device_transfer
+)
+CONFIRM_PIN: Route[PinConfirmation] = Route(
+    "POST", "mobile/confirm-pin-code", UNSAFE, _success(PinConfirmation)
+)
+RECOVER_PIN: Route[PinRecovery] = Route(
+    "POST", "mobile/recovery-pin-code", UNSAFE, _success(PinRecovery)
+)
+REQUEST_UNBANNING: Route[UnbanRequest] = Route(
+    "POST", "mobile/request-unbanning", UNSAFE, _unban_request
+)
 
 #: Every route the client sends, with its retry safety (the docs' retry table).
-ROUTES: tuple[Route, ...] = (
+ROUTES: tuple[Route[Any], ...] = (
     REGISTRATION_AVAILABLE,
     REQUEST_CODE,
     RESPOND_CAPTCHA,
@@ -41,28 +152,3 @@ ROUTES: tuple[Route, ...] = (
     RECOVER_PIN,
     REQUEST_UNBANNING,
 )
-
-
-def channel_of(value: Channel | str) -> Channel:
-    try:
-        return Channel(value)
-    except ValueError:
-        names = ", ".join(repr(c.value) for c in Channel)
-        raise InvalidArgument(f"channel must be one of {names}, not {value!r}") from None
-
-
-def text_of(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{name} must be non-empty text")
-    return value.strip()
-
-
-def digits_of(name: str, value: object, shortest: int, longest: int) -> str:
-    """A code as digits: spaces and hyphens are dropped (``"123-456"``)."""
-    if not isinstance(value, str):
-        raise InvalidArgument(f"the {name} must be text, not {type(value).__name__}")
-    digits = "".join(value.replace("-", "").split())
-    if not (digits.isascii() and digits.isdigit() and shortest <= len(digits) <= longest):
-        size = str(shortest) if shortest == longest else f"{shortest} to {longest}"
-        raise InvalidArgument(f"the {name} must be {size} digits")
-    return digits

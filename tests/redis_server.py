@@ -1,4 +1,4 @@
-"""A real ``redis-server`` for the tests: `plugz_async._redis_server`'s ``RedisServer`` (on
+"""A real ``redis-server`` for the tests: `plugz_async.testing._redis_server`'s ``RedisServer`` (on
 loopback, in a temporary directory, with every write in an append-only file synced to disk, so a
 killed server comes back with its data), and ``require_redis_server()``, which skips a test
 (or fails it under CI) on a machine without redis-server.
@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from plugz_async._redis_server import (
+from plugz_async.testing._redis_server import (
     INSTALL_HINT,
     RedisError,
     RedisServer,

@@ -1,4 +1,4 @@
-"""The real redis-server the queue's tests run against (plugz_async/_redis_server.py, and the
+"""The real redis-server the queue's tests run against (plugz_async/testing/_redis_server.py, and the
 ``redis_server`` / ``redis_url`` fixtures of conftest.py): it answers, it keeps what it
 acknowledged through a SIGKILL, it starts each test empty, it listens on loopback only.
 
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import redis_server as rs
 from redis_server import INSTALL_HINT, RedisError, RedisServer, require_redis_server
 
-from plugz_async import _redis_server
+from plugz_async.testing import _redis_server
 
 
 @pytest.fixture

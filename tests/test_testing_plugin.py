@@ -36,4 +36,4 @@ def test_the_plugin_is_registered_as_an_entry_point() -> None:
     from importlib.metadata import entry_points
 
     (found,) = [e for e in entry_points(group="pytest11") if e.name == "plugz_async"]
-    assert found.value == "plugz_async.testing"
+    assert found.value == "plugz_async.testing.fixtures"

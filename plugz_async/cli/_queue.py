@@ -30,7 +30,7 @@ from plugz_async._errors import (
     UnknownRegistrationError,
 )
 from plugz_async._input import count_rows, lines_of, name_of, read_rows
-from plugz_async._routes import digits_of, text_of
+from plugz_async._arguments import InputKind
 
 from ._app import (
     EXIT_INCOMPLETE,
@@ -832,12 +832,6 @@ def _show_one(app: App, status: RegistrationStatus) -> None:
 
 # -- code, captcha, PIN -------------------------------------------------------------------------
 
-_CHECKS = {
-    "code": lambda text: digits_of("code", text, 4, 8),
-    "captcha": lambda text: text_of("captcha text", text),
-    "pin": lambda text: digits_of("PIN", text, 6, 6),
-}
-
 
 def _read_pin(app: App) -> str:
     """The PIN typed (hidden) on a terminal, or the first line of standard input."""
@@ -859,7 +853,7 @@ async def _give(app: App, kind: str) -> int:
         app.add_secrets(value.strip())
     try:
         phone = app.parse_number(args.number)
-        text = _CHECKS[kind](value)
+        text = InputKind(kind).check(value)
     except InvalidArgument as error:  # nothing written, Redis not even asked
         raise CommandFailed(str(error), EXIT_USAGE) from None
     target = redis_target(app)
@@ -896,7 +890,7 @@ async def _give(app: App, kind: str) -> int:
     if args.json:
         app.print_json(status.to_dict())
     else:
-        what = {"code": "code", "captcha": "captcha text", "pin": "PIN"}[kind]
+        what = InputKind(kind).label
         app.out.print(
             f"{what} given to the registration of {status.number} (now {status.status})",
             markup=False,

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from plugz_async._errors import RegistrationStateError
 from plugz_async._phone import PhoneNumber
-from plugz_async._redis_server import (
+from plugz_async.testing._redis_server import (
     INSTALL_HINT,
     RedisError,
     RedisServer,

@@ -33,7 +33,7 @@ from plugz_async._machine import (
 from plugz_async._models import UnbanRequest
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
-from plugz_async._routes import digits_of, text_of
+from plugz_async._arguments import InputKind
 
 from ._engine import SaqScheduler
 from ._steps import INPUT_KINDS
@@ -354,17 +354,19 @@ class RegistrationQueue:
             UnknownRegistrationError, RegistrationStateError: no registration of
                 ``number`` waits for a code.
         """
-        return await self._give(number, "code", digits_of("code", code, 4, 8))
+        return await self._give(number, InputKind.CODE, InputKind.CODE.check(code))
 
     async def submit_captcha(self, number: str | PhoneNumber, text: str) -> RegistrationStatus:
         """Give the text of the captcha the registration shows (``status().wants``)."""
-        return await self._give(number, "captcha", text_of("captcha text", text))
+        return await self._give(number, InputKind.CAPTCHA, InputKind.CAPTCHA.check(text))
 
     async def submit_pin(self, number: str | PhoneNumber, pin: str) -> RegistrationStatus:
         """Give the two-step verification PIN (6 digits)."""
-        return await self._give(number, "pin", digits_of("PIN", pin, 6, 6))
+        return await self._give(number, InputKind.PIN, InputKind.PIN.check(pin))
 
-    async def _give(self, number: str | PhoneNumber, kind: str, text: str) -> RegistrationStatus:
+    async def _give(
+        self, number: str | PhoneNumber, kind: InputKind, text: str
+    ) -> RegistrationStatus:
         phone = self.parse_number(number)
         record = await self._record(phone)
         step = RegistrationStep(record.state["step"])
