@@ -33,6 +33,7 @@ from rich.text import Text
 
 from plugz_async._errors import RegistrationStateError
 from plugz_async._phone import PhoneNumber
+from plugz_async.sandbox import CAPTCHA_TEXT, PIN, SandboxConfig, SandboxThread
 from plugz_async.testing._redis_server import (
     INSTALL_HINT,
     RedisError,
@@ -40,7 +41,6 @@ from plugz_async.testing._redis_server import (
     find_redis_server,
     stop_process,
 )
-from plugz_async.sandbox import CAPTCHA_TEXT, PIN, SandboxConfig, SandboxThread
 
 from ._app import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, PROG, App, CommandFailed
 from ._queue import counts_table, statuses_table

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from saq.queue.redis import RedisQueue
 
+from plugz_async._arguments import InputKind
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._config import ENV_DEFAULT_REGION, ENV_INSTANCE_ID, region_setting
 from plugz_async._errors import (
@@ -33,7 +34,6 @@ from plugz_async._machine import (
 from plugz_async._models import UnbanRequest
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
-from plugz_async._arguments import InputKind
 
 from ._engine import SaqScheduler
 from ._steps import INPUT_KINDS
