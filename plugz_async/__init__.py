@@ -47,10 +47,10 @@ from ._errors import (
     UnknownRegistrationError,
     UnsupportedMediaTypeError,
 )
-from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._flow import Registration
+from ._registration import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
+from ._registration import Registration
 from ._items import BulkItem, BulkRow
-from ._machine import RegistrationMachine, RegistrationState, RegistrationStep
+from ._registration import RegistrationMachine, RegistrationState, RegistrationStep
 from ._models import (
     Availability,
     CaptchaAnswer,

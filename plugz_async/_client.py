@@ -63,8 +63,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
     from ._bulk import BulkRun, Limiter
-    from ._events import RegistrationEvent
-    from ._flow import Registration
+    from ._registration import RegistrationEvent
+    from ._registration import Registration
     from ._items import Row
 
 __all__ = ["PlugzClient"]
@@ -627,7 +627,7 @@ class PlugzClient:
         Raises:
             InvalidPhoneNumber: for a number that cannot exist (nothing is sent).
         """
-        from ._flow import Registration
+        from ._registration import Registration
 
         return Registration(
             self,

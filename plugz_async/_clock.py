@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from ._errors import InvalidArgument
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "monotonic_of", "received_monotonic"]
 
 
 @runtime_checkable
@@ -104,3 +104,20 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._wall.isoformat()}, monotonic={self._mono})"
+
+
+def monotonic_of(clock: Clock, moment: datetime) -> float:
+    """The wall-clock ``moment`` on ``clock``'s monotonic timeline (as seen now)."""
+    return clock.monotonic() + (moment - clock.now()).total_seconds()
+
+
+def received_monotonic(
+    clock: Clock, observed_monotonic: float | None, observed_at: datetime
+) -> float:
+    """When an answer arrived, on ``clock``'s monotonic timeline: its own stamp when it
+    was taken on this clock, else placed by its wall-clock time (an answer read back from
+    storage, or from another process); never later than now."""
+    now = clock.monotonic()
+    if observed_monotonic is not None and observed_monotonic <= now:
+        return observed_monotonic
+    return min(now, monotonic_of(clock, observed_at))

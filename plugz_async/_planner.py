@@ -15,10 +15,11 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock, SystemClock, monotonic_of, received_monotonic
 from ._errors import InvalidArgument, InvalidPhoneNumber, NoChannelError, PlanDataError
 from ._models import Availability, Channel, CodeRequest
 from ._phone import PhoneNumber
+from ._stored import from_iso, to_iso
 from ._strenum import StrEnum
 
 __all__ = ["ChannelWindow", "Outcome", "RegistrationPlan", "RegistrationPlanner"]
@@ -180,11 +181,9 @@ class RegistrationPlanner:
     def assess(self, availability: Availability) -> Assessment:
         """What `plan` decides, without building the plan (bulk summaries use it)."""
         now_mono = self.clock.monotonic()
-        observed_mono = availability.observed_monotonic
-        if observed_mono is None or observed_mono > now_mono:
-            # Not received on this clock: place it by the wall clock instead.
-            age = max(0.0, (self.clock.now() - availability.observed_at).total_seconds())
-            observed_mono = now_mono - age
+        observed_mono = received_monotonic(
+            self.clock, availability.observed_monotonic, availability.observed_at
+        )
         # What depends on the answer alone is worked out once per kind of answer (a bulk
         # run meets the same few kinds again and again); only READY or WAIT needs the time.
         key = (
@@ -395,10 +394,7 @@ class RegistrationPlan:
                 reason=request.reason or self.reason,
             )
         now_mono = self.clock.monotonic()
-        base_mono = request.observed_monotonic
-        if base_mono is None or base_mono > now_mono:
-            age = max(0.0, (self.clock.now() - request.observed_at).total_seconds())
-            base_mono = now_mono - age
+        base_mono = received_monotonic(self.clock, request.observed_monotonic, request.observed_at)
         base_wall = request.observed_at.astimezone(timezone.utc)
         windows = []
         for window in self.windows:
@@ -435,7 +431,7 @@ class RegistrationPlan:
             "outcome": self.outcome.value,
             "reason": self.reason,
             "appeal_token": self.appeal_token,
-            "observed_at": _iso(self.observed_at),
+            "observed_at": to_iso(self.observed_at),
             "margin": self.margin,
             "preference": [channel.value for channel in self.preference],
             "next_channel": None if self.next_channel() is None else str(self.next_channel()),
@@ -444,7 +440,7 @@ class RegistrationPlan:
                     "channel": w.channel.value,
                     "eligible": w.eligible,
                     "wait_seconds": w.wait_seconds,
-                    "ready_at": _iso(w.ready_at),
+                    "ready_at": to_iso(w.ready_at),
                     "why_not": w.why_not,
                 }
                 for w in self.windows
@@ -465,17 +461,16 @@ class RegistrationPlan:
         try:
             if data.get("version") != PLAN_FORMAT_VERSION:
                 raise PlanDataError(f"unknown plan format version {data.get('version')!r}")
-            now, now_mono = clock.now(), clock.monotonic()
             windows = []
             for item in data["windows"]:
-                ready_at = _parse_iso(item["ready_at"])
+                ready_at = from_iso(item["ready_at"])
                 windows.append(
                     ChannelWindow(
                         channel=Channel(item["channel"]),
                         eligible=_strict_bool(item["eligible"]),
                         wait_seconds=float(item["wait_seconds"]),
                         ready_at=ready_at,
-                        ready_at_monotonic=now_mono + (ready_at - now).total_seconds(),
+                        ready_at_monotonic=monotonic_of(clock, ready_at),
                         why_not=_optional_text(item.get("why_not")),
                     )
                 )
@@ -488,7 +483,7 @@ class RegistrationPlan:
                 preference=tuple(Channel(c) for c in data["preference"]),
                 reason=_optional_text(data.get("reason")),
                 appeal_token=_optional_text(data.get("appeal_token")),
-                observed_at=_parse_iso(data["observed_at"]),
+                observed_at=from_iso(data["observed_at"]),
                 margin=float(data.get("margin", 0.0)),
                 clock=clock,
             )
@@ -497,19 +492,6 @@ class RegistrationPlan:
         except (KeyError, TypeError, ValueError, AttributeError, InvalidPhoneNumber) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise PlanDataError(f"not a stored plan: {detail}") from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(text: object) -> datetime:
-    if not isinstance(text, str):
-        raise PlanDataError(f"a time must be ISO-8601 text, not {type(text).__name__}")
-    moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    if moment.tzinfo is None:
-        raise PlanDataError(f"time {text!r} has no time zone")
-    return moment.astimezone(timezone.utc)
 
 
 def _strict_bool(value: object) -> bool:

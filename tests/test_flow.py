@@ -396,7 +396,7 @@ async def step_by_step(
         elif state.step is Step.CONFIRM_PIN:
             state = machine.pin_confirmed(state, await client.confirm_pin(PIN))
         elif state.step is Step.CONFIRM_DEVICE:
-            state = machine.device_approved(machine.device_waiting(state))
+            state = machine.device_approved(state)
         else:
             state = machine.device_polled(state, await client.confirm_device_transfer())
             if not state.done:

@@ -243,7 +243,7 @@ def test_to_dict_from_dict_round_trip_in_another_process(clock: pz.FakeClock) ->
         "channel": "sms",
         "eligible": True,
         "wait_seconds": 60.0,
-        "ready_at": "2026-01-01T00:01:00Z",
+        "ready_at": "2026-01-01T00:01:00+00:00",
         "why_not": None,
     }
     # "Another process": a fresh clock whose monotonic zero is elsewhere, 20 s later.

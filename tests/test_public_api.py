@@ -263,7 +263,7 @@ def test_the_registration_outcomes_that_are_plan_outcomes_share_their_values() -
     ("method", "cls"),
     [
         ("check_many", "plugz_async._bulk.BulkRun"),
-        ("registration", "plugz_async._flow.Registration"),
+        ("registration", "plugz_async._registration._driver.Registration"),
     ],
 )
 def test_the_client_factories_take_what_their_classes_take(method: str, cls: str) -> None:

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
-from plugz_async._machine import RegistrationMachine, RegistrationState
+from plugz_async._registration import RegistrationMachine, RegistrationState
 from plugz_async.queue import QueueWorker, RegistrationQueue, RegistrationStatus
 from plugz_async.queue._store import CodeIntent, Store
 from plugz_async.sandbox import (
@@ -693,3 +693,71 @@ async def test_a_code_request_that_ended_past_its_lease_after_a_takeover_is_an_e
     finally:
         await redis.aclose()
     assert "past its lease of 6 s, and another run had taken the step over" in caplog.text
+
+
+# -- one table of actions, two runners --------------------------------------------------------
+
+
+async def test_the_driver_and_the_queue_run_the_same_table_of_actions(
+    sandbox: Sandbox,
+    queue: RegistrationQueue,
+    redis_url: str,
+    instances: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every step either runner takes goes through ``ACTIONS``: a change to the table (here,
+    a wrapper that records the step) is seen by the in-process driver and by the queue's
+    worker alike, step for step."""
+    from plugz_async._registration import ACTIONS, Action, RegistrationStep
+
+    taken: dict[str, list[tuple[str, RegistrationStep]]] = {"driver": [], "queue": []}
+    runner = "driver"
+
+    def recording(step: RegistrationStep, action: Action) -> Action:
+        async def wrapped(context: Any, state: RegistrationState, given: str | None) -> Any:
+            taken[runner].append((state.number.e164, step))
+            return await action(context, state, given)
+
+        return wrapped
+
+    for step, action in list(ACTIONS.items()):
+        monkeypatch.setitem(
+            cast("dict[RegistrationStep, Action]", ACTIONS), step, recording(step, action)
+        )
+
+    numbers = [CAPTCHA, PIN_NUMBER, DEVICE]
+    async with pz.PlugzClient(
+        sandbox.instance_id, sandbox.instance_token, sandbox.client_token, base_url=sandbox.base_url
+    ) as client:
+        for number in numbers:
+
+            async def code(channel: pz.Channel, number: str = number) -> str:
+                return str(sandbox.codes(number=digits(number))[-1]["code"])
+
+            async def captcha(png: bytes) -> str:
+                return CAPTCHA_TEXT
+
+            async def pin() -> str:
+                return PIN
+
+            async def approved() -> None:
+                return None
+
+            result = await client.registration(number).run(
+                code, captcha=captcha, pin=pin, device_confirmed=approved
+            )
+            assert result.connected, number
+
+    runner = "queue"
+    async with worker_running(sandbox, redis_url):
+        for number, instance in zip(numbers, instances[1:], strict=False):
+            await queue.register(number, instance=instance)
+        statuses = await answer_until_done(queue, sandbox, numbers)
+    assert {s.status for s in statuses.values()} == {"connected"}
+
+    def steps_of(which: str, number: str) -> list[RegistrationStep]:
+        return [step for n, step in taken[which] if n == e164(number)]
+
+    for number in numbers:
+        assert steps_of("driver", number) == steps_of("queue", number), number
+    assert {step for _, step in taken["queue"]} == set(ACTIONS)  # every action, both runners

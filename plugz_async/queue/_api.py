@@ -23,8 +23,8 @@ from plugz_async._errors import (
     StaleWriteError,
     UnknownRegistrationError,
 )
-from plugz_async._events import RegistrationEvent, RegistrationOutcome
-from plugz_async._machine import (
+from plugz_async._registration import RegistrationEvent, RegistrationOutcome
+from plugz_async._registration import (
     RegistrationMachine,
     RegistrationState,
     RegistrationStep,

@@ -46,8 +46,16 @@ from plugz_async._errors import (
     ResponseDecodeError,
     StaleWriteError,
 )
-from plugz_async._machine import RegistrationMachine, RegistrationState, RegistrationStep
-from plugz_async._models import Availability, Channel, CodeRequest
+from plugz_async._models import Availability, CodeRequest
+from plugz_async._registration import (
+    ACTIONS,
+    APPROVED,
+    EventKind,
+    RegistrationMachine,
+    RegistrationState,
+    RegistrationStep,
+    StepContext,
+)
 
 from ._engine import StepScheduler
 from ._store import CANCEL, CANCELLED, CANCELLED_NOTE, CodeIntent, Record, Store, new_step_id
@@ -184,34 +192,38 @@ class StepRunner:
                 return "refused"
 
     async def _step(self, record: Record, state: RegistrationState) -> str:
-        machine = self.machine
         step = state.step
-        if step is RegistrationStep.CHECK:
-            client = await self._client(record)
-            availability = await client.check_availability(state.number)
-            return await self._commit(
-                record, state, await self._checked(record, state, availability)
-            )
         if step is RegistrationStep.REQUEST_CODE:
             return await self._request_code(record, state)
         if step in INPUT_KINDS:
             return await self._answer(record, state)
-        if step is RegistrationStep.CONFIRM_DEVICE:
-            # The approval happens on the old phone; polling sees it.
-            waiting = machine.device_approved(machine.device_waiting(state))
-            return await self._commit(record, state, waiting)
-        client = await self._client(record)
-        transfer = await client.confirm_device_transfer()
-        return await self._commit(record, state, machine.device_polled(state, transfer))
+        # The approval of a transfer happens on the old phone, and polling sees it: the
+        # queue never waits for a person to say so.
+        given = APPROVED if step is RegistrationStep.CONFIRM_DEVICE else None
+        context = await self._context(record, sending=given is None)
+        following = await ACTIONS[step](context, state, given)
+        if step is RegistrationStep.CHECK:
+            assert following.availability is not None
+            following = await self._checked(record, following, following.availability)
+        return await self._commit(record, state, following)
+
+    async def _context(self, record: Record, *, sending: bool = True) -> StepContext:
+        """What a step's action works with: the rules, and the instance's client (once
+        its rate limit lets a request go, when the action sends one)."""
+        if sending:
+            client = await self._client(record)
+        else:
+            client = await self.client_for(record.instance)
+        return StepContext(self.machine, client, self.request_timeout)
 
     async def _checked(
-        self, record: Record, state: RegistrationState, availability: Availability
+        self, record: Record, after: RegistrationState, availability: Availability
     ) -> RegistrationState:
-        """The state after the check. A record written before Redis restarted from a
-        snapshot (not append-only) may have lost later writes, a code request's among
-        them: a wait in force on the first channel then cannot be told from one that
-        request started, and the code is treated as sent rather than asked for again."""
-        after = self.machine.checked(state, availability)
+        """The state after the check (``after``), looked at again. A record written before
+        Redis restarted from a snapshot (not append-only) may have lost later writes, a
+        code request's among them: a wait in force on the first channel then cannot be
+        told from one that request started, and the code is treated as sent rather than
+        asked for again."""
         channel = after.channel
         if after.step is not RegistrationStep.REQUEST_CODE or channel is None:
             return after
@@ -264,7 +276,7 @@ class StepRunner:
             return "early"
         if wait > 0:
             await self.clock.sleep(wait)
-        client = await self._client(record)
+        context = await self._context(record)
         if await self._cancel_asked(record):  # asked while this run waited: no code now
             return await self._cancel(record)
         # The send window runs from before the intent is written: a run delayed anywhere
@@ -293,8 +305,16 @@ class StepRunner:
         if self.clock.monotonic() - started > self.send_window:
             await self._look_again(record, self.lease)
             return "lease"
+        return await self._send_code_request(record, state, context, started)
+
+    async def _send_code_request(
+        self, record: Record, state: RegistrationState, context: StepContext, started: float
+    ) -> str:
+        """Send the code request whose intent ``record`` holds, and keep its answer."""
+        intent = record.intent
+        assert intent is not None
         try:
-            request = await client.request_code(state.number, channel, timeout=self.request_timeout)
+            following = await ACTIONS[RegistrationStep.REQUEST_CODE](context, state, None)
         except PlugzError as error:
             if not_processed(error):
                 # Certainly not acted on: no code went out. Drop the intent, try later.
@@ -304,7 +324,7 @@ class StepRunner:
             await self._again(
                 record,
                 state,
-                at=self.now() + max(0.0, mark.lease_until - await self.store.server_time()),
+                at=self.now() + max(0.0, intent.lease_until - await self.store.server_time()),
                 keep_intent=True,
                 error=_describe(error),
                 errors=record.errors,
@@ -312,9 +332,7 @@ class StepRunner:
             return "unknown"
         took = self.clock.monotonic() - started
         try:
-            committed = await self._commit(
-                record, state, self.machine.code_requested(state, request), persist=True
-            )
+            committed = await self._commit(record, state, following, persist=True)
         except StaleWriteError:
             if took > self.lease:
                 # A premise broken: this run's request ended after its lease (it stalled
@@ -329,7 +347,7 @@ class StepRunner:
                     self.lease,
                 )
             raise
-        await self._note_wait(request, channel)
+        await self._note_wait(following)
         return committed
 
     async def _lease_over(self, record: Record, intent: CodeIntent) -> str | None:
@@ -413,11 +431,16 @@ class StepRunner:
         recovered = self.machine.code_request_recovered(state, availability)
         return await self._commit(record, state, recovered, note="recovered"), availability
 
-    async def _note_wait(self, request: CodeRequest, channel: Channel) -> None:
+    async def _note_wait(self, after: RegistrationState) -> None:
         """Check the premise the recovery of a lost answer rests on: the wait a code
         request starts outlasts the time a dead run's step takes to be looked at again."""
-        if not request.success:
+        request = next(
+            (e.answer for e in reversed(after.events) if e.kind is EventKind.CODE_REQUESTED),
+            None,
+        )
+        if not isinstance(request, CodeRequest) or not request.success:
             return
+        channel = request.channel
         waits = [w for w in (request.retry_after, request.wait_seconds(channel)) if w]
         if not waits or min(waits) >= self.code_wait_floor:
             return
@@ -440,38 +463,16 @@ class StepRunner:
     async def _answer(self, record: Record, state: RegistrationState) -> str:
         kind = INPUT_KINDS[state.step]
         text = await self.store.peek_input(record.number, kind)
-        machine = self.machine
-        if text is None:
-            if state.step is RegistrationStep.CONFIRM_CODE:
-                return await self._commit(record, state, machine.code_timed_out(state))
-            return await self._commit(record, state, machine.input_missing(state))
-        client = await self._client(record)
+        if text is None:  # waited for in vain: the action says what follows, sending nothing
+            context = await self._context(record, sending=False)
+            following = await ACTIONS[state.step](context, state, None)
+            return await self._commit(record, state, following)
+        context = await self._context(record)
         # Claim the step before sending (an unsafe route): a second run of it, by a
         # worker that took a stalled one's step over, is refused here, not at the end.
         version = await self.store.write(record, state, keep_intent=True, errors=record.errors)
         record = attrs.evolve(record, version=version)
-        following: RegistrationState
-        if state.step is RegistrationStep.CONFIRM_CODE:
-            try:
-                confirmation = await client.confirm_code(text)
-            except InvalidArgument as error:
-                following = machine.code_invalid(state, error)
-            else:
-                following = machine.code_confirmed(state, confirmation)
-        elif state.step is RegistrationStep.ANSWER_CAPTCHA:
-            try:
-                answer = await client.respond_captcha(text)
-            except InvalidArgument:
-                following = machine.captcha_invalid(state)
-            else:
-                following = machine.captcha_answered(state, answer)
-        else:
-            try:
-                pin = await client.confirm_pin(text)
-            except InvalidArgument as error:
-                following = machine.pin_invalid(state, error)
-            else:
-                following = machine.pin_confirmed(state, pin)
+        following = await ACTIONS[state.step](context, state, text)
         await self.store.drop_input(record.number, kind, text)
         return await self._commit(record, state, following)
 

@@ -15,15 +15,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidArgument, RegistrationStateError
+from plugz_async._errors import RegistrationStateError
+from plugz_async._models import Channel, UnbanRequest
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import RegistrationPlanner
+
+from ._actions import ACTIONS, APPROVED, StepContext
 from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._machine import RegistrationMachine, RegistrationState, RegistrationStep
-from ._models import Channel, UnbanRequest
-from ._phone import PhoneNumber
-from ._planner import RegistrationPlanner
+from ._machine import RegistrationMachine
+from ._state import RegistrationState, RegistrationStep
 
 if TYPE_CHECKING:
-    from ._client import PlugzClient
+    from plugz_async._client import PlugzClient
 
 __all__ = [
     "EventKind",
@@ -186,75 +189,45 @@ class Registration:
         pin: PinSource | None,
         device_confirmed: DeviceConfirmed | None,
     ) -> RegistrationResult:
-        machine, client = self._machine, self._client
-        state = machine.start(self.number)
+        context = StepContext(self._machine, self._client)
+        state = self._machine.start(self.number)
         while not state.done:
             step = state.step
-            if step is RegistrationStep.CHECK:
-                following = machine.checked(state, await client.check_availability(self.number))
-            elif step is RegistrationStep.REQUEST_CODE:
+            if step is RegistrationStep.REQUEST_CODE:
                 assert state.plan is not None
                 assert state.channel is not None
                 await state.plan.wait_until_ready(state.channel)
-                request = await client.request_code(self.number, state.channel)
-                following = machine.code_requested(state, request)
-            elif step is RegistrationStep.ANSWER_CAPTCHA:
-                following = await self._answer_captcha(state, captcha)
-            elif step is RegistrationStep.CONFIRM_CODE:
-                following = await self._confirm_code(state, code)
-            elif step is RegistrationStep.CONFIRM_PIN:
-                following = await self._confirm_pin(state, pin)
-            elif step is RegistrationStep.CONFIRM_DEVICE:
-                if device_confirmed is None:
-                    following = machine.input_missing(state)
-                else:
-                    await self._emit_since(state, state := machine.device_waiting(state))
-                    await device_confirmed()
-                    following = machine.device_approved(state)
-            else:
-                following = machine.device_polled(state, await client.confirm_device_transfer())
-                if following.step is RegistrationStep.POLL_DEVICE:
-                    await self._clock.sleep(self._device_poll_interval)
+            given = await self._given(state, code, captcha, pin, device_confirmed)
+            following = await ACTIONS[step](context, state, given)
             await self._emit_since(state, following)
             state = following
+            if state.step is RegistrationStep.POLL_DEVICE and step is RegistrationStep.POLL_DEVICE:
+                await self._clock.sleep(self._device_poll_interval)
         self.state = state
         return state.result()
 
-    async def _answer_captcha(
-        self, state: RegistrationState, captcha: CaptchaSolver | None
-    ) -> RegistrationState:
-        if captcha is None:
-            return self._machine.input_missing(state)
-        assert state.captcha is not None
-        text = await captcha(state.captcha)
-        try:
-            answer = await self._client.respond_captcha(text)
-        except InvalidArgument:
-            return self._machine.captcha_invalid(state)
-        return self._machine.captcha_answered(state, answer)
-
-    async def _confirm_code(self, state: RegistrationState, code: CodeSource) -> RegistrationState:
-        assert state.channel is not None
-        try:
-            text = await asyncio.wait_for(code(state.channel), self._code_timeout)
-        except asyncio.TimeoutError:
-            text = None
-        if text is None:
-            return self._machine.code_timed_out(state)
-        try:
-            confirmation = await self._client.confirm_code(text)
-        except InvalidArgument as error:
-            return self._machine.code_invalid(state, error)
-        return self._machine.code_confirmed(state, confirmation)
-
-    async def _confirm_pin(
-        self, state: RegistrationState, pin: PinSource | None
-    ) -> RegistrationState:
-        if pin is None:
-            return self._machine.input_missing(state)
-        text = await pin()
-        try:
-            answer = await self._client.confirm_pin(text)
-        except InvalidArgument as error:
-            return self._machine.pin_invalid(state, error)
-        return self._machine.pin_confirmed(state, answer)
+    async def _given(
+        self,
+        state: RegistrationState,
+        code: CodeSource,
+        captcha: CaptchaSolver | None,
+        pin: PinSource | None,
+        device_confirmed: DeviceConfirmed | None,
+    ) -> str | None:
+        """What the step needs from the user, from the callables (``None``: none)."""
+        step = state.step
+        if step is RegistrationStep.CONFIRM_CODE:
+            assert state.channel is not None
+            try:
+                return await asyncio.wait_for(code(state.channel), self._code_timeout)
+            except asyncio.TimeoutError:
+                return None
+        if step is RegistrationStep.ANSWER_CAPTCHA and captcha is not None:
+            assert state.captcha is not None
+            return await captcha(state.captcha)
+        if step is RegistrationStep.CONFIRM_PIN and pin is not None:
+            return await pin()
+        if step is RegistrationStep.CONFIRM_DEVICE and device_confirmed is not None:
+            await device_confirmed()
+            return APPROVED
+        return None

@@ -1,4 +1,4 @@
-"""The registration as a state machine: serialisable state, pure transitions.
+"""The registration as a state machine: pure transitions.
 
 A `RegistrationState` says where one number's registration stands: the step it
 is at (`RegistrationStep`), the plan, the channel in use, the attempts so far, the outcome
@@ -8,36 +8,20 @@ never and reads the time from the planner's clock. Two runners drive it: the
 in-process ``Registration`` (``client.registration()``) and the queue's worker
 (``plugz_async.queue``), so the registration's rules live here, once.
 
-The runner's part, per step:
-
-* ``CHECK``: check the number, then `RegistrationMachine.checked`.
-* ``REQUEST_CODE``: wait until ``state.plan`` opens ``state.channel``, request the
-  code, then `code_requested`.
-* ``ANSWER_CAPTCHA``: get the text of ``state.captcha``, send it, then
-  `captcha_answered` (or `captcha_invalid`, `input_missing`).
-* ``CONFIRM_CODE``: get the code sent on ``state.channel``, send it, then
-  `code_confirmed` (or `code_invalid`, `code_timed_out`, when none came).
-* ``CONFIRM_PIN``: the same with the PIN (`pin_confirmed`, `pin_invalid`).
-* ``CONFIRM_DEVICE``: `device_waiting`, let the user approve the transfer on the
-  old phone, then `device_approved`.
-* ``POLL_DEVICE``: ask whether the transfer is approved, then `device_polled`; if
-  the step stays ``POLL_DEVICE``, ask again after ``device_poll_interval``.
-* ``DONE``: ``state.result()`` says how it ended.
+What each step does with the API, and which transition follows, is one table,
+``_actions.ACTIONS``, that both runners call.
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import attrs
 
-from ._clock import Clock
-from ._errors import InvalidArgument, PlanDataError, RegistrationStateError
-from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._models import (
+from plugz_async._clock import Clock
+from plugz_async._errors import InvalidArgument, RegistrationStateError
+from plugz_async._models import (
     Availability,
     CaptchaAnswer,
     Channel,
@@ -45,224 +29,14 @@ from ._models import (
     CodeRequest,
     DeviceTransfer,
     PinConfirmation,
-    decode_availability,
 )
-from ._phone import PhoneNumber
-from ._planner import RegistrationPlan, RegistrationPlanner
-from ._strenum import StrEnum
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import RegistrationPlanner
 
-__all__ = [
-    "RegistrationMachine",
-    "RegistrationState",
-    "RegistrationStep",
-    "describe_code_request",
-    "event_from_dict",
-    "event_to_dict",
-]
+from ._events import EventKind, RegistrationEvent, RegistrationOutcome
+from ._state import RegistrationState, RegistrationStep
 
-#: The format of `RegistrationState.to_dict`; `from_dict` refuses others.
-STATE_FORMAT_VERSION = 1
-
-
-class RegistrationStep(StrEnum):
-    """What a registration does next."""
-
-    CHECK = "check"
-    """Check the number (registration-available) and plan."""
-    REQUEST_CODE = "request_code"
-    """Request a code on ``channel`` once the plan opens it."""
-    ANSWER_CAPTCHA = "answer_captcha"
-    """Answer the captcha the server sent instead of the code."""
-    CONFIRM_CODE = "confirm_code"
-    """Confirm the code that was sent on ``channel``."""
-    CONFIRM_PIN = "confirm_pin"
-    """Confirm the two-step verification PIN."""
-    CONFIRM_DEVICE = "confirm_device"
-    """Have the transfer approved on the phone that holds the number."""
-    POLL_DEVICE = "poll_device"
-    """Ask whether the transfer was approved, until ``device_deadline``."""
-    DONE = "done"
-    """Finished: ``outcome`` says how."""
-
-    @property
-    def wants(self) -> str | None:
-        """The input this step waits for from a person or a gateway: ``"code"``,
-        ``"captcha"``, ``"pin"``, or ``None``."""
-        return _WANTS.get(self)
-
-
-_WANTS = {
-    RegistrationStep.CONFIRM_CODE: "code",
-    RegistrationStep.ANSWER_CAPTCHA: "captcha",
-    RegistrationStep.CONFIRM_PIN: "pin",
-}
-
-
-@attrs.frozen(kw_only=True)
-class RegistrationState:
-    """Where one number's registration stands; `to_dict` and `from_dict` store it.
-
-    Attributes:
-        number: the number.
-        step: what comes next.
-        availability: the availability answer, once checked.
-        plan: the plan, once checked (updated by each code request).
-        channel: the channel in use (or last tried).
-        tried: the channels whose code was requested, in order.
-        early_requests: code requests on ``channel`` the server answered "too early".
-        code_attempts, captcha_attempts, pin_attempts: answers sent for the current code,
-            captcha, PIN.
-        captcha: the captcha image (PNG) to answer.
-        device_deadline: when ``POLL_DEVICE`` gives up.
-        outcome: how it ended, at ``DONE``.
-        events: what happened, in order.
-    """
-
-    number: PhoneNumber
-    step: RegistrationStep = RegistrationStep.CHECK
-    availability: Availability | None = attrs.field(default=None, repr=False)
-    plan: RegistrationPlan | None = attrs.field(default=None, repr=False)
-    channel: Channel | None = None
-    tried: tuple[Channel, ...] = ()
-    early_requests: int = 0
-    code_attempts: int = 0
-    captcha_attempts: int = 0
-    pin_attempts: int = 0
-    captcha: bytes | None = attrs.field(default=None, repr=False)
-    device_deadline: datetime | None = None
-    outcome: RegistrationOutcome | None = None
-    events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
-
-    @property
-    def done(self) -> bool:
-        """Whether the registration has ended."""
-        return self.step is RegistrationStep.DONE
-
-    @property
-    def wants(self) -> str | None:
-        """The input the registration waits for (`RegistrationStep.wants`)."""
-        return self.step.wants
-
-    def result(self) -> RegistrationResult:
-        """How it ended.
-
-        Raises:
-            RegistrationStateError: it has not ended.
-        """
-        if self.outcome is None:
-            raise RegistrationStateError(f"the registration is at {self.step.value}, not done")
-        plan = self.plan
-        return RegistrationResult(
-            outcome=self.outcome,
-            number=self.number,
-            channel=self.channel,
-            appeal_token=None if plan is None else plan.appeal_token,
-            reason=None if plan is None else plan.reason,
-            plan=plan,
-            availability=self.availability,
-        )
-
-    # -- storing -------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (times in ISO-8601 UTC); `from_dict` reads it back.
-
-        The events keep their kind, time, message, channel and wait, not their answers.
-        """
-        return {
-            "version": STATE_FORMAT_VERSION,
-            "number": self.number.e164,
-            "ddi": self.number.ddi,
-            "phone": self.number.phone,
-            "step": self.step.value,
-            "availability": None if self.availability is None else self.availability.to_dict(),
-            "plan": None if self.plan is None else self.plan.to_dict(),
-            "channel": None if self.channel is None else self.channel.value,
-            "tried": [channel.value for channel in self.tried],
-            "early_requests": self.early_requests,
-            "code_attempts": self.code_attempts,
-            "captcha_attempts": self.captcha_attempts,
-            "pin_attempts": self.pin_attempts,
-            "captcha": None if self.captcha is None else base64.b64encode(self.captcha).decode(),
-            "device_deadline": _iso(self.device_deadline),
-            "outcome": None if self.outcome is None else self.outcome.value,
-            "events": [event_to_dict(event) for event in self.events],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, clock: Clock | None = None) -> RegistrationState:
-        """Rebuild a state stored with `to_dict`, perhaps in another process.
-
-        Raises:
-            PlanDataError: ``data`` is not a stored registration state.
-        """
-        if not isinstance(data, Mapping) or data.get("version") != STATE_FORMAT_VERSION:
-            raise PlanDataError(f"not a stored registration state of format {STATE_FORMAT_VERSION}")
-        try:
-            number = PhoneNumber(ddi=str(data["ddi"]), phone=str(data["phone"]))
-            availability = data["availability"]
-            plan = data["plan"]
-            captcha = data["captcha"]
-            return cls(
-                number=number,
-                step=RegistrationStep(data["step"]),
-                availability=None
-                if availability is None
-                else decode_availability(
-                    availability["raw"],
-                    number=number,
-                    observed_at=datetime.fromisoformat(availability["observed_at"]),
-                ),
-                plan=None if plan is None else RegistrationPlan.from_dict(plan, clock=clock),
-                channel=_channel(data["channel"]),
-                tried=tuple(Channel(value) for value in data["tried"]),
-                early_requests=int(data["early_requests"]),
-                code_attempts=int(data["code_attempts"]),
-                captcha_attempts=int(data["captcha_attempts"]),
-                pin_attempts=int(data["pin_attempts"]),
-                captcha=None if captcha is None else base64.b64decode(captcha),
-                device_deadline=_from_iso(data["device_deadline"]),
-                outcome=None if data["outcome"] is None else RegistrationOutcome(data["outcome"]),
-                events=tuple(event_from_dict(item) for item in data["events"]),
-            )
-        except PlanDataError:
-            raise
-        except (KeyError, TypeError, ValueError, InvalidArgument) as error:
-            raise PlanDataError(f"not a stored registration state: {error!r}") from None
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _channel(value: str | None) -> Channel | None:
-    return None if value is None else Channel(value)
-
-
-def event_to_dict(event: RegistrationEvent) -> dict[str, Any]:
-    """An event as a JSON-ready dict (its answer stays behind); `event_from_dict` reads it."""
-    return {
-        "kind": event.kind.value,
-        "at": event.at.isoformat(),
-        "message": event.message,
-        "channel": None if event.channel is None else event.channel.value,
-        "wait_seconds": event.wait_seconds,
-    }
-
-
-def event_from_dict(data: Mapping[str, Any]) -> RegistrationEvent:
-    """An event stored with `event_to_dict`."""
-    return RegistrationEvent(
-        kind=EventKind(data["kind"]),
-        at=datetime.fromisoformat(data["at"]),
-        message=str(data["message"]),
-        channel=_channel(data["channel"]),
-        wait_seconds=data["wait_seconds"],
-    )
+__all__ = ["RegistrationMachine", "describe_code_request"]
 
 
 @attrs.frozen(kw_only=True)
@@ -541,6 +315,12 @@ class RegistrationMachine:
                 )
                 if step is RegistrationStep.DONE:
                     return self._end(state, RegistrationOutcome.CONNECTED)
+                if step is RegistrationStep.CONFIRM_DEVICE:
+                    state = self._event(
+                        state,
+                        EventKind.DEVICE_WAITING,
+                        "waiting for the approval on the old phone",
+                    )
                 return attrs.evolve(state, step=step, pin_attempts=0)
         state = self._event(
             state, EventKind.CODE_REJECTED, "wrong code", channel=state.channel, answer=confirmation
@@ -576,16 +356,9 @@ class RegistrationMachine:
             return self._end(state, RegistrationOutcome.PIN_REJECTED)
         return attrs.evolve(state, pin_attempts=attempts)
 
-    def device_waiting(self, state: RegistrationState) -> RegistrationState:
-        """The transfer waits for the approval on the old phone."""
-        _expect(state, RegistrationStep.CONFIRM_DEVICE)
-        return self._event(
-            state, EventKind.DEVICE_WAITING, "waiting for the approval on the old phone"
-        )
-
     def device_approved(self, state: RegistrationState) -> RegistrationState:
-        """The user says the transfer is approved: ask the server until
-        ``device_timeout`` has passed."""
+        """The user says the transfer is approved (or a runner that cannot wait for them
+        lets polling see it): ask the server until ``device_timeout`` has passed."""
         _expect(state, RegistrationStep.CONFIRM_DEVICE)
         deadline = self.clock.now() + timedelta(seconds=self.device_timeout)
         return attrs.evolve(state, step=RegistrationStep.POLL_DEVICE, device_deadline=deadline)

@@ -11,10 +11,10 @@ from datetime import datetime
 
 import attrs
 
-from ._models import Availability, Channel
-from ._phone import PhoneNumber
-from ._planner import Outcome, RegistrationPlan
-from ._strenum import StrEnum
+from plugz_async._models import Availability, Channel
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import Outcome, RegistrationPlan
+from plugz_async._strenum import StrEnum
 
 __all__ = ["EventKind", "RegistrationEvent", "RegistrationOutcome", "RegistrationResult"]
 

@@ -1,0 +1,138 @@
+"""What each step of a registration does with the API: one table, two runners.
+
+`ACTIONS` maps each `RegistrationStep` to ``async action(context, state, given) ->
+state``: it sends the step's request with ``context.client`` and returns the state
+`RegistrationMachine` says follows. ``given`` is what the step needed from a person,
+gathered by the runner before the call (the code, the captcha's text, the PIN, or
+`APPROVED` for a device transfer); ``None`` when there is none. The in-process
+driver (`Registration`) gathers it from its callables; the queue's step runner from
+Redis. Around the action each runner does what is its own: the driver waits for the
+channel and sleeps between polls; the queue writes the code request's intent first,
+claims the step, and stores the state after. A fix to what a step does lands here,
+once, and both runners have it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from plugz_async._errors import InvalidArgument
+
+from ._machine import RegistrationMachine
+from ._state import RegistrationState, RegistrationStep
+
+if TYPE_CHECKING:  # the client sits below: the actions only call it
+    from plugz_async._client import PlugzClient
+
+__all__ = ["ACTIONS", "APPROVED", "Action", "StepContext"]
+
+#: What a runner gives a ``CONFIRM_DEVICE`` step once the transfer may be polled.
+APPROVED = "approved"
+
+
+@attrs.frozen
+class StepContext:
+    """What an action works with: the registration's rules and the instance's client.
+
+    Attributes:
+        machine: the registration's rules.
+        client: the client of the registration's instance.
+        request_timeout: the code request's timeout (``None``: the client's); the queue
+            bounds it by the intent's lease.
+    """
+
+    machine: RegistrationMachine
+    client: PlugzClient
+    request_timeout: float | None = None
+
+
+Action = Callable[[StepContext, RegistrationState, "str | None"], Awaitable[RegistrationState]]
+
+
+async def check(ctx: StepContext, state: RegistrationState, given: str | None) -> RegistrationState:
+    """Check the number (registration-available) and plan."""
+    return ctx.machine.checked(state, await ctx.client.check_availability(state.number))
+
+
+async def request_code(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Request the code on ``state.channel`` (the runner has waited until it opened)."""
+    assert state.channel is not None
+    request = await ctx.client.request_code(
+        state.number, state.channel, timeout=ctx.request_timeout
+    )
+    return ctx.machine.code_requested(state, request)
+
+
+async def answer_captcha(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Send the captcha's text (none: no way to answer it)."""
+    machine = ctx.machine
+    if given is None:
+        return machine.input_missing(state)
+    try:
+        answer = await ctx.client.respond_captcha(given)
+    except InvalidArgument:
+        return machine.captcha_invalid(state)
+    return machine.captcha_answered(state, answer)
+
+
+async def confirm_code(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Send the code that came on ``state.channel`` (none came: the next channel)."""
+    machine = ctx.machine
+    if given is None:
+        return machine.code_timed_out(state)
+    try:
+        confirmation = await ctx.client.confirm_code(given)
+    except InvalidArgument as error:
+        return machine.code_invalid(state, error)
+    return machine.code_confirmed(state, confirmation)
+
+
+async def confirm_pin(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Send the two-step PIN (none: no way to get it)."""
+    machine = ctx.machine
+    if given is None:
+        return machine.input_missing(state)
+    try:
+        answer = await ctx.client.confirm_pin(given)
+    except InvalidArgument as error:
+        return machine.pin_invalid(state, error)
+    return machine.pin_confirmed(state, answer)
+
+
+async def confirm_device(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """The transfer may be polled once approved (`APPROVED`); none: no way to wait."""
+    if given is None:
+        return ctx.machine.input_missing(state)
+    return ctx.machine.device_approved(state)
+
+
+async def poll_device(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Ask whether the transfer was approved."""
+    return ctx.machine.device_polled(state, await ctx.client.confirm_device_transfer())
+
+
+#: The one table of what each step does (``DONE`` does nothing).
+ACTIONS: Mapping[RegistrationStep, Action] = {
+    RegistrationStep.CHECK: check,
+    RegistrationStep.REQUEST_CODE: request_code,
+    RegistrationStep.ANSWER_CAPTCHA: answer_captcha,
+    RegistrationStep.CONFIRM_CODE: confirm_code,
+    RegistrationStep.CONFIRM_PIN: confirm_pin,
+    RegistrationStep.CONFIRM_DEVICE: confirm_device,
+    RegistrationStep.POLL_DEVICE: poll_device,
+}
