@@ -47,10 +47,7 @@ from ._errors import (
     UnknownRegistrationError,
     UnsupportedMediaTypeError,
 )
-from ._registration import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._registration import Registration
 from ._items import BulkItem, BulkRow
-from ._registration import RegistrationMachine, RegistrationState, RegistrationStep
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -66,6 +63,16 @@ from ._models import (
 from ._phone import PhoneNumber
 from ._planner import Assessment, ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
 from ._redact import redact_url
+from ._registration import (
+    EventKind,
+    Registration,
+    RegistrationEvent,
+    RegistrationMachine,
+    RegistrationOutcome,
+    RegistrationResult,
+    RegistrationState,
+    RegistrationStep,
+)
 from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
 from ._routes import ROUTES, Route

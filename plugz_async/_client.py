@@ -63,9 +63,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
     from ._bulk import BulkRun, Limiter
-    from ._registration import RegistrationEvent
-    from ._registration import Registration
     from ._items import Row
+    from ._registration import Registration, RegistrationEvent
 
 __all__ = ["PlugzClient"]
 

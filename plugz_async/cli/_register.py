@@ -19,10 +19,10 @@ from typing import Any
 
 from rich.live import Live
 
-from plugz_async._registration import EventKind, RegistrationEvent, RegistrationOutcome
 from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlanner
+from plugz_async._registration import EventKind, RegistrationEvent, RegistrationOutcome
 
 from ._app import (
     EXIT_NOT_CONNECTED,

@@ -23,17 +23,18 @@ from plugz_async._errors import (
     StaleWriteError,
     UnknownRegistrationError,
 )
-from plugz_async._registration import RegistrationEvent, RegistrationOutcome
+from plugz_async._models import UnbanRequest
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 from plugz_async._registration import (
+    RegistrationEvent,
     RegistrationMachine,
+    RegistrationOutcome,
     RegistrationState,
     RegistrationStep,
     event_from_dict,
     event_to_dict,
 )
-from plugz_async._models import UnbanRequest
-from plugz_async._phone import PhoneNumber
-from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 
 from ._engine import SaqScheduler
 from ._steps import INPUT_KINDS

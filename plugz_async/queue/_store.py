@@ -39,8 +39,7 @@ import attrs
 import redis.asyncio as aioredis
 
 from plugz_async._errors import InstanceBusyError, StaleWriteError
-from plugz_async._registration import RegistrationEvent
-from plugz_async._registration import RegistrationState, event_to_dict
+from plugz_async._registration import RegistrationEvent, RegistrationState, event_to_dict
 
 __all__ = ["CodeIntent", "Record", "Store"]
 

@@ -29,8 +29,8 @@ from saq.types import Context, PartialTimersDict
 from plugz_async._clock import Clock, SystemClock
 from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, ENV_INSTANCE_ID, ENV_INSTANCE_TOKEN
 from plugz_async._errors import ConfigurationError, InvalidArgument
-from plugz_async._registration import RegistrationMachine
 from plugz_async._planner import RegistrationPlanner
+from plugz_async._registration import RegistrationMachine
 from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware
 
