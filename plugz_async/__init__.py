@@ -61,7 +61,7 @@ from ._models import (
     UnbanStatus,
 )
 from ._phone import PhoneNumber
-from ._planner import Assessment, ChannelWindow, Outcome, RegistrationPlan, RegistrationPlanner
+from ._planner import Assessment, ChannelWindow, PlanOutcome, RegistrationPlan, RegistrationPlanner
 from ._redact import redact_url
 from ._registration import (
     EventKind,
@@ -91,11 +91,26 @@ if _typing.TYPE_CHECKING:
 _SUBMODULES = ("queue", "sandbox", "testing")
 
 
+#: Old names, still answered (with a DeprecationWarning) until the next minor version.
+_RENAMED = {"Outcome": "PlanOutcome"}
+
+
 def __getattr__(name: str) -> _typing.Any:
     if name in _SUBMODULES:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"plugz_async.{name} is now plugz_async.{new} (RegistrationOutcome is how a"
+            " registration ended; PlanOutcome what a plan says)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -134,11 +149,11 @@ __all__ = [
     "MissingDependencyError",
     "NoChannelError",
     "OutageError",
-    "Outcome",
     "PhoneNumber",
     "PinConfirmation",
     "PinRecovery",
     "PlanDataError",
+    "PlanOutcome",
     "PlugzClient",
     "PlugzError",
     "RateLimitError",

@@ -17,7 +17,7 @@ import attrs
 from ._errors import BadRequestError, InvalidArgument
 from ._models import Availability
 from ._phone import PhoneNumber
-from ._planner import Outcome, RegistrationPlan, RegistrationPlanner
+from ._planner import PlanOutcome, RegistrationPlan, RegistrationPlanner
 
 __all__ = ["FINAL_ERROR_NAMES", "BulkItem", "BulkRow", "Row", "as_input", "is_final", "record"]
 
@@ -154,11 +154,11 @@ class BulkItem:
         return is_final(self.error)
 
     @property
-    def outcome(self) -> Outcome:
-        """The plan's outcome (``Outcome.READY``...), or ``Outcome.ERROR``: an `Outcome`,
-        which compares equal to its text (``item.outcome == "ready"``)."""
+    def outcome(self) -> PlanOutcome:
+        """The plan's outcome (``PlanOutcome.READY``...), or ``PlanOutcome.ERROR``: a
+        `PlanOutcome`, which compares equal to its text (``item.outcome == "ready"``)."""
         plan = self.plan
-        return Outcome.ERROR if plan is None else plan.outcome
+        return PlanOutcome.ERROR if plan is None else plan.outcome
 
     def to_dict(self) -> dict[str, Any]:
         """One results-file record: the input, the number, the answer or the error, the plan."""

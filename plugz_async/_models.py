@@ -22,6 +22,7 @@ import attrs
 
 from ._errors import ResponseDecodeError
 from ._phone import PhoneNumber
+from ._stored import to_iso
 from ._strenum import StrEnum
 
 __all__ = [
@@ -192,7 +193,7 @@ class Availability:
             "wa_old_wait_seconds": self.wa_old_wait_seconds,
             "wa_old_eligible": self.wa_old_eligible,
             "reason": self.reason,
-            "observed_at": self.observed_at.isoformat(),
+            "observed_at": to_iso(self.observed_at),
             "raw": dict(self.raw),
         }
 

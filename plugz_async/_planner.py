@@ -22,12 +22,12 @@ from ._phone import PhoneNumber
 from ._stored import from_iso, to_iso
 from ._strenum import StrEnum
 
-__all__ = ["ChannelWindow", "Outcome", "RegistrationPlan", "RegistrationPlanner"]
+__all__ = ["ChannelWindow", "PlanOutcome", "RegistrationPlan", "RegistrationPlanner"]
 
 PLAN_FORMAT_VERSION = 1
 
 
-class Outcome(StrEnum):
+class PlanOutcome(StrEnum):
     """What the availability check means for the registration, at planning time."""
 
     READY = "ready"
@@ -49,10 +49,10 @@ class Outcome(StrEnum):
     item's ``error`` says why."""
 
 
-def _plan_outcome(value: object) -> Outcome:
+def _plan_outcome(value: object) -> PlanOutcome:
     """A stored plan's outcome (``error`` is an item's, never a plan's)."""
-    outcome = Outcome(value)
-    if outcome is Outcome.ERROR:
+    outcome = PlanOutcome(value)
+    if outcome is PlanOutcome.ERROR:
         raise ValueError("a plan's outcome cannot be 'error'")
     return outcome
 
@@ -86,10 +86,6 @@ def _preference(value: Iterable[Channel | str]) -> tuple[Channel, ...]:
     return channels
 
 
-#: Kinds of answer whose verdict a planner keeps (`RegistrationPlanner.assess`).
-VERDICTS_KEPT = 1024
-
-
 @attrs.frozen(kw_only=True)
 class RegistrationPlanner:
     """Turns availability answers into plans.
@@ -118,9 +114,6 @@ class RegistrationPlanner:
     clock: Clock = attrs.field(factory=SystemClock, eq=False)
     _why_not: dict[Channel, str | None] = attrs.field(
         init=False, factory=dict, eq=False, repr=False
-    )
-    _verdicts: dict[tuple[Any, ...], tuple[Outcome | None, float | None, tuple[Step, ...]]] = (
-        attrs.field(init=False, factory=dict, eq=False, repr=False)
     )
 
     def __attrs_post_init__(self) -> None:
@@ -164,7 +157,7 @@ class RegistrationPlanner:
                 ready_at_monotonic=observed_mono + delay,
                 why_not=why_not,
             )
-            for channel, given, delay, why_not in assessment.steps
+            for channel, given, delay, why_not in assessment.channels
         )
         return RegistrationPlan(
             number=availability.number,
@@ -184,37 +177,20 @@ class RegistrationPlanner:
         observed_mono = received_monotonic(
             self.clock, availability.observed_monotonic, availability.observed_at
         )
-        # What depends on the answer alone is worked out once per kind of answer (a bulk
-        # run meets the same few kinds again and again); only READY or WAIT needs the time.
-        key = (
-            availability.available,
-            availability.blocked,
-            not availability.appeal_token,
-            availability.sms_wait_seconds,
-            availability.voice_wait_seconds,
-            availability.wa_old_wait_seconds,
-            availability.wa_old_eligible,
-        )
-        verdicts = self._verdicts
-        verdict = verdicts.get(key)
-        if verdict is None:
-            if len(verdicts) >= VERDICTS_KEPT:
-                verdicts.clear()
-            verdict = verdicts[key] = self._verdict(availability)
-        outcome, first, steps = verdict
+        outcome, first, channels = self._verdict(availability)
         if outcome is None:
             assert first is not None
-            outcome = Outcome.READY if observed_mono + first <= now_mono else Outcome.WAIT
-        return Assessment(outcome=outcome, observed_monotonic=observed_mono, steps=steps)
+            outcome = PlanOutcome.READY if observed_mono + first <= now_mono else PlanOutcome.WAIT
+        return Assessment(outcome=outcome, observed_monotonic=observed_mono, channels=channels)
 
     def _verdict(
         self, availability: Availability
-    ) -> tuple[Outcome | None, float | None, tuple[Step, ...]]:
+    ) -> tuple[PlanOutcome | None, float | None, tuple[ChannelReading, ...]]:
         """The outcome when the answer alone decides it (else None: READY or WAIT), the
         delay of the first channel to open, and each channel's step."""
         go = availability.available and not availability.blocked
         margin = self.margin
-        steps: list[Step] = []
+        channels: list[ChannelReading] = []
         first: float | None = None
         for channel, given, why_not in (
             (Channel.SMS, availability.sms_wait_seconds, self._why_not[Channel.SMS]),
@@ -228,18 +204,18 @@ class RegistrationPlanner:
                 why_not = "the server says wa_old is not eligible for this number"
             if why_not is None and (first is None or delay < first):
                 first = delay
-            steps.append(Step(channel, given, delay, why_not))
-        outcome: Outcome | None = None
+            channels.append(ChannelReading(channel, given, delay, why_not))
+        outcome: PlanOutcome | None = None
         if availability.blocked:
-            outcome = Outcome.APPEAL if availability.appeal_token else Outcome.BLOCKED
+            outcome = PlanOutcome.APPEAL if availability.appeal_token else PlanOutcome.BLOCKED
         elif not availability.available:
-            outcome = Outcome.UNAVAILABLE
+            outcome = PlanOutcome.UNAVAILABLE
         elif first is None:
-            outcome = Outcome.NO_CHANNEL
-        return outcome, first, tuple(steps)
+            outcome = PlanOutcome.NO_CHANNEL
+        return outcome, first, tuple(channels)
 
 
-class Step(NamedTuple):
+class ChannelReading(NamedTuple):
     """One channel, as the planner sees it in an answer."""
 
     channel: Channel
@@ -258,12 +234,12 @@ class Assessment:
     Attributes:
         outcome: what the answer means.
         observed_monotonic: when it was received, on the planner's monotonic clock.
-        steps: each channel, in the order SMS, voice, wa_old.
+        channels: how each channel reads in the answer, in the order SMS, voice, wa_old.
     """
 
-    outcome: Outcome
+    outcome: PlanOutcome
     observed_monotonic: float
-    steps: tuple[Step, ...]
+    channels: tuple[ChannelReading, ...]
 
 
 @attrs.frozen(kw_only=True)
@@ -282,7 +258,7 @@ class RegistrationPlan:
     """
 
     number: PhoneNumber
-    outcome: Outcome
+    outcome: PlanOutcome
     windows: tuple[ChannelWindow, ...]
     preference: tuple[Channel, ...]
     reason: str | None = None
@@ -389,7 +365,7 @@ class RegistrationPlan:
             why = "blocked when a code was requested"
             return attrs.evolve(
                 self,
-                outcome=Outcome.BLOCKED_AT_CODE_REQUEST,
+                outcome=PlanOutcome.BLOCKED_AT_CODE_REQUEST,
                 windows=tuple(attrs.evolve(w, eligible=False, why_not=why) for w in self.windows),
                 reason=request.reason or self.reason,
             )
@@ -418,7 +394,7 @@ class RegistrationPlan:
         channel = plan.next_channel()
         if channel is not None:
             ready = plan.window(channel).ready_at_monotonic <= now_mono
-            plan = attrs.evolve(plan, outcome=Outcome.READY if ready else Outcome.WAIT)
+            plan = attrs.evolve(plan, outcome=PlanOutcome.READY if ready else PlanOutcome.WAIT)
         return plan
 
     def to_dict(self) -> dict[str, Any]:

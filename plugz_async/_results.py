@@ -20,7 +20,7 @@ from typing import Any
 
 from ._errors import InvalidArgument, require
 from ._items import FINAL_ERROR_NAMES, BulkItem
-from ._planner import Outcome
+from ._planner import PlanOutcome
 
 __all__ = [
     "CSV_FIELDS",
@@ -33,12 +33,12 @@ __all__ = [
 ]
 
 
-def _outcome(value: object) -> Outcome:
+def _outcome(value: object) -> PlanOutcome:
     """A record's outcome; a record too old or too mangled to have one counts as an error."""
     try:
-        return Outcome(value)
+        return PlanOutcome(value)
     except ValueError:
-        return Outcome.ERROR
+        return PlanOutcome.ERROR
 
 
 def record_is_final(record: Mapping[str, Any]) -> bool:
@@ -165,7 +165,7 @@ class ResultsFile:
                 f"{self.path} holds {_FORMAT_NAMES[found]}, not {_FORMAT_NAMES[format]}"
             )
         self.format = format or found
-        self.kept: Counter[Outcome] = Counter()
+        self.kept: Counter[PlanOutcome] = Counter()
         self.kept_errors: Counter[str] = Counter()
         self.dropped = 0
         self._file: io.TextIOWrapper | None = None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 
 from ._items import BulkItem
 from ._models import Channel
-from ._planner import Outcome, RegistrationPlanner
+from ._planner import PlanOutcome, RegistrationPlanner
+from ._stored import epoch_to_iso
 
 __all__ = ["BulkSummary"]
 
@@ -65,14 +65,10 @@ class _Spread:
         median = sorted(self.sample)[len(self.sample) // 2]
         return {
             "count": self.seen,
-            "earliest": _iso(self.earliest),
-            "median": _iso(median),
-            "latest": _iso(self.latest),
+            "earliest": epoch_to_iso(self.earliest),
+            "median": epoch_to_iso(median),
+            "latest": epoch_to_iso(self.latest),
         }
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 @attrs.define
@@ -81,8 +77,8 @@ class BulkSummary:
     when each channel opens (earliest, median, latest) across the numbers."""
 
     total: int = 0
-    outcomes: Counter[Outcome] = attrs.field(factory=Counter)
-    """Rows by `Outcome` (``Outcome.ERROR`` for a failed check; see ``errors``)."""
+    outcomes: Counter[PlanOutcome] = attrs.field(factory=Counter)
+    """Rows by `PlanOutcome` (``PlanOutcome.ERROR`` for a failed check; see ``errors``)."""
     errors: Counter[str] = attrs.field(factory=Counter)
     attempts: int = 0
     started: float = 0.0
@@ -114,7 +110,7 @@ class BulkSummary:
         self.wall_time = now - self.started
         availability = item.availability
         if availability is None:
-            self.outcomes[Outcome.ERROR] += 1
+            self.outcomes[PlanOutcome.ERROR] += 1
             self.errors[type(item.error).__name__] += 1
             if not item.final:
                 self.pending += 1
@@ -123,7 +119,7 @@ class BulkSummary:
         assessment = planner.assess(availability)
         self.outcomes[assessment.outcome] += 1  # a StrEnum: it counts as its text
         received = None
-        for channel, _, delay, why_not in assessment.steps:
+        for channel, _, delay, why_not in assessment.channels:
             if why_not is None:
                 if received is None:
                     received = availability.observed_at.timestamp()

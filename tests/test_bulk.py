@@ -275,7 +275,7 @@ async def test_jsonl_results(client: pz.PlugzClient, tmp_path: Path) -> None:
     await written(client, path)
     records = read_results(path)
     assert len(records) == 6 and {r["key"] for r in records} == {str(i) for i in range(6)}
-    assert all(r["plan"]["observed_at"].endswith("Z") for r in records if r["plan"])
+    assert all(r["plan"]["observed_at"].endswith("+00:00") for r in records if r["plan"])
 
 
 async def test_a_dataframe_of_a_results_file_or_of_items(

@@ -18,7 +18,6 @@ from helpers import CONFIG
 import plugz_async as pz
 from plugz_async.sandbox import CAPTCHA_TEXT, CONFIRMATION_CODE, PIN, Reply, Sandbox, running
 
-Outcome = pz.RegistrationOutcome
 Kind = pz.EventKind
 
 
@@ -59,7 +58,7 @@ def kinds(registration: pz.Registration) -> list[str]:
 async def test_ready_number_connects_by_sms(client: pz.PlugzClient) -> None:
     registration = client.registration("+55 11 90000-0001")
     result = await registration.run(code=codes())
-    assert result.outcome is Outcome.CONNECTED and result.connected
+    assert result.outcome is pz.RegistrationOutcome.CONNECTED and result.connected
     assert result.channel is pz.Channel.SMS and registration.result == result
     assert kinds(registration) == [
         "checked",
@@ -76,7 +75,7 @@ async def test_waits_are_sat_out_before_the_code_request(
     sb: Sandbox, client: pz.PlugzClient, clock: pz.FakeClock
 ) -> None:
     result = await client.registration("+55 11 90000-0002").run(code=codes())
-    assert result.outcome is Outcome.CONNECTED and result.channel is pz.Channel.SMS
+    assert result.outcome is pz.RegistrationOutcome.CONNECTED and result.channel is pz.Channel.SMS
     assert clock.monotonic() >= 30.0
     # The first request came when SMS had opened: the sandbox never said "too early".
     (request,) = sb.requests(route="request-registration-code")
@@ -95,7 +94,7 @@ async def test_no_code_moves_to_the_next_channel_when_it_opens(
     code = codes(None)  # nothing came by SMS
     registration = client.registration("+55 11 90000-0012")  # waits double per request
     result = await registration.run(code=code)
-    assert result.outcome is Outcome.CONNECTED and result.channel is pz.Channel.VOICE
+    assert result.outcome is pz.RegistrationOutcome.CONNECTED and result.channel is pz.Channel.VOICE
     assert code.asked == [pz.Channel.SMS, pz.Channel.VOICE]
     assert "code_timeout" in kinds(registration)
     # After the SMS request the voice wait was 60 s: the driver waited for it.
@@ -108,7 +107,7 @@ async def test_no_code_moves_to_the_next_channel_when_it_opens(
 
 async def test_no_code_on_any_channel(client: pz.PlugzClient) -> None:
     result = await client.registration("+55 11 90000-0001").run(code=codes(None, None))
-    assert result.outcome is Outcome.NO_CODE and result.channel is pz.Channel.VOICE
+    assert result.outcome is pz.RegistrationOutcome.NO_CODE and result.channel is pz.Channel.VOICE
 
 
 async def test_a_code_that_never_comes_times_out(client: pz.PlugzClient) -> None:
@@ -118,17 +117,19 @@ async def test_a_code_that_never_comes_times_out(client: pz.PlugzClient) -> None
 
     registration = client.registration("+55 11 90000-0003", code_timeout=0.01)
     result = await registration.run(code=never)
-    assert result.outcome is Outcome.NO_CODE
+    assert result.outcome is pz.RegistrationOutcome.NO_CODE
     assert kinds(registration).count("code_timeout") == 2
 
 
 async def test_a_wrong_code_may_be_tried_again_bounded(client: pz.PlugzClient) -> None:
     registration = client.registration("+55 11 90000-0001", max_code_attempts=3)
-    assert (await registration.run(code=codes("000000", "12ab"))).outcome is Outcome.CONNECTED
+    assert (
+        await registration.run(code=codes("000000", "12ab"))
+    ).outcome is pz.RegistrationOutcome.CONNECTED
     assert kinds(registration).count("code_rejected") == 2
     rejected = client.registration("+55 11 90000-0001", max_code_attempts=2)
     result = await rejected.run(code=codes("000000", "111111"))
-    assert result.outcome is Outcome.CODE_REJECTED
+    assert result.outcome is pz.RegistrationOutcome.CODE_REJECTED
 
 
 async def test_an_expired_code_is_rejected(client: pz.PlugzClient, clock: pz.FakeClock) -> None:
@@ -137,23 +138,23 @@ async def test_an_expired_code_is_rejected(client: pz.PlugzClient, clock: pz.Fak
         return CONFIRMATION_CODE
 
     result = await client.registration("+55 11 90000-0011").run(code=slow_code)
-    assert result.outcome is Outcome.CODE_REJECTED
+    assert result.outcome is pz.RegistrationOutcome.CODE_REJECTED
 
 
 @pytest.mark.parametrize(
     ("number", "outcome"),
     [
-        ("+55 11 90000-0004", Outcome.APPEAL),
-        ("+55 11 90000-0005", Outcome.UNAVAILABLE),
-        ("+55 11 90000-0007", Outcome.BLOCKED_AT_CODE_REQUEST),
+        ("+55 11 90000-0004", pz.RegistrationOutcome.APPEAL),
+        ("+55 11 90000-0005", pz.RegistrationOutcome.UNAVAILABLE),
+        ("+55 11 90000-0007", pz.RegistrationOutcome.BLOCKED_AT_CODE_REQUEST),
     ],
 )
 async def test_endings_that_stop_early(
-    sb: Sandbox, client: pz.PlugzClient, number: str, outcome: Outcome
+    sb: Sandbox, client: pz.PlugzClient, number: str, outcome: pz.RegistrationOutcome
 ) -> None:
     result = await client.registration(number).run(code=codes())
     assert result.outcome is outcome and not result.connected
-    if outcome is Outcome.UNAVAILABLE:
+    if outcome is pz.RegistrationOutcome.UNAVAILABLE:
         assert result.reason == "number is registered on another device"
         assert sb.requests(route="request-registration-code") == []
 
@@ -161,13 +162,16 @@ async def test_endings_that_stop_early(
 async def test_blocked_with_no_token_at_the_check(sb: Sandbox, client: pz.PlugzClient) -> None:
     sb.then(Reply(json={"available": False, "blocked": True}), route="registration-available")
     result = await client.registration("+55 11 90000-0001").run(code=codes())
-    assert result.outcome is Outcome.BLOCKED and result.appeal_token is None
+    assert result.outcome is pz.RegistrationOutcome.BLOCKED and result.appeal_token is None
 
 
 async def test_banned_then_appeal(client: pz.PlugzClient) -> None:
     registration = client.registration("+55 11 90000-0004")
     result = await registration.run(code=codes())
-    assert result.outcome is Outcome.APPEAL and result.appeal_token == "Ae0B_sandbox-appeal-token"
+    assert (
+        result.outcome is pz.RegistrationOutcome.APPEAL
+        and result.appeal_token == "Ae0B_sandbox-appeal-token"
+    )
     unban = await registration.appeal("This number belongs to our support line.")
     assert unban.success and unban.status is pz.UnbanStatus.UNBANNED
 
@@ -181,7 +185,7 @@ async def test_captcha_is_solved_from_the_png(client: pz.PlugzClient) -> None:
 
     registration = client.registration("+55 11 90000-0008")
     result = await registration.run(code=codes(), captcha=solve)
-    assert result.outcome is Outcome.CONNECTED
+    assert result.outcome is pz.RegistrationOutcome.CONNECTED
     assert all(png.startswith(b"\x89PNG") for png in images) and len(images) == 2
     assert kinds(registration).count("captcha_answered") == 2
 
@@ -189,13 +193,13 @@ async def test_captcha_is_solved_from_the_png(client: pz.PlugzClient) -> None:
 @pytest.mark.parametrize(
     ("solver", "outcome"),
     [
-        (None, Outcome.CAPTCHA_REQUIRED),
-        ("wrong", Outcome.CAPTCHA_FAILED),
-        ("", Outcome.CAPTCHA_FAILED),
+        (None, pz.RegistrationOutcome.CAPTCHA_REQUIRED),
+        ("wrong", pz.RegistrationOutcome.CAPTCHA_FAILED),
+        ("", pz.RegistrationOutcome.CAPTCHA_FAILED),
     ],
 )
 async def test_captcha_endings(
-    client: pz.PlugzClient, solver: str | None, outcome: Outcome
+    client: pz.PlugzClient, solver: str | None, outcome: pz.RegistrationOutcome
 ) -> None:
     async def solve(png: bytes) -> str:
         assert solver is not None
@@ -214,10 +218,12 @@ async def test_pin_flow_and_its_endings(client: pz.PlugzClient) -> None:
         return next(pins)
 
     registration = client.registration("+55 11 90000-0009")
-    assert (await registration.run(code=codes(), pin=pin)).outcome is Outcome.CONNECTED
+    assert (
+        await registration.run(code=codes(), pin=pin)
+    ).outcome is pz.RegistrationOutcome.CONNECTED
     assert kinds(registration).count("pin_rejected") == 2 and "pin_confirmed" in kinds(registration)
     assert (await client.registration("+55 11 90000-0009").run(code=codes())).outcome is (
-        Outcome.PIN_REQUIRED
+        pz.RegistrationOutcome.PIN_REQUIRED
     )
 
     async def wrong() -> str:
@@ -226,7 +232,7 @@ async def test_pin_flow_and_its_endings(client: pz.PlugzClient) -> None:
     result = await client.registration("+55 11 90000-0009", max_pin_attempts=2).run(
         code=codes(), pin=wrong
     )
-    assert result.outcome is Outcome.PIN_REJECTED
+    assert result.outcome is pz.RegistrationOutcome.PIN_REJECTED
 
 
 async def test_device_transfer_flow_and_its_endings(
@@ -242,12 +248,12 @@ async def test_device_transfer_flow_and_its_endings(
     assert approved == [True] and clock.sleeps[-1] == 2.0  # polled twice, 2 s apart
     assert "device_confirmed" in kinds(registration)
     result = await client.registration("+55 11 90000-0010").run(code=codes())
-    assert result.outcome is Outcome.DEVICE_CONFIRMATION_REQUIRED
+    assert result.outcome is pz.RegistrationOutcome.DEVICE_CONFIRMATION_REQUIRED
     sb.then(*[Reply(400, json={"error": "not approved"})] * 20, route="device-transfer-confirmed")
     result = await client.registration(
         "+55 11 90000-0010", device_timeout=10.0, device_poll_interval=3.0
     ).run(code=codes(), device_confirmed=approve)
-    assert result.outcome is Outcome.DEVICE_NOT_CONFIRMED
+    assert result.outcome is pz.RegistrationOutcome.DEVICE_NOT_CONFIRMED
 
 
 async def test_no_channel_when_the_planner_has_none(
@@ -255,7 +261,7 @@ async def test_no_channel_when_the_planner_has_none(
 ) -> None:
     planner = pz.RegistrationPlanner(preference=("wa_old",), allow_wa_old=True, clock=clock)
     result = await client.registration("+55 11 90000-0003", planner=planner).run(code=codes())
-    assert result.outcome is Outcome.NO_CHANNEL
+    assert result.outcome is pz.RegistrationOutcome.NO_CHANNEL
 
 
 async def test_a_channel_refused_for_good_moves_on(sb: Sandbox, client: pz.PlugzClient) -> None:
@@ -264,7 +270,7 @@ async def test_a_channel_refused_for_good_moves_on(sb: Sandbox, client: pz.Plugz
         route="request-registration-code",
     )
     result = await client.registration("+55 11 90000-0001").run(code=codes())
-    assert result.outcome is Outcome.CONNECTED and result.channel is pz.Channel.VOICE
+    assert result.outcome is pz.RegistrationOutcome.CONNECTED and result.channel is pz.Channel.VOICE
 
 
 async def test_too_early_answers_are_waited_out(

@@ -39,7 +39,7 @@ def waits(
 
 def test_ready_now(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 0, 0))
-    assert plan.outcome is pz.Outcome.READY
+    assert plan.outcome is pz.PlanOutcome.READY
     assert plan.next_channel() is SMS  # a tie, broken by preference
     assert plan.channels == (SMS, VOICE)
     assert plan.ready_in(SMS) == 0.0 and plan.is_ready(VOICE) and not plan.is_ready(WA_OLD)
@@ -47,7 +47,7 @@ def test_ready_now(clock: pz.FakeClock) -> None:
 
 def test_wait_picks_the_earliest_channel(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 120, 30, 0))
-    assert plan.outcome is pz.Outcome.WAIT
+    assert plan.outcome is pz.PlanOutcome.WAIT
     assert plan.next_channel() is VOICE and plan.channels == (VOICE, SMS)
     assert plan.ready_in(VOICE) == 30.0 and plan.ready_in(SMS) == 120.0
     assert plan.window(SMS).ready_at == clock.now() + timedelta(seconds=120)
@@ -78,21 +78,26 @@ def test_wa_old_needs_eligibility_and_an_explicit_allow(clock: pz.FakeClock) -> 
 
 def test_voice_only_preference(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(preference=("voice",), clock=clock).plan(waits(clock, 0, 50, 0))
-    assert plan.channels == (VOICE,) and plan.outcome is pz.Outcome.WAIT
+    assert plan.channels == (VOICE,) and plan.outcome is pz.PlanOutcome.WAIT
     assert plan.window(SMS).why_not == "not in the preference"
 
 
 @pytest.mark.parametrize(
     ("wire", "outcome"),
     [
-        ({"available": False, "blocked": True, "appealToken": "Ae0B_x"}, pz.Outcome.APPEAL),
-        ({"available": False, "blocked": True}, pz.Outcome.BLOCKED),
-        ({"available": True, "blocked": True}, pz.Outcome.BLOCKED),  # blocked is the stronger word
-        ({"available": False, "reason": "in use elsewhere"}, pz.Outcome.UNAVAILABLE),
-        ({}, pz.Outcome.UNAVAILABLE),
+        ({"available": False, "blocked": True, "appealToken": "Ae0B_x"}, pz.PlanOutcome.APPEAL),
+        ({"available": False, "blocked": True}, pz.PlanOutcome.BLOCKED),
+        (
+            {"available": True, "blocked": True},
+            pz.PlanOutcome.BLOCKED,
+        ),  # blocked is the stronger word
+        ({"available": False, "reason": "in use elsewhere"}, pz.PlanOutcome.UNAVAILABLE),
+        ({}, pz.PlanOutcome.UNAVAILABLE),
     ],
 )
-def test_outcomes_that_stop(clock: pz.FakeClock, wire: dict[str, Any], outcome: pz.Outcome) -> None:
+def test_outcomes_that_stop(
+    clock: pz.FakeClock, wire: dict[str, Any], outcome: pz.PlanOutcome
+) -> None:
     plan = pz.RegistrationPlanner(clock=clock).plan(answer(clock, **wire))
     assert plan.outcome is outcome
     assert plan.next_channel() is None and plan.channels == ()
@@ -103,7 +108,7 @@ def test_outcomes_that_stop(clock: pz.FakeClock, wire: dict[str, Any], outcome: 
 def test_no_channel_when_only_an_ineligible_wa_old_is_wanted(clock: pz.FakeClock) -> None:
     planner = pz.RegistrationPlanner(preference=(WA_OLD,), allow_wa_old=True, clock=clock)
     plan = planner.plan(waits(clock, 0, 0, 0, waOldEligible=False))
-    assert plan.outcome is pz.Outcome.NO_CHANNEL and plan.next_channel() is None
+    assert plan.outcome is pz.PlanOutcome.NO_CHANNEL and plan.next_channel() is None
 
 
 @pytest.mark.parametrize(
@@ -121,14 +126,14 @@ def test_every_channel_combination(
     order = sorted(usable, key=lambda c: (usable[c], planner.preference.index(c)))
     assert plan.channels == tuple(order)
     assert plan.next_channel() is order[0]
-    assert plan.outcome is (pz.Outcome.READY if usable[order[0]] == 0 else pz.Outcome.WAIT)
+    assert plan.outcome is (pz.PlanOutcome.READY if usable[order[0]] == 0 else pz.PlanOutcome.WAIT)
     for channel, seconds in usable.items():
         assert plan.ready_in(channel) == seconds
 
 
 def test_margin_is_added_to_every_wait(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(margin=2.5, clock=clock).plan(waits(clock, 0, 10, 0))
-    assert plan.outcome is pz.Outcome.WAIT
+    assert plan.outcome is pz.PlanOutcome.WAIT
     assert plan.ready_in(SMS) == 2.5 and plan.ready_in(VOICE) == 12.5
     assert plan.window(SMS).wait_seconds == 0.0  # the server's figure is kept as given
 
@@ -142,7 +147,7 @@ def test_ready_at_counts_from_when_the_answer_was_received(clock: pz.FakeClock) 
 
 def test_negative_waits_count_as_zero(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, -5, 3, 0))
-    assert plan.ready_in(SMS) == 0.0 and plan.outcome is pz.Outcome.READY
+    assert plan.ready_in(SMS) == 0.0 and plan.outcome is pz.PlanOutcome.READY
 
 
 async def test_wait_until_ready_returns_at_never_before(clock: pz.FakeClock) -> None:
@@ -261,7 +266,7 @@ def test_from_dict_of_a_stopped_plan(clock: pz.FakeClock) -> None:
         answer(clock, available=False, blocked=True, appealToken="Ae0B_x")
     )
     resumed = pz.RegistrationPlan.from_dict(plan.to_dict(), clock=clock)
-    assert resumed.outcome is pz.Outcome.APPEAL and resumed.appeal_token == "Ae0B_x"
+    assert resumed.outcome is pz.PlanOutcome.APPEAL and resumed.appeal_token == "Ae0B_x"
     assert resumed.to_dict()["next_channel"] is None
 
 
@@ -311,7 +316,7 @@ def test_after_a_code_request_the_new_waits_and_retry_after_apply(clock: pz.Fake
         clock, SMS, success=True, retryAfter="165", smsWaitSeconds=125, voiceWaitSeconds=125
     )
     after = plan.after_code_request(sent)
-    assert after.outcome is pz.Outcome.WAIT
+    assert after.outcome is pz.PlanOutcome.WAIT
     assert after.ready_in(SMS) == 166.0  # retryAfter wins over the wait, for the channel used
     assert after.ready_in(VOICE) == 126.0
     assert after.next_channel() is VOICE  # SMS is not offered again before its retryAfter
@@ -325,18 +330,18 @@ def test_a_refusal_with_retry_after_only_moves_that_channel(clock: pz.FakeClock)
     assert after.ready_in(SMS) == 30.0 and after.ready_in(VOICE) == 10.0
     clock.advance(10)
     assert after.after_code_request(code_request(clock, VOICE, success=True)).outcome is (
-        pz.Outcome.READY
+        pz.PlanOutcome.READY
     )
 
 
 def test_blocked_at_code_request(clock: pz.FakeClock) -> None:
     plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 0, 0))
     after = plan.after_code_request(code_request(clock, SMS, success=False, blocked=True))
-    assert after.outcome is pz.Outcome.BLOCKED_AT_CODE_REQUEST
+    assert after.outcome is pz.PlanOutcome.BLOCKED_AT_CODE_REQUEST
     assert after.next_channel() is None and after.appeal_token is None
     assert after.window(SMS).why_not == "blocked when a code was requested"
     stored = pz.RegistrationPlan.from_dict(after.to_dict(), clock=clock)
-    assert stored.outcome is pz.Outcome.BLOCKED_AT_CODE_REQUEST
+    assert stored.outcome is pz.PlanOutcome.BLOCKED_AT_CODE_REQUEST
 
 
 def test_a_code_request_from_another_clock_is_placed_by_the_wall_clock(clock: pz.FakeClock) -> None:

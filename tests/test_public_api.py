@@ -53,7 +53,7 @@ PUBLIC = {
     "MissingDependencyError",
     "NoChannelError",
     "OutageError",
-    "Outcome",
+    "PlanOutcome",
     "PhoneNumber",
     "PinConfirmation",
     "PinRecovery",
@@ -250,13 +250,13 @@ def test_public_names_report_the_package_as_their_module() -> None:
 
 
 def test_the_registration_outcomes_that_are_plan_outcomes_share_their_values() -> None:
-    shared = {o.name for o in pz.Outcome} & {o.name for o in pz.RegistrationOutcome}
+    shared = {o.name for o in pz.PlanOutcome} & {o.name for o in pz.RegistrationOutcome}
     assert shared == {"APPEAL", "BLOCKED", "BLOCKED_AT_CODE_REQUEST", "UNAVAILABLE", "NO_CHANNEL"}
     for name in shared:
-        plan_outcome = pz.Outcome[name]
+        plan_outcome = pz.PlanOutcome[name]
         assert pz.RegistrationOutcome.of_plan(plan_outcome) is pz.RegistrationOutcome[name]
-    assert pz.RegistrationOutcome.of_plan(pz.Outcome.READY) is None
-    assert pz.RegistrationOutcome.of_plan(pz.Outcome.WAIT) is None
+    assert pz.RegistrationOutcome.of_plan(pz.PlanOutcome.READY) is None
+    assert pz.RegistrationOutcome.of_plan(pz.PlanOutcome.WAIT) is None
 
 
 @pytest.mark.parametrize(
@@ -279,3 +279,11 @@ def test_the_client_factories_take_what_their_classes_take(method: str, cls: str
     for option, default in theirs.items():
         if default is not inspect.Parameter.empty:
             assert ours[option] == default, option
+
+
+def test_an_old_name_still_answers_and_says_its_new_one() -> None:
+    with pytest.warns(
+        DeprecationWarning, match="plugz_async.Outcome is now plugz_async.PlanOutcome"
+    ):
+        old = pz.Outcome  # type: ignore[attr-defined]
+    assert old is pz.PlanOutcome

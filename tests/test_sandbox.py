@@ -236,11 +236,11 @@ def test_the_mix_is_deterministic_and_close_to_its_documented_shares() -> None:
 
 async def test_mixed_numbers_decode_into_availability(client: pz.PlugzClient) -> None:
     planner = pz.RegistrationPlanner()
-    outcomes: Counter[pz.Outcome] = Counter()
+    outcomes: Counter[pz.PlanOutcome] = Counter()
     for n in range(60):
         availability = await client.check_availability(f"+55 31 9{n:04d}-0000")
         outcomes[planner.plan(availability).outcome] += 1
-    assert outcomes[pz.Outcome.READY] > 20 and len(outcomes) >= 3
+    assert outcomes[pz.PlanOutcome.READY] > 20 and len(outcomes) >= 3
 
 
 async def test_fault_rate_fails_that_share_of_requests() -> None:

@@ -13,10 +13,10 @@ async def test_every_outcome_of_a_summary_is_an_outcome(client: pz.PlugzClient) 
     rows = ["+55 11 90000-0001", "not a number", "+55 11 90000-0004"]
     async with client.check_many(rows) as run:
         items = [item async for item in run]
-    assert all(type(key) is pz.Outcome for key in run.summary.outcomes)
-    assert run.summary.outcomes[pz.Outcome.ERROR] == 1
-    assert str(pz.Outcome.ERROR) == "error"  # its text
-    assert {type(item.outcome) for item in items} == {pz.Outcome}
+    assert all(type(key) is pz.PlanOutcome for key in run.summary.outcomes)
+    assert run.summary.outcomes[pz.PlanOutcome.ERROR] == 1
+    assert str(pz.PlanOutcome.ERROR) == "error"  # its text
+    assert {type(item.outcome) for item in items} == {pz.PlanOutcome}
     plan = next(item.plan for item in items if item.plan is not None)
     with pytest.raises(pz.PlanDataError):  # never a plan's
         pz.RegistrationPlan.from_dict({**plan.to_dict(), "outcome": "error"})

@@ -13,7 +13,7 @@ import attrs
 
 from plugz_async._models import Availability, Channel
 from plugz_async._phone import PhoneNumber
-from plugz_async._planner import Outcome, RegistrationPlan
+from plugz_async._planner import PlanOutcome, RegistrationPlan
 from plugz_async._strenum import StrEnum
 
 __all__ = ["EventKind", "RegistrationEvent", "RegistrationOutcome", "RegistrationResult"]
@@ -22,7 +22,7 @@ __all__ = ["EventKind", "RegistrationEvent", "RegistrationOutcome", "Registratio
 class RegistrationOutcome(StrEnum):
     """How a registration ended.
 
-    Five of its members are the plan's outcomes (`Outcome`) that end a registration,
+    Five of its members are the plan's outcomes (`PlanOutcome`) that end a registration,
     under the same names and values: ``appeal``, ``blocked``, ``unavailable`` and
     ``no_channel`` before any code request, ``blocked_at_code_request`` when one is
     refused; a plan that says ``appeal`` ends the registration ``appeal`` (`of_plan`).
@@ -59,10 +59,10 @@ class RegistrationOutcome(StrEnum):
     """The transfer was not approved within ``device_timeout``."""
 
     @classmethod
-    def of_plan(cls, outcome: Outcome) -> RegistrationOutcome | None:
+    def of_plan(cls, outcome: PlanOutcome) -> RegistrationOutcome | None:
         """How a plan with ``outcome`` ends the registration, or ``None`` when it lets the
         registration go on (``ready``, ``wait``)."""
-        if outcome in (Outcome.READY, Outcome.WAIT):
+        if outcome in (PlanOutcome.READY, PlanOutcome.WAIT):
             return None
         return cls(outcome.value)
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from plugz_async._errors import APIError, InvalidPhoneNumber
 from plugz_async._items import BulkItem
 from plugz_async._models import Channel
-from plugz_async._planner import Outcome, RegistrationPlan
+from plugz_async._planner import PlanOutcome, RegistrationPlan
 from plugz_async._summary import BulkSummary
 
 __all__ = [
@@ -29,12 +29,12 @@ __all__ = [
 ]
 
 _STYLE = {
-    Outcome.READY: "bold green",
-    Outcome.WAIT: "yellow",
-    Outcome.APPEAL: "magenta",
-    Outcome.BLOCKED: "red",
-    Outcome.UNAVAILABLE: "red",
-    Outcome.NO_CHANNEL: "red",
+    PlanOutcome.READY: "bold green",
+    PlanOutcome.WAIT: "yellow",
+    PlanOutcome.APPEAL: "magenta",
+    PlanOutcome.BLOCKED: "red",
+    PlanOutcome.UNAVAILABLE: "red",
+    PlanOutcome.NO_CHANNEL: "red",
 }
 
 
@@ -120,7 +120,7 @@ def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = 
     scenarios = any(row.scenario for row in rows)
     if scenarios:
         table.add_column("Scenario", no_wrap=True)
-    table.add_column("Outcome", no_wrap=True)
+    table.add_column("PlanOutcome", no_wrap=True)
     table.add_column("Next", no_wrap=True)
     for header in _HEADERS.values():
         table.add_column(header, no_wrap=True)
@@ -156,10 +156,10 @@ def summary_line(summary: BulkSummary) -> str:
 def summary_table(summary: BulkSummary) -> Table:
     """Counts by outcome and errors by class."""
     table = Table()
-    table.add_column("Outcome")
+    table.add_column("PlanOutcome")
     table.add_column("Count", justify="right")
-    for outcome in Outcome:
-        if outcome is not Outcome.ERROR and summary.outcomes[outcome.value]:
+    for outcome in PlanOutcome:
+        if outcome is not PlanOutcome.ERROR and summary.outcomes[outcome.value]:
             table.add_row(
                 Text(outcome.value, style=_STYLE[outcome]), str(summary.outcomes[outcome.value])
             )
