@@ -19,6 +19,7 @@ from ._bulk import BulkRun, RateSchedule
 from ._client import PlugzClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._config import DEFAULT_BASE_URL, ZAPI_BASE_URL
+from ._connections import Connections
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -137,6 +138,7 @@ __all__ = [
     "CodeRequest",
     "ConfigurationError",
     "ConnectError",
+    "Connections",
     "DeviceTransfer",
     "EventKind",
     "FakeClock",

@@ -20,10 +20,9 @@ from ._config import (
     base_url_of,
     credential,
     options_from_env,
-    proxy_from_env,
-    proxy_of,
     region_setting,
 )
+from ._connections import Connections
 from ._errors import BadRequestError, ClientClosedError, ConfigurationError, InvalidArgument
 from ._models import (
     Availability,
@@ -148,49 +147,30 @@ class PlugzClient:
         proxy_auth: tuple[str, str] | None = None,
         trust_env: bool = True,
         default_region: str | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self._state = _State.UNOPENED
         self._default_region = region_setting(default_region)
-        if session is not None and (trace_configs or proxy is not None or proxy_auth):
+        if session is not None and connections is not None:
+            raise ConfigurationError("give a session or a connection pool, not both")
+        pooled = session is not None or connections is not None
+        if pooled and (trace_configs or proxy is not None or proxy_auth or ssl is not None):
             raise ConfigurationError(
-                "a session of your own carries its own trace_configs and proxy: give them to"
-                " aiohttp.ClientSession(...), not to PlugzClient"
+                "a session or a connection pool of your own carries its own trace_configs,"
+                " proxy and TLS: give them to it (aiohttp.ClientSession(...) or"
+                " Connections(...)), not to PlugzClient"
             )
-        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-            raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
-        if ssl is not None and session is not None:
-            raise ConfigurationError(
-                "a session of your own brings its own TLS: ssl= is for the client's"
-            )
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 0
-        ):
-            raise ConfigurationError(
-                f"max_connections must be a whole number, 0 for no limit, not {max_connections!r}"
-            )
-        self._ssl = ssl
-        self._proxy = proxy_of(proxy, proxy_auth)
-        #: The proxy the client's session sends through (given, or the environment's).
-        self._proxy_in_use = self._proxy
-        self._trust_env = trust_env
-        #: Where requests go: the user's session, or the one opened here.
+        #: Where requests go: the user's session, or a pool's (shared, or this client's).
         self._session: aiohttp.ClientSession | None = session
-        self._owns_session = session is None
-        #: Shares another client's session (`for_instance`), and never closes it.
-        self._shared = False
+        self._owns_pool = not pooled
         instance_id = credential("instance_id", instance_id)
         instance_token = credential("instance_token", instance_token)
         client_token = credential("client_token", client_token)
-        proxy_secrets = () if self._proxy is None else self._proxy.secrets
-        self._redactor = Redactor.of([instance_token, client_token, *proxy_secrets])
+        self._redactor = Redactor.of([instance_token, client_token])
         self._clock: Clock = clock or SystemClock()
         self._timeout = as_timeout(timeout)
         self._retry = retry or default_policy(self._timeout.total)
         self._on_retry = on_retry
-        self._max_connections = max_connections
-        self._trace_configs = trace_configs
         self._middlewares = tuple(middlewares)
         self._transport = Transport(
             base_url_of(base_url),
@@ -203,6 +183,18 @@ class PlugzClient:
             f"{platform.python_implementation()}/{platform.python_version()}",
             max_body_bytes,
         )
+        if connections is None and session is None:
+            connections = Connections(
+                max_connections=max_connections,
+                ssl=ssl,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                trust_env=trust_env,
+                trace_configs=trace_configs,
+                headers=self._transport.headers(),
+            )
+        self._connections = connections
+        self._mask(() if connections is None else connections.secrets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> PlugzClient:
@@ -254,18 +246,25 @@ class PlugzClient:
         """Whether `aclose` was called."""
         return self._state is _State.CLOSED
 
+    @property
+    def connections(self) -> Connections | None:
+        """The connection pool this client sends through (``None``: a session of yours)."""
+        return self._connections
+
     def for_instance(self, instance_id: str, instance_token: str) -> PlugzClient:
         """A client for another instance of the same account (same Client-Token).
 
-        It shares this client's connection pool, settings and middlewares, and never
-        closes the pool: close this client when done with both.
+        It shares this client's connection pool (or session), settings and middlewares,
+        and never closes the pool: close this client when done with both.
         """
-        connections = self._open()
-        sibling = PlugzClient(
+        self._open()
+        return PlugzClient(
             instance_id,
             instance_token,
             self._transport.client_token,
             base_url=self.base_url,
+            session=None if self._connections is not None else self._session,
+            connections=self._connections,
             timeout=self._timeout,
             retry=self._retry,
             on_retry=self._on_retry,
@@ -274,12 +273,6 @@ class PlugzClient:
             middlewares=self._middlewares,
             default_region=self._default_region,
         )
-        sibling._session, sibling._owns_session, sibling._shared = connections, False, True
-        if self._proxy_in_use is not None:  # a proxy's password: masked by the sibling too
-            sibling._mask(self._proxy_in_use.secrets)
-        # The same account and version: the session's default headers are the sibling's too.
-        sibling._transport.own_session = self._transport.own_session
-        return sibling
 
     def check_many(
         self,
@@ -371,53 +364,32 @@ class PlugzClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._state is _State.CLOSED:
             raise ClientClosedError("this PlugzClient is closed; create a new one")
-        if self._session is None:
-            proxy = self._proxy
-            if proxy is None and self._trust_env:
-                proxy = proxy_from_env(self.base_url)
-            self._session = self._transport.own_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._max_connections,
-                    ssl=True if self._ssl is None else self._ssl,
-                ),
-                raise_for_status=False,
-                trace_configs=self._trace_configs,
-                # The API sets no cookies: nothing to keep, match or send per request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers=self._transport.headers(),
-                # The environment's proxy is read once, above: aiohttp's trust_env would
-                # look it up again in a thread for every request.
-                trust_env=False,
-                proxy=None if proxy is None else proxy.url,
-            )
-            # Every attempt is one request: aiohttp would send an idempotent one (the
-            # device-transfer poll, a GET) again on a kept-alive connection that dropped,
-            # behind the retry policy's back. (It has no public switch for this.)
-            self._session._retry_connection = False
-            if proxy is not None and proxy is not self._proxy:  # the environment's
-                self._proxy_in_use = proxy
-                self._mask(proxy.secrets)
-        elif self._session.closed:
-            if self._shared:
-                raise ClientClosedError(
-                    "the PlugzClient this one shares connections with is closed"
-                )
+        if self._connections is not None:
+            opening = self._state is _State.UNOPENED or self._session is None
+            self._session = self._connections.open(self.base_url)
+            if opening:
+                self._mask(self._connections.secrets)  # the environment's proxy, once read
+                # A pool with this client's headers as its defaults: none sent per request.
+                same = self._connections.headers == self._transport.headers()
+                self._transport.own_session = self._session if same else None
+        elif self._session is None or self._session.closed:
             raise ClientClosedError("the aiohttp session given to this PlugzClient is closed")
         self._state = _State.OPEN
         return self._session
 
     async def aclose(self) -> None:
-        """Close the client and its own session (never a session it was given).
+        """Close the client, and its connection pool when it made it (never a pool or a
+        session it was given).
 
         Safe to call more than once.
         """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        session, self._session = self._session, None
+        self._session = None
         self._transport.own_session = None
-        if session is not None and self._owns_session:
-            await session.close()
+        if self._owns_pool and self._connections is not None:
+            await self._connections.aclose()
 
     def __enter__(self) -> None:
         raise TypeError(
@@ -429,7 +401,7 @@ class PlugzClient:
         pass
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if self._state is _State.OPEN and self._owns_session and sys is not None:
+        if self._state is _State.OPEN and self._owns_pool and sys is not None:
             _warn(
                 f"{self!r} was never closed; use 'async with' or 'await client.aclose()'",
                 ResourceWarning,

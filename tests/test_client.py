@@ -400,21 +400,54 @@ def ssl_context() -> Any:
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    "options",
     [
-        ({"ssl": ssl_context()}, "brings its own TLS"),
-        ({"trace_configs": [aiohttp.TraceConfig()]}, "carries its own trace_configs and proxy"),
-        ({"proxy": "http://127.0.0.1:3128"}, "carries its own trace_configs and proxy"),
+        {"ssl": ssl_context()},
+        {"trace_configs": [aiohttp.TraceConfig()]},
+        {"proxy": "http://127.0.0.1:3128"},
+        {"proxy": "http://127.0.0.1:3128", "proxy_auth": ("login", "password")},
     ],
 )
-async def test_what_a_session_of_yours_carries_is_not_given_twice(
-    options: dict[str, Any], message: str
+@pytest.mark.parametrize("given", ["session", "connections"])
+async def test_what_a_session_or_pool_of_yours_carries_is_not_given_twice(
+    options: dict[str, Any], given: str
 ) -> None:
-    """Never silently ignored: the session's own settings would win, and the ones given
-    here would be lost without a word."""
+    """Never silently ignored: the session's (or pool's) own settings would win, and the
+    ones given here would be lost without a word."""
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(pz.ConfigurationError, match=message):
-            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, session=session, **options)
+        pool = {"session": session, "connections": pz.Connections()}[given]
+        with pytest.raises(pz.ConfigurationError, match="carries its own trace_configs, proxy"):
+            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, **{given: pool}, **options)
+        with pytest.raises(pz.ConfigurationError, match="a session or a connection pool, not both"):
+            pz.PlugzClient(
+                INSTANCE_ID,
+                INSTANCE_TOKEN,
+                CLIENT_TOKEN,
+                session=session,
+                connections=pz.Connections(),
+            )
+
+
+async def test_clients_of_many_instances_share_one_pool_and_never_close_it(api: Sandbox) -> None:
+    """A pool of one's own (a worker's, a service's): every client sends through its one
+    session, closing a client leaves it open, and closing the pool ends them all."""
+    pool = pz.Connections(max_connections=4)
+    first = make(api, connections=pool)
+    second = make(api, connections=pool)
+    await first.check_availability(NUMBER)
+    await second.check_availability(NUMBER)
+    assert first._session is second._session is pool.open(api.base_url)
+    await first.aclose()
+    await second.check_availability(NUMBER)  # the pool is still open
+    assert not pool.closed
+    await pool.aclose()
+    with pytest.raises(pz.ClientClosedError, match="connection pool of this PlugzClient is closed"):
+        await second.check_availability(NUMBER)
+    await second.aclose()
+    assert len(api.requests()) == 3
+    # The pool carries the clients' headers? No: it was made without them, so each request
+    # carries its own, and the server saw every one.
+    assert all(r["headers"].get("Client-Token") for r in api.requests())
 
 
 async def test_what_goes_on_the_wire(api: Sandbox) -> None:
@@ -435,7 +468,7 @@ async def test_a_sibling_shares_the_connections_and_their_end(api: Sandbox) -> N
         await parent.check_availability(NUMBER)
         await sibling.check_availability(NUMBER)
         assert sibling._session is parent._session
-    with pytest.raises(pz.ClientClosedError, match="shares connections with is closed"):
+    with pytest.raises(pz.ClientClosedError, match="connection pool of this PlugzClient is closed"):
         await sibling.check_availability(NUMBER)
     await sibling.aclose()  # never closes what it shares
     assert len(api.requests()) == 2

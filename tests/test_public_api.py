@@ -41,6 +41,7 @@ PUBLIC = {
     "CodeConfirmation",
     "CodeRequest",
     "ConfigurationError",
+    "Connections",
     "ConnectError",
     "DeviceTransfer",
     "EventKind",

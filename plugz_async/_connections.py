@@ -1,0 +1,126 @@
+"""A pool of connections to the API: one aiohttp session, made the way the SDK sends.
+
+`Connections` is a value of its own: a client makes one for itself when given neither a
+pool nor a session, and the clients of many instances of one account share one
+(``PlugzClient(..., connections=pool)``, ``client.for_instance()``, a queue worker). The
+pool's owner closes it; a client that shares it never does.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import Mapping
+
+import aiohttp
+
+from ._config import Proxy, proxy_from_env, proxy_of
+from ._errors import ClientClosedError, ConfigurationError
+
+__all__ = ["Connections"]
+
+
+class Connections:
+    """A connection pool to the API, opened on first use; close it with `aclose`.
+
+    Args:
+        max_connections: the pool's size (0: no limit).
+        ssl: the TLS context for https (the system's trusted certificates by default).
+        proxy: the HTTP(S) proxy to send through (``http://user:password@host:port``).
+        proxy_auth: the proxy's ``(login, password)``, when not in ``proxy``.
+        trust_env: take the proxy from the environment when ``proxy`` is not given
+            (read once, when the pool opens).
+        trace_configs: aiohttp ``TraceConfig`` objects for your tracing.
+        headers: headers every request carries (a client sends its own with each
+            request when they are not these).
+
+    Raises:
+        ConfigurationError: a setting that is not one.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        ssl: ssl_module.SSLContext | None = None,
+        proxy: str | None = None,
+        proxy_auth: tuple[str, str] | None = None,
+        trust_env: bool = True,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 0
+        ):
+            raise ConfigurationError(
+                f"max_connections must be a whole number, 0 for no limit, not {max_connections!r}"
+            )
+        self._max_connections = max_connections
+        self._ssl = ssl
+        self._proxy = proxy_of(proxy, proxy_auth)
+        self._trust_env = trust_env
+        self._trace_configs = trace_configs
+        self.headers: Mapping[str, str] | None = headers
+        #: The proxy requests go through, once open (given, or the environment's).
+        self.proxy_in_use: Proxy | None = self._proxy
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._session else "unopened"
+        return f"Connections(max_connections={self._max_connections}, state={state})"
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called."""
+        return self._closed
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to keep out of every message: the password of the proxy in use."""
+        return () if self.proxy_in_use is None else self.proxy_in_use.secrets
+
+    def open(self, base_url: str) -> aiohttp.ClientSession:
+        """The pool's session, made on the first call (the environment's proxy is the
+        one for ``base_url``).
+
+        Raises:
+            ClientClosedError: the pool is closed.
+        """
+        if self._closed:
+            raise ClientClosedError("the connection pool of this PlugzClient is closed")
+        if self._session is None:
+            proxy = self._proxy
+            if proxy is None and self._trust_env:
+                proxy = proxy_from_env(base_url)
+            self.proxy_in_use = proxy
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    ssl=True if self._ssl is None else self._ssl,
+                ),
+                raise_for_status=False,
+                trace_configs=self._trace_configs,
+                # The API sets no cookies: nothing to keep, match or send per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=self.headers,
+                # The environment's proxy is read once, above: aiohttp's trust_env would
+                # look it up again in a thread for every request.
+                trust_env=False,
+                proxy=None if proxy is None else proxy.url,
+            )
+            # Every attempt is one request: aiohttp would send an idempotent one (the
+            # device-transfer poll, a GET) again on a kept-alive connection that dropped,
+            # behind the retry policy's back. (It has no public switch for this.)
+            self._session._retry_connection = False
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the pool (safe to call more than once)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
