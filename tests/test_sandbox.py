@@ -19,7 +19,7 @@ from plugz_async.sandbox import (
     CAPTCHA_TEXT,
     CONFIRMATION_CODE,
     PIN,
-    ROUTES,
+    SANDBOX_ROUTES,
     SCENARIOS,
     Reply,
     Sandbox,
@@ -56,7 +56,7 @@ async def call(
     async with (
         aiohttp.ClientSession() as session,
         session.request(
-            method or ROUTES.get(route, "POST"),
+            method or SANDBOX_ROUTES.get(route, "POST"),
             api.base_url + path(route, token=instance_token),
             json=body,
             headers=sent,
@@ -82,22 +82,22 @@ BODIES = {
 }
 
 
-@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("route", list(SANDBOX_ROUTES))
 async def test_wrong_method_is_405(api: Sandbox, route: str) -> None:
-    wrong = "GET" if ROUTES[route] == "POST" else "POST"
+    wrong = "GET" if SANDBOX_ROUTES[route] == "POST" else "POST"
     assert await call(api, route, BODIES[route], method=wrong) == (
         405,
         {"error": "Method Not Allowed"},
     )
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if ROUTES[r] == "POST"])
+@pytest.mark.parametrize("route", [r for r in SANDBOX_ROUTES if SANDBOX_ROUTES[r] == "POST"])
 async def test_missing_json_content_type_is_415(api: Sandbox, route: str) -> None:
     status, body = await call(api, route, BODIES[route], headers={"Content-Type": "text/plain"})
     assert status == 415 and body["error"] == "Unsupported Media Type"
 
 
-@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("route", list(SANDBOX_ROUTES))
 async def test_client_token_missing_400_and_wrong_403_echoed(api: Sandbox, route: str) -> None:
     assert await call(api, route, BODIES[route], headers={"Client-Token": ""}) == (
         400,
@@ -109,7 +109,7 @@ async def test_client_token_missing_400_and_wrong_403_echoed(api: Sandbox, route
     )
 
 
-@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("route", list(SANDBOX_ROUTES))
 async def test_unknown_instance_token_is_200_not_found(api: Sandbox, route: str) -> None:
     assert await call(api, route, BODIES[route], instance_token="other") == (
         200,
@@ -517,3 +517,10 @@ async def test_a_long_running_sandbox_forgets_old_numbers() -> None:
         assert sb.state.registration_count() == 3
         # The latest ones are kept: a code can still be asked for the last number checked.
         assert (await sb.client.request_code("+55 31 90004-0000", "sms")).success
+
+
+def test_the_old_name_of_the_route_table_still_answers() -> None:
+    import plugz_async.sandbox as sandbox
+
+    with pytest.warns(DeprecationWarning, match="now plugz_async.sandbox.SANDBOX_ROUTES"):
+        assert sandbox.ROUTES is SANDBOX_ROUTES

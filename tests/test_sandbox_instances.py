@@ -21,7 +21,7 @@ from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 import plugz_async as pz
 from plugz_async.cli import main
 from plugz_async.sandbox import (
-    ROUTES,
+    SANDBOX_ROUTES,
     Sandbox,
     SandboxConfig,
     SandboxState,
@@ -64,7 +64,9 @@ async def raw_call(
     headers = {"Client-Token": CLIENT_TOKEN}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(ROUTES[route], base_url + path, json=body, headers=headers) as response,
+        session.request(
+            SANDBOX_ROUTES[route], base_url + path, json=body, headers=headers
+        ) as response,
     ):
         return response.status, await response.json(content_type=None)
 

@@ -9,7 +9,7 @@ Start it in this event loop with `running`, in a thread with
 `SandboxThread`, from the command line with ``plugz-async sandbox``, or in
 your tests with the ``plugz_sandbox`` pytest fixture.
 
-`ROUTES` maps each route the sandbox serves to its HTTP method (the client's
+`SANDBOX_ROUTES` maps each route the sandbox serves to its HTTP method (the client's
 ``plugz_async.ROUTES`` is another thing: how the client calls each route).
 
 Inside, one module per reason to change: ``_state`` (the configuration, the
@@ -22,7 +22,7 @@ in-process handles). Only ``_running`` imports the client.
 
 from ._control import CONTROL_PREFIX, create_app
 from ._faults import Reply
-from ._routes import ROUTES
+from ._routes import SANDBOX_ROUTES
 from ._running import Sandbox, SandboxThread, running, serve
 from ._scenarios import (
     APPEAL_TOKEN,
@@ -42,7 +42,7 @@ __all__ = [
     "CONFIRMATION_CODE",
     "CONTROL_PREFIX",
     "PIN",
-    "ROUTES",
+    "SANDBOX_ROUTES",
     "SCENARIOS",
     "Fault",
     "Reply",
@@ -56,3 +56,17 @@ __all__ = [
     "scenario_table",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "ROUTES":  # the old name, until the next minor version
+        import warnings
+
+        warnings.warn(
+            "plugz_async.sandbox.ROUTES is now plugz_async.sandbox.SANDBOX_ROUTES (the"
+            " client's plugz_async.ROUTES is how the client calls each route)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SANDBOX_ROUTES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

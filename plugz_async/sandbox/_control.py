@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ._faults import Reply
-from ._routes import API_PATH, ROUTES, MobileAPI
+from ._routes import API_PATH, SANDBOX_ROUTES, MobileAPI
 from ._scenarios import SCENARIOS
 from ._state import SandboxConfig, SandboxState, mask_path
 
@@ -61,7 +61,7 @@ class ControlAPI:
         return web.json_response(
             {
                 "sandbox": True,
-                "routes": dict(ROUTES),
+                "routes": dict(SANDBOX_ROUTES),
                 "instances": len(self.state.instances),
                 "requests": len(self.state.requests()),
                 "control": [

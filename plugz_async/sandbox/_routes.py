@@ -14,7 +14,7 @@ the answer is sent at once, or later when a hold of the state's matches the requ
 
 The handlers change the state only through `SandboxState`'s methods and the
 fields of the `RegistrationRecord` it hands out. This module imports ``_state``
-for its types only, so that the state can check a route name against `ROUTES`.
+for its types only, so that the state can check a route name against `SANDBOX_ROUTES`.
 
 Like the rest of the server, this module imports nothing from the client: it
 writes the wire format (camelCase JSON) on its own.
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 # (for the routes in NUMBERED_ROUTES, when the body holds a valid ddi and phone).
 RouteHandler: TypeAlias = Callable[["SandboxState", str, Any, "str | None"], web.Response]
 
-__all__ = ["API_PATH", "API_ROUTES", "NUMBERED_ROUTES", "ROUTES", "MobileAPI"]
+__all__ = ["API_PATH", "API_ROUTES", "NUMBERED_ROUTES", "SANDBOX_ROUTES", "MobileAPI"]
 
 API_PATH = "/instances/{instance}/token/{token}/mobile/{route}"
 
@@ -228,9 +228,9 @@ API_ROUTES: Mapping[str, tuple[str, RouteHandler]] = {
 }
 
 # The same routes as name -> HTTP method, as documented: exported as
-# ``plugz_async.sandbox.ROUTES``. (Not the client's ``plugz_async.ROUTES``, a tuple of
+# ``plugz_async.sandbox.SANDBOX_ROUTES``. (Not the client's ``plugz_async.ROUTES``, a tuple of
 # ``Route`` objects that say how the client calls each route.)
-ROUTES: Mapping[str, str] = {name: method for name, (method, _) in API_ROUTES.items()}
+SANDBOX_ROUTES: Mapping[str, str] = {name: method for name, (method, _) in API_ROUTES.items()}
 
 
 # -- serving them ----------------------------------------------------------------------------

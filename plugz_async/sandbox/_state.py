@@ -29,7 +29,7 @@ import attrs
 from aiohttp import web
 
 from ._faults import Reply, pause
-from ._routes import NUMBERED_ROUTES, ROUTES
+from ._routes import NUMBERED_ROUTES, SANDBOX_ROUTES
 from ._scenarios import CONFIRMATION_CODE, Fault, mixed_answer, scenario_for
 
 __all__ = ["RegistrationRecord", "SandboxConfig", "SandboxState", "instance_tokens", "mask_path"]
@@ -204,7 +204,7 @@ class SandboxState:
 
     def then(self, *replies: Reply, number: str | None = None, route: str | None = None) -> None:
         """Script the next answers: for one number (any form) or any, one route or any."""
-        if route is not None and route not in ROUTES:
+        if route is not None and route not in SANDBOX_ROUTES:
             raise ValueError(f"unknown route {route!r}")
         self._scripts.append((_digits_of(number), route, deque(replies)))
 
@@ -228,7 +228,7 @@ class SandboxState:
                 ``times`` less than 1; a ``number`` with no digits, or for a route whose
                 body names none.
         """
-        if route not in ROUTES:
+        if route not in SANDBOX_ROUTES:
             raise ValueError(f"unknown route {route!r}")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ValueError("seconds must be a number")
