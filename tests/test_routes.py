@@ -286,3 +286,56 @@ async def test_routes_answer_errors_with_the_same_tree(api: Sandbox) -> None:
     ) as stranger:
         with pytest.raises(pz.InstanceNotFoundError):
             await stranger.confirm_code("123456")
+
+
+ROUTE_CALLS: dict[str, tuple[type, Callable[[pz.PlugzClient, Any], Awaitable[object]]]] = {
+    "mobile/registration-available": (
+        pz.Availability,
+        lambda c, m: c.check_availability(READY, middlewares=m),
+    ),
+    "mobile/request-registration-code": (
+        pz.CodeRequest,
+        lambda c, m: c.request_code(READY, "sms", middlewares=m),
+    ),
+    "mobile/respond-captcha": (
+        pz.CaptchaAnswer,
+        lambda c, m: c.respond_captcha(CAPTCHA_TEXT, middlewares=m),
+    ),
+    "mobile/confirm-registration-code": (
+        pz.CodeConfirmation,
+        lambda c, m: c.confirm_code(CONFIRMATION_CODE, middlewares=m),
+    ),
+    "mobile/device-transfer-confirmed": (
+        pz.DeviceTransfer,
+        lambda c, m: c.confirm_device_transfer(middlewares=m),
+    ),
+    "mobile/confirm-pin-code": (pz.PinConfirmation, lambda c, m: c.confirm_pin(PIN, middlewares=m)),
+    "mobile/recovery-pin-code": (pz.PinRecovery, lambda c, m: c.recover_pin(middlewares=m)),
+    "mobile/request-unbanning": (
+        pz.UnbanRequest,
+        lambda c, m: c.request_unbanning(APPEAL_TOKEN, "please", middlewares=m),
+    ),
+}
+
+
+def test_every_route_is_called_by_one_method() -> None:
+    assert set(ROUTE_CALLS) == {route.path for route in pz.ROUTES}
+
+
+@pytest.mark.parametrize("path", sorted(ROUTE_CALLS))
+async def test_every_route_method_takes_middlewares_and_returns_its_routes_answer(
+    client: pz.PlugzClient, path: str
+) -> None:
+    """Each route method is one `_call` of its `Route`: a middleware given to the call sees
+    its one attempt, and the answer is the type the route's decoder makes."""
+    seen: list[str] = []
+
+    async def middleware(route: str, send: pz.Send) -> dict[str, Any]:
+        seen.append(route)
+        return await send()
+
+    await client.check_availability(READY)
+    expected, call = ROUTE_CALLS[path]
+    answer = await call(client, [middleware])
+    assert seen == [path]
+    assert isinstance(answer, expected)
