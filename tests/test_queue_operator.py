@@ -168,7 +168,7 @@ async def test_a_worker_starting_forgets_workers_gone_for_a_day(
 ) -> None:
     import json
 
-    from plugz_async.queue._store import WORKERS_KEPT
+    from plugz_async.queue._inputs import WORKERS_KEPT
 
     raw = queue.saq_queue.redis
     old = {"id": "old", "host": "h", "seen": time.time() - WORKERS_KEPT - 60}

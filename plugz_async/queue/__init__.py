@@ -14,9 +14,11 @@ driver follows. Exactly one code request per channel window, even when a worker 
 mid-request: see docs/scale.md. Needs the ``queue`` extra:
 ``pip install 'plugz-async[queue]'``.
 
-Inside: ``_store`` (Redis, compare-and-set), ``_engine`` (the job engine behind one
-small interface), ``_steps`` (a step, as a job), ``_limits`` (per-instance rate
-limits), ``_worker`` (the worker process), ``_api`` (the producer's side).
+Inside: ``_store`` (Redis, compare-and-set), ``_record`` (a registration as read),
+``_inputs`` (input given and workers' records, beside the registrations), ``_engine``
+(the job engine behind one small interface), ``_steps`` (a step, as a job), ``_limits``
+(per-instance rate limits), ``_worker`` (the worker process), ``_api`` (the producer's
+side).
 """
 
 from plugz_async._errors import require

@@ -36,17 +36,10 @@ from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner
 
 from ._engine import SaqScheduler
+from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
+from ._record import CANCELLED, FAILED, Record, new_step_id
 from ._steps import INPUT_KINDS
-from ._store import (
-    CANCEL,
-    CANCEL_KEPT,
-    CANCELLED,
-    CANCELLED_NOTE,
-    FAILED,
-    Record,
-    Store,
-    new_step_id,
-)
+from ._store import Store
 from ._worker import redis_url_of
 
 __all__ = ["QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
