@@ -29,7 +29,7 @@ import plugz_async as pz
 from plugz_async.cli import EXIT_INCOMPLETE, EXIT_OK, main
 from plugz_async.cli._queue import OVERDUE_AFTER as CLI_OVERDUE_AFTER
 from plugz_async.queue import RegistrationQueue
-from plugz_async.queue._api import OVERDUE_AFTER
+from plugz_async.queue._status import OVERDUE_AFTER
 from plugz_async.sandbox import Sandbox
 
 __all__ = ["instances", "queue", "sandbox"]  # fixtures, used by name

@@ -18,7 +18,7 @@ Inside: ``_store`` (Redis, compare-and-set), ``_record`` (a registration as read
 ``_inputs`` (input given and workers' records, beside the registrations), ``_engine``
 (the job engine behind one small interface), ``_steps`` (a step, as a job), ``_limits``
 (per-instance rate limits), ``_worker`` (the worker process), ``_api`` (the producer's
-side).
+side), ``_status`` (what it reports).
 """
 
 from plugz_async._errors import require
@@ -26,8 +26,9 @@ from plugz_async._errors import require
 for _module in ("saq", "redis", "limits"):
     require(_module, feature="plugz_async.queue", extra="queue")
 
-from ._api import QueueEvent, RegistrationQueue, RegistrationStatus, WorkerStatus  # noqa: E402
+from ._api import RegistrationQueue  # noqa: E402
 from ._engine import StepScheduler  # noqa: E402
+from ._status import QueueEvent, RegistrationStatus, WorkerStatus  # noqa: E402
 from ._worker import (  # noqa: E402
     Credentials,
     QueueWorker,
