@@ -18,9 +18,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
@@ -39,6 +39,9 @@ from ._limits import InstanceRateLimit, parse_rate
 from ._steps import CODE_WAIT_FLOOR, RECHECK_MARGIN, StepRunner
 from ._store import Store
 from ._takeover import WorkerQueue
+
+if TYPE_CHECKING:
+    from plugz_async._client import PlugzClient
 
 __all__ = ["Credentials", "QueueWorker", "credentials_from_env", "read_credentials_file"]
 
@@ -305,14 +308,28 @@ class QueueWorker:
 
     async def run(self) -> None:
         """Work until SIGTERM or SIGINT (or `stop`), then stop gracefully."""
-        from plugz_async._client import PlugzClient
-
         saq_queue = WorkerQueue.from_url(self.redis_url, name=self.queue_name)
         assert isinstance(saq_queue, WorkerQueue)
+        connections = self._pool()
+        limit = self._rate_limit(saq_queue)
+        try:
+            await saq_queue.connect()
+            store = Store(saq_queue.redis, queue=self.queue_name)
+            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
+            runner = self._runner(store, scheduler, connections, limit)
+            worker = await self._saq_worker(saq_queue, store, runner)
+            await self._serve(worker, store, scheduler)
+        finally:
+            await self._close(connections, saq_queue)
+
+    def _pool(self) -> PlugzClient:
+        """The client that holds the worker's connections and its clients' settings; each
+        instance's client is made from it (``for_instance``), sharing its pool, and it
+        never sends itself."""
+        from plugz_async._client import PlugzClient
+
         options: dict[str, Any] = {} if self._base_url is None else {"base_url": self._base_url}
-        # Holds the worker's connections and its clients' settings; each instance's client
-        # is made from it (``for_instance``), sharing its pool, and never sends itself.
-        connections = PlugzClient(
+        return PlugzClient(
             "worker",
             secrets.token_urlsafe(16),  # a token nobody's: this client sends nothing
             self._client_token,
@@ -324,116 +341,114 @@ class QueueWorker:
             middlewares=self._middlewares,
             **options,
         )
-        limit = (
-            None
-            if self.rate_limit is None
-            else InstanceRateLimit(
-                self.redis_url,
-                self.rate_limit,
-                namespace=self.queue_name,
-                connection_pool=saq_queue.redis.connection_pool,
-            )
+
+    def _rate_limit(self, saq_queue: WorkerQueue) -> InstanceRateLimit | None:
+        """The per-instance rate limit every worker of the queue shares (None: none)."""
+        if self.rate_limit is None:
+            return None
+        return InstanceRateLimit(
+            self.redis_url,
+            self.rate_limit,
+            namespace=self.queue_name,
+            connection_pool=saq_queue.redis.connection_pool,
         )
-        try:
-            await saq_queue.connect()
-            store = Store(saq_queue.redis, queue=self.queue_name)
-            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
 
-            async def client_for(instance: str) -> PlugzClient:
-                client = self._clients.get(instance)
-                if client is None:
-                    client = connections.for_instance(instance, await self._token(instance))
-                    self._clients[instance] = client
-                return client
+    def _runner(
+        self,
+        store: Store,
+        scheduler: SaqScheduler,
+        connections: PlugzClient,
+        limit: InstanceRateLimit | None,
+    ) -> StepRunner:
+        """What runs one step: the store, the engine, a client per instance (made on first
+        use from the worker's credentials, forgotten when its token is refused)."""
 
-            async def forget(instance: str) -> None:
-                client = self._clients.pop(instance, None)
-                if client is not None:
-                    await client.aclose()
+        async def client_for(instance: str) -> PlugzClient:
+            client = self._clients.get(instance)
+            if client is None:
+                client = connections.for_instance(instance, await self._token(instance))
+                self._clients[instance] = client
+            return client
 
-            runner = StepRunner(
-                store=store,
-                forget=forget,
-                max_errors=self.max_errors,
-                scheduler=scheduler,
-                machine=self.machine,
-                client_for=client_for,
-                acquire=None if limit is None else limit.acquire,
-                input_timeout=self.input_timeout,
-                device_poll_interval=self.device_poll_interval,
-                request_timeout=self.request_timeout,
-                code_wait_floor=self.code_wait_floor,
-            )
-            heartbeat = self.heartbeat
-
-            async def step(ctx: Context, *, number: str, step_id: str) -> str:
-                job = ctx["job"]
-
-                # The job's own heartbeat (a producer may have enqueued it with another).
-                every = (job.heartbeat or heartbeat) / 3
-
-                async def beat() -> None:
-                    while True:
-                        await asyncio.sleep(every)
-                        # Redis away: the step may be taken over; its writes are fenced.
-                        with contextlib.suppress(OSError, RedisError):
-                            await job.update()
-
-                beating = asyncio.create_task(beat())
-                try:
-                    return await runner.run(number, step_id)
-                finally:
-                    beating.cancel()
-
-            timers: PartialTimersDict = {
-                "sweep": self.sweep_interval,
-                "schedule": 1,
-                "abort": 1,
-                # saq's record of a live worker lasts a second longer than this: a worker
-                # gone for a heartbeat is known dead, and its steps are taken over at once.
-                "worker_info": self.heartbeat,
-            }
-            saq_queue.on_worker_info = store.note_worker
-            with contextlib.suppress(OSError, RedisError):
-                await store.forget_old_workers()
-            worker = _GracefulWorker(
-                saq_queue,
-                functions=[(STEP_FUNCTION, step)],
-                concurrency=self.concurrency,
-                dequeue_timeout=1,
-                timers=timers,
-                metadata={
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "started": time.time(),
-                    "concurrency": self.concurrency,
-                    "running": 0,
-                },
-            )
-            worker.grace = self.shutdown_grace
-            worker.stop_requested = self._stop_requested
-            if not self.handle_signals:
-                worker.SIGNALS = []  # the application keeps its own handlers
-            self._saq = worker
-            repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
-            logger.info("worker of queue %s started", self.queue_name)
-            try:
-                await worker.start()
-            finally:
-                repairing.cancel()
-                await asyncio.gather(repairing, return_exceptions=True)
-        finally:
-            if self._saq is not None and self._saq.stop_requested:
-                # Stopped, even cut short by a second signal: say so (it is not gone).
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._saq.say_stopped(), 1.0)
-            self._saq = None
-            for client in self._clients.values():
+        async def forget(instance: str) -> None:
+            client = self._clients.pop(instance, None)
+            if client is not None:
                 await client.aclose()
-            self._clients.clear()
-            await connections.aclose()
-            await saq_queue.disconnect()
-            logger.info("worker of queue %s stopped", self.queue_name)
+
+        return StepRunner(
+            store=store,
+            forget=forget,
+            max_errors=self.max_errors,
+            scheduler=scheduler,
+            machine=self.machine,
+            client_for=client_for,
+            acquire=None if limit is None else limit.acquire,
+            input_timeout=self.input_timeout,
+            device_poll_interval=self.device_poll_interval,
+            request_timeout=self.request_timeout,
+            code_wait_floor=self.code_wait_floor,
+        )
+
+    async def _saq_worker(
+        self, saq_queue: WorkerQueue, store: Store, runner: StepRunner
+    ) -> _GracefulWorker:
+        """saq's worker: the one job function, its timers, what `queue workers` shows of
+        it (and the records of workers long gone forgotten)."""
+        saq_queue.on_worker_info = store.note_worker
+        with contextlib.suppress(OSError, RedisError):
+            await store.forget_old_workers()
+        timers: PartialTimersDict = {
+            "sweep": self.sweep_interval,
+            "schedule": 1,
+            "abort": 1,
+            # saq's record of a live worker lasts a second longer than this: a worker
+            # gone for a heartbeat is known dead, and its steps are taken over at once.
+            "worker_info": self.heartbeat,
+        }
+        worker = _GracefulWorker(
+            saq_queue,
+            functions=[(STEP_FUNCTION, _step_job(runner, self.heartbeat))],
+            concurrency=self.concurrency,
+            dequeue_timeout=1,
+            timers=timers,
+            metadata={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": time.time(),
+                "concurrency": self.concurrency,
+                "running": 0,
+            },
+        )
+        worker.grace = self.shutdown_grace
+        worker.stop_requested = self._stop_requested
+        if not self.handle_signals:
+            worker.SIGNALS = []  # the application keeps its own handlers
+        return worker
+
+    async def _serve(self, worker: _GracefulWorker, store: Store, scheduler: SaqScheduler) -> None:
+        """Run saq's worker until it stops, scheduling lost steps again meanwhile."""
+        self._saq = worker
+        repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
+        logger.info("worker of queue %s started", self.queue_name)
+        try:
+            await worker.start()
+        finally:
+            repairing.cancel()
+            await asyncio.gather(repairing, return_exceptions=True)
+
+    async def _close(self, connections: PlugzClient, saq_queue: WorkerQueue) -> None:
+        """Say the worker stopped (when it was asked to), and close what `run` opened."""
+        if self._saq is not None and self._saq.stop_requested:
+            # Stopped, even cut short by a second signal: say so (it is not gone).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._saq.say_stopped(), 1.0)
+        self._saq = None
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        await connections.aclose()
+        await saq_queue.disconnect()
+        logger.info("worker of queue %s stopped", self.queue_name)
 
     async def stop(self) -> None:
         """Stop taking steps; `run` returns once the steps in flight have finished (also
@@ -448,6 +463,31 @@ class QueueWorker:
             event = getattr(worker, "event", None)
             if event is not None:
                 event.set()
+
+
+def _step_job(runner: StepRunner, heartbeat: int) -> Callable[..., Coroutine[Any, Any, str]]:
+    """saq's job function: one step, with the job's heartbeat kept up while it runs."""
+
+    async def step(ctx: Context, *, number: str, step_id: str) -> str:
+        job = ctx["job"]
+
+        # The job's own heartbeat (a producer may have enqueued it with another).
+        every = (job.heartbeat or heartbeat) / 3
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every)
+                # Redis away: the step may be taken over; its writes are fenced.
+                with contextlib.suppress(OSError, RedisError):
+                    await job.update()
+
+        beating = asyncio.create_task(beat())
+        try:
+            return await runner.run(number, step_id)
+        finally:
+            beating.cancel()
+
+    return step
 
 
 async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float) -> None:
