@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -27,7 +25,7 @@ from saq import Worker as SaqWorker
 from saq.types import Context, PartialTimersDict
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, ENV_INSTANCE_ID, ENV_INSTANCE_TOKEN
+from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._machine import RegistrationMachine
 from plugz_async._planner import RegistrationPlanner
@@ -36,6 +34,13 @@ from plugz_async._transport import AttemptMiddleware
 
 from ._engine import STEP_FUNCTION, SaqScheduler
 from ._limits import InstanceRateLimit, parse_rate
+from ._settings import (
+    ENV_INSTANCES_FILE,
+    Credentials,
+    credentials_from_env,
+    read_credentials_file,
+    redis_url_of,
+)
 from ._steps import CODE_WAIT_FLOOR, RECHECK_MARGIN, StepRunner
 from ._store import Store
 from ._takeover import WorkerQueue
@@ -43,55 +48,13 @@ from ._takeover import WorkerQueue
 if TYPE_CHECKING:
     from plugz_async._client import PlugzClient
 
+# The credential names moved to ._settings; they are importable from here still.
 __all__ = ["Credentials", "QueueWorker", "credentials_from_env", "read_credentials_file"]
 
 logger = logging.getLogger("plugz_async.queue")
 
-Credentials = Mapping[str, str] | Callable[[str], Awaitable[str | None]]
-"""Where a worker finds an instance's token: a mapping of instance id to token, or
-``await credentials(instance_id)`` (a secrets manager, say), ``None`` when unknown."""
-
-ENV_REDIS_URL = "PLUGZ_REDIS_URL"
-
 #: Seconds the engine may take to hand a step taken over to a worker.
 ENGINE_SLACK = 1.0
-ENV_INSTANCES_FILE = "PLUGZ_INSTANCES_FILE"
-
-
-def read_credentials_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Instance tokens from a JSON file: ``{"instance id": "token", ...}``.
-
-    Raises:
-        ConfigurationError: the file cannot be read or is not such an object (the
-            message never quotes the file's content).
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(
-            f"cannot read the instances file {os.fspath(path)!r}: {type(error).__name__}"
-        ) from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items()
-    ):
-        raise ConfigurationError(
-            f"the instances file {os.fspath(path)!r} must hold one JSON object of"
-            ' "instance id": "token" pairs'
-        )
-    return dict(data)
-
-
-def credentials_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The instance tokens the environment gives: ``PLUGZ_INSTANCE_ID`` and
-    ``PLUGZ_INSTANCE_TOKEN``, and every pair in the file ``PLUGZ_INSTANCES_FILE`` names."""
-    env = os.environ if environ is None else environ
-    found: dict[str, str] = {}
-    if env.get(ENV_INSTANCES_FILE, "").strip():
-        found.update(read_credentials_file(env[ENV_INSTANCES_FILE].strip()))
-    instance, token = env.get(ENV_INSTANCE_ID, "").strip(), env.get(ENV_INSTANCE_TOKEN, "").strip()
-    if instance and token:
-        found[instance] = token
-    return found
 
 
 class _GracefulWorker(SaqWorker[Context]):
@@ -504,17 +467,3 @@ async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float
         except (OSError, RedisError) as error:  # Redis away for a moment: next round
             logger.warning("could not look for overdue steps: %s", type(error).__name__)
         await asyncio.sleep(interval)
-
-
-def redis_url_of(redis_url: str | None, environ: Mapping[str, str]) -> str:
-    """The Redis URL given, else ``PLUGZ_REDIS_URL``.
-
-    Raises:
-        ConfigurationError: neither is set, or it is not a Redis URL.
-    """
-    url = (redis_url or environ.get(ENV_REDIS_URL, "")).strip()
-    if not url:
-        raise ConfigurationError(f"no Redis URL: pass one or set {ENV_REDIS_URL}")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
-    return url
