@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -106,6 +106,22 @@ class _Halt(Exception):
     def __init__(self, error: PlugzError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class _Read:
+    """What a row says, as far as it was read: a row that fails half-way through (a bad
+    number after its key and instance) keeps on its item what was read of it."""
+
+    __slots__ = ("client", "index", "instance", "instance_id", "key", "number")
+
+    def __init__(self, index: int, client: PlugzClient) -> None:
+        self.index = index
+        self.key = str(index)
+        self.instance_id: str | None = None
+        # The row's (instance id, token); None: the client's own instance.
+        self.instance: tuple[str | None, str | None] | None = None
+        self.number: PhoneNumber | None = None
+        self.client = client
 
 
 class BulkRun:
@@ -216,11 +232,28 @@ class BulkRun:
     async def _run(self) -> AsyncGenerator[BulkItem, None]:
         # A fixed pool of workers pulls rows as it frees up (the input is read lazily) and
         # hands items over through a bounded queue (a slow reader holds the workers back).
-        numbers = self._numbers
-        counter = itertools.count()
         queue: _Handoff[BulkItem | None] = _Handoff(self._concurrency)
         stop: list[BaseException] = []  # what ended the run early: a run error, or a bug
+        workers, closer = self._start(queue, stop)
+        clock = self._client.clock
+        try:
+            while (item := await queue.get()) is not None:
+                self.summary.add(item, clock.monotonic(), self._planner)
+                yield item
+            if stop:
+                self.summary.stopped = type(stop[0]).__name__
+                raise stop[0]
+        finally:
+            for task in (*workers, closer):
+                task.cancel()
+            await asyncio.gather(*workers, closer, return_exceptions=True)
 
+    def _start(
+        self, queue: _Handoff[BulkItem | None], stop: list[BaseException]
+    ) -> tuple[list[asyncio.Task[None]], asyncio.Task[None]]:
+        """Start the workers, and the task that ends the queue once they are done; the first
+        error that stops the run goes in ``stop``."""
+        counter = itertools.count()
         # The first request goes alone: a refused credential or a wrong address then costs
         # one request, not one per worker. The others start once the API has answered.
         answered = asyncio.Event()
@@ -232,25 +265,7 @@ class BulkRun:
             await queue.put(item)
             self._judge(item)  # after the hand-over: the row that shows an outage is kept
 
-        if isinstance(numbers, AsyncIterable):
-            rows = aiter(numbers)
-            lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
-
-            async def pull() -> None:
-                while True:
-                    async with lock:
-                        try:
-                            row = await anext(rows)
-                        except StopAsyncIteration:
-                            return
-                    await hand_over(row)
-
-        else:
-            plain = iter(numbers)
-
-            async def pull() -> None:
-                for row in plain:  # the workers share one iterator: each row goes once
-                    await hand_over(row)
+        pull = self._puller(hand_over)
 
         async def work(first: bool) -> None:
             try:
@@ -278,19 +293,33 @@ class BulkRun:
             await queue.put(None)  # the workers are done: so is the run
 
         workers = [asyncio.ensure_future(work(n == 0)) for n in range(self._concurrency)]
-        closer = asyncio.ensure_future(finish())
-        clock = self._client.clock
-        try:
-            while (item := await queue.get()) is not None:
-                self.summary.add(item, clock.monotonic(), self._planner)
-                yield item
-            if stop:
-                self.summary.stopped = type(stop[0]).__name__
-                raise stop[0]
-        finally:
-            for task in (*workers, closer):
-                task.cancel()
-            await asyncio.gather(*workers, closer, return_exceptions=True)
+        return workers, asyncio.ensure_future(finish())
+
+    def _puller(self, hand_over: Callable[[Row], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A worker's loop: take the next row of the input and hand its item over, until
+        the input ends. The workers share one iterator: each row goes once."""
+        numbers = self._numbers
+        if isinstance(numbers, AsyncIterable):
+            rows = aiter(numbers)
+            lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
+
+            async def pull_async() -> None:
+                while True:
+                    async with lock:
+                        try:
+                            row = await anext(rows)
+                        except StopAsyncIteration:
+                            return
+                    await hand_over(row)
+
+            return pull_async
+        plain = iter(numbers)
+
+        async def pull() -> None:
+            for row in plain:
+                await hand_over(row)
+
+        return pull
 
     def _judge(self, item: BulkItem) -> None:
         """Count the item towards an outage; stop the run when there is one."""
@@ -353,59 +382,59 @@ class BulkRun:
 
     async def _one(self, index: int, row: Row) -> BulkItem:
         attempts = count_attempts()
-        key = str(index)
-        instance_id = None
-        instance: tuple[str | None, str | None] | None = None  # None: the client's own
-        number = None
+        read = _Read(index, self._client)
         try:
-            client = self._client
-            if type(row) is str:  # the usual case, first
-                number = PhoneNumber.parse(row, default_region=self._region)
-            else:
-                given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
-                if isinstance(given, BulkRow):
-                    index = index if given.index is None else given.index
-                    key = given.key or str(index)
-                    instance_id = given.instance_id
-                    if given.instance_id is not None:
-                        instance = (given.instance_id, given.instance_token)
-                    number = PhoneNumber.parse(given.number, default_region=self._region)
-                    client = self._client_for(given)
-                elif isinstance(given, (str, PhoneNumber)):
-                    number = PhoneNumber.parse(given, default_region=self._region)
-                else:
-                    kind = type(row).__name__
-                    raise InvalidArgument(
-                        f"a row must be text, a PhoneNumber or a mapping, not {kind}"
-                    )
-            refused = self._refused_for(instance)
+            number = self._read(row, read)
+            refused = self._refused_for(read.instance)
             if refused is not None:
                 raise refused  # the instance's credentials were refused: not sent again
-            availability = await client.check_availability(
+            availability = await read.client.check_availability(
                 number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )
         except Exception as error:  # the row's failure is its item; the run goes on
             if isinstance(error, RUN_ERRORS) and attempts[0]:
-                self._refuse(error, instance)
+                self._refuse(error, read.instance)
             if not isinstance(error, PlugzError):
-                logger.exception("row %d failed unexpectedly", index)
+                logger.exception("row %d failed unexpectedly", read.index)
             return BulkItem(
-                index=index,
-                key=key,
+                index=read.index,
+                key=read.key,
                 input=as_input(row),
-                number=number,
+                number=read.number,
                 error=error,
                 attempts=attempts[0],
-                instance_id=instance_id,
+                instance_id=read.instance_id,
                 planner=self._planner,
             )
         return BulkItem(
-            index=index,
-            key=key,
+            index=read.index,
+            key=read.key,
             input=row if type(row) is str else as_input(row),
             number=number,
             availability=availability,
             attempts=attempts[0],
-            instance_id=instance_id,
+            instance_id=read.instance_id,
             planner=self._planner,
         )
+
+    def _read(self, row: Row, read: _Read) -> PhoneNumber:
+        """Read ``row`` into ``read``: its number, and a `BulkRow`'s own index, key and
+        instance (and the client of that instance). Returns the number."""
+        if type(row) is str:  # the usual case, first
+            number = read.number = PhoneNumber.parse(row, default_region=self._region)
+            return number
+        given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
+        if isinstance(given, BulkRow):
+            read.index = read.index if given.index is None else given.index
+            read.key = given.key or str(read.index)
+            read.instance_id = given.instance_id
+            if given.instance_id is not None:
+                read.instance = (given.instance_id, given.instance_token)
+            number = read.number = PhoneNumber.parse(given.number, default_region=self._region)
+            read.client = self._client_for(given)
+        elif isinstance(given, (str, PhoneNumber)):
+            number = read.number = PhoneNumber.parse(given, default_region=self._region)
+        else:
+            kind = type(row).__name__
+            raise InvalidArgument(f"a row must be text, a PhoneNumber or a mapping, not {kind}")
+        return number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,10 @@ async def test_an_unexpected_exception_in_one_row_loses_nothing(
 
 
 def bulk_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if "BulkRun._run.<locals>" in repr(t.get_coro())]
+    # The run's workers and closer: coroutines of functions local to a BulkRun method.
+    return [
+        t for t in asyncio.all_tasks() if re.search(r"BulkRun\.\w+\.<locals>", repr(t.get_coro()))
+    ]
 
 
 async def test_breaking_out_stops_everything_in_flight(
