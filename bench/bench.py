@@ -290,7 +290,7 @@ def layers(base_url: str, n: int) -> list[tuple[str, float]]:
     layers measured alone, the bulk run with the network taken away, and the rest (aiohttp
     and the event loop) as the difference with the whole, against the bench server; and
     the raw aiohttp loop's whole, beside it."""
-    from plugz_async import _bulk, _client, _models, _retry, _summary, _transport
+    from plugz_async import _client, _models, _pacing, _retry, _summary, _transport
     from plugz_async._items import BulkItem
 
     clock = pz.SystemClock()
@@ -305,7 +305,7 @@ def layers(base_url: str, n: int) -> list[tuple[str, float]]:
     item = BulkItem(index=0, key="0", input=texts[0], number=number, availability=availability)
     summary = _summary.BulkSummary(started=clock.monotonic())
     counter = iter(range(10**9))
-    pacer = _bulk.Pacer(None, clock)
+    pacer = _pacing.Pacer(None, clock)
 
     async def answer() -> dict[str, Any]:
         return data

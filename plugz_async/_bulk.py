@@ -16,16 +16,13 @@ after row failing to reach the API). See `BulkRun`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 import logging
-import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from ._clock import Clock, SystemClock
 from ._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -34,20 +31,22 @@ from ._errors import (
     MissingCountryCode,
     OutageError,
     PlugzError,
-    RateLimitError,
     ServerError,
     TransportError,
 )
-from ._items import BulkItem, BulkRow, Row, as_input
+from ._items import BulkItem, BulkRow, NumberInput, as_input
+from ._pacing import Limiter, Pacer, RateSchedule, count_attempts
 from ._phone import PhoneNumber, check_region
 from ._planner import RegistrationPlanner
 from ._retry import RetryPolicy
 from ._summary import BulkSummary
-from ._transport import AttemptMiddleware, Send
+from ._transport import AttemptMiddleware
 
 if TYPE_CHECKING:
     from ._client import PlugzClient
 
+# Limiter, Pacer and RateSchedule live in ._pacing; the package and the client import them
+# from here.
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "BulkRun", "Limiter", "Pacer", "RateSchedule"]
 
 logger = logging.getLogger("plugz_async")
@@ -63,97 +62,6 @@ MAX_CONSECUTIVE_FAILURES = 30
 RUN_ERRORS = (AuthenticationError, InstanceNotFoundError, ConfigurationError)
 # Errors that say the API could not be reached or failed: counted towards an outage.
 OUTAGE_ERRORS = (TransportError, ServerError)
-
-
-class Limiter(Protocol):
-    """What paces requests: ``aiolimiter.AsyncLimiter`` or anything with ``acquire()``."""
-
-    async def acquire(self, amount: float = 1) -> None: ...
-
-
-# The window a RateSchedule counts its releases in: a second, and ten milliseconds for the
-# time between a release and the request leaving (on a busy machine the process can be
-# descheduled in between: 3 ms let a 502nd request into a second at 500 a second), so that
-# counted where requests leave, too, no second holds more than rate + 1 of them. (It caps the
-# rate at (floor(rate) + 1) / WINDOW: 0.8% under 500 a second, nothing under 20.)
-WINDOW = 1.01
-
-
-class RateSchedule:
-    """Paces to ``rate`` requests a second.
-
-    Each ``acquire()`` takes the next slot of a fixed timetable, one every ``1/rate``
-    seconds, and sleeps until it (never before). The slots follow each other on the
-    timetable, not on when sleepers wake, so late wake-ups do not slow the run down (a
-    leaky bucket restarted from each wake-up fell 28% short at 500 a second). A caller
-    that comes after its slot has passed takes a slot from now: the run never bursts to
-    catch up. And whatever the wake-ups do, no one-second window holds more than
-    ``rate`` requests and one: a release waits until the one ``floor(rate) + 1`` before
-    it is a second old, and 10 ms more (so at high rates the rate reached is a little
-    under the rate asked: 496 a second at 500; 20 at 20).
-
-    ``check_many(max_rate=...)`` makes one; make one yourself to share a rate between
-    runs: ``limiter = pz.RateSchedule(20)``, then ``check_many(..., limiter=limiter)``.
-    """
-
-    def __init__(self, rate: float, clock: Clock | None = None) -> None:
-        if not rate > 0:
-            raise InvalidArgument("the rate must be more than 0 requests a second")
-        self._interval = 1.0 / rate
-        self._clock = clock or SystemClock()
-        self._next = -math.inf
-        self._recent: deque[float] = deque(maxlen=math.floor(rate) + 1)
-
-    async def acquire(self, amount: float = 1) -> None:
-        """Wait for the next slot (``amount``: slots to take at once, for ``Limiter``'s
-        signature; a request takes one)."""
-        for _ in range(max(1, math.ceil(amount))):
-            await self._take()
-
-    async def _take(self) -> None:
-        clock = self._clock
-        now = clock.monotonic()
-        slot = max(self._next, now)
-        self._next = slot + self._interval
-        if slot > now:
-            await clock.sleep(slot - now)
-        recent = self._recent
-        while len(recent) == recent.maxlen and (wait := recent[0] + WINDOW - clock.monotonic()) > 0:
-            await clock.sleep(wait)
-        recent.append(clock.monotonic())
-
-
-class Pacer:
-    """The attempt middleware of a bulk run: paces every attempt (retries included),
-    counts each row's attempts, and pauses the whole run when the server answers 429."""
-
-    def __init__(self, limiter: Limiter | None, clock: Clock) -> None:
-        self._limiter = limiter
-        self._clock = clock
-        self._paused_until = 0.0
-
-    async def __call__(self, route: str, send: Send) -> dict[str, Any]:
-        while (pause := self._paused_until - self._clock.monotonic()) > 0:
-            await self._clock.sleep(pause)
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        attempts = _ATTEMPTS.get()
-        if attempts is not None:
-            attempts[0] += 1
-        try:
-            return await send()
-        except RateLimitError as error:
-            # The server is overloaded: the whole run waits, not only this row.
-            pause = error.retry_after if error.retry_after is not None else 1.0
-            self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
-            logger.info("the server answered 429: pausing the run for %.1f s", pause)
-            raise
-
-
-# The attempt counter of the row being checked (each row runs in a task of its own).
-_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "plugz_bulk_attempts", default=None
-)
 
 
 class _Handoff(Generic[T]):
@@ -200,6 +108,22 @@ class _Halt(Exception):
         self.error = error
 
 
+class _Read:
+    """What a row says, as far as it was read: a row that fails half-way through (a bad
+    number after its key and instance) keeps on its item what was read of it."""
+
+    __slots__ = ("client", "index", "instance", "instance_id", "key", "number")
+
+    def __init__(self, index: int, client: PlugzClient) -> None:
+        self.index = index
+        self.key = str(index)
+        self.instance_id: str | None = None
+        # The row's (instance id, token); None: the client's own instance.
+        self.instance: tuple[str | None, str | None] | None = None
+        self.number: PhoneNumber | None = None
+        self.client = client
+
+
 class BulkRun:
     """A bulk run: iterate it for the items as they complete; ``summary`` grows with it.
 
@@ -240,7 +164,7 @@ class BulkRun:
     def __init__(
         self,
         client: PlugzClient,
-        numbers: Iterable[Row] | AsyncIterable[Row],
+        numbers: Iterable[NumberInput] | AsyncIterable[NumberInput],
         *,
         concurrency: int,
         max_rate: float | None,
@@ -308,41 +232,40 @@ class BulkRun:
     async def _run(self) -> AsyncGenerator[BulkItem, None]:
         # A fixed pool of workers pulls rows as it frees up (the input is read lazily) and
         # hands items over through a bounded queue (a slow reader holds the workers back).
-        numbers = self._numbers
-        counter = itertools.count()
         queue: _Handoff[BulkItem | None] = _Handoff(self._concurrency)
         stop: list[BaseException] = []  # what ended the run early: a run error, or a bug
+        workers, closer = self._start(queue, stop)
+        clock = self._client.clock
+        try:
+            while (item := await queue.get()) is not None:
+                self.summary.add(item, clock.monotonic(), self._planner)
+                yield item
+            if stop:
+                self.summary.stopped = type(stop[0]).__name__
+                raise stop[0]
+        finally:
+            for task in (*workers, closer):
+                task.cancel()
+            await asyncio.gather(*workers, closer, return_exceptions=True)
 
+    def _start(
+        self, queue: _Handoff[BulkItem | None], stop: list[BaseException]
+    ) -> tuple[list[asyncio.Task[None]], asyncio.Task[None]]:
+        """Start the workers, and the task that ends the queue once they are done; the first
+        error that stops the run goes in ``stop``."""
+        counter = itertools.count()
         # The first request goes alone: a refused credential or a wrong address then costs
         # one request, not one per worker. The others start once the API has answered.
         answered = asyncio.Event()
 
-        async def hand_over(row: Row) -> None:
+        async def hand_over(row: NumberInput) -> None:
             item = await self._one(next(counter), row)
             if item.attempts and not answered.is_set():
                 answered.set()
             await queue.put(item)
             self._judge(item)  # after the hand-over: the row that shows an outage is kept
 
-        if isinstance(numbers, AsyncIterable):
-            rows = aiter(numbers)
-            lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
-
-            async def pull() -> None:
-                while True:
-                    async with lock:
-                        try:
-                            row = await anext(rows)
-                        except StopAsyncIteration:
-                            return
-                    await hand_over(row)
-
-        else:
-            plain = iter(numbers)
-
-            async def pull() -> None:
-                for row in plain:  # the workers share one iterator: each row goes once
-                    await hand_over(row)
+        pull = self._puller(hand_over)
 
         async def work(first: bool) -> None:
             try:
@@ -370,19 +293,35 @@ class BulkRun:
             await queue.put(None)  # the workers are done: so is the run
 
         workers = [asyncio.ensure_future(work(n == 0)) for n in range(self._concurrency)]
-        closer = asyncio.ensure_future(finish())
-        clock = self._client.clock
-        try:
-            while (item := await queue.get()) is not None:
-                self.summary.add(item, clock.monotonic(), self._planner)
-                yield item
-            if stop:
-                self.summary.stopped = type(stop[0]).__name__
-                raise stop[0]
-        finally:
-            for task in (*workers, closer):
-                task.cancel()
-            await asyncio.gather(*workers, closer, return_exceptions=True)
+        return workers, asyncio.ensure_future(finish())
+
+    def _puller(
+        self, hand_over: Callable[[NumberInput], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """A worker's loop: take the next row of the input and hand its item over, until
+        the input ends. The workers share one iterator: each row goes once."""
+        numbers = self._numbers
+        if isinstance(numbers, AsyncIterable):
+            rows = aiter(numbers)
+            lock = asyncio.Lock()  # an async iterator must not be advanced twice at once
+
+            async def pull_async() -> None:
+                while True:
+                    async with lock:
+                        try:
+                            row = await anext(rows)
+                        except StopAsyncIteration:
+                            return
+                    await hand_over(row)
+
+            return pull_async
+        plain = iter(numbers)
+
+        async def pull() -> None:
+            for row in plain:
+                await hand_over(row)
+
+        return pull
 
     def _judge(self, item: BulkItem) -> None:
         """Count the item towards an outage; stop the run when there is one."""
@@ -443,62 +382,61 @@ class BulkRun:
             self._clients.move_to_end(key)
         return client
 
-    async def _one(self, index: int, row: Row) -> BulkItem:
-        attempts = [0]
-        _ATTEMPTS.set(attempts)
-        key = str(index)
-        instance_id = None
-        instance: tuple[str | None, str | None] | None = None  # None: the client's own
-        number = None
+    async def _one(self, index: int, row: NumberInput) -> BulkItem:
+        attempts = count_attempts()
+        read = _Read(index, self._client)
         try:
-            client = self._client
-            if type(row) is str:  # the usual case, first
-                number = PhoneNumber.parse(row, default_region=self._region)
-            else:
-                given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
-                if isinstance(given, BulkRow):
-                    index = index if given.index is None else given.index
-                    key = given.key or str(index)
-                    instance_id = given.instance_id
-                    if given.instance_id is not None:
-                        instance = (given.instance_id, given.instance_token)
-                    number = PhoneNumber.parse(given.number, default_region=self._region)
-                    client = self._client_for(given)
-                elif isinstance(given, (str, PhoneNumber)):
-                    number = PhoneNumber.parse(given, default_region=self._region)
-                else:
-                    kind = type(row).__name__
-                    raise InvalidArgument(
-                        f"a row must be text, a PhoneNumber or a mapping, not {kind}"
-                    )
-            refused = self._refused_for(instance)
+            number = self._read(row, read)
+            refused = self._refused_for(read.instance)
             if refused is not None:
                 raise refused  # the instance's credentials were refused: not sent again
-            availability = await client.check_availability(
+            availability = await read.client.check_availability(
                 number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )
         except Exception as error:  # the row's failure is its item; the run goes on
             if isinstance(error, RUN_ERRORS) and attempts[0]:
-                self._refuse(error, instance)
+                self._refuse(error, read.instance)
             if not isinstance(error, PlugzError):
-                logger.exception("row %d failed unexpectedly", index)
+                logger.exception("row %d failed unexpectedly", read.index)
             return BulkItem(
-                index=index,
-                key=key,
+                index=read.index,
+                key=read.key,
                 input=as_input(row),
-                number=number,
+                number=read.number,
                 error=error,
                 attempts=attempts[0],
-                instance_id=instance_id,
+                instance_id=read.instance_id,
                 planner=self._planner,
             )
         return BulkItem(
-            index=index,
-            key=key,
+            index=read.index,
+            key=read.key,
             input=row if type(row) is str else as_input(row),
             number=number,
             availability=availability,
             attempts=attempts[0],
-            instance_id=instance_id,
+            instance_id=read.instance_id,
             planner=self._planner,
         )
+
+    def _read(self, row: NumberInput, read: _Read) -> PhoneNumber:
+        """Read ``row`` into ``read``: its number, and a `BulkRow`'s own index, key and
+        instance (and the client of that instance). Returns the number."""
+        if type(row) is str:  # the usual case, first
+            number = read.number = PhoneNumber.parse(row, default_region=self._region)
+            return number
+        given: object = BulkRow.from_mapping(row) if isinstance(row, Mapping) else row
+        if isinstance(given, BulkRow):
+            read.index = read.index if given.index is None else given.index
+            read.key = given.key or str(read.index)
+            read.instance_id = given.instance_id
+            if given.instance_id is not None:
+                read.instance = (given.instance_id, given.instance_token)
+            number = read.number = PhoneNumber.parse(given.number, default_region=self._region)
+            read.client = self._client_for(given)
+        elif isinstance(given, (str, PhoneNumber)):
+            number = read.number = PhoneNumber.parse(given, default_region=self._region)
+        else:
+            kind = type(row).__name__
+            raise InvalidArgument(f"a row must be text, a PhoneNumber or a mapping, not {kind}")
+        return number

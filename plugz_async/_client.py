@@ -62,7 +62,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
     from ._bulk import BulkRun, Limiter
-    from ._items import Row
+    from ._items import NumberInput
     from ._registration import Registration, RegistrationEvent
 
 __all__ = ["PlugzClient"]
@@ -276,7 +276,7 @@ class PlugzClient:
 
     def check_many(
         self,
-        numbers: Iterable[Row] | AsyncIterable[Row],
+        numbers: Iterable[NumberInput] | AsyncIterable[NumberInput],
         *,
         concurrency: int = 32,
         max_rate: float | None = None,

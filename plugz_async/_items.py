@@ -19,7 +19,15 @@ from ._models import Availability
 from ._phone import PhoneNumber
 from ._planner import PlanOutcome, RegistrationPlan, RegistrationPlanner
 
-__all__ = ["FINAL_ERROR_NAMES", "BulkItem", "BulkRow", "Row", "as_input", "is_final", "record"]
+__all__ = [
+    "FINAL_ERROR_NAMES",
+    "BulkItem",
+    "BulkRow",
+    "NumberInput",
+    "as_input",
+    "is_final",
+    "record",
+]
 
 # Errors that belong to the row for good: its record is final, a resume does not redo it.
 FINAL_ERRORS = (InvalidArgument, BadRequestError)
@@ -86,7 +94,9 @@ class BulkRow:
         )
 
 
-Row = str | PhoneNumber | BulkRow | Mapping[str, Any]
+#: What a bulk run takes as one number: text, a `PhoneNumber`, a `BulkRow`, or a mapping
+#: (a CSV row: ``{"number": ...}`` or ``{"ddi": ..., "phone": ...}``).
+NumberInput = str | PhoneNumber | BulkRow | Mapping[str, Any]
 
 
 def as_input(row: object) -> object:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import tenacity
@@ -240,24 +240,96 @@ async def call_with_retry(
         return await send(policy.deadline)
     except PlugzError as error:
         first = error
-    attempts = 1
     if policy.attempts == 1 or not is_retryable(first, policy, safety):
-        first.attempts = attempts
+        first.attempts = 1
         raise first
+    retries = _Retries(
+        send,
+        policy=policy,
+        clock=clock,
+        route=route,
+        on_retry=on_retry,
+        safety=safety,
+        started=started,
+    )
+    return await retries.run(first)
 
-    def report(retry_state: tenacity.RetryCallState) -> None:
+
+class _Retries(Generic[T]):
+    """The retries of one call whose first attempt failed in a way that may pass."""
+
+    def __init__(
+        self,
+        send: Callable[[float | None], Awaitable[T]],
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        route: str,
+        on_retry: Callable[[RetryEvent], object] | None,
+        safety: RetrySafety,
+        started: float,
+    ) -> None:
+        self._send = send
+        self._policy = policy
+        self._clock = clock
+        self._route = route
+        self._on_retry = on_retry
+        self._safety = safety
+        self._started = started
+        self.attempts = 1  # the first, already sent
+
+    async def run(self, first: PlugzError) -> T:
+        """Hand ``first`` to tenacity as attempt 1, then send again until one succeeds or
+        the policy says stop; the error raised says how many tries it took."""
+        policy = self._policy
+        retrying = tenacity.AsyncRetrying(
+            stop=_Stop(policy, self._clock, self._started),
+            wait=_Wait(policy),
+            retry=tenacity.retry_if_exception(
+                lambda error: is_retryable(error, policy, self._safety)
+            ),
+            sleep=self._clock.sleep,
+            before_sleep=self._report,
+            reraise=True,
+        )
+        replayed = False
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if not replayed:  # attempt 1 was sent above: let tenacity see how it ended
+                        replayed = True
+                        raise first
+                    result = await self._send_again()
+        except PlugzError as error:
+            self._tell(error)
+            raise
+        return result
+
+    async def _send_again(self) -> T:
+        """One more attempt, its timeout cut to what is left of the deadline."""
+        self.attempts += 1
+        ATTEMPT.set(self.attempts)
+        deadline = self._policy.deadline
+        remaining = None
+        if deadline is not None:
+            remaining = max(0.0, deadline - (self._clock.monotonic() - self._started))
+        return await self._send(remaining)
+
+    def _report(self, retry_state: tenacity.RetryCallState) -> None:
+        """Before each wait: log the retry, and tell ``on_retry``."""
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         assert isinstance(error, PlugzError)
+        route = self._route
         event = RetryEvent(
-            route=route, attempt=attempts, wait=retry_state.upcoming_sleep, error=error
+            route=route, attempt=self.attempts, wait=retry_state.upcoming_sleep, error=error
         )
         logger.info(
             "retrying %s in %.2f s after attempt %d of %d failed: %s",
             route,
             event.wait,
             event.attempt,
-            policy.attempts,
+            self._policy.attempts,
             event.error_kind,
             extra={
                 "route": route,
@@ -266,35 +338,14 @@ async def call_with_retry(
                 "error_kind": event.error_kind,
             },
         )
-        if on_retry is not None:
-            on_retry(event)
+        if self._on_retry is not None:
+            self._on_retry(event)
 
-    retrying = tenacity.AsyncRetrying(
-        stop=_Stop(policy, clock, started),
-        wait=_Wait(policy),
-        retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy, safety)),
-        sleep=clock.sleep,
-        before_sleep=report,
-        reraise=True,
-    )
-    replayed = False
-    try:
-        async for attempt in retrying:
-            with attempt:
-                if not replayed:  # attempt 1 was sent above: let tenacity see how it ended
-                    replayed = True
-                    raise first
-                attempts += 1
-                ATTEMPT.set(attempts)
-                remaining = None
-                if policy.deadline is not None:
-                    remaining = max(0.0, policy.deadline - (clock.monotonic() - started))
-                result = await send(remaining)
-    except PlugzError as error:
+    def _tell(self, error: PlugzError) -> None:
+        """Write on the error the caller sees how many tries it took, and how long."""
+        attempts = self.attempts
         error.attempts = attempts
         if attempts > 1 and error.args and isinstance(error.args[0], str):
             # Said once, on the error the caller sees: how many tries, how long in all.
-            spent = clock.monotonic() - started
+            spent = self._clock.monotonic() - self._started
             error.args = (f"{error.args[0]} (after {attempts} attempts, {spent:.1f} s in all)",)
-        raise
-    return result

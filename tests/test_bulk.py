@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,10 @@ async def test_an_unexpected_exception_in_one_row_loses_nothing(
 
 
 def bulk_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if "BulkRun._run.<locals>" in repr(t.get_coro())]
+    # The run's workers and closer: coroutines of functions local to a BulkRun method.
+    return [
+        t for t in asyncio.all_tasks() if re.search(r"BulkRun\.\w+\.<locals>", repr(t.get_coro()))
+    ]
 
 
 async def test_breaking_out_stops_everything_in_flight(
@@ -194,7 +198,7 @@ async def test_max_rate_uses_a_real_limiter(api: Sandbox) -> None:
 
 
 async def test_a_429_pauses_every_row_of_the_run(clock: pz.FakeClock) -> None:
-    from plugz_async._bulk import Pacer
+    from plugz_async._pacing import Pacer
 
     pace = Pacer(None, clock)
 
@@ -335,7 +339,7 @@ def test_bulk_row_from_mapping() -> None:
 
 
 async def test_a_schedule_keeps_a_timetable_never_early_and_never_bursting() -> None:
-    from plugz_async._bulk import WINDOW, RateSchedule
+    from plugz_async._pacing import WINDOW, RateSchedule
 
     clock = pz.FakeClock()
     schedule = RateSchedule(500.0, clock)
@@ -364,7 +368,7 @@ async def test_a_schedule_keeps_a_timetable_never_early_and_never_bursting() -> 
 
 
 async def test_a_schedule_holds_its_window_when_sleepers_woke_late() -> None:
-    from plugz_async._bulk import WINDOW, RateSchedule
+    from plugz_async._pacing import WINDOW, RateSchedule
 
     clock = pz.FakeClock()
     clock.advance(100.0)

@@ -22,7 +22,8 @@ from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 import plugz_async as pz
 from plugz_async._registration import RegistrationMachine, RegistrationState
 from plugz_async.queue import QueueWorker, RegistrationQueue, RegistrationStatus
-from plugz_async.queue._store import CodeIntent, Store
+from plugz_async.queue._record import CodeIntent
+from plugz_async.queue._store import Store
 from plugz_async.sandbox import (
     CAPTCHA_TEXT,
     PIN,

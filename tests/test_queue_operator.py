@@ -29,7 +29,7 @@ import plugz_async as pz
 from plugz_async.cli import EXIT_INCOMPLETE, EXIT_OK, main
 from plugz_async.cli._queue import OVERDUE_AFTER as CLI_OVERDUE_AFTER
 from plugz_async.queue import RegistrationQueue
-from plugz_async.queue._api import OVERDUE_AFTER
+from plugz_async.queue._status import OVERDUE_AFTER
 from plugz_async.sandbox import Sandbox
 
 __all__ = ["instances", "queue", "sandbox"]  # fixtures, used by name
@@ -168,7 +168,7 @@ async def test_a_worker_starting_forgets_workers_gone_for_a_day(
 ) -> None:
     import json
 
-    from plugz_async.queue._store import WORKERS_KEPT
+    from plugz_async.queue._inputs import WORKERS_KEPT
 
     raw = queue.saq_queue.redis
     old = {"id": "old", "host": "h", "seen": time.time() - WORKERS_KEPT - 60}

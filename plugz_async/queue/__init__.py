@@ -14,9 +14,12 @@ driver follows. Exactly one code request per channel window, even when a worker 
 mid-request: see docs/scale.md. Needs the ``queue`` extra:
 ``pip install 'plugz-async[queue]'``.
 
-Inside: ``_store`` (Redis, compare-and-set), ``_engine`` (the job engine behind one
-small interface), ``_steps`` (a step, as a job), ``_limits`` (per-instance rate
-limits), ``_worker`` (the worker process), ``_api`` (the producer's side).
+Inside: ``_store`` (Redis, compare-and-set), ``_record`` (a registration as read),
+``_inputs`` (input given and workers' records, beside the registrations), ``_engine``
+(the job engine behind one small interface), ``_steps`` (a step, as a job), ``_limits``
+(per-instance rate limits), ``_worker`` (the worker process), ``_settings`` (the Redis
+URL and instance tokens it reads), ``_api`` (the producer's side), ``_status`` (what it
+reports).
 """
 
 from plugz_async._errors import require
@@ -24,14 +27,11 @@ from plugz_async._errors import require
 for _module in ("saq", "redis", "limits"):
     require(_module, feature="plugz_async.queue", extra="queue")
 
-from ._api import QueueEvent, RegistrationQueue, RegistrationStatus, WorkerStatus  # noqa: E402
+from ._api import RegistrationQueue  # noqa: E402
 from ._engine import StepScheduler  # noqa: E402
-from ._worker import (  # noqa: E402
-    Credentials,
-    QueueWorker,
-    credentials_from_env,
-    read_credentials_file,
-)
+from ._settings import Credentials, credentials_from_env, read_credentials_file  # noqa: E402
+from ._status import QueueEvent, RegistrationStatus, WorkerStatus  # noqa: E402
+from ._worker import QueueWorker  # noqa: E402
 
 __all__ = [
     "Credentials",

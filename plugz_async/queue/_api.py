@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -10,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import attrs
 from saq.queue.redis import RedisQueue
 
 from plugz_async._arguments import InputKind
@@ -25,200 +23,25 @@ from plugz_async._errors import (
 )
 from plugz_async._models import UnbanRequest
 from plugz_async._phone import PhoneNumber
-from plugz_async._planner import RegistrationPlan, RegistrationPlanner
+from plugz_async._planner import RegistrationPlanner
 from plugz_async._registration import (
-    RegistrationEvent,
     RegistrationMachine,
     RegistrationOutcome,
     RegistrationState,
     RegistrationStep,
     event_from_dict,
-    event_to_dict,
 )
 
 from ._engine import SaqScheduler
+from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
+from ._record import CANCELLED, Record, new_step_id
+from ._settings import redis_url_of
+from ._status import OVERDUE_AFTER, QueueEvent, RegistrationStatus, WorkerStatus
 from ._steps import INPUT_KINDS
-from ._store import (
-    CANCEL,
-    CANCEL_KEPT,
-    CANCELLED,
-    CANCELLED_NOTE,
-    FAILED,
-    Record,
-    Store,
-    new_step_id,
-)
-from ._worker import redis_url_of
+from ._store import Store
 
-__all__ = ["QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
-
-#: A step due longer ago than this, unfinished, is overdue (`RegistrationStatus.overdue`).
-OVERDUE_AFTER = 30.0
-
-
-@attrs.frozen(kw_only=True)
-class WorkerStatus:
-    """A worker of the queue, as it last said of itself (`RegistrationQueue.workers`).
-
-    Attributes:
-        id: saq's id of the worker.
-        host, pid: where it runs.
-        started_at: when it started.
-        last_seen: its last heartbeat.
-        running: the steps it was running then.
-        concurrency: the steps it runs at most.
-        alive: its heartbeat is recent (within its own interval and a second), and it
-            did not say it stopped.
-        stopped_at: when it stopped gracefully (None: running, or it died).
-    """
-
-    id: str
-    host: str
-    pid: int | None
-    started_at: datetime | None
-    last_seen: datetime
-    running: int
-    concurrency: int | None
-    alive: bool
-    stopped_at: datetime | None = None
-
-    @classmethod
-    def of(cls, said: Mapping[str, Any], now: float) -> WorkerStatus:
-        seen = float(said.get("seen") or 0.0)
-        stopped = said.get("stopped")
-        ttl = float(said.get("ttl") or 5.0)
-
-        def at(value: object) -> datetime | None:
-            return (
-                None
-                if value is None
-                else datetime.fromtimestamp(float(str(value)), tz=timezone.utc)
-            )
-
-        return cls(
-            id=str(said.get("id") or ""),
-            host=str(said.get("host") or "?"),
-            pid=None if said.get("pid") is None else int(said["pid"]),
-            started_at=at(said.get("started")),
-            last_seen=datetime.fromtimestamp(seen, tz=timezone.utc),
-            running=0 if stopped else int(said.get("running") or 0),
-            concurrency=None if said.get("concurrency") is None else int(said["concurrency"]),
-            alive=stopped is None and now - seen <= ttl + 1.0,
-            stopped_at=at(stopped),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``queue workers --json``)."""
-        return {
-            "id": self.id,
-            "host": self.host,
-            "pid": self.pid,
-            "started_at": None if self.started_at is None else self.started_at.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
-            "running": self.running,
-            "concurrency": self.concurrency,
-            "alive": self.alive,
-            "stopped_at": None if self.stopped_at is None else self.stopped_at.isoformat(),
-        }
-
-
-@attrs.frozen(kw_only=True)
-class RegistrationStatus:
-    """Where a queued registration stands (`RegistrationQueue.status`).
-
-    Attributes:
-        number: the number (E.164).
-        instance: the instance it is registered on.
-        status: the step it is at, or how it ended (an outcome, or ``failed``).
-        done: whether it has ended.
-        outcome: how it ended (None while running, and when ``failed``).
-        step: the step it is at, or was at when it ended.
-        channel: the channel in use (or last tried).
-        wants: the input it waits for: ``"code"``, ``"captcha"``, ``"pin"`` or None.
-        next_at: when its next step is due (None once done).
-        plan: the plan (None before the check).
-        appeal_token: when banned, the token for ``request_unbanning``.
-        captcha: the captcha image (PNG) to answer with ``submit_captcha``, while
-            ``wants`` is ``"captcha"``.
-        error: the last error a step met (the reason when ``failed``).
-        events: what happened, in order.
-        version: bumped by every change.
-    """
-
-    number: str
-    instance: str
-    status: str
-    done: bool
-    outcome: RegistrationOutcome | None
-    step: RegistrationStep
-    channel: str | None
-    wants: str | None
-    next_at: datetime | None
-    plan: RegistrationPlan | None = attrs.field(repr=False)
-    appeal_token: str | None = attrs.field(default=None, repr=False)
-    captcha: bytes | None = attrs.field(default=None, repr=False)
-    error: str | None = None
-    events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
-    version: int = 0
-
-    @property
-    def failed(self) -> bool:
-        """Whether a step gave the registration up (see ``error``)."""
-        return self.status == FAILED
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether it was cancelled (`RegistrationQueue.cancel`)."""
-        return self.status == CANCELLED
-
-    def overdue(self, now: datetime, after: float = OVERDUE_AFTER) -> float | None:
-        """Seconds its next step is late, when due longer than ``after`` seconds ago and
-        not waiting for input (a code, captcha or PIN waits on people); else None. An
-        overdue step means no worker is running the queue, or all are busy."""
-        if self.done or self.next_at is None or self.wants is not None:
-            return None
-        late = (now - self.next_at).total_seconds()
-        return late if late > after else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the CLI's ``--json``)."""
-        return {
-            "number": self.number,
-            "instance": self.instance,
-            "status": self.status,
-            "done": self.done,
-            "outcome": None if self.outcome is None else self.outcome.value,
-            "step": self.step.value,
-            "channel": self.channel,
-            "wants": self.wants,
-            "next_at": None if self.next_at is None else self.next_at.isoformat(),
-            "plan": None if self.plan is None else self.plan.to_dict(),
-            "captcha": None
-            if self.captcha is None
-            else "data:image/png;base64," + base64.b64encode(self.captcha).decode(),
-            "error": self.error,
-            "version": self.version,
-            "events": [event_to_dict(event) for event in self.events],
-        }
-
-
-@attrs.frozen(kw_only=True)
-class QueueEvent:
-    """One event of one queued registration, as `RegistrationQueue.events` follows them.
-
-    Attributes:
-        id: the event's id in the stream (resume after it with ``after=``).
-        number: the registration's number.
-        status: the registration's status once the event was written.
-        version: the registration's version then.
-        event: the event.
-    """
-
-    id: str
-    number: str
-    status: str
-    version: int
-    event: RegistrationEvent
+# The status values moved to ._status; importers of this module find them here still.
+__all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
 
 
 class RegistrationQueue:

@@ -14,8 +14,8 @@ Keys, under ``plugz:{queue}:``:
 * ``due`` (sorted set): the unfinished numbers, by when their next step is due.
 * ``finished`` (sorted set): the finished numbers, by when they finished (``prune``).
 * ``instance:{id}``: the number the instance registers now.
-* ``input:{number}:{kind}``: a code, captcha text or PIN given and not used yet (apart
-  from the hash, so that giving it never makes a worker's write stale).
+* ``input:{number}:{kind}`` (a code, captcha text or PIN given and not used yet) and
+  ``workers`` (the workers' records): kept beside the hashes, unfenced (`._inputs`).
 * ``events`` (stream): every event of every registration, as they are written.
 * ``code_wait_floor``: the shortest wait a code request was seen to start, when shorter
   than the workers' ``code_wait_floor`` (the premise the recovery of a lost answer rests on).
@@ -31,34 +31,54 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Sequence
+from typing import cast
 
-import attrs
 import redis.asyncio as aioredis
 
 from plugz_async._errors import InstanceBusyError, StaleWriteError
-from plugz_async._registration import RegistrationEvent, RegistrationState, event_to_dict
+from plugz_async._registration import RegistrationState
 
-__all__ = ["CodeIntent", "Record", "Store"]
+# Re-exported: the step runner and the CLI import these names from here.
+from ._inputs import (
+    CANCEL,
+    CANCEL_KEPT,
+    CANCELLED_NOTE,
+    INPUT_KEPT,
+    WORKERS_KEPT,
+    Inputs,
+    WorkerRecords,
+)
+from ._record import (
+    CANCELLED,
+    FAILED,
+    CodeIntent,
+    Record,
+    ServerNow,
+    as_text,
+    event_json,
+    new_step_id,
+    record_of,
+    status_of,
+)
+
+__all__ = [
+    "CANCEL",
+    "CANCELLED",
+    "CANCELLED_NOTE",
+    "CANCEL_KEPT",
+    "FAILED",
+    "INPUT_KEPT",
+    "WORKERS_KEPT",
+    "CodeIntent",
+    "Record",
+    "ServerNow",
+    "Store",
+    "new_step_id",
+]
 
 #: How many events the ``events`` stream keeps (about; Redis trims in whole nodes).
 EVENTS_KEPT = 100_000
-
-#: Seconds a code, captcha text or PIN given is kept when no step uses it.
-INPUT_KEPT = 3600
-
-#: The status of a registration a step gave up (an error that trying again cannot mend).
-FAILED = "failed"
-CANCELLED = "cancelled"
-#: The input kind of a request to cancel, and the error a cancelled registration keeps.
-CANCEL = "cancel"
-CANCELLED_NOTE = "cancelled by an operator (queue cancel); no further code request"
-#: Seconds a request to cancel is kept for a worker to act on.
-CANCEL_KEPT = 7 * 86_400
-#: Seconds a worker's record is kept after it was last seen.
-WORKERS_KEPT = 86_400.0
 
 #: The Redis server's run id, in a script (it changes with every start of the server).
 _RUN_ID = """
@@ -149,11 +169,6 @@ end
 return {gone, #finished}
 """
 
-_DROP_INPUT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 _WRITE = (
     _RUN_ID
     + """
@@ -200,108 +215,17 @@ return version
 )
 
 
-@attrs.frozen(kw_only=True)
-class CodeIntent:
-    """A code request a run is about to send, or is sending.
-
-    Attributes:
-        id: the run's own mark.
-        channel: the channel.
-        lease_until: the run sends only before this moment (Unix time, on Redis's clock),
-            and waits for the answer until then at most; a run that finds the intent
-            afterwards knows the request is over, one way or the other.
-        written_at: when the intent was written (Redis's clock): the request, if it went
-            out, went out after this moment, and the wait it started ends no sooner than
-            the shortest wait a code request starts after it. None in an intent written
-            by an older version of the SDK.
-    """
-
-    id: str
-    channel: str
-    lease_until: float
-    written_at: float | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "id": self.id,
-                "channel": self.channel,
-                "lease_until": self.lease_until,
-                "written_at": self.written_at,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> CodeIntent:
-        data = json.loads(text)
-        written = data.get("written_at")
-        return cls(
-            id=data["id"],
-            channel=data["channel"],
-            lease_until=float(data["lease_until"]),
-            written_at=None if written is None else float(written),
-        )
-
-
-@attrs.frozen(kw_only=True)
-class Record:
-    """A registration as read from Redis (the state still as a dict)."""
-
-    number: str
-    version: int
-    status: str
-    done: bool
-    instance: str
-    step_id: str
-    due: float
-    state: Mapping[str, Any]
-    intent: CodeIntent | None = None
-    error: str | None = None
-    errors: int = 0
-    created: float = 0.0
-    updated: float = 0.0
-    run: str | None = None
-
-
-@attrs.frozen
-class ServerNow:
-    """What `Store.server_now` reads off the Redis server."""
-
-    time: float
-    run: str
-    append_only: bool
-
-
-def new_step_id() -> str:
-    """A fresh mark for the one step allowed to run next."""
-    return uuid.uuid4().hex[:16]
-
-
-def status_of(state: RegistrationState) -> str:
-    """What ``counts()`` files a registration under: its outcome when done, else its step."""
-    return state.outcome.value if state.outcome is not None else state.step.value
-
-
-def event_json(event: RegistrationEvent) -> str:
-    return json.dumps(event_to_dict(event))
-
-
-class Store:
-    """Reads and writes queued registrations in one Redis database."""
+class Store(Inputs, WorkerRecords):
+    """Reads and writes queued registrations in one Redis database (and, through its
+    bases, the input given and the workers' records)."""
 
     def __init__(self, redis: aioredis.Redis, *, queue: str) -> None:
-        self.redis = redis
-        self.queue = queue
-        self.prefix = f"plugz:{queue}:"
+        super().__init__(redis, queue=queue)
         self._create = redis.register_script(_CREATE)
         self._write = redis.register_script(_WRITE)
-        self._drop_input = redis.register_script(_DROP_INPUT)
         self._prune = redis.register_script(_PRUNE)
         self._now = redis.register_script(_NOW)
         self._lower = redis.register_script(_LOWER)
-
-    def key(self, name: str) -> str:
-        return self.prefix + name
 
     async def create(
         self,
@@ -355,7 +279,7 @@ class Store:
         raw = await cast(
             "Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(f"reg:{number}"))
         )
-        return None if not raw else _record(number, raw)
+        return None if not raw else record_of(number, raw)
 
     async def write(
         self,
@@ -451,22 +375,6 @@ class Store:
         if int(version) < 0:
             raise StaleWriteError(f"the registration of {record.number} changed meanwhile")
 
-    # -- input from people: kept apart, so giving it never races a worker's write ----------
-
-    async def set_input(self, number: str, kind: str, text: str, *, keep: int = INPUT_KEPT) -> None:
-        """Keep a code, captcha text or PIN (``kind``) for the step that wants it (or a
-        request to cancel, ``kind="cancel"``), for ``keep`` seconds."""
-        await self.redis.set(self.key(f"input:{number}:{kind}"), text, ex=keep)
-
-    async def peek_input(self, number: str, kind: str) -> str | None:
-        """The ``kind`` of input given and not used yet."""
-        raw = await self.redis.get(self.key(f"input:{number}:{kind}"))
-        return None if raw is None else _text(raw)
-
-    async def drop_input(self, number: str, kind: str, used: str) -> None:
-        """Forget the input once used, unless newer input replaced it meanwhile."""
-        await self._drop_input(keys=[self.key(f"input:{number}:{kind}")], args=[used])
-
     def _keys(self, record: Record) -> list[str]:
         return [
             self.key(f"reg:{record.number}"),
@@ -486,8 +394,8 @@ class Store:
         seconds, micros, run, aof = await self._now()
         return ServerNow(
             time=int(seconds) + int(micros) / 1_000_000,
-            run=_text(run),
-            append_only=_text(aof) == "1",
+            run=as_text(run),
+            append_only=as_text(aof) == "1",
         )
 
     async def code_wait_floor(self, configured: float) -> float:
@@ -516,47 +424,17 @@ class Store:
 
     async def counts(self) -> dict[str, int]:
         raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("counts")))
-        counts = {_text(k): int(v) for k, v in raw.items()}
+        counts = {as_text(k): int(v) for k, v in raw.items()}
         return {status: count for status, count in sorted(counts.items()) if count > 0}
 
     async def numbers(self, *, offset: int = 0, limit: int | None = None) -> list[str]:
         end = -1 if limit is None else offset + limit - 1
-        return [_text(n) for n in await self.redis.zrange(self.key("numbers"), offset, end)]
-
-    # -- workers: who runs the queue, and when each was last seen ---------------------------
-
-    async def note_worker(self, worker_id: str, info: dict[str, Any]) -> None:
-        """Keep what a worker says of itself (every heartbeat), with the time it said it."""
-        entry = json.dumps({**info, "id": worker_id, "seen": time.time()})
-        await cast("Awaitable[int]", self.redis.hset(self.key("workers"), worker_id, entry))
-
-    async def forget_old_workers(self) -> None:
-        """Drop the records of workers not seen for a day (each worker does it as it
-        starts)."""
-        now = time.time()
-        for name, said in (await self._workers()).items():
-            if now - float(said.get("seen", 0)) > WORKERS_KEPT:
-                await cast("Awaitable[int]", self.redis.hdel(self.key("workers"), name))
-
-    async def workers(self) -> list[dict[str, Any]]:
-        """Every worker seen in the last day: what it said of itself, last seen first."""
-        found = list((await self._workers()).values())
-        return sorted(found, key=lambda w: -float(w.get("seen", 0)))
-
-    async def _workers(self) -> dict[str, dict[str, Any]]:
-        raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("workers")))
-        found = {}
-        for name, value in raw.items():
-            try:
-                found[_text(name)] = json.loads(value)
-            except ValueError:
-                continue
-        return found
+        return [as_text(n) for n in await self.redis.zrange(self.key("numbers"), offset, end)]
 
     async def overdue(self, before: float, *, limit: int = 1000) -> list[str]:
         """Unfinished numbers whose next step was due before ``before``."""
         found = await self.redis.zrangebyscore(self.key("due"), "-inf", before, 0, limit)
-        return [_text(n) for n in found]
+        return [as_text(n) for n in found]
 
     async def read_events(
         self, after: str, *, block_ms: int | None, count: int = 100
@@ -566,30 +444,5 @@ class Store:
         out: list[tuple[str, dict[str, str]]] = []
         for _stream, entries in answer or ():
             for entry_id, fields in entries:
-                out.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
+                out.append((as_text(entry_id), {as_text(k): as_text(v) for k, v in fields.items()}))
         return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _record(number: str, raw: Mapping[bytes, bytes]) -> Record:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    intent = fields.get("intent")
-    return Record(
-        number=number,
-        version=int(fields["version"]),
-        status=fields["status"],
-        done=fields["done"] == "1",
-        instance=fields["instance"],
-        step_id=fields["step_id"],
-        due=float(fields["due"]),
-        state=json.loads(fields["state"]),
-        intent=None if intent is None else CodeIntent.from_json(intent),
-        error=fields.get("error"),
-        errors=int(fields.get("errors", "0")),
-        created=float(fields.get("created", "0")),
-        updated=float(fields.get("updated", "0")),
-        run=fields.get("run"),
-    )

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
 from saq.types import Context, PartialTimersDict
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, ENV_INSTANCE_ID, ENV_INSTANCE_TOKEN
+from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN
+from plugz_async._connections import Connections
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._registration import RegistrationMachine
@@ -36,59 +34,27 @@ from plugz_async._transport import AttemptMiddleware
 
 from ._engine import STEP_FUNCTION, SaqScheduler
 from ._limits import InstanceRateLimit, parse_rate
+from ._settings import (
+    ENV_INSTANCES_FILE,
+    Credentials,
+    credentials_from_env,
+    read_credentials_file,
+    redis_url_of,
+)
 from ._steps import CODE_WAIT_FLOOR, RECHECK_MARGIN, StepRunner
 from ._store import Store
 from ._takeover import WorkerQueue
 
+if TYPE_CHECKING:
+    from plugz_async._client import PlugzClient
+
+# The credential names moved to ._settings; they are importable from here still.
 __all__ = ["Credentials", "QueueWorker", "credentials_from_env", "read_credentials_file"]
 
 logger = logging.getLogger("plugz_async.queue")
 
-Credentials = Mapping[str, str] | Callable[[str], Awaitable[str | None]]
-"""Where a worker finds an instance's token: a mapping of instance id to token, or
-``await credentials(instance_id)`` (a secrets manager, say), ``None`` when unknown."""
-
-ENV_REDIS_URL = "PLUGZ_REDIS_URL"
-
 #: Seconds the engine may take to hand a step taken over to a worker.
 ENGINE_SLACK = 1.0
-ENV_INSTANCES_FILE = "PLUGZ_INSTANCES_FILE"
-
-
-def read_credentials_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Instance tokens from a JSON file: ``{"instance id": "token", ...}``.
-
-    Raises:
-        ConfigurationError: the file cannot be read or is not such an object (the
-            message never quotes the file's content).
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(
-            f"cannot read the instances file {os.fspath(path)!r}: {type(error).__name__}"
-        ) from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items()
-    ):
-        raise ConfigurationError(
-            f"the instances file {os.fspath(path)!r} must hold one JSON object of"
-            ' "instance id": "token" pairs'
-        )
-    return dict(data)
-
-
-def credentials_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The instance tokens the environment gives: ``PLUGZ_INSTANCE_ID`` and
-    ``PLUGZ_INSTANCE_TOKEN``, and every pair in the file ``PLUGZ_INSTANCES_FILE`` names."""
-    env = os.environ if environ is None else environ
-    found: dict[str, str] = {}
-    if env.get(ENV_INSTANCES_FILE, "").strip():
-        found.update(read_credentials_file(env[ENV_INSTANCES_FILE].strip()))
-    instance, token = env.get(ENV_INSTANCE_ID, "").strip(), env.get(ENV_INSTANCE_TOKEN, "").strip()
-    if instance and token:
-        found[instance] = token
-    return found
 
 
 class _GracefulWorker(SaqWorker[Context]):
@@ -305,17 +271,34 @@ class QueueWorker:
 
     async def run(self) -> None:
         """Work until SIGTERM or SIGINT (or `stop`), then stop gracefully."""
-        from plugz_async._client import PlugzClient
-
         saq_queue = WorkerQueue.from_url(self.redis_url, name=self.queue_name)
         assert isinstance(saq_queue, WorkerQueue)
+        connections = self._pool()
+        limit = self._rate_limit(saq_queue)
+        try:
+            await saq_queue.connect()
+            store = Store(saq_queue.redis, queue=self.queue_name)
+            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
+            runner = self._runner(store, scheduler, connections, limit)
+            worker = await self._saq_worker(saq_queue, store, runner)
+            await self._serve(worker, store, scheduler)
+        finally:
+            await self._close(connections, saq_queue)
+
+    def _pool(self) -> Connections:
+        """The worker's one connection pool, which every instance's client shares."""
+        return Connections()
+
+    def _client(self, connections: Connections, instance: str, token: str) -> PlugzClient:
+        """The client of ``instance``, sending through the worker's pool."""
+        from plugz_async._client import PlugzClient
+
         options: dict[str, Any] = {} if self._base_url is None else {"base_url": self._base_url}
-        # Holds the worker's connections and its clients' settings; each instance's client
-        # is made from it (``for_instance``), sharing its pool, and never sends itself.
-        connections = PlugzClient(
-            "worker",
-            secrets.token_urlsafe(16),  # a token nobody's: this client sends nothing
+        return PlugzClient(
+            instance,
+            token,
             self._client_token,
+            connections=connections,
             timeout=self.request_timeout,
             # Every attempt of a request within its timeout: a code request retried (when
             # certainly not processed) ends inside its lease.
@@ -324,116 +307,114 @@ class QueueWorker:
             middlewares=self._middlewares,
             **options,
         )
-        limit = (
-            None
-            if self.rate_limit is None
-            else InstanceRateLimit(
-                self.redis_url,
-                self.rate_limit,
-                namespace=self.queue_name,
-                connection_pool=saq_queue.redis.connection_pool,
-            )
+
+    def _rate_limit(self, saq_queue: WorkerQueue) -> InstanceRateLimit | None:
+        """The per-instance rate limit every worker of the queue shares (None: none)."""
+        if self.rate_limit is None:
+            return None
+        return InstanceRateLimit(
+            self.redis_url,
+            self.rate_limit,
+            namespace=self.queue_name,
+            connection_pool=saq_queue.redis.connection_pool,
         )
-        try:
-            await saq_queue.connect()
-            store = Store(saq_queue.redis, queue=self.queue_name)
-            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
 
-            async def client_for(instance: str) -> PlugzClient:
-                client = self._clients.get(instance)
-                if client is None:
-                    client = connections.for_instance(instance, await self._token(instance))
-                    self._clients[instance] = client
-                return client
+    def _runner(
+        self,
+        store: Store,
+        scheduler: SaqScheduler,
+        connections: Connections,
+        limit: InstanceRateLimit | None,
+    ) -> StepRunner:
+        """What runs one step: the store, the engine, a client per instance (made on first
+        use from the worker's credentials, forgotten when its token is refused)."""
 
-            async def forget(instance: str) -> None:
-                client = self._clients.pop(instance, None)
-                if client is not None:
-                    await client.aclose()
+        async def client_for(instance: str) -> PlugzClient:
+            client = self._clients.get(instance)
+            if client is None:
+                client = self._client(connections, instance, await self._token(instance))
+                self._clients[instance] = client
+            return client
 
-            runner = StepRunner(
-                store=store,
-                forget=forget,
-                max_errors=self.max_errors,
-                scheduler=scheduler,
-                machine=self.machine,
-                client_for=client_for,
-                acquire=None if limit is None else limit.acquire,
-                input_timeout=self.input_timeout,
-                device_poll_interval=self.device_poll_interval,
-                request_timeout=self.request_timeout,
-                code_wait_floor=self.code_wait_floor,
-            )
-            heartbeat = self.heartbeat
-
-            async def step(ctx: Context, *, number: str, step_id: str) -> str:
-                job = ctx["job"]
-
-                # The job's own heartbeat (a producer may have enqueued it with another).
-                every = (job.heartbeat or heartbeat) / 3
-
-                async def beat() -> None:
-                    while True:
-                        await asyncio.sleep(every)
-                        # Redis away: the step may be taken over; its writes are fenced.
-                        with contextlib.suppress(OSError, RedisError):
-                            await job.update()
-
-                beating = asyncio.create_task(beat())
-                try:
-                    return await runner.run(number, step_id)
-                finally:
-                    beating.cancel()
-
-            timers: PartialTimersDict = {
-                "sweep": self.sweep_interval,
-                "schedule": 1,
-                "abort": 1,
-                # saq's record of a live worker lasts a second longer than this: a worker
-                # gone for a heartbeat is known dead, and its steps are taken over at once.
-                "worker_info": self.heartbeat,
-            }
-            saq_queue.on_worker_info = store.note_worker
-            with contextlib.suppress(OSError, RedisError):
-                await store.forget_old_workers()
-            worker = _GracefulWorker(
-                saq_queue,
-                functions=[(STEP_FUNCTION, step)],
-                concurrency=self.concurrency,
-                dequeue_timeout=1,
-                timers=timers,
-                metadata={
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "started": time.time(),
-                    "concurrency": self.concurrency,
-                    "running": 0,
-                },
-            )
-            worker.grace = self.shutdown_grace
-            worker.stop_requested = self._stop_requested
-            if not self.handle_signals:
-                worker.SIGNALS = []  # the application keeps its own handlers
-            self._saq = worker
-            repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
-            logger.info("worker of queue %s started", self.queue_name)
-            try:
-                await worker.start()
-            finally:
-                repairing.cancel()
-                await asyncio.gather(repairing, return_exceptions=True)
-        finally:
-            if self._saq is not None and self._saq.stop_requested:
-                # Stopped, even cut short by a second signal: say so (it is not gone).
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._saq.say_stopped(), 1.0)
-            self._saq = None
-            for client in self._clients.values():
+        async def forget(instance: str) -> None:
+            client = self._clients.pop(instance, None)
+            if client is not None:
                 await client.aclose()
-            self._clients.clear()
-            await connections.aclose()
-            await saq_queue.disconnect()
-            logger.info("worker of queue %s stopped", self.queue_name)
+
+        return StepRunner(
+            store=store,
+            forget=forget,
+            max_errors=self.max_errors,
+            scheduler=scheduler,
+            machine=self.machine,
+            client_for=client_for,
+            acquire=None if limit is None else limit.acquire,
+            input_timeout=self.input_timeout,
+            device_poll_interval=self.device_poll_interval,
+            request_timeout=self.request_timeout,
+            code_wait_floor=self.code_wait_floor,
+        )
+
+    async def _saq_worker(
+        self, saq_queue: WorkerQueue, store: Store, runner: StepRunner
+    ) -> _GracefulWorker:
+        """saq's worker: the one job function, its timers, what `queue workers` shows of
+        it (and the records of workers long gone forgotten)."""
+        saq_queue.on_worker_info = store.note_worker
+        with contextlib.suppress(OSError, RedisError):
+            await store.forget_old_workers()
+        timers: PartialTimersDict = {
+            "sweep": self.sweep_interval,
+            "schedule": 1,
+            "abort": 1,
+            # saq's record of a live worker lasts a second longer than this: a worker
+            # gone for a heartbeat is known dead, and its steps are taken over at once.
+            "worker_info": self.heartbeat,
+        }
+        worker = _GracefulWorker(
+            saq_queue,
+            functions=[(STEP_FUNCTION, _step_job(runner, self.heartbeat))],
+            concurrency=self.concurrency,
+            dequeue_timeout=1,
+            timers=timers,
+            metadata={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": time.time(),
+                "concurrency": self.concurrency,
+                "running": 0,
+            },
+        )
+        worker.grace = self.shutdown_grace
+        worker.stop_requested = self._stop_requested
+        if not self.handle_signals:
+            worker.SIGNALS = []  # the application keeps its own handlers
+        return worker
+
+    async def _serve(self, worker: _GracefulWorker, store: Store, scheduler: SaqScheduler) -> None:
+        """Run saq's worker until it stops, scheduling lost steps again meanwhile."""
+        self._saq = worker
+        repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
+        logger.info("worker of queue %s started", self.queue_name)
+        try:
+            await worker.start()
+        finally:
+            repairing.cancel()
+            await asyncio.gather(repairing, return_exceptions=True)
+
+    async def _close(self, connections: Connections, saq_queue: WorkerQueue) -> None:
+        """Say the worker stopped (when it was asked to), and close what `run` opened."""
+        if self._saq is not None and self._saq.stop_requested:
+            # Stopped, even cut short by a second signal: say so (it is not gone).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._saq.say_stopped(), 1.0)
+        self._saq = None
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        await connections.aclose()
+        await saq_queue.disconnect()
+        logger.info("worker of queue %s stopped", self.queue_name)
 
     async def stop(self) -> None:
         """Stop taking steps; `run` returns once the steps in flight have finished (also
@@ -450,6 +431,31 @@ class QueueWorker:
                 event.set()
 
 
+def _step_job(runner: StepRunner, heartbeat: int) -> Callable[..., Coroutine[Any, Any, str]]:
+    """saq's job function: one step, with the job's heartbeat kept up while it runs."""
+
+    async def step(ctx: Context, *, number: str, step_id: str) -> str:
+        job = ctx["job"]
+
+        # The job's own heartbeat (a producer may have enqueued it with another).
+        every = (job.heartbeat or heartbeat) / 3
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every)
+                # Redis away: the step may be taken over; its writes are fenced.
+                with contextlib.suppress(OSError, RedisError):
+                    await job.update()
+
+        beating = asyncio.create_task(beat())
+        try:
+            return await runner.run(number, step_id)
+        finally:
+            beating.cancel()
+
+    return step
+
+
 async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float) -> None:
     """Now and every ``interval`` seconds, schedule the overdue steps of unfinished
     registrations: a producer or a worker that died between writing a step and
@@ -464,17 +470,3 @@ async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float
         except (OSError, RedisError) as error:  # Redis away for a moment: next round
             logger.warning("could not look for overdue steps: %s", type(error).__name__)
         await asyncio.sleep(interval)
-
-
-def redis_url_of(redis_url: str | None, environ: Mapping[str, str]) -> str:
-    """The Redis URL given, else ``PLUGZ_REDIS_URL``.
-
-    Raises:
-        ConfigurationError: neither is set, or it is not a Redis URL.
-    """
-    url = (redis_url or environ.get(ENV_REDIS_URL, "")).strip()
-    if not url:
-        raise ConfigurationError(f"no Redis URL: pass one or set {ENV_REDIS_URL}")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
-    return url

@@ -1,0 +1,196 @@
+"""What the queue reports: where a registration stands, its events, its workers.
+
+`RegistrationStatus` (`RegistrationQueue.status`), `QueueEvent` (`RegistrationQueue.events`)
+and `WorkerStatus` (`RegistrationQueue.workers`): frozen values, each with the JSON the
+CLI's ``--json`` prints.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+from plugz_async._planner import RegistrationPlan
+from plugz_async._registration import (
+    RegistrationEvent,
+    RegistrationOutcome,
+    RegistrationStep,
+    event_to_dict,
+)
+from plugz_async._stored import to_iso
+
+from ._record import CANCELLED, FAILED
+
+__all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationStatus", "WorkerStatus"]
+
+#: A step due longer ago than this, unfinished, is overdue (`RegistrationStatus.overdue`).
+OVERDUE_AFTER = 30.0
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStatus:
+    """A worker of the queue, as it last said of itself (`RegistrationQueue.workers`).
+
+    Attributes:
+        id: saq's id of the worker.
+        host, pid: where it runs.
+        started_at: when it started.
+        last_seen: its last heartbeat.
+        running: the steps it was running then.
+        concurrency: the steps it runs at most.
+        alive: its heartbeat is recent (within its own interval and a second), and it
+            did not say it stopped.
+        stopped_at: when it stopped gracefully (None: running, or it died).
+    """
+
+    id: str
+    host: str
+    pid: int | None
+    started_at: datetime | None
+    last_seen: datetime
+    running: int
+    concurrency: int | None
+    alive: bool
+    stopped_at: datetime | None = None
+
+    @classmethod
+    def of(cls, said: Mapping[str, Any], now: float) -> WorkerStatus:
+        seen = float(said.get("seen") or 0.0)
+        stopped = said.get("stopped")
+        ttl = float(said.get("ttl") or 5.0)
+
+        def at(value: object) -> datetime | None:
+            return (
+                None
+                if value is None
+                else datetime.fromtimestamp(float(str(value)), tz=timezone.utc)
+            )
+
+        return cls(
+            id=str(said.get("id") or ""),
+            host=str(said.get("host") or "?"),
+            pid=None if said.get("pid") is None else int(said["pid"]),
+            started_at=at(said.get("started")),
+            last_seen=datetime.fromtimestamp(seen, tz=timezone.utc),
+            running=0 if stopped else int(said.get("running") or 0),
+            concurrency=None if said.get("concurrency") is None else int(said["concurrency"]),
+            alive=stopped is None and now - seen <= ttl + 1.0,
+            stopped_at=at(stopped),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``queue workers --json``)."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": None if self.started_at is None else to_iso(self.started_at),
+            "last_seen": to_iso(self.last_seen),
+            "running": self.running,
+            "concurrency": self.concurrency,
+            "alive": self.alive,
+            "stopped_at": None if self.stopped_at is None else to_iso(self.stopped_at),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RegistrationStatus:
+    """Where a queued registration stands (`RegistrationQueue.status`).
+
+    Attributes:
+        number: the number (E.164).
+        instance: the instance it is registered on.
+        status: the step it is at, or how it ended (an outcome, or ``failed``).
+        done: whether it has ended.
+        outcome: how it ended (None while running, and when ``failed``).
+        step: the step it is at, or was at when it ended.
+        channel: the channel in use (or last tried).
+        wants: the input it waits for: ``"code"``, ``"captcha"``, ``"pin"`` or None.
+        next_at: when its next step is due (None once done).
+        plan: the plan (None before the check).
+        appeal_token: when banned, the token for ``request_unbanning``.
+        captcha: the captcha image (PNG) to answer with ``submit_captcha``, while
+            ``wants`` is ``"captcha"``.
+        error: the last error a step met (the reason when ``failed``).
+        events: what happened, in order.
+        version: bumped by every change.
+    """
+
+    number: str
+    instance: str
+    status: str
+    done: bool
+    outcome: RegistrationOutcome | None
+    step: RegistrationStep
+    channel: str | None
+    wants: str | None
+    next_at: datetime | None
+    plan: RegistrationPlan | None = attrs.field(repr=False)
+    appeal_token: str | None = attrs.field(default=None, repr=False)
+    captcha: bytes | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+    events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
+    version: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether a step gave the registration up (see ``error``)."""
+        return self.status == FAILED
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether it was cancelled (`RegistrationQueue.cancel`)."""
+        return self.status == CANCELLED
+
+    def overdue(self, now: datetime, after: float = OVERDUE_AFTER) -> float | None:
+        """Seconds its next step is late, when due longer than ``after`` seconds ago and
+        not waiting for input (a code, captcha or PIN waits on people); else None. An
+        overdue step means no worker is running the queue, or all are busy."""
+        if self.done or self.next_at is None or self.wants is not None:
+            return None
+        late = (now - self.next_at).total_seconds()
+        return late if late > after else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the CLI's ``--json``)."""
+        return {
+            "number": self.number,
+            "instance": self.instance,
+            "status": self.status,
+            "done": self.done,
+            "outcome": None if self.outcome is None else self.outcome.value,
+            "step": self.step.value,
+            "channel": self.channel,
+            "wants": self.wants,
+            "next_at": None if self.next_at is None else to_iso(self.next_at),
+            "plan": None if self.plan is None else self.plan.to_dict(),
+            "captcha": None
+            if self.captcha is None
+            else "data:image/png;base64," + base64.b64encode(self.captcha).decode(),
+            "error": self.error,
+            "version": self.version,
+            "events": [event_to_dict(event) for event in self.events],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class QueueEvent:
+    """One event of one queued registration, as `RegistrationQueue.events` follows them.
+
+    Attributes:
+        id: the event's id in the stream (resume after it with ``after=``).
+        number: the registration's number.
+        status: the registration's status once the event was written.
+        version: the registration's version then.
+        event: the event.
+    """
+
+    id: str
+    number: str
+    status: str
+    version: int
+    event: RegistrationEvent
