@@ -291,7 +291,7 @@ def layers(base_url: str, n: int) -> list[tuple[str, float]]:
     and the event loop) as the difference with the whole, against the bench server; and
     the raw aiohttp loop's whole, beside it."""
     from plugz_async import _client, _models, _pacing, _retry, _summary, _transport
-    from plugz_async._items import BulkItem
+    from plugz_async._bulk._items import BulkItem
 
     clock = pz.SystemClock()
     planner = pz.RegistrationPlanner(clock=clock)

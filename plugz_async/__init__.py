@@ -15,7 +15,16 @@ confirmation-code channel (SMS, voice call, the in-app pop-up) may be used::
 import inspect as _inspect
 import typing as _typing
 
-from ._bulk import BulkRun, RateSchedule
+from ._bulk import (
+    BulkItem,
+    BulkRow,
+    BulkRun,
+    BulkSummary,
+    RateSchedule,
+    ResultsFile,
+    read_results,
+    to_dataframe,
+)
 from ._client import PlugzClient
 from ._clock import Clock, FakeClock, SystemClock
 from ._config import DEFAULT_BASE_URL, ZAPI_BASE_URL
@@ -48,7 +57,6 @@ from ._errors import (
     UnknownRegistrationError,
     UnsupportedMediaTypeError,
 )
-from ._items import BulkItem, BulkRow
 from ._models import (
     Availability,
     CaptchaAnswer,
@@ -74,10 +82,8 @@ from ._registration import (
     RegistrationState,
     RegistrationStep,
 )
-from ._results import ResultsFile, read_results, to_dataframe
 from ._retry import RetryEvent, RetryPolicy, RetrySafety
 from ._routes import ROUTES, Route
-from ._summary import BulkSummary
 from ._transport import AttemptMiddleware, Send
 from ._version import __version__
 

@@ -60,9 +60,8 @@ from ._transport import (
 )
 from ._version import __version__
 
-if TYPE_CHECKING:  # _flow and _bulk sit above the client: imported when first used
-    from ._bulk import BulkRun, Limiter
-    from ._items import NumberInput
+if TYPE_CHECKING:  # _registration and _bulk sit above the client: imported when first used
+    from ._bulk import BulkRun, Limiter, NumberInput
     from ._registration import Registration, RegistrationEvent
 
 __all__ = ["PlugzClient"]

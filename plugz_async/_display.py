@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ._errors import require
 
 if TYPE_CHECKING:
+    from ._bulk._summary import BulkSummary
     from ._models import Availability
     from ._planner import RegistrationPlan
-    from ._summary import BulkSummary
 
 __all__ = ["availability_html", "plan_html", "plot_plan", "summary_html"]
 

@@ -198,7 +198,7 @@ async def test_max_rate_uses_a_real_limiter(api: Sandbox) -> None:
 
 
 async def test_a_429_pauses_every_row_of_the_run(clock: pz.FakeClock) -> None:
-    from plugz_async._pacing import Pacer
+    from plugz_async._bulk._pacing import Pacer
 
     pace = Pacer(None, clock)
 
@@ -339,7 +339,7 @@ def test_bulk_row_from_mapping() -> None:
 
 
 async def test_a_schedule_keeps_a_timetable_never_early_and_never_bursting() -> None:
-    from plugz_async._pacing import WINDOW, RateSchedule
+    from plugz_async._bulk._pacing import WINDOW, RateSchedule
 
     clock = pz.FakeClock()
     schedule = RateSchedule(500.0, clock)
@@ -368,7 +368,7 @@ async def test_a_schedule_keeps_a_timetable_never_early_and_never_bursting() -> 
 
 
 async def test_a_schedule_holds_its_window_when_sleepers_woke_late() -> None:
-    from plugz_async._pacing import WINDOW, RateSchedule
+    from plugz_async._bulk._pacing import WINDOW, RateSchedule
 
     clock = pz.FakeClock()
     clock.advance(100.0)

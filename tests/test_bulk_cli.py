@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import plugz_async as pz
-from plugz_async._input import read_rows
+from plugz_async._bulk._input import read_rows
 from plugz_async.cli import EXIT_OK, EXIT_USAGE, main
 from plugz_async.sandbox import SandboxThread
 

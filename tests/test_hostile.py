@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import plugz_async as pz
-from plugz_async._input import MAX_LINE, TOO_LONG, bounded_lines, read_rows
+from plugz_async._bulk._input import MAX_LINE, TOO_LONG, bounded_lines, read_rows
 from plugz_async._models import (
     CaptchaAnswer,
     PinConfirmation,

@@ -14,7 +14,7 @@ import pytest
 from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
-from plugz_async._results import record_is_final
+from plugz_async._bulk._results import record_is_final
 from plugz_async.sandbox import Sandbox
 
 

@@ -11,6 +11,10 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from plugz_async._bulk._input import count_rows, lines_of, name_of, read_rows
+from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem
+from plugz_async._bulk._results import ResultsFile
+from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import (
     APIError,
     AuthenticationError,
@@ -18,11 +22,7 @@ from plugz_async._errors import (
     InvalidArgument,
     PlugzError,
 )
-from plugz_async._input import count_rows, lines_of, name_of, read_rows
-from plugz_async._items import FINAL_ERROR_NAMES, BulkItem
 from plugz_async._models import Channel
-from plugz_async._results import ResultsFile
-from plugz_async._summary import BulkSummary
 
 from ._app import (
     EXIT_INCOMPLETE,

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 from rich.live import Live
 
+from plugz_async._bulk._items import record
 from plugz_async._client import PlugzClient
 from plugz_async._errors import (
     AuthenticationError,
@@ -23,7 +24,6 @@ from plugz_async._errors import (
     InvalidPhoneNumber,
     PlugzError,
 )
-from plugz_async._items import record
 from plugz_async._models import Availability
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlan, RegistrationPlanner

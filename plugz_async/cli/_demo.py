@@ -20,10 +20,10 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plugz_async._bulk._input import lines_of, read_rows
+from plugz_async._bulk._items import BulkItem, BulkRow
 from plugz_async._config import ENV_BASE_URL
 from plugz_async._errors import PlugzError
-from plugz_async._input import lines_of, read_rows
-from plugz_async._items import BulkItem, BulkRow
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve

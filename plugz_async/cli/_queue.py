@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plugz_async._arguments import InputKind
+from plugz_async._bulk._input import count_rows, lines_of, name_of, read_rows
 from plugz_async._config import ENV_INSTANCE_ID
 from plugz_async._errors import (
     ConfigurationError,
@@ -30,7 +31,6 @@ from plugz_async._errors import (
     RegistrationStateError,
     UnknownRegistrationError,
 )
-from plugz_async._input import count_rows, lines_of, name_of, read_rows
 
 from ._app import (
     EXIT_INCOMPLETE,

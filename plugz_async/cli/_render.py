@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from plugz_async._bulk._items import BulkItem
+from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import APIError, InvalidPhoneNumber
-from plugz_async._items import BulkItem
 from plugz_async._models import Channel
 from plugz_async._planner import PlanOutcome, RegistrationPlan
-from plugz_async._summary import BulkSummary
 
 __all__ = [
     "ResultRow",

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from ._errors import (
+from plugz_async._errors import (
     AuthenticationError,
     ConfigurationError,
     InstanceNotFoundError,
@@ -34,16 +34,17 @@ from ._errors import (
     ServerError,
     TransportError,
 )
+from plugz_async._phone import PhoneNumber, check_region
+from plugz_async._planner import RegistrationPlanner
+from plugz_async._retry import RetryPolicy
+from plugz_async._transport import AttemptMiddleware
+
 from ._items import BulkItem, BulkRow, NumberInput, as_input
 from ._pacing import Limiter, Pacer, RateSchedule, count_attempts
-from ._phone import PhoneNumber, check_region
-from ._planner import RegistrationPlanner
-from ._retry import RetryPolicy
 from ._summary import BulkSummary
-from ._transport import AttemptMiddleware
 
 if TYPE_CHECKING:
-    from ._client import PlugzClient
+    from plugz_async._client import PlugzClient
 
 # Limiter, Pacer and RateSchedule live in ._pacing; the package and the client import them
 # from here.

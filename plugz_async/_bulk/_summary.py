@@ -9,10 +9,11 @@ from typing import Any
 
 import attrs
 
+from plugz_async._models import Channel
+from plugz_async._planner import PlanOutcome, RegistrationPlanner
+from plugz_async._stored import epoch_to_iso
+
 from ._items import BulkItem
-from ._models import Channel
-from ._planner import PlanOutcome, RegistrationPlanner
-from ._stored import epoch_to_iso
 
 __all__ = ["BulkSummary"]
 
@@ -90,7 +91,7 @@ class BulkSummary:
     """The class of the error that stopped the run early, if one did."""
 
     def _repr_html_(self) -> str:
-        from ._display import summary_html
+        from plugz_async._display import summary_html
 
         return summary_html(self)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
-from ._errors import BadRequestError, InvalidArgument
-from ._models import Availability
-from ._phone import PhoneNumber
-from ._planner import PlanOutcome, RegistrationPlan, RegistrationPlanner
+from plugz_async._errors import BadRequestError, InvalidArgument
+from plugz_async._models import Availability
+from plugz_async._phone import PhoneNumber
+from plugz_async._planner import PlanOutcome, RegistrationPlan, RegistrationPlanner
 
 __all__ = [
     "FINAL_ERROR_NAMES",

@@ -18,9 +18,10 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-from ._errors import InvalidArgument, InvalidPhoneNumber, MissingCountryCode
+from plugz_async._errors import InvalidArgument, InvalidPhoneNumber, MissingCountryCode
+from plugz_async._phone import PhoneNumber
+
 from ._items import BulkRow
-from ._phone import PhoneNumber
 
 __all__ = [
     "MAX_LINE",

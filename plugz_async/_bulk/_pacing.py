@@ -11,9 +11,9 @@ import math
 from collections import deque
 from typing import Any, Protocol
 
-from ._clock import Clock, SystemClock
-from ._errors import InvalidArgument, RateLimitError
-from ._transport import Send
+from plugz_async._clock import Clock, SystemClock
+from plugz_async._errors import InvalidArgument, RateLimitError
+from plugz_async._transport import Send
 
 __all__ = ["WINDOW", "Limiter", "Pacer", "RateSchedule", "count_attempts"]
 

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._errors import InvalidArgument, require
+from plugz_async._errors import InvalidArgument, require
+from plugz_async._planner import PlanOutcome
+
 from ._items import FINAL_ERROR_NAMES, BulkItem
-from ._planner import PlanOutcome
 
 __all__ = [
     "CSV_FIELDS",
