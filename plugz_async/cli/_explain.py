@@ -27,7 +27,7 @@ from plugz_async._errors import (
     TransportError,
 )
 
-__all__ = ["Credentials", "explain", "is_run_error"]
+__all__ = ["CredentialSource", "explain", "is_run_error"]
 
 # The variable, and the flag, each credential can come from.
 _SOURCES = {
@@ -39,7 +39,7 @@ _SOURCES = {
 
 
 @attrs.frozen
-class Credentials:
+class CredentialSource:
     """Where a command's credentials came from, to name them in a message.
 
     Attributes:
@@ -80,7 +80,7 @@ def is_run_error(error: BaseException) -> bool:
     return isinstance(error, _RUN_ERRORS)
 
 
-def explain(error: PlugzError, where: Credentials, *, timeout: float | None = None) -> str:
+def explain(error: PlugzError, where: CredentialSource, *, timeout: float | None = None) -> str:
     """One line for a run-level error: what happened, at which host, what to check."""
     host = where.host
     if where.sandbox and isinstance(error, (AuthenticationError, InstanceNotFoundError)):
