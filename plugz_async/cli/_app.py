@@ -299,6 +299,11 @@ class App:
             preference=prefer, allow_wa_old=self.args.allow_wa_old, clock=self.clock
         )
 
+    def say(self, text: str) -> None:
+        """One line of the command's outcome on stdout, as written: no markup, no
+        highlighting, never wrapped (a script reads it whole)."""
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def print_json(self, data: Any) -> None:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
 

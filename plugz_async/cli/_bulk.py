@@ -45,7 +45,6 @@ __all__ = ["add_bulk", "bulk", "resume_command"]
 def add_bulk(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "bulk",
-        help="check a file of numbers into a results file, resumable",
         description="Check every row of INPUT (a CSV with a 'number' column, or 'ddi' and "
         "'phone', and optionally 'instance_id' and 'instance_token'; or one number per line; "
         "'-' reads standard input). Each result is appended to --out and flushed at once; "

@@ -37,7 +37,6 @@ __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"
 def add_demo(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
-        help="the whole job on the built-in sandbox, no account needed",
         description="Start the sandbox, check a bundled list of numbers (every test scenario), "
         "show progress and a summary.",
     )
@@ -60,7 +59,6 @@ def add_demo(commands: Any) -> argparse.ArgumentParser:
 def add_sandbox(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "sandbox",
-        help="run the sandbox server (a local stand-in of the API)",
         description="Serve the PlugzAPI mobile routes locally, with test credentials and the "
         "test numbers below. Control API under /_sandbox/. Stop with Ctrl-C.",
         epilog="Test numbers:\n\n" + scenario_table(),
@@ -103,7 +101,7 @@ def _scenario(row: BulkRow) -> str:
 
 async def demo(app: App) -> int:
     if app.args.queue:
-        from ._queue_demo import queue_demo  # redis-server, workers: only when asked for
+        from .queue._demo import queue_demo  # redis-server, workers: only when asked for
 
         return await queue_demo(app)
     rows = (

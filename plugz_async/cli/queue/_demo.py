@@ -33,6 +33,16 @@ from rich.text import Text
 
 from plugz_async._errors import RegistrationStateError
 from plugz_async._phone import PhoneNumber
+from plugz_async.cli._app import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    PROG,
+    App,
+    CommandFailed,
+)
+from plugz_async.cli._render import counts_table, statuses_table
 from plugz_async.sandbox import CAPTCHA_TEXT, PIN, SandboxConfig, SandboxThread
 from plugz_async.testing._redis_server import (
     INSTALL_HINT,
@@ -42,8 +52,7 @@ from plugz_async.testing._redis_server import (
     stop_process,
 )
 
-from ._app import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, PROG, App, CommandFailed
-from ._queue import counts_table, statuses_table
+from ._parser import OVERDUE_AFTER
 from ._redis import RedisTarget, open_queue, redis_errors, require_queue_extra
 
 if TYPE_CHECKING:
@@ -304,6 +313,7 @@ def _view(
         app.clock.now(),
         title=f"The durable queue: {WORKERS} workers, {len(statuses)} registrations",
         scenarios=scenarios,
+        overdue=OVERDUE_AFTER,
     )
     line = Text(f"{done} of {len(statuses)} ended in {elapsed:.1f} s", style="bold")
     return Group(table, line)

@@ -27,8 +27,7 @@ from plugz_async._config import (
     base_url_of,
 )
 from plugz_async._errors import ConfigurationError, InvalidArgument
-
-from ._app import (
+from plugz_async.cli._app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -39,6 +38,7 @@ from ._app import (
     log_handler,
     positive,
 )
+
 from ._redis import (
     RedisTarget,
     ping,
@@ -94,7 +94,6 @@ def _port(text: str) -> int:
 def add_worker(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "worker",
-        help="run a worker of the durable queue until SIGTERM or Ctrl-C",
         description="Run the steps of queued registrations (plugz-async queue register) "
         "until SIGTERM or Ctrl-C, then stop gracefully: no new step is taken, the steps in "
         "flight finish (--shutdown-grace seconds at most; a step cut then runs again on "
