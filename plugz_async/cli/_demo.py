@@ -12,8 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from plugz_async._input import lines_of, read_rows
 from plugz_async._items import BulkItem, BulkRow
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
+from plugz_async._summary import BulkSummary
 from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
 
 from ._app import EXIT_OK, App, at_least_one, positive, region_option
@@ -99,6 +99,18 @@ def _scenario(row: BulkRow) -> str:
     return str(given.get("scenario") or "") if isinstance(given, Mapping) else ""
 
 
+# What the demo says at the end: how to do the same against the real API.
+_EPILOGUE = """
+Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
+To do the same against the real API, set your instance's credentials and check numbers:
+
+  export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
+  plugz-async check "+55 44 99999-9999"
+
+(Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
+""".rstrip()
+
+
 async def demo(app: App) -> int:
     if app.args.queue:
         from .queue._demo import queue_demo  # redis-server, workers: only when asked for
@@ -109,6 +121,30 @@ async def demo(app: App) -> int:
         if app.args.numbers is None
         else list(read_rows(lines_of(app.args.numbers), app.args.numbers))
     )
+    items, summary = await _check_on_sandbox(app, rows)
+    if app.args.json:
+        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
+        return EXIT_OK
+    table = [
+        ResultRow(
+            str(item.input) if item.number is None else item.number.e164,
+            item.plan or item.error or PlugzError("no result"),
+            _scenario(rows[item.index]),
+        )
+        for item in items
+    ]
+    app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
+    app.out.print(summary_line(summary), markup=False)
+    app.out.print(summary_table(summary))
+    app.out.print(_EPILOGUE, highlight=False)
+    return EXIT_OK
+
+
+async def _check_on_sandbox(
+    app: App, rows: Sequence[BulkRow]
+) -> tuple[list[BulkItem], BulkSummary]:
+    """Start the sandbox and check ``rows`` on it: the items in the rows' order, and the
+    run's summary."""
     planner = RegistrationPlanner(clock=app.clock)
     options = {"clock": app.clock, "timeout": app.args.timeout, "default_region": app.region}
     async with running(**options) as stand_in:
@@ -135,36 +171,7 @@ async def demo(app: App) -> int:
                     items.append(item)
                     progress.advance(task)
     items.sort(key=lambda item: item.index)
-    summary = run.summary
-    if app.args.json:
-        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
-        return EXIT_OK
-    table = [
-        ResultRow(
-            str(item.input) if item.number is None else item.number.e164,
-            item.plan or item.error or PlugzError("no result"),
-            _scenario(rows[item.index]),
-        )
-        for item in items
-    ]
-    app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
-    app.out.print(summary_line(summary), markup=False)
-    app.out.print(summary_table(summary))
-    app.out.print(
-        textwrap.dedent(
-            """
-            Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
-            To do the same against the real API, set your instance's credentials and check numbers:
-
-              export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
-              plugz-async check "+55 44 99999-9999"
-
-            (Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
-            """
-        ).rstrip(),
-        highlight=False,
-    )
-    return EXIT_OK
+    return items, run.summary
 
 
 async def serve_sandbox(app: App) -> int:

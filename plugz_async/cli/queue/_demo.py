@@ -226,33 +226,10 @@ async def _run(
     for (number, scenario), instance in zip(NUMBERS, instances, strict=False):
         status = await registrations.register(number, instance=instance)
         scenarios[status.number] = scenario
-    given: dict[str, int] = {}  # number -> the version its input was given at
-    live = Live(
-        console=app.out,
-        refresh_per_second=4,
-        auto_refresh=True,
-        transient=False,
-    )
     showing = app.out.is_terminal and not app.args.json
-    statuses: list[RegistrationStatus] = []
-    with live if showing else contextlib.nullcontext():
-        while True:
-            statuses = await registrations.statuses()
-            for status in statuses:
-                await _give(registrations, sandbox, status, given)
-            elapsed = time.monotonic() - began
-            if showing:
-                live.update(_view(statuses, scenarios, elapsed, app))
-            if all(status.done for status in statuses) or elapsed > TIMEOUT:
-                break
-            for one in workers:
-                failure = one.failure()
-                if failure is not None:
-                    raise CommandFailed(app.redact(failure), EXIT_UNEXPECTED)
-            await asyncio.sleep(0.25)
+    statuses = await _follow(app, registrations, sandbox, workers, scenarios, began, showing)
     elapsed = time.monotonic() - began
     counts = await registrations.counts()
-    unfinished = [status for status in statuses if not status.done]
     if app.args.json:
         app.print_json(
             {
@@ -269,6 +246,7 @@ async def _run(
             app.out.print(_view(statuses, scenarios, elapsed, app))
         app.out.print(counts_table(counts))
         app.out.print(_epilogue(), highlight=False, markup=False)
+    unfinished = [status for status in statuses if not status.done]
     if unfinished:
         app.err.print(
             f"{PROG}: {len(unfinished)} registrations did not end within {TIMEOUT:g} s: "
@@ -277,6 +255,40 @@ async def _run(
         )
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+async def _follow(
+    app: App,
+    registrations: RegistrationQueue,
+    sandbox: SandboxThread,
+    workers: Sequence[_Worker],
+    scenarios: dict[str, str],
+    began: float,
+    showing: bool,
+) -> list[RegistrationStatus]:
+    """Give the registrations what they wait for until every one has ended (or
+    ``TIMEOUT``), with a live table when ``showing``; their last statuses.
+
+    Raises:
+        CommandFailed: a worker stopped before its time (exit 1).
+    """
+    given: dict[str, int] = {}  # number -> the version its input was given at
+    live = Live(console=app.out, refresh_per_second=4, auto_refresh=True, transient=False)
+    with live if showing else contextlib.nullcontext():
+        while True:
+            statuses = await registrations.statuses()
+            for status in statuses:
+                await _give(registrations, sandbox, status, given)
+            elapsed = time.monotonic() - began
+            if showing:
+                live.update(_view(statuses, scenarios, elapsed, app))
+            if all(status.done for status in statuses) or elapsed > TIMEOUT:
+                return statuses
+            for one in workers:
+                failure = one.failure()
+                if failure is not None:
+                    raise CommandFailed(app.redact(failure), EXIT_UNEXPECTED)
+            await asyncio.sleep(0.25)
 
 
 async def _give(
