@@ -201,12 +201,9 @@ async def queue_demo(app: App) -> int:
         )
         workers = stack.enter_context(_workers(env, directory))
         if not app.args.json:
-            app.out.print(
+            app.say(
                 f"redis-server on {redis.url}, the sandbox at {sandbox.base_url} "
-                f"({len(tokens)} instances), {len(workers)} worker processes",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                f"({len(tokens)} instances), {len(workers)} worker processes"
             )
         target = RedisTarget(redis.url, redis.url, "the demo's redis-server", QUEUE_NAME)
         with redis_errors(target):

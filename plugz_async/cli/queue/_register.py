@@ -220,12 +220,9 @@ def _report(app: App, target: RedisTarget, results: Sequence[Queued], *, from_fi
         app.print_json({"queue": target.queue, "queued": queued, "refused": refused, "rows": rows})
         return
     app.out.print(queued_table(results, lines=from_file))
-    app.out.print(
+    app.say(
         f"{queued} queued on {target.queue!r}"
         + (f", {refused} refused" if refused else "")
         + ". Workers run them (plugz-async worker); follow them with: "
-        + target.command("queue", "status"),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+        + target.command("queue", "status")
     )
