@@ -88,7 +88,7 @@ def test_each_package_of_its_own_floors_is_drawn_on_the_page() -> None:
     assert len(packages) >= 4
     for contract in packages:
         [container] = contract["containers"]
-        name = container.removeprefix("plugz_async.")
+        name = container.removeprefix("plugz_async.").replace(".", "/")
         drawn = " > ".join(
             " | ".join(f"`{module.strip()}`" for module in floor.split("|"))
             for floor in contract["layers"]

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +187,51 @@ def test_killed_at_any_moment_and_resumed_loses_nothing_and_repeats_nothing(tmp_
         f"kill-and-resume: records after each SIGKILL {kills}; final run added {summary['total']}; "
         f"{len(done)} records for {rows} rows, none twice"
     )
+
+
+def _opens_of(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The times the numbers reader opens ``path`` (from now on)."""
+    from plugz_async._bulk import _input
+
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(path):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(_input, "open", counting_open, raising=False)
+    return opened
+
+
+def test_bulk_reads_its_file_once_when_a_region_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out = tmp_path / "numbers.csv", tmp_path / "results.jsonl"
+    source.write_text("number\n11 90000-0001\n\n11 90000-0004\n")
+    opened = _opens_of(source, monkeypatch)
+    argv = ["bulk", str(source), "--out", str(out), "--sandbox", "--json-summary"]
+    assert main([*argv, "--region", "BR"], clock=fake_clock()) == EXIT_OK
+    assert len(opened) == 1  # no pass to count the rows first
+    assert json.loads(capsys.readouterr().out)["total"] == 2
+    # With no region every row's country code is checked before anything is sent: that
+    # pass (the only one it needs besides the run) counts the rows too.
+    source.write_text("number\n+55 11 90000-0001\n+55 11 90000-0004\n")
+    opened.clear()
+    assert main([*argv[:3], str(tmp_path / "again.jsonl"), *argv[4:]], clock=fake_clock()) == 0
+    assert len(opened) == 2
+
+
+def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> None:
+    from plugz_async.cli._numbers import open_numbers
+
+    source = tmp_path / "numbers.csv"
+    source.write_text("number,instance\n11 90000-0001,a\n\n11 90000-0004,b\n\n")
+    numbers = open_numbers(str(source), region="BR")
+    assert numbers.total is None and numbers.columns == {"number", "instance"}
+    assert [numbers.lines.line for _ in numbers.rows] == [2, 4]  # each row's line
+    assert numbers.size == source.stat().st_size == numbers.lines.bytes  # all of it, once
+    source.write_text("number\n+55 11 90000-0001\n+55 11 90000-0004\n")
+    counted = open_numbers(str(source), region=None)  # read through first: rows counted
+    assert counted.total == 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import plugz_async as pz
-from plugz_async.cli._explain import Credentials, counts_line, explain, is_run_error
+from plugz_async.cli._explain import CredentialSource, counts_line, explain, is_run_error
 
-REAL = Credentials("https://api.plugzapi.com.br")
-FLAGS = Credentials("http://127.0.0.1:8080", flags=frozenset({"client_token", "base_url"}))
+REAL = CredentialSource("https://api.plugzapi.com.br")
+FLAGS = CredentialSource("http://127.0.0.1:8080", flags=frozenset({"client_token", "base_url"}))
 
 
 def api_error(cls: type[pz.APIError], status: int, **fields: object) -> pz.APIError:
@@ -73,21 +73,21 @@ def api_error(cls: type[pz.APIError], status: int, **fields: object) -> pz.APIEr
     ],
 )
 def test_each_run_level_error_in_one_line(
-    error: pz.PlugzError, where: Credentials, said: str
+    error: pz.PlugzError, where: CredentialSource, said: str
 ) -> None:
     line = explain(error, where, timeout=30.0)
     assert said in line and "\n" not in line
 
 
 def test_the_sandbox_refusing_is_said_as_such() -> None:
-    sandbox = Credentials("http://127.0.0.1:9", sandbox=True)
+    sandbox = CredentialSource("http://127.0.0.1:9", sandbox=True)
     line = explain(api_error(pz.AuthenticationError, 403), sandbox)
     assert line.startswith("the sandbox at 127.0.0.1:9 refused the request")
 
 
 def test_hosts_and_what_is_about_the_run() -> None:
-    assert Credentials("not a url").host == "not a url"
-    assert Credentials("https://api.z-api.io:443").host == "api.z-api.io"
+    assert CredentialSource("not a url").host == "not a url"
+    assert CredentialSource("https://api.z-api.io:443").host == "api.z-api.io"
     assert is_run_error(pz.ConnectError("x")) and not is_run_error(pz.InvalidPhoneNumber("x"))
     assert not is_run_error(api_error(pz.BadRequestError, 400))
     assert counts_line({"RequestTimeout": 2, "ServerError": 3, "ConnectError": 2}) == (

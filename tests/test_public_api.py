@@ -127,10 +127,17 @@ def test_sandbox_and_testing_load_on_first_use() -> None:
             "import plugz_async",
             {"rich", "aiohttp.web", "pandas", "matplotlib", "saq", "redis", "limits"},
         ),
-        # `plugz-async check` loads its own command, and not the sandbox server.
+        # `plugz-async check` loads its own command: not the sandbox server, nor the queue's.
         (
             "from plugz_async.cli import build_parser; build_parser('check')",
-            {"aiohttp.web", "plugz_async.sandbox", "plugz_async.cli._bulk", "pandas"},
+            {
+                "aiohttp.web",
+                "plugz_async.sandbox",
+                "plugz_async.cli._bulk",
+                "plugz_async.cli.queue",
+                "plugz_async.queue",
+                "pandas",
+            },
         ),
     ],
 )

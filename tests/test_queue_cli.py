@@ -570,7 +570,7 @@ def test_redis_out_of_reach_or_refusing_is_one_line_without_its_password(
     ],
 )
 def test_a_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
-    from plugz_async.cli._redis import mask_redis_url
+    from plugz_async.cli.queue._redis import mask_redis_url
 
     masked, secrets = mask_redis_url(url)
     assert masked == shown
@@ -640,7 +640,7 @@ def test_demo_queue_runs_twenty_registrations_to_their_end(
 def test_demo_queue_without_redis_server_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from plugz_async.cli import _queue_demo
+    from plugz_async.cli.queue import _demo as _queue_demo
 
     monkeypatch.setattr(_queue_demo, "find_redis_server", lambda: None)
     code, out, err = run(capsys, "demo", "--queue")

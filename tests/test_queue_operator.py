@@ -27,7 +27,7 @@ from test_queue import (  # the queue's own fixtures: a sandbox with scaled wait
 
 import plugz_async as pz
 from plugz_async.cli import EXIT_INCOMPLETE, EXIT_OK, main
-from plugz_async.cli._queue import OVERDUE_AFTER as CLI_OVERDUE_AFTER
+from plugz_async.cli.queue._parser import OVERDUE_AFTER as CLI_OVERDUE_AFTER
 from plugz_async.queue import RegistrationQueue
 from plugz_async.queue._status import OVERDUE_AFTER
 from plugz_async.sandbox import Sandbox

@@ -26,6 +26,7 @@ __all__ = [
     "NumberInput",
     "as_input",
     "is_final",
+    "number_in",
     "record",
 ]
 
@@ -72,26 +73,34 @@ class BulkRow:
         """A row from a dict such as a CSV row: ``number``, or ``ddi`` and ``phone``,
         and optionally ``instance_id``, ``instance_token`` and ``key``."""
 
-        def text(name: str) -> str | None:
-            value = row.get(name)
-            return None if value is None or str(value).strip() == "" else str(value).strip()
-
-        number = text("number")
+        number = number_in(row)
         if number is None:
-            ddi, phone = text("ddi"), text("phone")
-            if ddi is None or phone is None:
-                raise InvalidArgument("a row needs 'number', or 'ddi' and 'phone'")
-            number = f"+{ddi.lstrip('+')} {phone}"
-        instance_id, instance_token = text("instance_id"), text("instance_token")
+            raise InvalidArgument("a row needs 'number', or 'ddi' and 'phone'")
+        instance_id, instance_token = _cell(row, "instance_id"), _cell(row, "instance_token")
         if (instance_id is None) != (instance_token is None):
             raise InvalidArgument("a row gives 'instance_id' and 'instance_token' together")
         return cls(
             number=number,
             instance_id=instance_id,
             instance_token=instance_token,
-            key=text("key"),
+            key=_cell(row, "key"),
             given=row,
         )
+
+
+def _cell(row: Mapping[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    return None if value is None or str(value).strip() == "" else str(value).strip()
+
+
+def number_in(row: Mapping[str, Any]) -> str | None:
+    """The number a row (a CSV row, say) gives: its ``number``, else ``+ddi phone`` from
+    its ``ddi`` and ``phone``; ``None`` when it gives neither."""
+    number = _cell(row, "number")
+    if number is not None:
+        return number
+    ddi, phone = _cell(row, "ddi"), _cell(row, "phone")
+    return None if ddi is None or phone is None else f"+{ddi.lstrip('+')} {phone}"
 
 
 #: What a bulk run takes as one number: text, a `PhoneNumber`, a `BulkRow`, or a mapping

@@ -91,7 +91,8 @@ class Command:
         module: the module, imported only when the command runs (or its help is shown).
         add: the module's function that adds the command's parser to the subparsers.
         run: the module's async function that runs it, ``(App) -> exit code``.
-        summary: one line for ``plugz-async --help``.
+        summary: one line for ``plugz-async --help`` (the command's help: written only
+            here, its parser takes it from here).
     """
 
     module: str
@@ -130,18 +131,32 @@ COMMANDS: dict[str, Command] = {
         "run the sandbox server (a local stand-in of the API)",
     ),
     "worker": Command(
-        "._worker",
+        ".queue._worker",
         "add_worker",
         "worker",
         "run a worker of the durable queue until SIGTERM or Ctrl-C",
     ),
     "queue": Command(
-        "._queue",
+        ".queue",
         "add_queue",
         "queue",
         "durable registrations: queue numbers, see where they stand, give codes",
     ),
 }
+
+
+class _Summarized:
+    """The subparsers as a command's ``add_<name>`` sees them: its one-line help is its
+    `Command.summary`, written once, in `COMMANDS`."""
+
+    def __init__(self, commands: Any) -> None:
+        self._commands = commands
+
+    def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._commands.add_parser(
+            name, help=COMMANDS[name].summary, **options
+        )
+        return parser
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -160,7 +175,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, entry in COMMANDS.items():
         if command is None or name == command:
-            entry.load()[0](commands)
+            entry.load()[0](_Summarized(commands))
         else:  # listed, not loaded
             commands.add_parser(name, help=entry.summary, add_help=False)
     return parser

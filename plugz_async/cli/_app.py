@@ -35,7 +35,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async._retry import default_policy
 
-from ._explain import Credentials, explain
+from ._explain import CredentialSource, explain
 from ._render import console
 
 __all__ = [
@@ -213,7 +213,7 @@ class App:
         self._secrets: list[str] = []
         self.resume_hint: str | None = None
         # Where the credentials came from, once a client is open (for run-level errors).
-        self.where: Credentials | None = None
+        self.where: CredentialSource | None = None
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -225,7 +225,7 @@ class App:
 
     def explain(self, error: PlugzError) -> str:
         """One line for a run-level error (what, where, what to check)."""
-        where = self.where or Credentials(getattr(self.args, "base_url", None) or "")
+        where = self.where or CredentialSource(getattr(self.args, "base_url", None) or "")
         return explain(error, where, timeout=getattr(self.args, "timeout", None))
 
     def fail_line(self, error: PlugzError) -> None:
@@ -273,7 +273,7 @@ class App:
             sandbox = await stack.enter_async_context(running(**self.client_options()))
             self.err.print(f"Using the sandbox at {sandbox.base_url}", style="dim", markup=False)
             self.add_secrets(sandbox.instance_token, sandbox.client_token)
-            self.where = Credentials(sandbox.base_url, sandbox=True)
+            self.where = CredentialSource(sandbox.base_url, sandbox=True)
             return sandbox.client
         flags = {
             "instance_id": args.instance_id,
@@ -288,7 +288,7 @@ class App:
             options.get("client_token") or os.environ.get("PLUGZ_CLIENT_TOKEN", ""),
         )
         client = PlugzClient.from_env(**options, **self.client_options())
-        self.where = Credentials(client.base_url, flags=frozenset(options))
+        self.where = CredentialSource(client.base_url, flags=frozenset(options))
         return await stack.enter_async_context(client)
 
     def planner(self) -> RegistrationPlanner:
@@ -298,6 +298,11 @@ class App:
         return RegistrationPlanner(
             preference=prefer, allow_wa_old=self.args.allow_wa_old, clock=self.clock
         )
+
+    def say(self, text: str) -> None:
+        """One line of the command's outcome on stdout, as written: no markup, no
+        highlighting, never wrapped (a script reads it whole)."""
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def print_json(self, data: Any) -> None:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+import attrs
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from plugz_async._bulk._input import count_rows, lines_of, name_of, read_rows
-from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem
+from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem, BulkRow
 from plugz_async._bulk._results import ResultsFile
 from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import (
@@ -23,6 +24,7 @@ from plugz_async._errors import (
     PlugzError,
 )
 from plugz_async._models import Channel
+from plugz_async._planner import RegistrationPlanner
 
 from ._app import (
     EXIT_INCOMPLETE,
@@ -37,6 +39,7 @@ from ._app import (
     proxy_secrets,
 )
 from ._explain import counts_line
+from ._numbers import NumbersFile, open_numbers
 from ._render import opens_table, summary_line, summary_table
 
 __all__ = ["add_bulk", "bulk", "resume_command"]
@@ -45,7 +48,6 @@ __all__ = ["add_bulk", "bulk", "resume_command"]
 def add_bulk(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "bulk",
-        help="check a file of numbers into a results file, resumable",
         description="Check every row of INPUT (a CSV with a 'number' column, or 'ddi' and "
         "'phone', and optionally 'instance_id' and 'instance_token'; or one number per line; "
         "'-' reads standard input). Each result is appended to --out and flushed at once; "
@@ -131,36 +133,112 @@ def resume_command(args: argparse.Namespace) -> str:
     return command
 
 
-async def bulk(app: App) -> int:
+class _Bar:
+    """The progress of a run on stderr (none in a log file, or with ``--json-summary``).
+
+    By rows when their count is known (the file was read through first: no region); by
+    the file's bytes otherwise, so that it is read only once: a row counts its bytes (its
+    line, and the blank or comment lines before it) once it is checked, or at once when
+    a resume skips it, which keeps the bar and its ETA honest even when the rows' lengths
+    vary. Standard input: by rows, with no total.
+    """
+
+    def __init__(self, app: App, numbers: NumbersFile, done: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]}"),
+            TextColumn("{task.fields[rate]}/s"),
+            TimeRemainingColumn(),
+            console=app.err,
+            disable=app.args.json_summary or not app.err.is_terminal,
+        )
+        self._numbers = numbers
+        self._by_bytes = numbers.total is None and numbers.size is not None
+        self._total = numbers.size if self._by_bytes else numbers.total
+        self._checked = done
+        self._sizes: dict[int, int] = {}  # a row read and not checked yet: its bytes
+        self._task = self.progress.add_task(
+            "", total=self._total, completed=0 if self._by_bytes else done, rows="", rate="0"
+        )
+        self._show(advance=0)
+
+    def rows(self, done: set[str]) -> Iterator[BulkRow]:
+        """The file's rows to check (the ones not ``done``), each noting its bytes."""
+        lines, read = self._numbers.lines, 0
+        for row in self._numbers.rows:
+            size, read = lines.bytes - read, lines.bytes
+            if row.key in done:
+                self._show(advance=size if self._by_bytes else 0)
+                continue
+            self._sizes[row.index or 0] = size
+            yield row
+
+    def checked(self, item: BulkItem, summary: BulkSummary) -> None:
+        self._checked += 1
+        size = self._sizes.pop(item.index, 0)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
+        self._show(advance=size if self._by_bytes else 1, description=counts, rate=summary.rate)
+
+    def finish(self) -> None:
+        """The whole file read and checked (what the bytes missed: the last blank lines)."""
+        if self._by_bytes:
+            self.progress.update(self._task, completed=self._total)
+
+    def _show(self, *, advance: int, description: str | None = None, rate: float = 0.0) -> None:
+        rows = f"{self._checked}" + (
+            f"/{self._total}" if self._total is not None and not self._by_bytes else " rows"
+        )
+        fields: dict[str, Any] = {"rows": rows, "rate": f"{rate:.0f}"}
+        if description is not None:
+            fields["description"] = description
+        self.progress.update(self._task, advance=advance, **fields)
+
+
+def _open_input(app: App) -> tuple[ResultsFile, NumbersFile]:
+    """The results file and the numbers file, both checked before anything is written:
+    the input's header is judged at once (standard input's too), and, with no region,
+    every row's country code, and its keys are never repeated.
+
+    Raises:
+        CommandFailed: either cannot be used (exit 2; a number without a country code
+            too: nothing sent, nothing written).
+    """
     args = app.args
-    if args.concurrency < 1:
-        raise CommandFailed("--concurrency must be at least 1", EXIT_USAGE)
-    planner = app.planner()
     try:
         results = ResultsFile(args.out, format=args.format)
         results.check()
         if args.input != "-" and _same_file(Path(args.input), args.out):
             raise InvalidArgument("--out is INPUT itself: give another file for the results")
-        # The input can be read (and its header makes sense) before anything is written.
-        total = count_rows(args.input, region=app.region)
-        if total == 0:
+        numbers = open_numbers(args.input, region=app.region, keys=True)
+        if numbers.empty:
             raise InvalidArgument(f"{args.input} has no numbers to check")
-        # The header is judged at once (standard input's too), before anything is sent.
-        source = read_rows(lines_of(args.input), name_of(args.input))
-    except InvalidArgument as exc:  # MissingCountryCode too: nothing sent, nothing written
+    except InvalidArgument as exc:  # MissingCountryCode too
         raise CommandFailed(str(exc), EXIT_USAGE) from None
-    resume = resume_command(args)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}/s"),
-        TimeRemainingColumn(),
-        console=app.err,
-        disable=args.json_summary or not app.err.is_terminal,  # no bar in a log file
-    )
+    return results, numbers
+
+
+@attrs.define
+class _Checked:
+    """How a run went: its summary, the rows kept from the results file, and what
+    stopped it early, if anything did."""
+
+    summary: BulkSummary
+    done: set[str]
     stopped: PlugzError | None = None
-    refused: BulkItem | None = None  # the first row of an instance of its own that was refused
+    refused: BulkItem | None = None  # the first row of an instance of its own refused
+
+
+async def _check(
+    app: App,
+    results: ResultsFile,
+    numbers: NumbersFile,
+    planner: RegistrationPlanner,
+    resume: str,
+) -> _Checked:
+    """Check the rows not done yet, each result written at once (``resume``: the command
+    that goes on, said if the run is interrupted)."""
+    args = app.args
     try:
         async with AsyncExitStack() as stack:
             client = await app.open_client(stack)  # missing credentials: no file made
@@ -169,30 +247,37 @@ async def bulk(app: App) -> int:
             except InvalidArgument as exc:
                 raise CommandFailed(str(exc), EXIT_USAGE) from None
             app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
-            rows = (row for row in source if row.key not in done)
+            bar = _Bar(app, numbers, len(done))
             run = client.check_many(
-                rows, concurrency=args.concurrency, max_rate=args.rate, planner=planner
+                bar.rows(done), concurrency=args.concurrency, max_rate=args.rate, planner=planner
             )
             await stack.enter_async_context(run)
-            with progress:
-                task = progress.add_task("", total=total, completed=len(done), rate="0")
+            checked = _Checked(run.summary, done)
+            with bar.progress:
                 try:
                     async for item in run:
                         results.write(item)
-                        if refused is None and item.instance_id and is_refusal(item.error):
-                            refused = item
-                        counts = ", ".join(
-                            f"{k} {v}" for k, v in sorted(run.summary.outcomes.items())
-                        )
-                        progress.update(
-                            task, advance=1, description=counts, rate=f"{run.summary.rate:.0f}"
-                        )
+                        if checked.refused is None and item.instance_id and is_refusal(item.error):
+                            checked.refused = item
+                        bar.checked(item, run.summary)
+                    bar.finish()
                 except PlugzError as error:  # a run-level error: the run stopped early
-                    stopped = error
+                    checked.stopped = error
     finally:
         results.close()
     app.resume_hint = None
-    summary = run.summary
+    return checked
+
+
+async def bulk(app: App) -> int:
+    args = app.args
+    if args.concurrency < 1:
+        raise CommandFailed("--concurrency must be at least 1", EXIT_USAGE)
+    planner = app.planner()
+    results, numbers = _open_input(app)
+    resume = resume_command(args)
+    checked = await _check(app, results, numbers, planner, resume)
+    summary, done = checked.summary, checked.done
     whole = BulkSummary(
         total=len(done) + summary.total,
         outcomes=results.kept + summary.outcomes,
@@ -201,38 +286,58 @@ async def bulk(app: App) -> int:
         stopped=summary.stopped,
     )
     if args.json_summary:
-        app.print_json(
-            {
-                **summary.to_dict(),
-                "skipped": len(done),
-                "redone": results.dropped,
-                "out": str(args.out),
-                "file": {
-                    "records": whole.total,
-                    "outcomes": dict(whole.outcomes),
-                    "errors": dict(whole.errors),
-                },
-            }
-        )
+        _report_json(app, summary, whole, results, skipped=len(done))
     elif whole.total:  # a run stopped before its first row has nothing to show
-        app.out.print(summary_line(summary), markup=False)
-        if done:
-            app.out.print(
-                f"{args.out} now holds {whole.total} records: {summary.total} added by this "
-                f"run, {len(done)} already there.",
-                markup=False,
-            )
-        app.out.print(summary_table(whole))
-        opens = opens_table(summary, app.clock.now(), this_run=bool(done))
-        if opens is not None:
-            app.out.print(opens)
-        app.out.print(f"Results in {args.out}.", markup=False)
+        _report(app, summary, whole, skipped=len(done))
+    return _ending(app, checked, whole, resume)
+
+
+def _report_json(
+    app: App, summary: BulkSummary, whole: BulkSummary, results: ResultsFile, *, skipped: int
+) -> None:
+    """The run's summary for programs: this run's, and the whole file's."""
+    app.print_json(
+        {
+            **summary.to_dict(),
+            "skipped": skipped,
+            "redone": results.dropped,
+            "out": str(app.args.out),
+            "file": {
+                "records": whole.total,
+                "outcomes": dict(whole.outcomes),
+                "errors": dict(whole.errors),
+            },
+        }
+    )
+
+
+def _report(app: App, summary: BulkSummary, whole: BulkSummary, *, skipped: int) -> None:
+    """The run's summary for people: its line, the file's counts, when channels open."""
+    out = app.args.out
+    app.out.print(summary_line(summary), markup=False)
+    if skipped:
+        app.out.print(
+            f"{out} now holds {whole.total} records: {summary.total} added by this "
+            f"run, {skipped} already there.",
+            markup=False,
+        )
+    app.out.print(summary_table(whole))
+    opens = opens_table(summary, app.clock.now(), this_run=bool(skipped))
+    if opens is not None:
+        app.out.print(opens)
+    app.out.print(f"Results in {out}.", markup=False)
+
+
+def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int:
+    """What is left to say on stderr, and the exit code: a run stopped early, the rows of
+    an instance refused, the rows to check again."""
+    summary, stopped, refused = checked.summary, checked.stopped, checked.refused
     if stopped is not None:
-        app.err.print(f"{PROG}: error: {app.redact(app.explain(stopped))}", markup=False)
+        app.fail_line(stopped)
         app.err.print(f"{summary.total} rows written; resume with: {resume}", markup=False)
         return exit_code_for(stopped)
     if whole.total == 0:
-        raise CommandFailed(f"{args.input} has no numbers to check", EXIT_USAGE)
+        raise CommandFailed(f"{app.args.input} has no numbers to check", EXIT_USAGE)
     if refused is not None and isinstance(refused.error, APIError):
         refusal = refused.error
         app.err.print(

@@ -50,7 +50,6 @@ AT_ONCE = 8
 def add_check(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "check",
-        help="check numbers and show when each code channel opens",
         description="Check each number with POST /mobile/registration-available and show its "
         "plan: which code channel opens when (in local time and as 'in 1m30s').",
     )
@@ -63,7 +62,6 @@ def add_check(commands: Any) -> argparse.ArgumentParser:
 def add_plan(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "plan",
-        help="plan one number; --wait waits for its first channel",
         description="Check one number and show its plan. With --wait, count down until the "
         "first channel opens, and exit 0 when it does.",
     )

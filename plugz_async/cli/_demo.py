@@ -12,8 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from plugz_async._bulk._input import lines_of, read_rows
 from plugz_async._bulk._items import BulkItem, BulkRow
+from plugz_async._bulk._summary import BulkSummary
 from plugz_async._config import ENV_BASE_URL
 from plugz_async._errors import PlugzError
 from plugz_async._planner import RegistrationPlanner
@@ -37,7 +37,6 @@ __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"
 def add_demo(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
-        help="the whole job on the built-in sandbox, no account needed",
         description="Start the sandbox, check a bundled list of numbers (every test scenario), "
         "show progress and a summary.",
     )
@@ -60,7 +59,6 @@ def add_demo(commands: Any) -> argparse.ArgumentParser:
 def add_sandbox(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "sandbox",
-        help="run the sandbox server (a local stand-in of the API)",
         description="Serve the PlugzAPI mobile routes locally, with test credentials and the "
         "test numbers below. Control API under /_sandbox/. Stop with Ctrl-C.",
         epilog="Test numbers:\n\n" + scenario_table(),
@@ -101,9 +99,21 @@ def _scenario(row: BulkRow) -> str:
     return str(given.get("scenario") or "") if isinstance(given, Mapping) else ""
 
 
+# What the demo says at the end: how to do the same against the real API.
+_EPILOGUE = """
+Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
+To do the same against the real API, set your instance's credentials and check numbers:
+
+  export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
+  plugz-async check "+55 44 99999-9999"
+
+(Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
+""".rstrip()
+
+
 async def demo(app: App) -> int:
     if app.args.queue:
-        from ._queue_demo import queue_demo  # redis-server, workers: only when asked for
+        from .queue._demo import queue_demo  # redis-server, workers: only when asked for
 
         return await queue_demo(app)
     rows = (
@@ -111,6 +121,30 @@ async def demo(app: App) -> int:
         if app.args.numbers is None
         else list(read_rows(lines_of(app.args.numbers), app.args.numbers))
     )
+    items, summary = await _check_on_sandbox(app, rows)
+    if app.args.json:
+        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
+        return EXIT_OK
+    table = [
+        ResultRow(
+            str(item.input) if item.number is None else item.number.e164,
+            item.plan or item.error or PlugzError("no result"),
+            _scenario(rows[item.index]),
+        )
+        for item in items
+    ]
+    app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
+    app.out.print(summary_line(summary), markup=False)
+    app.out.print(summary_table(summary))
+    app.out.print(_EPILOGUE, highlight=False)
+    return EXIT_OK
+
+
+async def _check_on_sandbox(
+    app: App, rows: Sequence[BulkRow]
+) -> tuple[list[BulkItem], BulkSummary]:
+    """Start the sandbox and check ``rows`` on it: the items in the rows' order, and the
+    run's summary."""
     planner = RegistrationPlanner(clock=app.clock)
     options = {"clock": app.clock, "timeout": app.args.timeout, "default_region": app.region}
     async with running(**options) as stand_in:
@@ -137,36 +171,7 @@ async def demo(app: App) -> int:
                     items.append(item)
                     progress.advance(task)
     items.sort(key=lambda item: item.index)
-    summary = run.summary
-    if app.args.json:
-        app.print_json({"results": to_json(items), "summary": summary.to_dict()})
-        return EXIT_OK
-    table = [
-        ResultRow(
-            str(item.input) if item.number is None else item.number.e164,
-            item.plan or item.error or PlugzError("no result"),
-            _scenario(rows[item.index]),
-        )
-        for item in items
-    ]
-    app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
-    app.out.print(summary_line(summary), markup=False)
-    app.out.print(summary_table(summary))
-    app.out.print(
-        textwrap.dedent(
-            """
-            Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
-            To do the same against the real API, set your instance's credentials and check numbers:
-
-              export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
-              plugz-async check "+55 44 99999-9999"
-
-            (Z-API: also export PLUGZ_BASE_URL=https://api.z-api.io)
-            """
-        ).rstrip(),
-        highlight=False,
-    )
-    return EXIT_OK
+    return items, run.summary
 
 
 async def serve_sandbox(app: App) -> int:

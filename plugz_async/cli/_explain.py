@@ -27,7 +27,7 @@ from plugz_async._errors import (
     TransportError,
 )
 
-__all__ = ["Credentials", "explain", "is_run_error"]
+__all__ = ["CredentialSource", "explain", "is_run_error"]
 
 # The variable, and the flag, each credential can come from.
 _SOURCES = {
@@ -39,7 +39,7 @@ _SOURCES = {
 
 
 @attrs.frozen
-class Credentials:
+class CredentialSource:
     """Where a command's credentials came from, to name them in a message.
 
     Attributes:
@@ -80,11 +80,30 @@ def is_run_error(error: BaseException) -> bool:
     return isinstance(error, _RUN_ERRORS)
 
 
-def explain(error: PlugzError, where: Credentials, *, timeout: float | None = None) -> str:
+def explain(error: PlugzError, where: CredentialSource, *, timeout: float | None = None) -> str:
     """One line for a run-level error: what happened, at which host, what to check."""
     host = where.host
-    if where.sandbox and isinstance(error, (AuthenticationError, InstanceNotFoundError)):
-        return f"the sandbox at {host} refused the request: {error}"
+    if isinstance(error, (AuthenticationError, InstanceNotFoundError)):
+        if where.sandbox:
+            return f"the sandbox at {host} refused the request: {error}"
+        return _refused(error, where)
+    if isinstance(error, (OutageError, TransportError)):
+        return _unreachable(error, where, timeout)
+    if isinstance(error, RateLimitError):
+        return f"{host} asked to slow down (HTTP 429); lower --rate, or try again later"
+    if isinstance(error, ServerError):
+        return (
+            f"{host} failed: HTTP {error.status} (the API, or a gateway in front of it); "
+            "try again later"
+        )
+    if isinstance(error, ConfigurationError):
+        return f"{error} (set the PLUGZ_* variables, give the flags, or use --sandbox)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _refused(error: AuthenticationError | InstanceNotFoundError, where: CredentialSource) -> str:
+    """A credential refused, or an instance (or the whole address) not found."""
+    host = where.host
     if isinstance(error, AuthenticationError):
         if error.credential == "client_token":
             refused = "missing" if error.status == 400 else "refused"
@@ -96,18 +115,24 @@ def explain(error: PlugzError, where: Credentials, *, timeout: float | None = No
             f"credentials refused: HTTP {error.status} from {host}; check "
             f"{where.source('instance_token', 'client_token')}"
         )
-    if isinstance(error, InstanceNotFoundError):
-        if error.status == 404 and (error.error or "").upper() != "NOT_FOUND":
-            # A 404 of the web server itself: the address is wrong, not only the instance.
-            return (
-                f"not found: HTTP 404 from {host} ({_said(error)}); check "
-                f"{where.source('base_url')} (the API's address, with no path), then "
-                f"{where.source('instance_id', 'instance_token')}"
-            )
+    if error.status == 404 and (error.error or "").upper() != "NOT_FOUND":
+        # A 404 of the web server itself: the address is wrong, not only the instance.
         return (
-            f"instance not found: HTTP {error.status} from {host} ({_said(error)}); check "
+            f"not found: HTTP 404 from {host} ({_said(error)}); check "
+            f"{where.source('base_url')} (the API's address, with no path), then "
             f"{where.source('instance_id', 'instance_token')}"
         )
+    return (
+        f"instance not found: HTTP {error.status} from {host} ({_said(error)}); check "
+        f"{where.source('instance_id', 'instance_token')}"
+    )
+
+
+def _unreachable(
+    error: OutageError | TransportError, where: CredentialSource, timeout: float | None
+) -> str:
+    """The API could not be reached, or failed for many numbers in a row."""
+    host = where.host
     if isinstance(error, OutageError):
         last = error.last_error
         if isinstance(last, TransportError):
@@ -129,18 +154,7 @@ def explain(error: PlugzError, where: Credentials, *, timeout: float | None = No
     if isinstance(error, RequestTimeout):
         limit = "" if timeout is None else f" within {timeout:g} s"
         return f"{host} did not answer{limit}; try again later, or raise --timeout"
-    if isinstance(error, TransportError):
-        return f"the connection to {host} failed ({_detail(error)}); try again later"
-    if isinstance(error, RateLimitError):
-        return f"{host} asked to slow down (HTTP 429); lower --rate, or try again later"
-    if isinstance(error, ServerError):
-        return (
-            f"{host} failed: HTTP {error.status} (the API, or a gateway in front of it); "
-            "try again later"
-        )
-    if isinstance(error, ConfigurationError):
-        return f"{error} (set the PLUGZ_* variables, give the flags, or use --sandbox)"
-    return f"{type(error).__name__}: {error}"
+    return f"the connection to {host} failed ({_detail(error)}); try again later"
 
 
 def _said(error: APIError) -> str:

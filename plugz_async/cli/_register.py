@@ -41,7 +41,6 @@ __all__ = ["InputEnded", "add_register", "register", "stdin_at_end"]
 def add_register(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "register",
-        help="register a number interactively: code, captcha, PIN, device transfer",
         description="Run the whole registration: check, wait for the first channel, request "
         "the code, then ask you for the code (and a captcha, a PIN, an approval on the old "
         "phone when the server asks). An empty code means none came: the next channel is "

@@ -1,11 +1,16 @@
-"""What the command line shows: rich tables for people, plain JSON for programs."""
+"""What the command line shows: rich tables for people, plain JSON for programs.
+
+Every table lives here: the results of ``check`` and ``bulk``, and the durable queue's
+(registrations, counts by status, workers, one registration's facts and events, what
+``queue register`` queued).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from rich.console import Console
@@ -18,14 +23,30 @@ from plugz_async._errors import APIError, InvalidPhoneNumber
 from plugz_async._models import Channel
 from plugz_async._planner import PlanOutcome, RegistrationPlan
 
+if TYPE_CHECKING:  # the queue extra is not needed to draw: only its types are named
+    from plugz_async.queue import RegistrationStatus, WorkerStatus
+
+    from .queue._register import Queued
+
 __all__ = [
     "ResultRow",
+    "counts_table",
+    "events_table",
+    "flat",
     "humanize",
+    "next_step",
     "opens_table",
+    "plural",
+    "queued_table",
+    "registration_facts",
     "results_table",
     "span",
+    "status_text",
+    "statuses_table",
     "summary_table",
     "to_json",
+    "workers_line",
+    "workers_table",
 ]
 
 _STYLE = {
@@ -58,6 +79,16 @@ def span(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s" if secs else f"{minutes}m"
     return f"{secs}s"
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 worker"``, ``"3 workers"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def flat(text: str | None) -> str:
+    """``text`` on one line (a table wraps it at spaces)."""
+    return " ".join((text or "").split())
 
 
 def local_time(moment: datetime, now: datetime) -> str:
@@ -199,3 +230,193 @@ def console(*, stderr: bool = False) -> Console:
     width = None if probe.is_terminal else 160
     # Messages on stderr are never wrapped: a script reads each as one line.
     return Console(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
+
+
+# -- the durable queue ----------------------------------------------------------------------
+
+_DONE_STYLE = {"connected": "bold green", "appeal": "magenta"}
+
+
+def status_text(status: RegistrationStatus) -> Text:
+    """A registration's status, coloured: green connected, red another ending, yellow
+    while running."""
+    if status.done:
+        return Text(status.status, style=_DONE_STYLE.get(status.status, "red"))
+    return Text(status.status, style="cyan" if status.wants else "yellow")
+
+
+def next_step(status: RegistrationStatus, now: datetime, overdue: float) -> Text:
+    """When a registration's next step is due: in how long, or how overdue (red)."""
+    if status.next_at is None:
+        return Text("")
+    if status.wants:
+        return Text(f"until {local_time(status.next_at, now)}")
+    late = status.overdue(now, overdue)
+    if late is not None:
+        return Text(f"overdue {span(late)} ({local_time(status.next_at, now)})", "bold red")
+    return Text(
+        f"{humanize((status.next_at - now).total_seconds())} ({local_time(status.next_at, now)})"
+    )
+
+
+def statuses_table(
+    statuses: Sequence[RegistrationStatus],
+    now: datetime,
+    *,
+    overdue: float,
+    title: str | None = None,
+    scenarios: dict[str, str] | None = None,
+) -> Table:
+    """One row a registration: number, instance, status, channel, what it waits for, when
+    its next step is due (a step due longer than ``overdue`` seconds ago is overdue), its
+    last error."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("Number", no_wrap=True)
+    if scenarios is not None:
+        table.add_column("Scenario", no_wrap=True)
+    for header in ("Instance", "Status", "Channel", "Wants", "Next step"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("Error")
+    for status in statuses:
+        shown = [status.number]
+        if scenarios is not None:
+            shown.append(scenarios.get(status.number, ""))
+        table.add_row(
+            *shown,
+            status.instance,
+            status_text(status),
+            status.channel or "",
+            status.wants or "",
+            next_step(status, now, overdue),
+            # Whole, wrapped at spaces by the table: never cut mid-word.
+            Text(flat(status.error), style="red") if status.error else "",
+        )
+    return table
+
+
+def counts_table(counts: dict[str, int]) -> Table:
+    """Registrations by status, running ones first."""
+    table = Table()
+    table.add_column("Status")
+    table.add_column("Count", justify="right")
+    for status, count in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])):
+        style = _DONE_STYLE.get(status)
+        table.add_row(Text(status, style=style or ""), str(count))
+    return table
+
+
+def registration_facts(status: RegistrationStatus, now: datetime, overdue: float) -> Table:
+    """Where one registration stands, a fact a line."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("Number", status.number),
+        ("Instance", status.instance),
+        ("Status", status_text(status)),
+        ("Step", status.step.value),
+        ("Channel", status.channel or "—"),
+    ]
+    if status.wants:
+        rows.append(("Waits for", status.wants))
+    if status.next_at is not None:
+        rows.append(("Next step", next_step(status, now, overdue)))
+    if status.plan is not None:
+        rows.append(("Plan", status.plan.outcome.value))
+    if status.appeal_token:
+        rows.append(("Appeal token", status.appeal_token))
+    if status.error:
+        rows.append(("Error", Text(status.error, style="red")))
+    rows.append(("Version", str(status.version)))
+    for name, value in rows:
+        facts.add_row(name, value)
+    return facts
+
+
+def events_table(status: RegistrationStatus, now: datetime) -> Table | None:
+    """A registration's events, oldest first (``None`` when it has none)."""
+    if not status.events:
+        return None
+    events = Table(title="Events", title_justify="left")
+    for header in ("At", "Event", "Channel", "What"):
+        events.add_column(header, no_wrap=header != "What")
+    for event in status.events:
+        events.add_row(
+            local_time(event.at, now),
+            event.kind.value,
+            "" if event.channel is None else event.channel.value,
+            event.message,
+        )
+    return events
+
+
+def _worker_state(worker: WorkerStatus) -> Text:
+    if worker.alive:
+        return Text("alive", style="green")
+    if worker.stopped_at is not None:
+        return Text("stopped", style="dim")
+    return Text("gone", style="bold red")
+
+
+def workers_table(workers: Sequence[WorkerStatus], now: datetime, *, title: str) -> Table:
+    """One row a worker: its id, host, pid, state, last heartbeat, steps running."""
+    table = Table(title=title, title_justify="left")
+    for header in ("Worker", "Host", "PID", "State", "Last seen", "Running", "Started"):
+        table.add_column(header, no_wrap=True)
+    for worker in workers:
+        seen = span((now - worker.last_seen).total_seconds())
+        table.add_row(
+            worker.id[:8],
+            worker.host,
+            "" if worker.pid is None else str(worker.pid),
+            _worker_state(worker),
+            f"{seen} ago ({local_time(worker.last_seen, now)})",
+            f"{worker.running}/{worker.concurrency or '?'}",
+            "" if worker.started_at is None else local_time(worker.started_at, now),
+        )
+    return table
+
+
+def workers_line(workers: Sequence[WorkerStatus], now: datetime) -> tuple[str, bool]:
+    """One line on the queue's workers, and whether any is alive."""
+    alive = [w for w in workers if w.alive]
+    if alive:
+        running = sum(w.running for w in alive)
+        return f"{plural(len(alive), 'worker')} alive, {plural(running, 'step')} running", True
+    if not workers:
+        return "no worker has run on this queue (in the last day): start plugz-async worker", False
+    last = max(w.last_seen for w in workers)
+    ago = span((now - last).total_seconds())
+    return f"no worker alive: none seen for {ago} (start plugz-async worker)", False
+
+
+def queued_table(results: Sequence[Queued], *, lines: bool) -> Table:
+    """What ``queue register`` did with each row: queued, already queued, or refused
+    (and why); with the row's line in its file when ``lines``."""
+    table = Table(title="Queued", title_justify="left")
+    if lines:
+        table.add_column("Line", justify="right")
+    for header in ("Number", "Instance", "Status", "Note"):
+        table.add_column(header, no_wrap=header != "Note")
+    for result in results:
+        shown = [str(result.row.line)] if lines else []
+        status = result.status
+        if status is None:
+            error = result.error or Exception("not queued")
+            refused = Text("refused", style="bold red")
+            table.add_row(*shown, result.row.text, result.row.instance or "", refused, _note(error))
+            continue
+        if result.error is not None:
+            note = f"not queued: {result.error}"
+        elif result.new:
+            note = "queued"
+        else:
+            note = "already queued"
+        table.add_row(*shown, status.number, status.instance, status_text(status), note)
+    return table
+
+
+def _note(error: Exception) -> str:
+    if isinstance(error, InvalidPhoneNumber):
+        return error_note(error)
+    return flat(f"{type(error).__name__}: {error}")

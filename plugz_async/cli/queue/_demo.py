@@ -33,6 +33,16 @@ from rich.text import Text
 
 from plugz_async._errors import RegistrationStateError
 from plugz_async._phone import PhoneNumber
+from plugz_async.cli._app import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    PROG,
+    App,
+    CommandFailed,
+)
+from plugz_async.cli._render import counts_table, statuses_table
 from plugz_async.sandbox import CAPTCHA_TEXT, PIN, SandboxConfig, SandboxThread
 from plugz_async.testing._redis_server import (
     INSTALL_HINT,
@@ -42,8 +52,7 @@ from plugz_async.testing._redis_server import (
     stop_process,
 )
 
-from ._app import EXIT_INCOMPLETE, EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, PROG, App, CommandFailed
-from ._queue import counts_table, statuses_table
+from ._parser import OVERDUE_AFTER
 from ._redis import RedisTarget, open_queue, redis_errors, require_queue_extra
 
 if TYPE_CHECKING:
@@ -192,12 +201,9 @@ async def queue_demo(app: App) -> int:
         )
         workers = stack.enter_context(_workers(env, directory))
         if not app.args.json:
-            app.out.print(
+            app.say(
                 f"redis-server on {redis.url}, the sandbox at {sandbox.base_url} "
-                f"({len(tokens)} instances), {len(workers)} worker processes",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                f"({len(tokens)} instances), {len(workers)} worker processes"
             )
         target = RedisTarget(redis.url, redis.url, "the demo's redis-server", QUEUE_NAME)
         with redis_errors(target):
@@ -217,33 +223,10 @@ async def _run(
     for (number, scenario), instance in zip(NUMBERS, instances, strict=False):
         status = await registrations.register(number, instance=instance)
         scenarios[status.number] = scenario
-    given: dict[str, int] = {}  # number -> the version its input was given at
-    live = Live(
-        console=app.out,
-        refresh_per_second=4,
-        auto_refresh=True,
-        transient=False,
-    )
     showing = app.out.is_terminal and not app.args.json
-    statuses: list[RegistrationStatus] = []
-    with live if showing else contextlib.nullcontext():
-        while True:
-            statuses = await registrations.statuses()
-            for status in statuses:
-                await _give(registrations, sandbox, status, given)
-            elapsed = time.monotonic() - began
-            if showing:
-                live.update(_view(statuses, scenarios, elapsed, app))
-            if all(status.done for status in statuses) or elapsed > TIMEOUT:
-                break
-            for one in workers:
-                failure = one.failure()
-                if failure is not None:
-                    raise CommandFailed(app.redact(failure), EXIT_UNEXPECTED)
-            await asyncio.sleep(0.25)
+    statuses = await _follow(app, registrations, sandbox, workers, scenarios, began, showing)
     elapsed = time.monotonic() - began
     counts = await registrations.counts()
-    unfinished = [status for status in statuses if not status.done]
     if app.args.json:
         app.print_json(
             {
@@ -260,6 +243,7 @@ async def _run(
             app.out.print(_view(statuses, scenarios, elapsed, app))
         app.out.print(counts_table(counts))
         app.out.print(_epilogue(), highlight=False, markup=False)
+    unfinished = [status for status in statuses if not status.done]
     if unfinished:
         app.err.print(
             f"{PROG}: {len(unfinished)} registrations did not end within {TIMEOUT:g} s: "
@@ -268,6 +252,40 @@ async def _run(
         )
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+async def _follow(
+    app: App,
+    registrations: RegistrationQueue,
+    sandbox: SandboxThread,
+    workers: Sequence[_Worker],
+    scenarios: dict[str, str],
+    began: float,
+    showing: bool,
+) -> list[RegistrationStatus]:
+    """Give the registrations what they wait for until every one has ended (or
+    ``TIMEOUT``), with a live table when ``showing``; their last statuses.
+
+    Raises:
+        CommandFailed: a worker stopped before its time (exit 1).
+    """
+    given: dict[str, int] = {}  # number -> the version its input was given at
+    live = Live(console=app.out, refresh_per_second=4, auto_refresh=True, transient=False)
+    with live if showing else contextlib.nullcontext():
+        while True:
+            statuses = await registrations.statuses()
+            for status in statuses:
+                await _give(registrations, sandbox, status, given)
+            elapsed = time.monotonic() - began
+            if showing:
+                live.update(_view(statuses, scenarios, elapsed, app))
+            if all(status.done for status in statuses) or elapsed > TIMEOUT:
+                return statuses
+            for one in workers:
+                failure = one.failure()
+                if failure is not None:
+                    raise CommandFailed(app.redact(failure), EXIT_UNEXPECTED)
+            await asyncio.sleep(0.25)
 
 
 async def _give(
@@ -304,6 +322,7 @@ def _view(
         app.clock.now(),
         title=f"The durable queue: {WORKERS} workers, {len(statuses)} registrations",
         scenarios=scenarios,
+        overdue=OVERDUE_AFTER,
     )
     line = Text(f"{done} of {len(statuses)} ended in {elapsed:.1f} s", style="bold")
     return Group(table, line)

@@ -27,8 +27,7 @@ from plugz_async._config import (
     base_url_of,
 )
 from plugz_async._errors import ConfigurationError, InvalidArgument
-
-from ._app import (
+from plugz_async.cli._app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -39,6 +38,8 @@ from ._app import (
     log_handler,
     positive,
 )
+from plugz_async.cli._render import plural
+
 from ._redis import (
     RedisTarget,
     ping,
@@ -50,6 +51,7 @@ from ._redis import (
 )
 
 if TYPE_CHECKING:
+    from plugz_async._planner import RegistrationPlanner
     from plugz_async.queue import QueueWorker
 
 __all__ = ["ENV_INSTANCES_FILE", "WEB_HOST", "add_worker", "rate_limit", "worker"]
@@ -94,7 +96,6 @@ def _port(text: str) -> int:
 def add_worker(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "worker",
-        help="run a worker of the durable queue until SIGTERM or Ctrl-C",
         description="Run the steps of queued registrations (plugz-async queue register) "
         "until SIGTERM or Ctrl-C, then stop gracefully: no new step is taken, the steps in "
         "flight finish (--shutdown-grace seconds at most; a step cut then runs again on "
@@ -107,6 +108,15 @@ def add_worker(commands: Any) -> argparse.ArgumentParser:
         "Ctrl-C cut the graceful stop short.",
     )
     redis_options(parser)
+    _work_options(parser)
+    _credential_options(parser)
+    planning_options(parser)
+    _web_options(parser)
+    return parser
+
+
+def _work_options(parser: argparse.ArgumentParser) -> None:
+    """How the worker runs: steps at once, the rate limit, the waits, the graceful stop."""
     work = parser.add_argument_group("the worker")
     work.add_argument(
         "--concurrency", type=at_least_one, default=10, metavar="N", help="steps at once (10)"
@@ -144,6 +154,10 @@ def add_worker(commands: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a stopping worker lets its steps in flight finish (default 30)",
     )
+
+
+def _credential_options(parser: argparse.ArgumentParser) -> None:
+    """The instance tokens, the Client-Token and the API's address (the worker's own)."""
     credentials = parser.add_argument_group(
         "credentials",
         f"Instance tokens from --instances (else {ENV_INSTANCES_FILE}), a JSON object of "
@@ -159,7 +173,10 @@ def add_worker(commands: Any) -> argparse.ArgumentParser:
     credentials.add_argument(
         "--base-url", metavar="URL", help="default: https://api.plugzapi.com.br"
     )
-    planning_options(parser)
+
+
+def _web_options(parser: argparse.ArgumentParser) -> None:
+    """saq's web UI of the queue, on loopback only."""
     web = parser.add_argument_group("web UI")
     web.add_argument(
         "--web",
@@ -173,7 +190,6 @@ def add_worker(commands: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="the web UI's port (default 8080; 0: any free port)",
     )
-    return parser
 
 
 # -- what the worker needs, checked before it starts -------------------------------------------
@@ -362,10 +378,17 @@ def _restore_logs(attached: list[tuple[logging.Logger, logging.Handler, int]]) -
         logger.setLevel(level)
 
 
-async def worker(app: App) -> int:
+def _queue_worker(
+    app: App, target: RedisTarget, planner: RegistrationPlanner
+) -> tuple[QueueWorker, int]:
+    """The worker the options ask for, and how many instances it holds tokens for; all
+    it needs checked before it starts.
+
+    Raises:
+        CommandFailed: an option, the Client-Token or the tokens are missing or wrong
+            (exit 2).
+    """
     args = app.args
-    planner = app.planner()
-    target = redis_target(app)
     client_token = _client_token(app)
     base_url = _base_url(app)
     credentials = _credentials(app)
@@ -392,13 +415,25 @@ async def worker(app: App) -> int:
         )
     except (InvalidArgument, ConfigurationError) as error:
         raise CommandFailed(str(error), EXIT_USAGE) from None
-    count = len(credentials)
+    return queue_worker, len(credentials)
+
+
+def _started(app: App, target: RedisTarget, instances: int) -> str:
+    """The line that says the worker started: its queue, Redis, and how it runs."""
+    args = app.args
     limit = "no rate limit" if args.rate_limit is None else f"rate limit {args.rate_limit}"
-    started = (
+    return (
         f"worker started: queue {target.queue!r} at {target.shown}, concurrency "
-        f"{args.concurrency}, {limit} per instance, tokens for {count} "
-        f"instance{'' if count == 1 else 's'}"
+        f"{args.concurrency}, {limit} per instance, tokens for {plural(instances, 'instance')}"
     )
+
+
+async def worker(app: App) -> int:
+    args = app.args
+    planner = app.planner()
+    target = redis_target(app)
+    queue_worker, instances = _queue_worker(app, target, planner)
+    started = _started(app, target, instances)
     attached = _quiet_logs(app)
     try:
         with redis_errors(target), _Signals(app, args.shutdown_grace) as signals:
@@ -406,20 +441,15 @@ async def worker(app: App) -> int:
             async with AsyncExitStack() as stack:
                 if args.web:
                     started += f", web UI at {await _serve_web(stack, target, args.web_port)}"
-                app.out.print(app.redact(started), markup=False, highlight=False, soft_wrap=True)
+                app.say(app.redact(started))
                 graceful = await signals.run(queue_worker)
     finally:
         _restore_logs(attached)
     if not graceful:
-        app.out.print(
+        app.say(
             f"worker interrupted: queue {target.queue!r} (the steps cut short run again on "
-            "another worker)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            "another worker)"
         )
         return EXIT_INTERRUPTED
-    app.out.print(
-        f"worker stopped: queue {target.queue!r}", markup=False, highlight=False, soft_wrap=True
-    )
+    app.say(f"worker stopped: queue {target.queue!r}")
     return EXIT_OK

@@ -1,12 +1,14 @@
 """What every command of the durable queue shares: its options, the ``queue`` extra,
-Redis.
+Redis, and its errors.
 
 ``--redis-url`` and ``--queue`` (`redis_options`), ``--prefer`` and ``--allow-wa-old``
 (`planning_options`); the Redis URL as it may be shown, never with its password
 (`mask_redis_url`, `redis_target`); a PING with a timeout before anything else (`ping`),
-and Redis errors as one line with their exit code (`redis_errors`). ``plugz_async.queue``
-(and saq, redis-py, limits) is imported only when a command runs (`require_queue_extra`),
-so ``--help`` works without the ``queue`` extra.
+and Redis errors as one line with their exit code (`redis_errors`); a number of the
+command line (`number_of`) and a registration the queue refuses (`registration_errors`)
+the same way in every command. ``plugz_async.queue`` (and saq, redis-py, limits) is
+imported only when a command runs (`require_queue_extra`), so ``--help`` works without
+the ``queue`` extra.
 """
 
 from __future__ import annotations
@@ -21,10 +23,23 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import attrs
 
-from plugz_async._errors import MissingDependencyError
+from plugz_async._errors import (
+    InvalidArgument,
+    MissingDependencyError,
+    RegistrationStateError,
+    UnknownRegistrationError,
+)
 from plugz_async._models import Channel
-
-from ._app import EXIT_UNREACHABLE, EXIT_USAGE, App, CommandFailed, channel_list
+from plugz_async._phone import PhoneNumber
+from plugz_async.cli._app import (
+    EXIT_INCOMPLETE,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    PROG,
+    App,
+    CommandFailed,
+    channel_list,
+)
 
 if TYPE_CHECKING:
     from plugz_async.queue import RegistrationQueue
@@ -34,12 +49,14 @@ __all__ = [
     "ENV_REDIS_URL",
     "RedisTarget",
     "mask_redis_url",
+    "number_of",
     "open_queue",
     "ping",
     "planning_options",
     "redis_errors",
     "redis_options",
     "redis_target",
+    "registration_errors",
     "require_queue_extra",
 ]
 
@@ -153,6 +170,11 @@ class RedisTarget:
         """`` --queue NAME`` to repeat in a hint, or nothing for the default queue."""
         return "" if self.queue == DEFAULT_QUEUE else f" --queue {shlex.quote(self.queue)}"
 
+    def command(self, *words: str) -> str:
+        """The command line of a queue command on this queue, to suggest in a hint:
+        ``plugz-async queue status +5511900000001 --queue NAME``."""
+        return shlex.join((PROG, *words)) + self.queue_flag
+
 
 def redis_target(app: App) -> RedisTarget:
     """The Redis URL the options (or ``PLUGZ_REDIS_URL``) give; its password joins the
@@ -210,6 +232,31 @@ def redis_errors(target: RedisTarget) -> Iterator[None]:
         raise CommandFailed(
             f"Redis at {target.shown} failed: {_said(error)}", EXIT_UNREACHABLE
         ) from None
+
+
+def number_of(app: App, text: str) -> PhoneNumber:
+    """A number of the command line, read as the command reads numbers.
+
+    Raises:
+        CommandFailed: it cannot be a number (exit 2: nothing written, Redis not asked).
+    """
+    try:
+        return app.parse_number(text)
+    except InvalidArgument as error:
+        raise CommandFailed(str(error), EXIT_USAGE) from None
+
+
+@contextlib.contextmanager
+def registration_errors(target: RedisTarget, *, see: str | None = None) -> Iterator[None]:
+    """A registration the queue does not have (exit 2), or that does not wait for what
+    was asked (exit 7; ``see``: the command that shows where it stands)."""
+    try:
+        yield
+    except UnknownRegistrationError as error:
+        raise CommandFailed(f"{error} (queue {target.queue!r})", EXIT_USAGE) from None
+    except RegistrationStateError as error:
+        said = str(error) if see is None else f"{error}; see: {see}"
+        raise CommandFailed(said, EXIT_INCOMPLETE) from None
 
 
 def _said(error: BaseException) -> str:
