@@ -37,8 +37,8 @@ from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
 from ._record import CANCELLED, Record, new_step_id
 from ._settings import redis_url_of
 from ._status import OVERDUE_AFTER, QueueEvent, RegistrationStatus, WorkerStatus
-from ._steps import INPUT_KINDS
 from ._store import Store
+from ._writes import INPUT_KINDS
 
 # The status values moved to ._status; importers of this module find them here still.
 __all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
