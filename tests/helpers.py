@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -85,3 +87,23 @@ def blocks(page: Path, language: str, info: str = "") -> list[str]:
             first_line = text.count("\n", 0, match.start(3))
             found.append("\n" * first_line + match.group(3))
     return found
+
+
+def a_person(code: str | Callable[[Any], Awaitable[str]]) -> dict[str, Any]:
+    """What a registration's ``run()`` asks a person for, answered the sandbox's way: the
+    code (given, or found by ``code(channel)``), its captcha text, its PIN, the approval."""
+    from plugz_async.sandbox import CAPTCHA_TEXT, PIN
+
+    async def give_code(channel: Any) -> str:
+        return code if isinstance(code, str) else await code(channel)
+
+    async def captcha(png: bytes) -> str:
+        return CAPTCHA_TEXT
+
+    async def pin() -> str:
+        return PIN
+
+    async def approved() -> None:
+        return None
+
+    return {"code": give_code, "captcha": captcha, "pin": pin, "device_confirmed": approved}

@@ -415,9 +415,10 @@ async def test_what_a_session_or_pool_of_yours_carries_is_not_given_twice(
     """Never silently ignored: the session's (or pool's) own settings would win, and the
     ones given here would be lost without a word."""
     async with aiohttp.ClientSession() as session:
-        pool = {"session": session, "connections": pz.Connections()}[given]
+        pool: Any = {"session": session, "connections": pz.Connections()}[given]
+        settings: dict[str, Any] = {given: pool, **options}
         with pytest.raises(pz.ConfigurationError, match="carries its own trace_configs, proxy"):
-            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, **{given: pool}, **options)
+            pz.PlugzClient(INSTANCE_ID, INSTANCE_TOKEN, CLIENT_TOKEN, **settings)
         with pytest.raises(pz.ConfigurationError, match="a session or a connection pool, not both"):
             pz.PlugzClient(
                 INSTANCE_ID,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CLIENT_TOKEN, INSTANCE_TOKEN, blocks
+from helpers import CLIENT_TOKEN, INSTANCE_TOKEN, a_person, blocks
 
 from plugz_async.cli import build_parser
 from plugz_async.sandbox import Sandbox, scenario_table
@@ -219,22 +219,10 @@ def diagram_routes() -> list[str]:
 )
 async def test_the_flow_follows_the_sequence_diagram(api: Sandbox, number: str) -> None:
     import plugz_async as pz
-    from plugz_async.sandbox import CAPTCHA_TEXT, CONFIRMATION_CODE, PIN
-
-    async def code(channel: pz.Channel) -> str:
-        return CONFIRMATION_CODE
-
-    async def captcha(png: bytes) -> str:
-        return CAPTCHA_TEXT
-
-    async def pin() -> str:
-        return PIN
-
-    async def approved() -> None:
-        return None
+    from plugz_async.sandbox import CONFIRMATION_CODE
 
     async with api.new_client(clock=pz.FakeClock(on_advance=api.advance)) as client:
-        result = await client.registration(number).run(code, captcha, pin, approved)
+        result = await client.registration(number).run(**a_person(CONFIRMATION_CODE))
     assert result.connected
     sent = [entry["route"] for entry in api.requests()]
     order = diagram_routes()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import CONFIG
+from helpers import CONFIG, a_person
 
 import plugz_async as pz
 from plugz_async.sandbox import CAPTCHA_TEXT, CONFIRMATION_CODE, PIN, Reply, Sandbox, running
@@ -418,20 +418,7 @@ async def test_a_runner_that_stops_between_steps_ends_like_the_in_process_driver
         stepped = await step_by_step(client, clock, number)
         sb.reset()
         registration = client.registration(number)
-
-        async def code(channel: pz.Channel) -> str:
-            return CONFIRMATION_CODE
-
-        async def captcha(image: bytes) -> str:
-            return CAPTCHA_TEXT
-
-        async def pin() -> str:
-            return PIN
-
-        async def approved() -> None:
-            return None
-
-        result = await registration.run(code, captcha, pin, approved)
+        result = await registration.run(**a_person(CONFIRMATION_CODE))
         assert result.outcome.value == outcome, number
         assert stepped.result().outcome is result.outcome, number
         assert stepped.result().channel is result.channel, number

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("saq")
 import redis.asyncio as aioredis
-from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, a_person
 
 import plugz_async as pz
 from plugz_async._registration import RegistrationMachine, RegistrationState
@@ -735,18 +735,7 @@ async def test_the_driver_and_the_queue_run_the_same_table_of_actions(
             async def code(channel: pz.Channel, number: str = number) -> str:
                 return str(sandbox.codes(number=digits(number))[-1]["code"])
 
-            async def captcha(png: bytes) -> str:
-                return CAPTCHA_TEXT
-
-            async def pin() -> str:
-                return PIN
-
-            async def approved() -> None:
-                return None
-
-            result = await client.registration(number).run(
-                code, captcha=captcha, pin=pin, device_confirmed=approved
-            )
+            result = await client.registration(number).run(**a_person(code))
             assert result.connected, number
 
     runner = "queue"

@@ -137,7 +137,7 @@ NOT_PROCESSED = [
 ]
 
 
-def route_of(call: str) -> pz.Route:
+def route_of(call: str) -> pz.Route[Any]:
     (route,) = [r for r in pz.ROUTES if r.path == f"mobile/{call}"]
     return route
 

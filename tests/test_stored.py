@@ -46,7 +46,7 @@ def test_plans_states_events_and_answers_store_times_in_the_one_format() -> None
     found = times_in(stored)
     assert len(found) >= 8  # observed_at twice, three windows, the events...
     assert all(STORED.match(t) for t in found), found
-    again = pz.RegistrationState.from_dict(stored["state"], clock=clock)
+    again = pz.RegistrationState.from_dict(state.to_dict(), clock=clock)
     assert again.events == state.events and again.plan == state.plan
 
 

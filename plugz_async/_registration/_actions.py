@@ -15,7 +15,7 @@ once, and both runners have it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -68,46 +68,50 @@ async def request_code(
     return ctx.machine.code_requested(state, request)
 
 
-async def answer_captcha(
-    ctx: StepContext, state: RegistrationState, given: str | None
-) -> RegistrationState:
-    """Send the captcha's text (none: no way to answer it)."""
-    machine = ctx.machine
-    if given is None:
-        return machine.input_missing(state)
-    try:
-        answer = await ctx.client.respond_captcha(given)
-    except InvalidArgument:
-        return machine.captcha_invalid(state)
-    return machine.captcha_answered(state, answer)
+@attrs.frozen
+class _Input:
+    """A step that sends what a person gave: how it is sent, and what follows when none
+    was given, when it was refused before sending (not a code...), and when answered."""
+
+    send: Callable[[PlugzClient, str], Awaitable[Any]]
+    none: Callable[[RegistrationMachine, RegistrationState], RegistrationState]
+    refused: Callable[[RegistrationMachine, RegistrationState, Exception], RegistrationState]
+    answered: Callable[[RegistrationMachine, RegistrationState, Any], RegistrationState]
+
+    async def __call__(
+        self, ctx: StepContext, state: RegistrationState, given: str | None
+    ) -> RegistrationState:
+        machine = ctx.machine
+        if given is None:
+            return self.none(machine, state)
+        try:
+            answer = await self.send(ctx.client, given)
+        except InvalidArgument as error:
+            return self.refused(machine, state, error)
+        return self.answered(machine, state, answer)
 
 
-async def confirm_code(
-    ctx: StepContext, state: RegistrationState, given: str | None
-) -> RegistrationState:
-    """Send the code that came on ``state.channel`` (none came: the next channel)."""
-    machine = ctx.machine
-    if given is None:
-        return machine.code_timed_out(state)
-    try:
-        confirmation = await ctx.client.confirm_code(given)
-    except InvalidArgument as error:
-        return machine.code_invalid(state, error)
-    return machine.code_confirmed(state, confirmation)
-
-
-async def confirm_pin(
-    ctx: StepContext, state: RegistrationState, given: str | None
-) -> RegistrationState:
-    """Send the two-step PIN (none: no way to get it)."""
-    machine = ctx.machine
-    if given is None:
-        return machine.input_missing(state)
-    try:
-        answer = await ctx.client.confirm_pin(given)
-    except InvalidArgument as error:
-        return machine.pin_invalid(state, error)
-    return machine.pin_confirmed(state, answer)
+#: Send the captcha's text (none: no way to answer it).
+answer_captcha = _Input(
+    lambda client, text: client.respond_captcha(text),
+    RegistrationMachine.input_missing,
+    RegistrationMachine.captcha_invalid,
+    RegistrationMachine.captcha_answered,
+)
+#: Send the code that came on ``state.channel`` (none came: the next channel).
+confirm_code = _Input(
+    lambda client, text: client.confirm_code(text),
+    RegistrationMachine.code_timed_out,
+    RegistrationMachine.code_invalid,
+    RegistrationMachine.code_confirmed,
+)
+#: Send the two-step PIN (none: no way to get it).
+confirm_pin = _Input(
+    lambda client, text: client.confirm_pin(text),
+    RegistrationMachine.input_missing,
+    RegistrationMachine.pin_invalid,
+    RegistrationMachine.pin_confirmed,
+)
 
 
 async def confirm_device(

@@ -239,7 +239,9 @@ class RegistrationMachine:
             raise InvalidArgument(f"the step {state.step.value} needs no input")
         return self._end(state, outcome)
 
-    def captcha_invalid(self, state: RegistrationState) -> RegistrationState:
+    def captcha_invalid(
+        self, state: RegistrationState, error: Exception | None = None
+    ) -> RegistrationState:
         """The captcha text could not be sent (empty): it counts as an attempt."""
         _expect(state, RegistrationStep.ANSWER_CAPTCHA)
         return self._captcha_attempt(state)
