@@ -37,3 +37,12 @@ def test_the_plugin_is_registered_as_an_entry_point() -> None:
 
     (found,) = [e for e in entry_points(group="pytest11") if e.name == "plugz_async"]
     assert found.value == "plugz_async.testing.fixtures"
+
+
+def test_the_testing_package_loads_its_fixtures_on_first_use() -> None:
+    import plugz_async.testing as testing
+    from plugz_async.testing import fixtures, plugz_sandbox
+
+    assert plugz_sandbox is fixtures.plugz_sandbox
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = testing.nope
