@@ -365,7 +365,7 @@ class PlugzClient:
             raise ClientClosedError("this PlugzClient is closed; create a new one")
         if self._connections is not None:
             opening = self._state is _State.UNOPENED or self._session is None
-            self._session = self._connections.open(self.base_url)
+            self._session = self._connections.open(self.base_url, self._transport.headers())
             if opening:
                 self._mask(self._connections.secrets)  # the environment's proxy, once read
                 # A pool with this client's headers as its defaults: none sent per request.

@@ -30,8 +30,10 @@ class Connections:
         trust_env: take the proxy from the environment when ``proxy`` is not given
             (read once, when the pool opens).
         trace_configs: aiohttp ``TraceConfig`` objects for your tracing.
-        headers: headers every request carries (a client sends its own with each
-            request when they are not these).
+        headers: headers every request carries; by default, those of the first client
+            that opens the pool (the clients of one account have the same: none of them
+            then merges headers per request; a client whose headers differ sends its own
+            with each request).
 
     Raises:
         ConfigurationError: a setting that is not one.
@@ -83,9 +85,11 @@ class Connections:
         """What to keep out of every message: the password of the proxy in use."""
         return () if self.proxy_in_use is None else self.proxy_in_use.secrets
 
-    def open(self, base_url: str) -> aiohttp.ClientSession:
+    def open(
+        self, base_url: str, headers: Mapping[str, str] | None = None
+    ) -> aiohttp.ClientSession:
         """The pool's session, made on the first call (the environment's proxy is the
-        one for ``base_url``).
+        one for ``base_url``; ``headers`` its defaults, unless the pool was given some).
 
         Raises:
             ClientClosedError: the pool is closed.
@@ -93,6 +97,8 @@ class Connections:
         if self._closed:
             raise ClientClosedError("the connection pool of this PlugzClient is closed")
         if self._session is None:
+            if self.headers is None:
+                self.headers = headers
             proxy = self._proxy
             if proxy is None and self._trust_env:
                 proxy = proxy_from_env(base_url)

@@ -241,6 +241,16 @@ class Assessment:
     observed_monotonic: float
     channels: tuple[ChannelReading, ...]
 
+    @property
+    def steps(self) -> tuple[ChannelReading, ...]:
+        """The old name of `channels` (until the next minor version)."""
+        import warnings
+
+        warnings.warn(
+            "Assessment.steps is now Assessment.channels", DeprecationWarning, stacklevel=2
+        )
+        return self.channels
+
 
 @attrs.frozen(kw_only=True)
 class RegistrationPlan:

@@ -57,12 +57,15 @@ class Received:
 @attrs.frozen
 class Route(Generic[T]):
     """One API route: its HTTP method, its path under the instance, its retry safety,
-    and ``decode(data, received)``, which makes its typed answer from the JSON object."""
+    and ``decode(data, received)``, which makes its typed answer from the JSON object
+    (by default, the object as a ``dict``)."""
 
     method: str
     path: str
     safety: RetrySafety
-    decode: Callable[[Mapping[str, Any], Received], T] = attrs.field(eq=False, repr=False)
+    decode: Callable[[Mapping[str, Any], Received], T] = attrs.field(
+        default=lambda data, received: dict(data), eq=False, repr=False
+    )
 
 
 def _availability(data: Mapping[str, Any], received: Received) -> Availability:

@@ -446,9 +446,33 @@ async def test_clients_of_many_instances_share_one_pool_and_never_close_it(api: 
         await second.check_availability(NUMBER)
     await second.aclose()
     assert len(api.requests()) == 3
-    # The pool carries the clients' headers? No: it was made without them, so each request
-    # carries its own, and the server saw every one.
     assert all(r["headers"].get("Client-Token") for r in api.requests())
+
+
+async def test_a_pool_takes_the_headers_of_its_first_client(api: Sandbox) -> None:
+    """The clients of one account share their headers as the pool's defaults: none of them
+    merges headers per request. One of another account sends its own."""
+    pool = pz.Connections()
+    first, second = make(api, connections=pool), make(api, connections=pool)
+    other = pz.PlugzClient(
+        INSTANCE_ID,
+        INSTANCE_TOKEN,
+        "another-account-token",
+        base_url=api.base_url,
+        connections=pool,
+        retry=pz.RetryPolicy(attempts=1),
+    )
+    await first.check_availability(NUMBER)
+    await second.check_availability(NUMBER)
+    with pytest.raises(pz.AuthenticationError):  # the sandbox knows one account
+        await other.check_availability(NUMBER)
+    session = pool.open(api.base_url)
+    assert first._transport.own_session is second._transport.own_session is session
+    assert other._transport.own_session is None
+    assert [r["auth"] for r in api.requests()][-1] != "ok"  # its own token went
+    for client in (first, second, other):
+        await client.aclose()
+    await pool.aclose()
 
 
 async def test_what_goes_on_the_wire(api: Sandbox) -> None:

@@ -502,3 +502,22 @@ async def test_codes_that_never_come_move_to_the_next_channel_then_end_no_code(
 def test_from_dict_refuses_what_is_not_a_stored_state(data: object) -> None:
     with pytest.raises(pz.PlanDataError, match="not a stored registration state"):
         pz.RegistrationState.from_dict(data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("number", "ending"),
+    [("+55 11 90000-0008", "captcha_failed"), ("+55 11 90000-0009", "pin_rejected")],
+)
+async def test_a_callable_that_answers_none_gave_a_refused_answer(
+    client: pz.PlugzClient, number: str, ending: str
+) -> None:
+    """None from ``captcha()`` or ``pin()`` is not sent and counts as a refused answer (as
+    docs/flow.md says); only a missing callable means "no way to answer"."""
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    result = await client.registration(number).run(
+        **{**a_person(CONFIRMATION_CODE), "captcha": nothing, "pin": nothing}
+    )
+    assert result.outcome.value == ending

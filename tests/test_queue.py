@@ -751,3 +751,39 @@ async def test_the_driver_and_the_queue_run_the_same_table_of_actions(
     for number in numbers:
         assert steps_of("driver", number) == steps_of("queue", number), number
     assert {step for _, step in taken["queue"]} == set(ACTIONS)  # every action, both runners
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"base_url": "api.plugzapi.com.br"}, "base_url"),
+        ({"client_token": "two words"}, "client_token must not contain spaces"),
+        ({"request_timeout": 0}, "timeout must be a positive number"),
+    ],
+)
+def test_a_worker_refuses_a_bad_client_setting_as_it_is_made(
+    redis_url: str, setting: dict[str, Any], message: str
+) -> None:
+    """Not at each instance's first step, where it would fail every registration in turn."""
+    settings: dict[str, Any] = {"client_token": "ct", "credentials": {}, "environ": {}}
+    with pytest.raises(pz.ConfigurationError, match=message):
+        QueueWorker(redis_url, **{**settings, **setting})
+
+
+async def test_a_step_that_sends_nothing_needs_no_client() -> None:
+    """No input came, or a transfer is to be polled: the action sends nothing, so the
+    runner asks for no instance token and no place in the rate limit."""
+    from plugz_async.queue._steps import StepRunner
+
+    async def no_token(instance: str) -> pz.PlugzClient:
+        raise AssertionError(f"asked for the client of {instance}")
+
+    runner = StepRunner(
+        store=cast("Store", None),
+        scheduler=cast("Any", None),
+        machine=RegistrationMachine(planner=pz.RegistrationPlanner()),
+        client_for=no_token,
+    )
+    context = await runner._context(cast("Any", None), sending=False)
+    with pytest.raises(RuntimeError, match="sends nothing"):
+        _ = context.client

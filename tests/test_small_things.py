@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import pytest
 
 import plugz_async as pz
@@ -62,3 +65,29 @@ def test_a_client_used_with_plain_with_says_to_use_async_with() -> None:
         client,
     ):
         pass
+
+
+def test_old_names_of_the_planner_and_the_machine_still_answer() -> None:
+    clock = pz.FakeClock()
+    planner = pz.RegistrationPlanner(clock=clock)
+    number = pz.PhoneNumber.parse("+55 44 99999-9999")
+    from plugz_async._models import decode_availability
+
+    answer = decode_availability({"available": True}, number=number, observed_at=clock.now())
+    assessment = planner.assess(answer)
+    with pytest.warns(DeprecationWarning, match="Assessment.channels"):
+        assert assessment.steps == assessment.channels
+    machine = pz.RegistrationMachine(planner=planner)
+    state = attrs.evolve(machine.start(number), step=pz.RegistrationStep.CONFIRM_DEVICE)
+    with pytest.warns(DeprecationWarning, match="no longer needed"):
+        assert machine.device_waiting(state) is state
+
+
+def test_a_route_made_without_a_decoder_answers_its_json() -> None:
+    from datetime import datetime, timezone
+
+    from plugz_async._routes import Received
+
+    route: pz.Route[Any] = pz.Route("GET", "mobile/other", pz.RetrySafety.SAFE)
+    received = Received("mobile/other", datetime.now(timezone.utc))
+    assert route.decode({"a": 1}, received) == {"a": 1}

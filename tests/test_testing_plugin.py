@@ -46,3 +46,19 @@ def test_the_testing_package_loads_its_fixtures_on_first_use() -> None:
     assert plugz_sandbox is fixtures.plugz_sandbox
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = testing.nope
+
+
+def test_the_package_named_as_a_plugin_brings_its_fixtures(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With plugin autoloading off, ``-p plugz_async.testing`` (the name a conftest's
+    ``pytest_plugins`` would give) registers the fixtures."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(
+        test_named="""
+def test_the_sandbox_is_there(plugz_sandbox):
+    assert plugz_sandbox.base_url.startswith("http://127.0.0.1:")
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "plugz_async.testing", "-W", "error")
+    result.assert_outcomes(passed=1)

@@ -39,14 +39,22 @@ class StepContext:
 
     Attributes:
         machine: the registration's rules.
-        client: the client of the registration's instance.
+        client: the client of the registration's instance (``None`` for a step that sends
+            nothing: no input came, or a transfer to poll).
         request_timeout: the code request's timeout (``None``: the client's); the queue
             bounds it by the intent's lease.
     """
 
     machine: RegistrationMachine
-    client: PlugzClient
+    _client: PlugzClient | None
     request_timeout: float | None = None
+
+    @property
+    def client(self) -> PlugzClient:
+        """The instance's client (a context made for a step that sends nothing has none)."""
+        if self._client is None:
+            raise RuntimeError("this step was run as one that sends nothing")
+        return self._client
 
 
 Action = Callable[[StepContext, RegistrationState, "str | None"], Awaitable[RegistrationState]]

@@ -222,11 +222,13 @@ class Registration:
                 return await asyncio.wait_for(code(state.channel), self._code_timeout)
             except asyncio.TimeoutError:
                 return None
+        # A callable that answers None gave no answer: "" is not sent, and counts as a
+        # refused answer (None from the step means there is no callable at all).
         if step is RegistrationStep.ANSWER_CAPTCHA and captcha is not None:
             assert state.captcha is not None
-            return await captcha(state.captcha)
+            return await captcha(state.captcha) or ""
         if step is RegistrationStep.CONFIRM_PIN and pin is not None:
-            return await pin()
+            return await pin() or ""
         if step is RegistrationStep.CONFIRM_DEVICE and device_confirmed is not None:
             await device_confirmed()
             return APPROVED

@@ -358,6 +358,20 @@ class RegistrationMachine:
             return self._end(state, RegistrationOutcome.PIN_REJECTED)
         return attrs.evolve(state, pin_attempts=attempts)
 
+    def device_waiting(self, state: RegistrationState) -> RegistrationState:
+        """Deprecated: `code_confirmed` says the transfer waits for its approval (the
+        ``device_waiting`` event) as it moves to ``CONFIRM_DEVICE``. Returns ``state``."""
+        import warnings
+
+        warnings.warn(
+            "RegistrationMachine.device_waiting() is no longer needed: code_confirmed adds"
+            " the device_waiting event",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        _expect(state, RegistrationStep.CONFIRM_DEVICE)
+        return state
+
     def device_approved(self, state: RegistrationState) -> RegistrationState:
         """The user says the transfer is approved (or a runner that cannot wait for them
         lets polling see it): ask the server until ``device_timeout`` has passed."""

@@ -160,11 +160,9 @@ class StepRunner(StepWriter):
 
     async def _context(self, record: Record, *, sending: bool = True) -> StepContext:
         """What a step's action works with: the rules, and the instance's client (once
-        its rate limit lets a request go, when the action sends one)."""
-        if sending:
-            client = await self._client(record)
-        else:
-            client = await self.client_for(record.instance)
+        its rate limit lets a request go), or no client for an action that sends nothing
+        (it needs no token for the instance, nor a place in its rate limit)."""
+        client = await self._client(record) if sending else None
         return StepContext(self.machine, client, self.request_timeout)
 
     async def _checked(

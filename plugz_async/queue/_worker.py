@@ -24,13 +24,13 @@ from saq import Worker as SaqWorker
 from saq.types import Context, PartialTimersDict
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN
+from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, base_url_of, credential
 from plugz_async._connections import Connections
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._registration import RegistrationMachine
 from plugz_async._retry import RetryPolicy
-from plugz_async._transport import AttemptMiddleware
+from plugz_async._transport import AttemptMiddleware, as_timeout
 
 from ._engine import STEP_FUNCTION, SaqScheduler
 from ._limits import InstanceRateLimit, parse_rate
@@ -192,8 +192,13 @@ class QueueWorker:
             raise ConfigurationError(
                 f"the worker needs the account's Client-Token: set {ENV_CLIENT_TOKEN}"
             )
-        self._client_token = token.strip()
+        # Every setting of the clients is checked now, not at each instance's first step
+        # (where a mistake would fail every registration of the queue in turn).
+        self._client_token = credential("client_token", token.strip())
         self._base_url = base_url or env.get(ENV_BASE_URL, "").strip() or None
+        if self._base_url is not None:
+            base_url_of(self._base_url)
+        as_timeout(request_timeout)
         if rate_limit is not None:
             parse_rate(rate_limit)  # a bad rate is refused now, not at the first step
         self.rate_limit = rate_limit

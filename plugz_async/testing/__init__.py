@@ -18,6 +18,10 @@ from typing import Any
 
 __all__ = ["plugz_client", "plugz_env", "plugz_sandbox"]
 
+#: Named as a plugin itself (``pytest -p plugz_async.testing``, or ``pytest_plugins``), this
+#: package brings its fixtures' module along.
+pytest_plugins = ["plugz_async.testing.fixtures"]
+
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
