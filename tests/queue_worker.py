@@ -66,6 +66,7 @@ def main() -> None:
     fault = os.environ.get("PLUGZ_TEST_FAULT", "")
     worker = QueueWorker(
         concurrency=int(os.environ.get("PLUGZ_TEST_CONCURRENCY", "10")),
+        timed_concurrency=int(os.environ.get("PLUGZ_TEST_TIMED_CONCURRENCY", "0")) or None,
         rate_limit=os.environ.get("PLUGZ_TEST_RATE_LIMIT") or None,
         heartbeat=1,
         sweep_interval=1,

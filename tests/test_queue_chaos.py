@@ -430,7 +430,9 @@ async def test_sigterm_lets_the_code_request_in_flight_finish(
 BURST = 40
 BURST_CONFIG = attrs.evolve(CONFIG, instances=BURST, wait_scale=0.16, random_codes=True)
 BURST_WORKER = {
-    "PLUGZ_TEST_CONCURRENCY": str(BURST),
+    # Every code request in flight at once: the timed steps' share holds them all.
+    "PLUGZ_TEST_CONCURRENCY": str(BURST + 4),
+    "PLUGZ_TEST_TIMED_CONCURRENCY": str(BURST),
     "PLUGZ_TEST_REQUEST_TIMEOUT": "6",
     "PLUGZ_TEST_CODE_WAIT_FLOOR": "19",
 }

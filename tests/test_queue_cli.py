@@ -183,6 +183,7 @@ def test_a_worker_process_runs_a_registration_fed_from_the_command_line(
         [
             *(sys.executable, "-m", "plugz_async", "worker", "--web", "--web-port", "0"),
             *("--device-poll-interval", "0.2", "--input-timeout", "20"),
+            *("--timed-concurrency", "6"),
         ],
         env=worker_env,
         stdin=subprocess.DEVNULL,
@@ -194,14 +195,17 @@ def test_a_worker_process_runs_a_registration_fed_from_the_command_line(
         started = read_line(worker)
         assert started.startswith(
             f"worker started: queue 'plugz' at redis://{REDIS_USER}:***@127.0.0.1:"
-            f"{redis_server.port}/0, concurrency 10, rate limit 5/second per instance, "
+            f"{redis_server.port}/0, concurrency 10 (6 kept for timed steps), rate limit"
+            " 5/second per instance, "
             "tokens for 4 instances, web UI at http://127.0.0.1:"
         )
         # saq's web UI answers, on loopback, about this queue.
         web = re.search(r"web UI at (http://127\.0\.0\.1:\d+)/queues/plugz$", started.strip())
         assert web is not None
         with urllib.request.urlopen(web.group(1) + "/api/queues", timeout=5) as answer:
-            assert [q["name"] for q in json.load(answer)["queues"]] == ["plugz"]
+            # Both lanes: the timed steps' and the checks'.
+            queues = [q["name"] for q in json.load(answer)["queues"]]
+            assert sorted(queues) == ["plugz", "plugz-checks"]
         with urllib.request.urlopen(web.group(0).split(" at ")[1], timeout=5) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
 

@@ -16,7 +16,8 @@ mid-request: see docs/scale.md. Needs the ``queue`` extra:
 
 Inside: ``_store`` (Redis, compare-and-set), ``_record`` (a registration as read),
 ``_inputs`` (input given and workers' records, beside the registrations), ``_engine``
-(the job engine behind one small interface), ``_steps`` (a step, as a job), ``_limits``
+(the job engine behind one small interface, its two lanes), ``_lateness`` (how late
+steps start), ``_steps`` (a step, as a job), ``_limits``
 (per-instance rate limits), ``_worker`` (the worker process), ``_settings`` (the Redis
 URL and instance tokens it reads), ``_api`` (the producer's side), ``_status`` (what it
 reports).
@@ -28,19 +29,23 @@ for _module in ("saq", "redis", "limits"):
     require(_module, feature="plugz_async.queue", extra="queue")
 
 from ._api import RegistrationQueue  # noqa: E402
-from ._engine import StepScheduler  # noqa: E402
+from ._engine import StepScheduler, checks_queue_name  # noqa: E402
+from ._lateness import Lateness, LatenessSummary  # noqa: E402
 from ._settings import Credentials, credentials_from_env, read_credentials_file  # noqa: E402
 from ._status import QueueEvent, RegistrationStatus, WorkerStatus  # noqa: E402
 from ._worker import QueueWorker  # noqa: E402
 
 __all__ = [
     "Credentials",
+    "Lateness",
+    "LatenessSummary",
     "QueueEvent",
     "QueueWorker",
     "RegistrationQueue",
     "RegistrationStatus",
     "StepScheduler",
     "WorkerStatus",
+    "checks_queue_name",
     "credentials_from_env",
     "read_credentials_file",
 ]

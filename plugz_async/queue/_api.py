@@ -32,7 +32,7 @@ from plugz_async._registration import (
     event_from_dict,
 )
 
-from ._engine import SaqScheduler
+from ._engine import SaqScheduler, checks_queue_name
 from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
 from ._record import CANCELLED, Record, new_step_id
 from ._settings import redis_url_of
@@ -87,7 +87,8 @@ class RegistrationQueue:
         )
         self._saq = RedisQueue.from_url(self.redis_url, name=queue)
         self._store = Store(self._saq.redis, queue=queue)
-        self._scheduler = SaqScheduler(self._saq)
+        checks = RedisQueue(self._saq.redis, name=checks_queue_name(queue))
+        self._scheduler = SaqScheduler(self._saq, checks)
         self._connected = False
 
     def __repr__(self) -> str:
@@ -149,15 +150,16 @@ class RegistrationQueue:
         await self.connect()
         step_id = new_step_id()
         now = time.time()
+        state = self._machine.start(phone)
         created, _ = await self._store.create(
-            self._machine.start(phone),
+            state,
             instance=instance,
             step_id=step_id,
             due=now,
             restart=restart,
         )
         if created:
-            await self._scheduler.schedule(phone.e164, step_id, now)
+            await self._scheduler.schedule(phone.e164, step_id, now, step=state.step.value)
         status = await self.status(phone)
         if not created and status.instance != instance:
             raise RegistrationStateError(
@@ -210,7 +212,7 @@ class RegistrationQueue:
         # Read again: the step may have moved on since (it then sees the input itself).
         record = await self._record(phone)
         if not record.done and INPUT_KINDS.get(RegistrationStep(record.state["step"])) == kind:
-            await self._scheduler.schedule(phone.e164, record.step_id, 0.0, reason="input")
+            await self._wake(record)
         return self._status(record)
 
     async def cancel(self, number: str | PhoneNumber) -> RegistrationStatus:
@@ -236,7 +238,7 @@ class RegistrationQueue:
             except StaleWriteError:
                 record = await self._record(phone)  # a worker moved it on: it will see it
         if not record.done:
-            await self._scheduler.schedule(phone.e164, record.step_id, 0.0, reason="input")
+            await self._wake(record)
         return await self.status(phone)
 
     async def request_unbanning(
@@ -330,6 +332,12 @@ class RegistrationQueue:
                     version=int(fields["version"]),
                     event=event_from_dict(json.loads(fields["event"])),
                 )
+
+    async def _wake(self, record: Record) -> None:
+        """Have ``record``'s step run now (an input or a cancel came for it)."""
+        await self._scheduler.schedule(
+            record.number, record.step_id, 0.0, step=record.status, reason="input"
+        )
 
     async def _record(self, phone: PhoneNumber) -> Record:
         await self.connect()

@@ -7,6 +7,15 @@ worker died is swept and run again), and schedules in whole seconds, polled once
 second: a step due at ``T`` is enqueued for ``floor(T) - 1``, so it starts up to two
 seconds early, and sleeps to ``T`` (it checks the time again before it sends
 anything), instead of up to two seconds late.
+
+**Two lanes.** saq's Redis queue is first in, first out, and has no priorities (its
+Postgres queue has). A step whose moment has come (a code request, a confirm, a device
+poll) must not wait behind a burst of checks, which have no moment: checks go to a queue
+of their own (``<name>-checks``, `checks_queue_name`), every other step to the queue
+``<name>``, and a worker serves each lane with its own share of its capacity
+(``QueueWorker(timed_concurrency=...)``), so checks can never take the share of the timed
+steps. A step's lane follows from its kind alone: a step id is always on the same lane,
+and saq's refusal of a second job of the same key holds as before.
 """
 
 from __future__ import annotations
@@ -15,7 +24,16 @@ import math
 import time
 from typing import Any, Protocol
 
-__all__ = ["STEP_FUNCTION", "SaqScheduler", "StepScheduler", "job_key"]
+from plugz_async._registration import RegistrationStep
+
+__all__ = [
+    "STEP_FUNCTION",
+    "SaqScheduler",
+    "StepScheduler",
+    "checks_queue_name",
+    "is_check",
+    "job_key",
+]
 
 #: The name of the one job function the queue's workers run.
 STEP_FUNCTION = "plugz_registration_step"
@@ -31,9 +49,23 @@ STEP_RETRIES = 1_000_000
 class StepScheduler(Protocol):
     """Runs a registration's step at a moment."""
 
-    async def schedule(self, number: str, step_id: str, at: float, *, reason: str = "") -> None:
+    async def schedule(
+        self, number: str, step_id: str, at: float, *, step: str, reason: str = ""
+    ) -> None:
         """Have the step ``step_id`` of ``number``'s registration run at ``at`` (Unix
-        time), not before; once, even if asked twice with the same ``reason``."""
+        time), not before; once, even if asked twice with the same ``reason``. ``step``
+        is its kind (a `RegistrationStep` value): checks and timed steps run apart."""
+
+
+def checks_queue_name(queue: str) -> str:
+    """The saq queue of the checks of the queue ``queue`` (its other steps are on
+    ``queue`` itself)."""
+    return f"{queue}-checks"
+
+
+def is_check(step: str) -> bool:
+    """Whether a step of this kind (a `RegistrationStep` value) goes to the checks' lane."""
+    return step == RegistrationStep.CHECK.value
 
 
 def job_key(number: str, step_id: str, reason: str = "") -> str:
@@ -42,10 +74,11 @@ def job_key(number: str, step_id: str, reason: str = "") -> str:
 
 
 class SaqScheduler:
-    """`StepScheduler` on a saq queue.
+    """`StepScheduler` on two saq queues: the timed steps' and the checks'.
 
     Args:
-        queue: the saq ``Queue``.
+        queue: the saq ``Queue`` of the timed steps (named as the registration queue).
+        checks: the saq ``Queue`` of the checks (named `checks_queue_name`).
         timeout: seconds a step may run before saq cancels it.
         heartbeat: seconds without a heartbeat after which a running step counts as
             abandoned (its worker died or stalled) and is run again.
@@ -55,21 +88,26 @@ class SaqScheduler:
     def __init__(
         self,
         queue: Any,
+        checks: Any,
         *,
         heartbeat: int = 5,
         timeout: int = STEP_TIMEOUT,
         retries: int = STEP_RETRIES,
     ) -> None:
         self.queue = queue
+        self.checks = checks
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.retries = retries
 
-    async def schedule(self, number: str, step_id: str, at: float, *, reason: str = "") -> None:
+    async def schedule(
+        self, number: str, step_id: str, at: float, *, step: str, reason: str = ""
+    ) -> None:
         # saq moves due jobs to the queue once a second, at whole seconds: a job is taken
         # one second early, and the step sleeps to its moment (it never acts early).
         scheduled = math.floor(at) - 1 if at > time.time() + 1 else 0
-        await self.queue.enqueue(
+        lane = self.checks if is_check(step) else self.queue
+        await lane.enqueue(
             STEP_FUNCTION,
             key=job_key(number, step_id, reason),
             scheduled=scheduled,

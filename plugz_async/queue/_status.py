@@ -23,6 +23,7 @@ from plugz_async._registration import (
 )
 from plugz_async._stored import to_iso
 
+from ._lateness import Lateness
 from ._record import CANCELLED, FAILED
 
 __all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationStatus", "WorkerStatus"]
@@ -42,6 +43,8 @@ class WorkerStatus:
         last_seen: its last heartbeat.
         running: the steps it was running then.
         concurrency: the steps it runs at most.
+        timed_concurrency: of those, the share kept for timed steps (None: not said).
+        lateness: how late its steps started, by kind of step, since it started.
         alive: its heartbeat is recent (within its own interval and a second), and it
             did not say it stopped.
         stopped_at: when it stopped gracefully (None: running, or it died).
@@ -56,6 +59,8 @@ class WorkerStatus:
     concurrency: int | None
     alive: bool
     stopped_at: datetime | None = None
+    timed_concurrency: int | None = None
+    lateness: Lateness = attrs.field(factory=Lateness, eq=False, repr=False)
 
     @classmethod
     def of(cls, said: Mapping[str, Any], now: float) -> WorkerStatus:
@@ -80,6 +85,10 @@ class WorkerStatus:
             concurrency=None if said.get("concurrency") is None else int(said["concurrency"]),
             alive=stopped is None and now - seen <= ttl + 1.0,
             stopped_at=at(stopped),
+            timed_concurrency=(
+                None if said.get("timed_concurrency") is None else int(said["timed_concurrency"])
+            ),
+            lateness=Lateness.from_dict(said.get("late") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +103,10 @@ class WorkerStatus:
             "concurrency": self.concurrency,
             "alive": self.alive,
             "stopped_at": None if self.stopped_at is None else to_iso(self.stopped_at),
+            "timed_concurrency": self.timed_concurrency,
+            "lateness": {
+                kind: summary.to_dict() for kind, summary in self.lateness.summaries().items()
+            },
         }
 
 

@@ -47,6 +47,7 @@ from plugz_async._registration import (
     StepContext,
 )
 
+from ._lateness import Lateness
 from ._store import CodeIntent, Record, new_step_id
 from ._writes import INPUT_KINDS, StepWriter, describe, not_processed
 
@@ -91,6 +92,7 @@ class StepRunner(StepWriter):
             still be sent (a run slower than that sends nothing).
         max_sleep: a step due this close runs now and sleeps to its moment; a later
             one is scheduled.
+        lateness: where how late each step started is noted (None: nowhere).
         max_errors: transient errors in a row before the registration is given up.
         code_wait_floor: the shortest wait a code request starts (seconds): a dead run's
             code request looked at again later than that after it, with no wait in force,
@@ -99,18 +101,21 @@ class StepRunner(StepWriter):
 
     client_for: ClientFor
     acquire: Acquire | None = None
+    lateness: Lateness | None = None
     max_sleep: float = 3.0
     code_wait_floor: float = CODE_WAIT_FLOOR
 
     # -- the job ---------------------------------------------------------------------------
 
-    async def run(self, number: str, step_id: str) -> str:
-        """Run the step ``step_id`` of ``number``'s registration; returns what it did."""
+    async def run(self, number: str, step_id: str, *, queued: float | None = None) -> str:
+        """Run the step ``step_id`` of ``number``'s registration; returns what it did.
+        ``queued``: when its job was queued (Unix time), the moment of a step whose
+        input came before its wait ran out."""
         record = await self.store.load(number)
         if record is None or record.done:
             return "finished"
         if record.step_id != step_id:
-            await self.scheduler.schedule(number, record.step_id, record.due)
+            await self.scheduler.schedule(number, record.step_id, record.due, step=record.status)
             return "stale"
         try:
             state = RegistrationState.from_dict(record.state, clock=self.clock)
@@ -120,14 +125,21 @@ class StepRunner(StepWriter):
         if record.intent is None and await self._cancel_asked(record):
             return await self._cancel(record)
         early = record.due - self.now()
-        if early > 0 and not await self._input_given(record, state):
+        given = early > 0 and await self._input_given(record, state)
+        if early > 0 and not given:
             if early > self.max_sleep:
                 # A job of ours that ran early (another host's clock ahead): run again at
                 # the due time, under a key of its own (this job's key is still active).
                 reason = f"early-{new_step_id()[:8]}"
-                await self.scheduler.schedule(number, record.step_id, record.due, reason=reason)
+                await self.scheduler.schedule(
+                    number, record.step_id, record.due, step=record.status, reason=reason
+                )
                 return "early"
             await self.clock.sleep(early)
+        if self.lateness is not None:
+            # Its moment: when it fell due, or when its input came (its job was queued).
+            moment = (self.now() if queued is None else queued) if given else record.due
+            self.lateness.note(state.step.value, self.now() - moment)
         try:
             done = await self._step(record, state)
             logger.info("registration of %s: step %s -> %s", number, state.step.value, done)
@@ -319,7 +331,7 @@ class StepRunner(StepWriter):
         engine) would have the engine refuse it, and the wake-up would be lost."""
         reason = f"lease-{new_step_id()[:8]}"
         await self.scheduler.schedule(
-            record.number, record.step_id, self.now() + after, reason=reason
+            record.number, record.step_id, self.now() + after, step=record.status, reason=reason
         )
 
     async def _recheck(

@@ -1,11 +1,13 @@
 """A worker process: saq's worker running the registration's steps.
 
 `QueueWorker` builds what the steps need (one connection pool, a client per instance
-from the worker's credentials, the per-instance rate limit, the store) and runs a
-saq ``Worker`` with one job function. It stops gracefully on SIGTERM or SIGINT: it
-takes no new step, lets the steps in flight finish (``shutdown_grace`` seconds at
-most; a step cut then is run again elsewhere, and a cut code request is settled by
-its intent), and closes what it opened.
+from the worker's credentials, the per-instance rate limit, the store) and runs two
+saq ``Worker`` s with one job function: one serves the timed steps (code requests,
+confirms, polls: each has a moment), the other the checks, each with its own share of
+the worker's concurrency, so that a burst of checks never delays a step that is due.
+It stops gracefully on SIGTERM or SIGINT: it takes no new step, lets the steps in
+flight finish (``shutdown_grace`` seconds at most; a step cut then is run again
+elsewhere, and a cut code request is settled by its intent), and closes what it opened.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -32,7 +35,8 @@ from plugz_async._registration import RegistrationMachine
 from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware, as_timeout
 
-from ._engine import STEP_FUNCTION, SaqScheduler
+from ._engine import STEP_FUNCTION, SaqScheduler, checks_queue_name
+from ._lateness import Lateness
 from ._limits import InstanceRateLimit, parse_rate
 from ._settings import (
     ENV_INSTANCES_FILE,
@@ -62,6 +66,10 @@ class _GracefulWorker(SaqWorker[Context]):
 
     grace: float = 30.0
     stop_requested: bool = False
+    #: The lanes whose steps `worker_info` counts as running (this one's by default).
+    lanes: Sequence[_GracefulWorker] = ()
+    #: Where the worker's steps note how late they start (said with its heartbeat).
+    lateness: Lateness | None = None
 
     async def upkeep(self) -> list[asyncio.Task[None]]:
         tasks: list[asyncio.Task[None]] = await super().upkeep()
@@ -72,7 +80,10 @@ class _GracefulWorker(SaqWorker[Context]):
     async def worker_info(self, ttl: int = 60) -> Any:
         # What `queue workers` shows: the steps running now, with the host and pid given.
         if self._metadata is not None:
-            self._metadata["running"] = len(self.job_task_contexts)
+            lanes = self.lanes or (self,)
+            self._metadata["running"] = sum(len(lane.job_task_contexts) for lane in lanes)
+            if self.lateness is not None:
+                self._metadata["late"] = self.lateness.to_dict()
         return await super().worker_info(ttl)
 
     async def say_stopped(self) -> None:
@@ -111,7 +122,11 @@ class QueueWorker:
     Args:
         redis_url: the Redis of the queue (``PLUGZ_REDIS_URL`` when None).
         queue: the queue's name (registrations and workers of one queue share it).
-        concurrency: steps run at once by this worker.
+        concurrency: steps run at once by this worker, checks and timed steps together.
+        timed_concurrency: the share of ``concurrency`` kept for the timed steps (code
+            requests, confirms, polls), which checks never take; the rest serves checks.
+            By default three quarters (timed steps are most of a registration's
+            requests). At least 1, and short of ``concurrency`` by one at least.
         credentials: where instance tokens come from (`Credentials`); by default the
             ``PLUGZ_*`` variables (`credentials_from_env`).
         client_token: the account's Client-Token (``PLUGZ_CLIENT_TOKEN`` when None).
@@ -155,6 +170,7 @@ class QueueWorker:
         *,
         queue: str = "plugz",
         concurrency: int = 10,
+        timed_concurrency: int | None = None,
         credentials: Credentials | None = None,
         client_token: str | None = None,
         base_url: str | None = None,
@@ -180,8 +196,18 @@ class QueueWorker:
     ) -> None:
         env = os.environ if environ is None else environ
         self.redis_url = redis_url_of(redis_url, env)
-        if concurrency < 1:
-            raise InvalidArgument("concurrency must be at least 1")
+        if concurrency < 2:
+            raise InvalidArgument(
+                "concurrency must be at least 2 (one step for the checks, one for the rest)"
+            )
+        if timed_concurrency is None:
+            timed_concurrency = max(1, min(concurrency - 1, round(concurrency * 0.75)))
+        if not 1 <= timed_concurrency < concurrency:
+            raise InvalidArgument(
+                f"timed_concurrency must be from 1 to {concurrency - 1} (concurrency less"
+                f" one, the checks' share), not {timed_concurrency}"
+            )
+        self.timed_concurrency = timed_concurrency
         if heartbeat < 1 or sweep_interval < 1:
             raise InvalidArgument("heartbeat and sweep_interval must be at least 1 second")
         self.queue_name = queue
@@ -230,7 +256,9 @@ class QueueWorker:
             )
         self._middlewares = tuple(middlewares)
         self._clients: dict[str, Any] = {}
-        self._saq: _GracefulWorker | None = None
+        self._lanes: list[_GracefulWorker] = []
+        #: How late this worker's steps started, by kind (see `Lateness`).
+        self.lateness = Lateness()
         self._stop_requested = False
         self.handle_signals = handle_signals
 
@@ -256,7 +284,7 @@ class QueueWorker:
     def __repr__(self) -> str:
         return (
             f"QueueWorker(queue={self.queue_name!r}, concurrency={self.concurrency},"
-            f" rate_limit={self.rate_limit!r})"
+            f" timed_concurrency={self.timed_concurrency}, rate_limit={self.rate_limit!r})"
         )
 
     async def _token(self, instance: str) -> str:
@@ -278,17 +306,28 @@ class QueueWorker:
         """Work until SIGTERM or SIGINT (or `stop`), then stop gracefully."""
         saq_queue = WorkerQueue.from_url(self.redis_url, name=self.queue_name)
         assert isinstance(saq_queue, WorkerQueue)
+        checks_queue = WorkerQueue(saq_queue.redis, name=checks_queue_name(self.queue_name))
+        checks_queue.health = saq_queue.health  # one Redis, said away once
         connections = self._pool()
         limit = self._rate_limit(saq_queue)
         try:
             await saq_queue.connect()
+            await checks_queue.connect()
             store = Store(saq_queue.redis, queue=self.queue_name)
-            scheduler = SaqScheduler(saq_queue, heartbeat=self.heartbeat)
+            scheduler = SaqScheduler(saq_queue, checks_queue, heartbeat=self.heartbeat)
             runner = self._runner(store, scheduler, connections, limit)
-            worker = await self._saq_worker(saq_queue, store, runner)
-            await self._serve(worker, store, scheduler)
+            saq_queue.on_worker_info = store.note_worker  # the timed lane speaks for both
+            with contextlib.suppress(OSError, RedisError):
+                await store.forget_old_workers()
+            timed = self._saq_worker(saq_queue, runner, self.timed_concurrency)
+            checks = self._saq_worker(
+                checks_queue, runner, self.concurrency - self.timed_concurrency
+            )
+            timed.lanes = (timed, checks)
+            timed.lateness = self.lateness
+            await self._serve([timed, checks], store, scheduler)
         finally:
-            await self._close(connections, saq_queue)
+            await self._close(connections, saq_queue, checks_queue)
 
     def _pool(self) -> Connections:
         """The worker's one connection pool, which every instance's client shares."""
@@ -358,16 +397,14 @@ class QueueWorker:
             device_poll_interval=self.device_poll_interval,
             request_timeout=self.request_timeout,
             code_wait_floor=self.code_wait_floor,
+            lateness=self.lateness,
         )
 
-    async def _saq_worker(
-        self, saq_queue: WorkerQueue, store: Store, runner: StepRunner
+    def _saq_worker(
+        self, saq_queue: WorkerQueue, runner: StepRunner, concurrency: int
     ) -> _GracefulWorker:
-        """saq's worker: the one job function, its timers, what `queue workers` shows of
-        it (and the records of workers long gone forgotten)."""
-        saq_queue.on_worker_info = store.note_worker
-        with contextlib.suppress(OSError, RedisError):
-            await store.forget_old_workers()
+        """saq's worker of one lane: the one job function, its timers, what `queue
+        workers` shows of it."""
         timers: PartialTimersDict = {
             "sweep": self.sweep_interval,
             "schedule": 1,
@@ -379,7 +416,7 @@ class QueueWorker:
         worker = _GracefulWorker(
             saq_queue,
             functions=[(STEP_FUNCTION, _step_job(runner, self.heartbeat))],
-            concurrency=self.concurrency,
+            concurrency=concurrency,
             dequeue_timeout=1,
             timers=timers,
             metadata={
@@ -387,37 +424,61 @@ class QueueWorker:
                 "pid": os.getpid(),
                 "started": time.time(),
                 "concurrency": self.concurrency,
+                "timed_concurrency": self.timed_concurrency,
                 "running": 0,
             },
         )
         worker.grace = self.shutdown_grace
         worker.stop_requested = self._stop_requested
-        if not self.handle_signals:
-            worker.SIGNALS = []  # the application keeps its own handlers
+        worker.SIGNALS = []  # both lanes stop on one signal: `_serve` handles them
         return worker
 
-    async def _serve(self, worker: _GracefulWorker, store: Store, scheduler: SaqScheduler) -> None:
-        """Run saq's worker until it stops, scheduling lost steps again meanwhile."""
-        self._saq = worker
+    async def _serve(
+        self, lanes: list[_GracefulWorker], store: Store, scheduler: SaqScheduler
+    ) -> None:
+        """Run saq's workers (the lanes) until they stop, scheduling lost steps again
+        meanwhile; on SIGTERM or SIGINT (when it handles them) every lane stops."""
+        self._lanes = lanes
         repairing = asyncio.create_task(_keep_repairing(store, scheduler, self.repair_interval))
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals and os.name != "nt" else ()
+        for signum in signals:
+            loop.add_signal_handler(signum, self._signalled)
         logger.info("worker of queue %s started", self.queue_name)
         try:
-            await worker.start()
+            running = [asyncio.create_task(lane.start()) for lane in lanes]
+            # One lane ending (stopped, or failed) stops the other: a worker is whole.
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            self._signalled()
+            await asyncio.gather(*running)
         finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
             repairing.cancel()
             await asyncio.gather(repairing, return_exceptions=True)
 
-    async def _close(self, connections: Connections, saq_queue: WorkerQueue) -> None:
+    def _signalled(self) -> None:
+        """Have every lane stop taking steps (saq's own handler did so for its one)."""
+        for lane in self._lanes:
+            lane.stop_requested = True  # also when its start() has not made its event yet
+            lane.event.set()
+
+    async def _close(
+        self, connections: Connections, saq_queue: WorkerQueue, checks_queue: WorkerQueue
+    ) -> None:
         """Say the worker stopped (when it was asked to), and close what `run` opened."""
-        if self._saq is not None and self._saq.stop_requested:
-            # Stopped, even cut short by a second signal: say so (it is not gone).
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._saq.say_stopped(), 1.0)
-        self._saq = None
+        for lane in self._lanes:
+            if lane.stop_requested:
+                # Stopped, even cut short by a second signal: say so (it is not gone).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lane.say_stopped(), 1.0)
+        self._lanes = []
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
         await connections.aclose()
+        with contextlib.suppress(OSError, RedisError):
+            await checks_queue._pubsub.close()  # its Redis is the timed lane's: closed next
         await saq_queue.disconnect()
         logger.info("worker of queue %s stopped", self.queue_name)
 
@@ -425,8 +486,7 @@ class QueueWorker:
         """Stop taking steps; `run` returns once the steps in flight have finished (also
         when asked before `run` has started working)."""
         self._stop_requested = True
-        worker = self._saq
-        if worker is not None:
+        for worker in self._lanes:
             worker.stop_requested = True
             health = getattr(worker.queue, "health", None)
             if health is not None:
@@ -454,7 +514,7 @@ def _step_job(runner: StepRunner, heartbeat: int) -> Callable[..., Coroutine[Any
 
         beating = asyncio.create_task(beat())
         try:
-            return await runner.run(number, step_id)
+            return await runner.run(number, step_id, queued=job.queued / 1000)
         finally:
             beating.cancel()
 
@@ -471,7 +531,7 @@ async def _keep_repairing(store: Store, scheduler: SaqScheduler, interval: float
             for number in await store.overdue(time.time() - interval):
                 record = await store.load(number)
                 if record is not None and not record.done:
-                    await scheduler.schedule(number, record.step_id, record.due)
+                    await scheduler.schedule(number, record.step_id, record.due, step=record.status)
         except (OSError, RedisError) as error:  # Redis away for a moment: next round
             logger.warning("could not look for overdue steps: %s", type(error).__name__)
         await asyncio.sleep(interval)

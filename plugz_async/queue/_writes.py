@@ -153,12 +153,13 @@ class StepWriter:
     async def _schedule_next(
         self, record: Record, after: RegistrationState, step_id: str, due: float
     ) -> None:
-        await self.scheduler.schedule(record.number, step_id, due)
+        step = after.step.value
+        await self.scheduler.schedule(record.number, step_id, due, step=step)
         if due > self.now() and (
             await self._input_given(record, after) or await self._cancel_asked(record)
         ):
             # Input given (or a cancel asked) while this step was being written: now.
-            await self.scheduler.schedule(record.number, step_id, 0.0, reason="input")
+            await self.scheduler.schedule(record.number, step_id, 0.0, step=step, reason="input")
 
     async def _cancel_asked(self, record: Record) -> bool:
         return await self.store.peek_input(record.number, CANCEL) is not None
@@ -192,7 +193,7 @@ class StepWriter:
             errors=errors,
             keep_run=True,
         )
-        await self.scheduler.schedule(record.number, step_id, at)
+        await self.scheduler.schedule(record.number, step_id, at, step=state.step.value)
 
     async def _failed(
         self,

@@ -119,7 +119,19 @@ def _work_options(parser: argparse.ArgumentParser) -> None:
     """How the worker runs: steps at once, the rate limit, the waits, the graceful stop."""
     work = parser.add_argument_group("the worker")
     work.add_argument(
-        "--concurrency", type=at_least_one, default=10, metavar="N", help="steps at once (10)"
+        "--concurrency",
+        type=at_least_one,
+        default=10,
+        metavar="N",
+        help="steps at once, checks and timed steps together (10; 2 at least)",
+    )
+    work.add_argument(
+        "--timed-concurrency",
+        type=at_least_one,
+        default=None,
+        metavar="N",
+        help="of those, kept for code requests, confirms and polls, which checks never take"
+        " (three quarters by default)",
     )
     work.add_argument(
         "--rate-limit",
@@ -271,12 +283,21 @@ def _credentials(app: App) -> dict[str, str]:
 async def _serve_web(stack: AsyncExitStack, target: RedisTarget, port: int) -> str:
     """saq's web UI of the queue on ``WEB_HOST:port``, until ``stack`` closes; its URL."""
     from aiohttp import web
+    from saq import Queue
     from saq.queue.redis import RedisQueue
     from saq.web.aiohttp import create_app
 
-    saq_queue = RedisQueue.from_url(target.url, name=target.queue)
-    await saq_queue.connect()
-    app = create_app([saq_queue])  # its shutdown disconnects the queue
+    from plugz_async.queue import checks_queue_name
+
+    # Both lanes (timed steps, checks), each with a Redis of its own: the app's shutdown
+    # disconnects every queue it was given.
+    saq_queues: list[Queue] = [
+        RedisQueue.from_url(target.url, name=name)
+        for name in (target.queue, checks_queue_name(target.queue))
+    ]
+    for saq_queue in saq_queues:
+        await saq_queue.connect()
+    app = create_app(saq_queues)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -400,6 +421,7 @@ def _queue_worker(
             target.url,
             queue=target.queue,
             concurrency=args.concurrency,
+            timed_concurrency=args.timed_concurrency,
             credentials=credentials,
             client_token=client_token,
             base_url=base_url,
@@ -418,13 +440,14 @@ def _queue_worker(
     return queue_worker, len(credentials)
 
 
-def _started(app: App, target: RedisTarget, instances: int) -> str:
+def _started(app: App, target: RedisTarget, worker: QueueWorker, instances: int) -> str:
     """The line that says the worker started: its queue, Redis, and how it runs."""
     args = app.args
     limit = "no rate limit" if args.rate_limit is None else f"rate limit {args.rate_limit}"
     return (
         f"worker started: queue {target.queue!r} at {target.shown}, concurrency "
-        f"{args.concurrency}, {limit} per instance, tokens for {plural(instances, 'instance')}"
+        f"{worker.concurrency} ({worker.timed_concurrency} kept for timed steps), {limit} per"
+        f" instance, tokens for {plural(instances, 'instance')}"
     )
 
 
@@ -433,7 +456,7 @@ async def worker(app: App) -> int:
     planner = app.planner()
     target = redis_target(app)
     queue_worker, instances = _queue_worker(app, target, planner)
-    started = _started(app, target, instances)
+    started = _started(app, target, queue_worker, instances)
     attached = _quiet_logs(app)
     try:
         with redis_errors(target), _Signals(app, args.shutdown_grace) as signals:
