@@ -25,7 +25,8 @@ registration's code was sent it takes the code from the sandbox's code log and c
 available: about 72% ready now and 28% with waits of 1 to 3 s.
 
 Measured: registrations per second from the first ``register`` to the last final state;
-lateness of every code request after its channel opened (the sandbox's clock), with the
+lateness of every code request after its channel opened (the sandbox's clock), and of
+every kind of step after its moment, as the workers count it (`Lateness`), with the
 early ones (there must be none: the bench fails then) and the sandbox's "too early"
 answers; Redis ``used_memory`` after the run minus before, per registration, and again
 once the finished jobs' keys are gone (saq keeps them 600 s: the bench deletes the keys
@@ -490,7 +491,10 @@ def worker_main() -> None:
     counts: Counter[str] = Counter()
     count_round_trips(counts)
     worker = QueueWorker(
-        queue=QUEUE, concurrency=int(os.environ["BENCH_CONCURRENCY"]), rate_limit=None
+        queue=QUEUE,
+        concurrency=int(os.environ["BENCH_CONCURRENCY"]),
+        timed_concurrency=int(os.environ.get("BENCH_TIMED_CONCURRENCY") or 0) or None,
+        rate_limit=None,
     )
     signal.signal(signal.SIGUSR1, lambda *_: counts.clear())  # the run starts now
     profile = os.environ.get("BENCH_PROFILE")
@@ -660,6 +664,7 @@ def run_config(
             "PLUGZ_CLIENT_TOKEN": "sandbox-client-token",
             "PLUGZ_INSTANCES_FILE": str(directory / "instances.json"),
             "BENCH_CONCURRENCY": str(args.concurrency),
+            "BENCH_TIMED_CONCURRENCY": str(args.timed_concurrency or ""),
         }
         calibration = baseline(redis.url, sandbox.url)
         procs = start_workers(workers, env, directory, args.profile)
@@ -699,6 +704,12 @@ def run_config(
         expired, left = redis.expire_finished_jobs()
         memory_expired = redis.used_memory()
         kept_expired = redis.breakdown(n)
+        # Stopped gracefully, each worker writes its record once more: its final counts.
+        for process in procs:
+            process.send_signal(signal.SIGTERM)
+        for process in procs:
+            stop_process(process, STOP_TIMEOUT)
+        steps_late = asyncio.run(step_lateness(redis.url))
     finally:
         for process in procs:
             process.send_signal(signal.SIGTERM)
@@ -733,6 +744,7 @@ def run_config(
         "rate": n / result["seconds"],
         "code_requests": len(code_requests),
         "unmatched_code_requests": stats["unmatched_code_requests"],
+        "steps_late": steps_late,
         "late_p50_ms": percentile(lateness, 0.50) * 1000,
         "late_p99_ms": percentile(lateness, 0.99) * 1000,
         "late_max_ms": max(lateness) * 1000,
@@ -768,6 +780,25 @@ def run_config(
     return row
 
 
+async def step_lateness(redis_url: str) -> dict[str, dict[str, float]]:
+    """How late each kind of step started, in ms, as the workers counted (their records)."""
+    from plugz_async.queue import Lateness, RegistrationQueue
+
+    async with RegistrationQueue(redis_url, queue=QUEUE) as queue:
+        workers = await queue.workers()
+    merged = Lateness.merge(worker.lateness.to_dict() for worker in workers)
+    return {
+        kind: {
+            "count": s.count,
+            "p50_ms": s.p50 * 1000,
+            "p99_ms": s.p99 * 1000,
+            "max_ms": s.max * 1000,
+            "early": s.early,
+        }
+        for kind, s in merged.summaries().items()
+    }
+
+
 # -- the report -------------------------------------------------------------------------------
 
 
@@ -795,6 +826,28 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: The order the steps of a registration come in.
+STEP_ORDER = ("check", "request_code", "answer_captcha", "confirm_code", "confirm_pin")
+
+
+def lateness_table(rows: list[dict[str, Any]]) -> str:
+    """How late each kind of step started after its moment, as the workers counted."""
+    lines = [
+        "| workers | step | steps | started late p50 / p99 / max | early |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        kinds = r["steps_late"]
+        ordered = sorted(kinds, key=lambda k: (*STEP_ORDER, k).index(k))
+        for kind in ordered:
+            s = kinds[kind]
+            lines.append(
+                f"| {r['workers']} | {kind} | {s['count']} | {s['p50_ms']:.0f} / "
+                f"{s['p99_ms']:.0f} / {s['max_ms']:.0f} ms | {s['early']} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_worker"]:
         return worker_main()
@@ -812,6 +865,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="per worker")
+    parser.add_argument(
+        "--timed-concurrency", type=int, help="of those, kept for timed steps (default: 3/4)"
+    )
     parser.add_argument("--wait-scale", type=float, default=WAIT_SCALE)
     parser.add_argument(
         "--sandbox", choices=("process", "thread"), default="process", help="where it runs"
@@ -836,7 +892,11 @@ def main() -> None:
             rows.append(
                 run_config(workers, n, args, directory, lambda text: print(text, file=sys.stderr))
             )
-    text = table(rows)
+    text = (
+        table(rows)
+        + "\n\nHow late each kind of step started after its moment (its due time, or when its input came), as the workers counted:\n\n"
+        + lateness_table(rows)
+    )
     base = next((r for r in rows if r["workers"] == 1), None)
     if base is not None:
         ratios = ", ".join(

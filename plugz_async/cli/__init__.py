@@ -136,6 +136,12 @@ COMMANDS: dict[str, Command] = {
         "worker",
         "run a worker of the durable queue until SIGTERM or Ctrl-C",
     ),
+    "dashboard": Command(
+        ".queue._dashboard",
+        "add_dashboard",
+        "dashboard",
+        "serve the operator's page of a queue: counts, overdue, workers, windows, events",
+    ),
     "queue": Command(
         ".queue",
         "add_queue",

@@ -8,10 +8,14 @@ options ask for (the sandbox only with ``--sandbox``: no other command loads it)
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -339,3 +343,28 @@ def log_handler(app: App, level: int = logging.NOTSET) -> logging.Handler:
 
     handler.addFilter(_Mask())
     return handler
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT (Ctrl-C) or SIGTERM (a supervisor's stop, ``docker stop``),
+    from the moment the block starts: either ends the command cleanly, with its one line. A
+    SIGINT ignored when the process started (a background job of a shell without job
+    control) stays ignored, as every program does."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    wanted = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        wanted.append(signal.SIGINT)
+    for signum in wanted:
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        handled.append(signum)
+    try:
+        yield stop
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

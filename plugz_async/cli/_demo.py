@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
 from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
 
-from ._app import EXIT_OK, App, at_least_one, positive, region_option
+from ._app import EXIT_OK, App, at_least_one, positive, region_option, stop_signals
 from ._render import ResultRow, results_table, summary_line, summary_table, to_json
 
 __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
@@ -182,7 +180,7 @@ async def serve_sandbox(app: App) -> int:
         fault_rate=args.fault_rate,
         instances=args.instances,
     )
-    with _stop_signals() as stopped:  # before the banner: a signal after it is handled
+    with stop_signals() as stopped:  # before the banner: a signal after it is handled
         async with serve(config, host=args.host, port=args.port) as (base_url, _state):
             await _serve_until(app, config, base_url, stopped)
     app.err.print("sandbox stopped")
@@ -214,28 +212,3 @@ async def _serve_until(
     app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
     app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
     await stopped.wait()
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT (Ctrl-C) or SIGTERM (a supervisor's stop, ``docker stop``),
-    from the moment the block starts: either ends the command cleanly, with its one line. A
-    SIGINT ignored when the process started (a background job of a shell without job
-    control) stays ignored, as every program does."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    wanted = [signal.SIGTERM]
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        wanted.append(signal.SIGINT)
-    for signum in wanted:
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            continue
-        handled.append(signum)
-    try:
-        yield stop
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)

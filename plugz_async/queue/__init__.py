@@ -32,7 +32,7 @@ from ._api import RegistrationQueue  # noqa: E402
 from ._engine import StepScheduler, checks_queue_name  # noqa: E402
 from ._lateness import Lateness, LatenessSummary  # noqa: E402
 from ._settings import Credentials, credentials_from_env, read_credentials_file  # noqa: E402
-from ._status import QueueEvent, RegistrationStatus, WorkerStatus  # noqa: E402
+from ._status import QueueEvent, RegistrationStatus, StatusPage, WorkerStatus  # noqa: E402
 from ._worker import QueueWorker  # noqa: E402
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "QueueWorker",
     "RegistrationQueue",
     "RegistrationStatus",
+    "StatusPage",
     "StepScheduler",
     "WorkerStatus",
     "checks_queue_name",

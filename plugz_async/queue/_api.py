@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,11 +37,23 @@ from ._engine import SaqScheduler, checks_queue_name
 from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
 from ._record import CANCELLED, Record, new_step_id
 from ._settings import redis_url_of
-from ._status import OVERDUE_AFTER, QueueEvent, RegistrationStatus, WorkerStatus
+from ._status import OVERDUE_AFTER, QueueEvent, RegistrationStatus, StatusPage, WorkerStatus
 from ._store import Store
 from ._writes import INPUT_KINDS
 
 # The status values moved to ._status; importers of this module find them here still.
+#: Registrations read in one round trip.
+_READ_BATCH = 200
+
+#: The longest page `RegistrationQueue.page` and the like return.
+MAX_PAGE = 1000
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument(f"a page starts at 0 or later and holds 1 to {MAX_PAGE}")
+
+
 __all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationQueue", "RegistrationStatus", "WorkerStatus"]
 
 
@@ -111,6 +124,11 @@ class RegistrationQueue:
         if self._connected:
             self._connected = False
             await self._saq.disconnect()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the queue reads the time from (what is overdue, what is due soon)."""
+        return self._clock
 
     @property
     def saq_queue(self) -> Any:
@@ -271,14 +289,56 @@ class RegistrationQueue:
     async def statuses(
         self, *, offset: int = 0, limit: int | None = None
     ) -> list[RegistrationStatus]:
-        """Every registration, oldest first (``offset``, ``limit``: a page of them)."""
+        """Every registration, oldest first (``offset``, ``limit``: a page of them; read
+        in one round trip a page)."""
         await self.connect()
-        found = []
-        for number in await self._store.numbers(offset=offset, limit=limit):
-            record = await self._store.load(number)
-            if record is not None:
-                found.append(self._status(record))
+        numbers = await self._store.numbers(offset=offset, limit=limit)
+        found: list[RegistrationStatus] = []
+        for start in range(0, len(numbers), _READ_BATCH):
+            records = await self._store.load_many(numbers[start : start + _READ_BATCH])
+            found.extend(self._status(record) for record in records)
         return found
+
+    async def size(self) -> int:
+        """How many registrations the queue holds (finished ones until pruned)."""
+        await self.connect()
+        return await self._store.size()
+
+    async def page(self, *, offset: int = 0, limit: int = 50) -> StatusPage:
+        """A page of the registrations, oldest first, and how many there are in all: what
+        a page of a list shows, read without reading the others."""
+        _check_page(offset, limit)
+        await self.connect()
+        total = await self._store.size()
+        return StatusPage(total, offset, tuple(await self.statuses(offset=offset, limit=limit)))
+
+    async def overdue(
+        self, *, after: float = OVERDUE_AFTER, offset: int = 0, limit: int = 50
+    ) -> StatusPage:
+        """The unfinished registrations whose next step was due more than ``after``
+        seconds ago (no worker took it: none alive, or each one busy), longest overdue
+        first; a page of them, and how many there are."""
+        _check_page(offset, limit)
+        await self.connect()
+        before = self._clock.now().timestamp() - after
+        return await self._due_page(-math.inf, before, offset, limit)
+
+    async def upcoming(
+        self, within: float = 3600.0, *, offset: int = 0, limit: int = 500
+    ) -> StatusPage:
+        """The unfinished registrations whose next step falls due in the next ``within``
+        seconds (a code request when its channel opens, an input's wait ending), soonest
+        first; a page of them, and how many there are."""
+        _check_page(offset, limit)
+        await self.connect()
+        now = self._clock.now().timestamp()
+        return await self._due_page(now, now + within, offset, limit)
+
+    async def _due_page(self, start: float, end: float, offset: int, limit: int) -> StatusPage:
+        total, numbers = await self._store.due_between(start, end, offset=offset, limit=limit)
+        records = await self._store.load_many(numbers)
+        statuses = tuple(self._status(r) for r in records if not r.done)
+        return StatusPage(total, offset, statuses)
 
     async def workers(self) -> list[WorkerStatus]:
         """The queue's workers seen in the last day, last seen first: alive ones, those

@@ -3,10 +3,13 @@ step at this moment, under this key.
 
 `StepScheduler` is that interface; `SaqScheduler` does it with saq. saq refuses a job
 whose key is queued, scheduled or running, runs each job at least once (a job whose
-worker died is swept and run again), and schedules in whole seconds, polled once a
-second: a step due at ``T`` is enqueued for ``floor(T) - 1``, so it starts up to two
-seconds early, and sleeps to ``T`` (it checks the time again before it sends
-anything), instead of up to two seconds late.
+worker died is swept and run again), and moves the jobs that fell due to the queue
+once a second (its worker's ``schedule`` timer): a step due at ``T`` is enqueued for
+``T - SCHEDULE_LEAD``, so it is taken up to a second and a quarter early, and sleeps
+to ``T`` (it checks the time again before it sends anything), instead of up to a
+second late. (saq's scores are Unix times with their fraction, as its own retries
+write them: an early step sleeps half a second on average, not the second and a half
+that whole seconds cost, and holds a worker's slot that much shorter.)
 
 **Two lanes.** saq's Redis queue is first in, first out, and has no priorities (its
 Postgres queue has). A step whose moment has come (a code request, a confirm, a device
@@ -20,7 +23,6 @@ and saq's refusal of a second job of the same key holds as before.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Protocol
 
@@ -37,6 +39,10 @@ __all__ = [
 
 #: The name of the one job function the queue's workers run.
 STEP_FUNCTION = "plugz_registration_step"
+
+#: Seconds before its moment a step's job is due in saq: the period of saq's schedule
+#: timer (1 s, `QueueWorker`'s timers), and a quarter for a busy event loop's lag.
+SCHEDULE_LEAD = 1.25
 
 #: Seconds a step may run before saq cancels it (a step waits for one request at a time).
 STEP_TIMEOUT = 300
@@ -103,9 +109,9 @@ class SaqScheduler:
     async def schedule(
         self, number: str, step_id: str, at: float, *, step: str, reason: str = ""
     ) -> None:
-        # saq moves due jobs to the queue once a second, at whole seconds: a job is taken
-        # one second early, and the step sleeps to its moment (it never acts early).
-        scheduled = math.floor(at) - 1 if at > time.time() + 1 else 0
+        # saq moves due jobs to the queue once a second: a job is taken up to
+        # SCHEDULE_LEAD early, and the step sleeps to its moment (it never acts early).
+        scheduled = at - SCHEDULE_LEAD if at > time.time() + SCHEDULE_LEAD else 0
         lane = self.checks if is_check(step) else self.queue
         await lane.enqueue(
             STEP_FUNCTION,

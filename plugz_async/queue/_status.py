@@ -110,6 +110,28 @@ class WorkerStatus:
         }
 
 
+@attrs.frozen
+class StatusPage:
+    """A page of registrations (`RegistrationQueue.page`, ``overdue``, ``upcoming``).
+
+    Attributes:
+        total: how many there are in all (the page holds some of them).
+        offset: where the page starts among them.
+        statuses: the page.
+    """
+
+    total: int
+    offset: int
+    statuses: tuple[RegistrationStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "offset": self.offset,
+            "registrations": [status.to_dict() for status in self.statuses],
+        }
+
+
 @attrs.frozen(kw_only=True)
 class RegistrationStatus:
     """Where a queued registration stands (`RegistrationQueue.status`).

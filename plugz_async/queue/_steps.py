@@ -24,6 +24,7 @@ refused (another run moved the registration on). docs/scale.md gives the premise
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -107,10 +108,18 @@ class StepRunner(StepWriter):
 
     # -- the job ---------------------------------------------------------------------------
 
-    async def run(self, number: str, step_id: str, *, queued: float | None = None) -> str:
+    async def run(
+        self,
+        number: str,
+        step_id: str,
+        *,
+        queued: float | None = None,
+        working: asyncio.Semaphore | None = None,
+    ) -> str:
         """Run the step ``step_id`` of ``number``'s registration; returns what it did.
         ``queued``: when its job was queued (Unix time), the moment of a step whose
-        input came before its wait ran out."""
+        input came before its wait ran out. ``working``: held while the step works, not
+        while it sleeps to its moment (a worker's steps at work at once)."""
         record = await self.store.load(number)
         if record is None or record.done:
             return "finished"
@@ -136,10 +145,16 @@ class StepRunner(StepWriter):
                 )
                 return "early"
             await self.clock.sleep(early)
-        if self.lateness is not None:
-            # Its moment: when it fell due, or when its input came (its job was queued).
-            moment = (self.now() if queued is None else queued) if given else record.due
-            self.lateness.note(state.step.value, self.now() - moment)
+        async with working or contextlib.nullcontext():
+            if self.lateness is not None:
+                # Its moment: when it fell due, or when its input came (its job was queued).
+                moment = (self.now() if queued is None else queued) if given else record.due
+                self.lateness.note(state.step.value, self.now() - moment)
+            return await self._work(record, state)
+
+    async def _work(self, record: Record, state: RegistrationState) -> str:
+        """The step itself, at its moment; what it did."""
+        number = record.number
         try:
             done = await self._step(record, state)
             logger.info("registration of %s: step %s -> %s", number, state.step.value, done)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -426,6 +426,34 @@ class Store(Inputs, WorkerRecords):
         raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key("counts")))
         counts = {as_text(k): int(v) for k, v in raw.items()}
         return {status: count for status, count in sorted(counts.items()) if count > 0}
+
+    async def load_many(self, numbers: Sequence[str]) -> list[Record]:
+        """The registrations of ``numbers`` (in that order; the ones gone are left out),
+        in one round trip."""
+        if not numbers:
+            return []
+        pipe: Any
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hgetall(self.key(f"reg:{number}"))
+            found = await pipe.execute()
+        return [record_of(n, raw) for n, raw in zip(numbers, found, strict=True) if raw]
+
+    async def size(self) -> int:
+        """How many registrations the queue holds (finished ones until pruned)."""
+        return int(await self.redis.zcard(self.key("numbers")))
+
+    async def due_between(
+        self, start: float, end: float, *, offset: int = 0, limit: int = 100
+    ) -> tuple[int, list[str]]:
+        """How many unfinished registrations have their next step due from ``start`` to
+        ``end`` (Unix times), and a page of them, soonest first."""
+        pipe: Any
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.key("due"), start, end)
+            pipe.zrangebyscore(self.key("due"), start, end, offset, limit)
+            count, page = await pipe.execute()
+        return int(count), [as_text(n) for n in page]
 
     async def numbers(self, *, offset: int = 0, limit: int | None = None) -> list[str]:
         end = -1 if limit is None else offset + limit - 1

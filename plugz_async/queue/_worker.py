@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
@@ -114,6 +115,78 @@ class _GracefulWorker(SaqWorker[Context]):
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
         await super().stop()
+
+
+_Lane = TypeVar("_Lane", bound=_GracefulWorker)
+
+
+class _TimedLane(_GracefulWorker):
+    """The lane of the steps that have a moment (code requests, confirms, polls)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Set each time one of its steps ends: a slot may be free.
+        self.step_ended = asyncio.Event()
+
+    async def process(self) -> bool:
+        try:
+            return await super().process()
+        finally:
+            self.step_ended.set()
+
+
+class _ChecksLane(_GracefulWorker):
+    """The lane of the checks, which have no moment: it takes a check only while no timed
+    step waits in Redis, so that a burst of checks never holds a due step back (on a
+    worker short of CPU, every check taken is time a due step waits)."""
+
+    timed: _TimedLane | None = None
+    #: Seconds a reading of the timed steps waiting is used for (by every check slot).
+    backlog_fresh: float = 0.05
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backlog: asyncio.Future[int] | None = None
+        self._backlog_at = -math.inf
+
+    async def process(self) -> bool:
+        if not await self._room():
+            return False  # saq's loop asks again (and sees a stop meanwhile)
+        return await super().process()
+
+    async def _room(self) -> bool:
+        """Whether a check may be taken now: no timed step waits for a slot (in Redis,
+        for every worker of the queue). Waits up to the dequeue timeout for that."""
+        timed = self.timed
+        if timed is None:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.dequeue_timeout
+        while not self.event.is_set():
+            timed.step_ended.clear()
+            if await self._timed_waiting() < timed.concurrency:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(timed.step_ended.wait(), min(left, self.backlog_fresh))
+        return False
+
+    async def _timed_waiting(self) -> int:
+        """The timed steps waiting for a slot: one reading of Redis shared by every check
+        slot for ``backlog_fresh`` seconds (0 when Redis is away: dequeue waits for it)."""
+        assert self.timed is not None
+        loop = asyncio.get_running_loop()
+        reading = self._backlog
+        stale = loop.time() - self._backlog_at > self.backlog_fresh
+        if reading is None or (reading.done() and stale):
+            self._backlog_at = loop.time()
+            reading = self._backlog = asyncio.ensure_future(self.timed.queue.count("queued"))
+        try:
+            return await asyncio.shield(reading)
+        except (OSError, RedisError):
+            return 0
 
 
 class QueueWorker:
@@ -319,10 +392,17 @@ class QueueWorker:
             saq_queue.on_worker_info = store.note_worker  # the timed lane speaks for both
             with contextlib.suppress(OSError, RedisError):
                 await store.forget_old_workers()
-            timed = self._saq_worker(saq_queue, runner, self.timed_concurrency)
-            checks = self._saq_worker(
-                checks_queue, runner, self.concurrency - self.timed_concurrency
+            timed = self._saq_worker(
+                _TimedLane,
+                saq_queue,
+                runner,
+                self.timed_concurrency,
+                sleepers=self.timed_concurrency,
             )
+            checks = self._saq_worker(
+                _ChecksLane, checks_queue, runner, self.concurrency - self.timed_concurrency
+            )
+            checks.timed = timed
             timed.lanes = (timed, checks)
             timed.lateness = self.lateness
             await self._serve([timed, checks], store, scheduler)
@@ -401,10 +481,19 @@ class QueueWorker:
         )
 
     def _saq_worker(
-        self, saq_queue: WorkerQueue, runner: StepRunner, concurrency: int
-    ) -> _GracefulWorker:
+        self,
+        lane: type[_Lane],
+        saq_queue: WorkerQueue,
+        runner: StepRunner,
+        concurrency: int,
+        *,
+        sleepers: int = 0,
+    ) -> _Lane:
         """saq's worker of one lane: the one job function, its timers, what `queue
-        workers` shows of it."""
+        workers` shows of it. ``concurrency`` steps work at once; ``sleepers`` more may
+        be taken meanwhile, to sleep to their moment (saq hands a step over up to
+        `SCHEDULE_LEAD` early: it holds a slot of saq's, not one of the work's)."""
+        working = asyncio.Semaphore(concurrency) if sleepers else None
         timers: PartialTimersDict = {
             "sweep": self.sweep_interval,
             "schedule": 1,
@@ -413,10 +502,10 @@ class QueueWorker:
             # gone for a heartbeat is known dead, and its steps are taken over at once.
             "worker_info": self.heartbeat,
         }
-        worker = _GracefulWorker(
+        worker = lane(
             saq_queue,
-            functions=[(STEP_FUNCTION, _step_job(runner, self.heartbeat))],
-            concurrency=concurrency,
+            functions=[(STEP_FUNCTION, _step_job(runner, self.heartbeat, working))],
+            concurrency=concurrency + sleepers,
             dequeue_timeout=1,
             timers=timers,
             metadata={
@@ -496,8 +585,11 @@ class QueueWorker:
                 event.set()
 
 
-def _step_job(runner: StepRunner, heartbeat: int) -> Callable[..., Coroutine[Any, Any, str]]:
-    """saq's job function: one step, with the job's heartbeat kept up while it runs."""
+def _step_job(
+    runner: StepRunner, heartbeat: int, working: asyncio.Semaphore | None = None
+) -> Callable[..., Coroutine[Any, Any, str]]:
+    """saq's job function: one step, with the job's heartbeat kept up while it runs
+    (``working``: held while it works, see `StepRunner.run`)."""
 
     async def step(ctx: Context, *, number: str, step_id: str) -> str:
         job = ctx["job"]
@@ -514,7 +606,7 @@ def _step_job(runner: StepRunner, heartbeat: int) -> Callable[..., Coroutine[Any
 
         beating = asyncio.create_task(beat())
         try:
-            return await runner.run(number, step_id, queued=job.queued / 1000)
+            return await runner.run(number, step_id, queued=job.queued / 1000, working=working)
         finally:
             beating.cancel()
 
