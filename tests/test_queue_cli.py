@@ -655,3 +655,66 @@ def test_demo_queue_without_redis_server_says_how_to_install_it(
     )
     code, _, err = run(capsys, "demo", "--queue", "--numbers", "numbers.csv")
     assert code == EXIT_USAGE and "--numbers does not go with --queue" in err
+
+
+# -- the dashboard, a real process ------------------------------------------------------------
+
+
+def test_the_dashboard_serves_the_page_read_only_then_with_a_token_from_a_file(
+    redis_server: RedisServer, env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plugz_async.cli.queue._dashboard import DEFAULT_PORT
+    from plugz_async.dashboard import DEFAULT_PORT as SERVED_PORT
+
+    assert DEFAULT_PORT == SERVED_PORT
+    url = password_url(redis_server)
+    token = "a-dashboard-token-kept-in-a-file"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    for extra, mode in (([], "read-only"), (["--token-file", str(token_file)], "cancel needs")):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plugz_async", "dashboard", "--port", "0", *extra],
+            env={**clean_environ(), "PLUGZ_REDIS_URL": url},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            started = read_line(process)
+            found = re.match(
+                r"dashboard of queue 'plugz' at (http://127\.0\.0\.1:\d+/) \((.*)\)", started
+            )
+            assert found is not None, started
+            assert found.group(2).startswith(mode)
+            with urllib.request.urlopen(found.group(1), timeout=5) as page:
+                html = page.read().decode()
+            assert 'Queue <span id="queue-name">plugz</span>' in html
+            with urllib.request.urlopen(found.group(1) + "api/summary", timeout=5) as answer:
+                assert json.load(answer)["total"] == 0
+        finally:
+            out, err = stop(process)
+        assert process.returncode == EXIT_OK, err
+        assert "dashboard stopped" in err
+        for text in (started, out, err, html):
+            assert REDIS_PASSWORD not in text and token not in text
+
+
+def test_the_dashboard_says_what_is_wrong_before_it_serves(
+    redis_server: RedisServer,
+    env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PLUGZ_REDIS_URL", redis_server.url)
+    code, _, err = run(capsys, "dashboard", "--token-file", str(tmp_path / "missing"))
+    assert code == EXIT_USAGE and "cannot read the token file" in err
+    (tmp_path / "short").write_text("short")
+    code, _, err = run(capsys, "dashboard", "--token-file", str(tmp_path / "short"))
+    assert code == EXIT_USAGE and "16 characters or more" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = run(capsys, "dashboard", "--port", str(taken.getsockname()[1]))
+    assert code == EXIT_USAGE and "choose another --port" in err

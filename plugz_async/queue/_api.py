@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 
 from plugz_async._arguments import InputKind
@@ -123,7 +125,9 @@ class RegistrationQueue:
         """Close the connection (safe twice)."""
         if self._connected:
             self._connected = False
-            await self._saq.disconnect()
+            # A Redis never reached (or gone) has nothing to close: closing never fails.
+            with contextlib.suppress(OSError, RedisError):
+                await self._saq.disconnect()
 
     @property
     def clock(self) -> Clock:

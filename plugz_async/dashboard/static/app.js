@@ -146,7 +146,7 @@ function svg(tag, attrs, text) {
 function drawTimeline(t) {
   const start = new Date(t.start).getTime(), end = new Date(t.end).getTime();
   const W = 960, left = 70, top = 20, lane = 28, H = top + lane * CHANNELS.length + 24;
-  const x = (at) => left + ((at - start) / (end - start)) * (W - left - 10);
+  const x = (at) => left + ((at - start) / (end - start)) * (W - left - 40);
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "channel windows of the next hour" });
   for (let minute = 0; minute <= 60; minute += 10) {
     const at = start + minute * 60000;
@@ -189,7 +189,7 @@ function drawList(page) {
   }));
   const first = page.total ? page.offset + 1 : 0;
   const last = page.offset + page.registrations.length;
-  $("page-line").textContent = `${first}–${last} of ${page.total}`;
+  $("page-line").textContent = `${first}-${last} of ${page.total}`;
   $("prev").disabled = page.offset === 0;
   $("next").disabled = last >= page.total;
 }
