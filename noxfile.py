@@ -44,7 +44,7 @@ def tests(session: nox.Session) -> None:
 # What the `test` extra installs only for the tests of optional features: the package's extras
 # (pandas; matplotlib, of `notebook`; saq, redis and limits, of `queue`) and the FastAPI
 # example's web stack.
-OPTIONAL = ("pandas", "matplotlib", "fastapi", "httpx", "saq", "redis", "limits")
+OPTIONAL = ("pandas", "matplotlib", "fastapi", "httpx", "saq", "redis", "limits", "playwright")
 
 # Fails the session if one of them is there after all (left in a reused virtualenv).
 _ABSENT = """
@@ -86,7 +86,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site with MkDocs (Material, mkdocstrings), --strict.
+    """Build the documentation site with MkDocs (Material, mkdocstrings), --strict, after the
+    dashboard's browser test has drawn docs/img/dashboard.png.
 
     The site draws its Mermaid diagrams offline: mermaid.min.js is served from the site
     (docs/js/, kept out of git; docs/overrides/main.html puts it on the pages with a diagram),
@@ -98,7 +99,7 @@ def docs(session: nox.Session) -> None:
     import tempfile
     from pathlib import Path
 
-    session.install(".", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.install(".[test]", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
     # Of the major version Material's bundle asks for (mermaid@11): tests/test_docs_offline.py
     # checks that the two agree.
     mermaid_version = "11.17.2"
@@ -124,6 +125,21 @@ def docs(session: nox.Session) -> None:
             session.error(f"mermaid@{mermaid_version}: dist/mermaid.min.js has another SHA-256")
         script.parent.mkdir(exist_ok=True)
         script.write_bytes(data)
+    # docs/img/dashboard.png, drawn by the browser test (headless chromium over a real
+    # redis-server and the sandbox): where either is missing, the test skips and the
+    # picture in git stays (under CI it fails: CI installs both).
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_dashboard.py",
+        "-k",
+        "chromium",
+        env={"PLUGZ_DASHBOARD_SCREENSHOT": "docs/img/dashboard.png"},
+    )
     session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
 
 
