@@ -123,6 +123,18 @@ def wait_for(
         time.sleep(0.1)
 
 
+def cli_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``plugz-async ARGS`` as a process, with ``env`` (stdout and stderr piped, as text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "plugz_async", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def read_line(process: subprocess.Popen[str], timeout: float = 20.0) -> str:
     """The next line of the process's stdout, waiting ``timeout`` seconds at most."""
     assert process.stdout is not None
@@ -179,17 +191,11 @@ def test_a_worker_process_runs_a_registration_fed_from_the_command_line(
         "PLUGZ_BASE_URL": sandbox.base_url,
         "PLUGZ_INSTANCES_FILE": str(instances),
     }
-    worker = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "plugz_async", "worker", "--web", "--web-port", "0"),
-            *("--device-poll-interval", "0.2", "--input-timeout", "20"),
-            *("--timed-concurrency", "6"),
-        ],
-        env=worker_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    worker = cli_process(
+        worker_env,
+        *("worker", "--web", "--web-port", "0"),
+        *("--device-poll-interval", "0.2", "--input-timeout", "20"),
+        *("--timed-concurrency", "6"),
     )
     try:
         started = read_line(worker)
@@ -240,20 +246,14 @@ def start_worker(sandbox: SandboxThread, redis_url: str, tmp_path: Path, *args: 
     instances = tmp_path / "instances.json"
     instances.write_text(json.dumps(sandbox.instances()))
     instances.chmod(0o600)
-    return subprocess.Popen(
-        [sys.executable, "-m", "plugz_async", "worker", *args],
-        env={
-            **clean_environ(),
-            "PLUGZ_REDIS_URL": redis_url,
-            "PLUGZ_CLIENT_TOKEN": sandbox.client_token,
-            "PLUGZ_BASE_URL": sandbox.base_url,
-            "PLUGZ_INSTANCES_FILE": str(instances),
-        },
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {
+        **clean_environ(),
+        "PLUGZ_REDIS_URL": redis_url,
+        "PLUGZ_CLIENT_TOKEN": sandbox.client_token,
+        "PLUGZ_BASE_URL": sandbox.base_url,
+        "PLUGZ_INSTANCES_FILE": str(instances),
+    }
+    return cli_process(env, "worker", *args)
 
 
 def test_a_second_signal_stops_the_worker_at_once(
@@ -672,14 +672,8 @@ def test_the_dashboard_serves_the_page_read_only_then_with_a_token_from_a_file(
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     for extra, mode in (([], "read-only"), (["--token-file", str(token_file)], "cancel needs")):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "plugz_async", "dashboard", "--port", "0", *extra],
-            env={**clean_environ(), "PLUGZ_REDIS_URL": url},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = {**clean_environ(), "PLUGZ_REDIS_URL": url}
+        process = cli_process(env, "dashboard", "--port", "0", *extra)
         try:
             started = read_line(process)
             found = re.match(
