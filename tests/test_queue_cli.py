@@ -672,8 +672,8 @@ def test_the_dashboard_serves_the_page_read_only_then_with_a_token_from_a_file(
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     for extra, mode in (([], "read-only"), (["--token-file", str(token_file)], "cancel needs")):
-        env = {**clean_environ(), "PLUGZ_REDIS_URL": url}
-        process = cli_process(env, "dashboard", "--port", "0", *extra)
+        environ = {**clean_environ(), "PLUGZ_REDIS_URL": url}
+        process = cli_process(environ, "dashboard", "--port", "0", *extra)
         try:
             started = read_line(process)
             found = re.match(

@@ -140,7 +140,7 @@ async def test_a_check_left_on_the_queue_by_an_older_producer_still_runs(
     ],
 )
 def test_shares_that_leave_a_lane_nothing_are_refused(
-    options: dict[str, int], message: str
+    options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidArgument, match=message):
         QueueWorker("redis://127.0.0.1:1/0", client_token="x", environ={}, **options)
