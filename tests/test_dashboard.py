@@ -121,7 +121,9 @@ async def test_the_list_is_paged_and_says_how_many_there_are(
         for query, said in [
             ("view=nothing", "view is 'all' or 'overdue'"),
             ("limit=x", "limit must be a whole number"),
-            ("limit=100000", "limit must be from 0 to 200"),
+            ("limit=100000", "limit must be from 1 to 200"),
+            ("limit=0", "limit must be from 1 to 200"),
+            ("offset=-1", "offset must be from 0 to 1000000000"),
         ]:
             assert await get(http, base + "api/registrations?" + query) == (400, {"error": said})
         assert await get(http, base + "api/registrations/not-a-number") == (
@@ -165,6 +167,7 @@ async def test_cancelling_needs_the_token_in_a_header(
             for headers in ({}, {"Authorization": wrong}, {"Authorization": TOKEN}):
                 async with http.post(base + cancel, headers=headers) as answer:
                     assert answer.status == 401
+                    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
                     said = await answer.text()
                     assert TOKEN not in said and "not-the-dashboard-token" not in said
             bearer = {"Authorization": f"Bearer {TOKEN}"}
@@ -174,7 +177,7 @@ async def test_cancelling_needs_the_token_in_a_header(
             async with http.post(base + cancel, headers=bearer) as answer:
                 assert answer.status == 409
             async with http.get(base + cancel) as answer:
-                assert answer.status == 405
+                assert answer.status == 405 and answer.headers["Allow"] == "POST"
     assert (await queue.status(READY)).status == "check"  # only the one asked for
 
 
@@ -182,8 +185,9 @@ def test_a_token_too_short_and_a_refresh_too_quick_are_refused() -> None:
     queue = RegistrationQueue("redis://127.0.0.1:1/0", environ={})
     with pytest.raises(pz.InvalidArgument, match="16 characters"):
         dashboard_app(queue, token="short")
-    with pytest.raises(pz.InvalidArgument, match="refresh"):
-        dashboard_app(queue, refresh=0.0)
+    for refresh in (0.0, float("inf"), float("nan"), 7200.0):
+        with pytest.raises(pz.InvalidArgument, match="refresh"):
+            dashboard_app(queue, refresh=refresh)
     assert DEFAULT_PORT == 8090
 
 
@@ -377,3 +381,39 @@ async def test_the_page_in_chromium_follows_the_queue_as_a_worker_moves_it(
         finally:
             await browser.close()
     assert (await asyncio.to_thread(shot.read_bytes))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_page_elsewhere_cannot_read_it_by_rebinding_its_name(
+    queue: RegistrationQueue,
+) -> None:
+    # A web page of evil.example whose name points at 127.0.0.1 sends Host: evil.example.
+    async with served(queue) as base, aiohttp.ClientSession() as http:
+        for host, status in (("evil.example", 421), ("evil.example:8090", 421)):
+            async with http.get(base + "api/summary", headers={"Host": host}) as answer:
+                assert answer.status == status
+        for host in ("localhost:8090", "127.0.0.1", "[::1]:8090"):
+            async with http.get(base + "api/summary", headers={"Host": host}) as answer:
+                assert answer.status == 200, host
+    async with (
+        served(queue, hosts=None) as base,
+        aiohttp.ClientSession() as http,
+        http.get(base + "api/summary", headers={"Host": "ops.internal"}) as answer,
+    ):
+        assert answer.status == 200
+
+
+async def test_an_appeal_token_stays_off_the_page(
+    queue: RegistrationQueue, sandbox: Sandbox, redis_url: str
+) -> None:
+    await register(queue, sandbox, [BANNED])
+    async with worker_running(sandbox, redis_url):
+        statuses = await answer_until_done(queue, sandbox, [BANNED])
+    token = statuses[BANNED].appeal_token
+    assert token
+    async with served(queue) as base, aiohttp.ClientSession() as http:
+        for path in ("api/registrations", "api/registrations/" + e164(BANNED)):
+            async with http.get(base + path) as answer:
+                said = await answer.text()
+            assert token not in said
+        _, one = await get(http, base + "api/registrations/" + e164(BANNED))
+    assert one["appeal"] is True and one["status"] == "appeal"

@@ -201,3 +201,23 @@ def test_a_lateness_of_hours_lands_in_the_last_bucket() -> None:
     lateness.note("poll_device", 10 * 86_400.0)
     summary = lateness.summary("poll_device")
     assert summary.p50 == summary.max == 10 * 86_400.0
+
+
+async def test_cancelling_run_lets_the_lanes_finish_their_steps_before_closing(
+    sandbox: Sandbox, redis_url: str
+) -> None:
+    # The check is held 0.5 s at the sandbox; `run` is cancelled meanwhile: the check's
+    # answer is still written (the lanes stop gracefully before the pool and Redis close).
+    sandbox.hold(CHECK_ROUTE, 0.5, number=digits(READY))
+    async with RegistrationQueue(redis_url, environ={}) as queue:
+        await queue.register(READY, instance=next(iter(sandbox.instances())))
+        worker = new_worker(sandbox, redis_url)
+        task = asyncio.create_task(worker.run())
+        await until(
+            lambda: sandbox.requests(number=digits(READY), route=CHECK_ROUTE), 10, "the check"
+        )
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+        status = await queue.status(READY)
+    assert status.status != "check" and status.error is None, (status.status, status.error)

@@ -16,6 +16,6 @@ from plugz_async._errors import require
 for _module in ("saq", "redis", "limits"):
     require(_module, feature="plugz_async.dashboard", extra="queue")
 
-from ._app import DEFAULT_PORT, dashboard_app  # noqa: E402
+from ._app import DEFAULT_PORT, LOOPBACK_NAMES, dashboard_app  # noqa: E402
 
-__all__ = ["DEFAULT_PORT", "dashboard_app"]
+__all__ = ["DEFAULT_PORT", "LOOPBACK_NAMES", "dashboard_app"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -32,7 +32,7 @@ from plugz_async._stored import to_iso
 from plugz_async.queue import Lateness, RegistrationQueue, RegistrationStatus, WorkerStatus
 from plugz_async.queue._status import OVERDUE_AFTER
 
-__all__ = ["DEFAULT_PORT", "dashboard_app"]
+__all__ = ["DEFAULT_PORT", "LOOPBACK_NAMES", "dashboard_app"]
 
 logger = logging.getLogger("plugz_async.dashboard")
 
@@ -68,12 +68,20 @@ _HEADERS = {
 _QUEUE: web.AppKey[RegistrationQueue] = web.AppKey("queue", RegistrationQueue)
 _TOKEN: web.AppKey[str] = web.AppKey("token", str)
 _REFRESH: web.AppKey[float] = web.AppKey("refresh", float)
+_HOSTS: web.AppKey[frozenset[str] | None] = web.AppKey("hosts")
+
+#: The names of this machine that the page answers to by default.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def dashboard_app(
-    queue: RegistrationQueue, *, token: str | None = None, refresh: float = 2.0
+    queue: RegistrationQueue,
+    *,
+    token: str | None = None,
+    refresh: float = 2.0,
+    hosts: Collection[str] | None = LOOPBACK_NAMES,
 ) -> web.Application:
     """The dashboard of ``queue`` as an aiohttp application (serve it, or add it to one's
     own with ``app.add_subapp``). The queue stays the caller's to open and close.
@@ -83,15 +91,20 @@ def dashboard_app(
         token: what ``Authorization: Bearer`` must carry for anything that changes state
             (cancelling a registration); None: the page is read-only.
         refresh: seconds between the page's updates.
+        hosts: the names the page answers to (the ``Host`` of a request, its port aside):
+            loopback's by default, so that a web page elsewhere cannot reach it by making
+            its own name point at 127.0.0.1 (DNS rebinding); None answers to any.
 
     Raises:
-        InvalidArgument: a token shorter than 16 characters, or a refresh below 0.2 s.
+        InvalidArgument: a token shorter than 16 characters, or a refresh not from 0.2 to
+            3600 seconds.
     """
     if token is not None and len(token.strip()) < 16:
         raise InvalidArgument("the dashboard's token must be 16 characters or more")
-    if not refresh >= 0.2:
-        raise InvalidArgument("refresh must be 0.2 seconds or more")
+    if not 0.2 <= refresh <= 3600:
+        raise InvalidArgument("refresh must be from 0.2 to 3600 seconds")
     app = web.Application(middlewares=[_guarded])
+    app[_HOSTS] = None if hosts is None else frozenset(h.lower().strip("[]") for h in hosts)
     app[_QUEUE] = queue
     app[_TOKEN] = "" if token is None else token.strip()
     app[_REFRESH] = float(refresh)
@@ -111,16 +124,35 @@ def _refused(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _host_of(request: web.Request) -> str:
+    host = request.headers.get("Host", "")
+    if host.startswith("["):  # [::1]:8090
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
 @web.middleware
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The same headers on every answer; errors as JSON that names no secret."""
+    """The same headers on every answer; errors as JSON that names no secret; only the
+    names the page answers to."""
+    hosts = request.app[_HOSTS]
     try:
+        if hosts is not None and _host_of(request) not in hosts:
+            raise web.HTTPMisdirectedRequest(
+                reason="this dashboard answers to 127.0.0.1 and localhost only"
+            )
         response = await handler(request)
     except web.HTTPException as error:
         response = _refused(error.status, error.reason)
+        for name in ("Allow", "WWW-Authenticate"):
+            if name in error.headers:
+                response.headers[name] = error.headers[name]
     except (OSError, RedisError) as error:
         logger.warning("dashboard: Redis failed (%s)", type(error).__name__)
         response = _refused(503, f"Redis is unreachable or failing ({type(error).__name__})")
+    except Exception as error:  # a bug of ours: said without its text, logged in full
+        logger.exception("dashboard: %s failed", request.path)
+        response = _refused(500, f"the dashboard failed ({type(error).__name__})")
     response.headers.update(_HEADERS)
     return response
 
@@ -155,15 +187,31 @@ async def _static(request: web.Request) -> web.Response:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def _int_arg(request: web.Request, name: str, default: int, most: int) -> int:
+def _int_arg(request: web.Request, name: str, default: int, most: int, *, least: int = 0) -> int:
     text = request.query.get(name, str(default))
     try:
         value = int(text)
     except ValueError:
         raise web.HTTPBadRequest(reason=f"{name} must be a whole number") from None
-    if not 0 <= value <= most:
-        raise web.HTTPBadRequest(reason=f"{name} must be from 0 to {most}")
+    if not least <= value <= most:
+        raise web.HTTPBadRequest(reason=f"{name} must be from {least} to {most}")
     return value
+
+
+def _shown(status: RegistrationStatus, *, listed: bool) -> dict[str, Any]:
+    """What the page shows of a registration: no appeal token (it asks the API to unban
+    the number: a credential of the registration's owner), no captcha image; in a list,
+    no events and no plan either."""
+    said = status.to_dict()
+    said.pop("captcha", None)
+    said["appeal"] = status.appeal_token is not None  # whether one is kept, not the token
+    plan = said.get("plan")
+    if listed:
+        said.pop("events", None)
+        said.pop("plan", None)
+    elif isinstance(plan, dict):
+        plan.pop("appeal_token", None)
+    return said
 
 
 def _worker_dict(worker: WorkerStatus, now: datetime) -> dict[str, Any]:
@@ -220,18 +268,22 @@ async def _registrations(request: web.Request) -> web.Response:
     queue = request.app[_QUEUE]
     view = request.query.get("view", "all")
     offset = _int_arg(request, "offset", 0, 10**9)
-    limit = max(1, _int_arg(request, "limit", 50, PAGE_MOST))
+    limit = _int_arg(request, "limit", 50, PAGE_MOST, least=1)
     if view == "all":
         page = await queue.page(offset=offset, limit=limit)
     elif view == "overdue":
         page = await queue.overdue(offset=offset, limit=limit)
     else:
         raise web.HTTPBadRequest(reason="view is 'all' or 'overdue'")
-    answer = page.to_dict()
-    for shown in answer["registrations"]:
-        shown.pop("events", None)  # a page lists; one registration's events are asked for
-        shown.pop("captcha", None)
-    return web.json_response({"view": view, "limit": limit, **answer})
+    return web.json_response(
+        {
+            "view": view,
+            "limit": limit,
+            "total": page.total,
+            "offset": page.offset,
+            "registrations": [_shown(status, listed=True) for status in page.statuses],
+        }
+    )
 
 
 def _number(request: web.Request) -> str:
@@ -248,7 +300,7 @@ async def _registration(request: web.Request) -> web.Response:
         status = await queue.status(_number(request))
     except UnknownRegistrationError:
         raise web.HTTPNotFound(reason="the queue has no registration of this number") from None
-    return web.json_response(status.to_dict())
+    return web.json_response(_shown(status, listed=False))
 
 
 # -- changing ---------------------------------------------------------------------------------
@@ -266,7 +318,10 @@ def _authorised(request: web.Request) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         value.strip().encode(), token.encode()
     ):
-        raise web.HTTPUnauthorized(reason="the dashboard's token is missing or wrong")
+        raise web.HTTPUnauthorized(
+            reason="the dashboard's token is missing or wrong",
+            headers={"WWW-Authenticate": 'Bearer realm="plugz-async dashboard"'},
+        )
 
 
 async def _cancel(request: web.Request) -> web.Response:
@@ -282,4 +337,4 @@ async def _cancel(request: web.Request) -> web.Response:
     except PlugzError as error:  # pragma: no cover - cancel raises only the two above
         raise web.HTTPBadRequest(reason=type(error).__name__) from None
     logger.info("dashboard: cancel asked for %s", number)
-    return web.json_response(status.to_dict())
+    return web.json_response(_shown(status, listed=False))

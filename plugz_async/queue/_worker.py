@@ -121,7 +121,13 @@ _Lane = TypeVar("_Lane", bound=_GracefulWorker)
 
 
 class _TimedLane(_GracefulWorker):
-    """The lane of the steps that have a moment (code requests, confirms, polls)."""
+    """The lane of the steps that have a moment (code requests, confirms, polls). It
+    takes a step from Redis only while one of its working slots is free: a due step left
+    in Redis goes to whichever worker has room (and the checks' lanes see it waiting),
+    instead of waiting here for a slot."""
+
+    #: The lane's working slots (a step sleeping to its moment holds none).
+    working: asyncio.Semaphore | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -129,10 +135,28 @@ class _TimedLane(_GracefulWorker):
         self.step_ended = asyncio.Event()
 
     async def process(self) -> bool:
+        if not await self._room():
+            return False  # saq's loop asks again (and sees a stop meanwhile)
         try:
             return await super().process()
         finally:
             self.step_ended.set()
+
+    async def _room(self) -> bool:
+        """Whether a working slot is free, waiting up to the dequeue timeout for one."""
+        working = self.working
+        if working is None or not working.locked():
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.dequeue_timeout
+        while working.locked() and not self.event.is_set():
+            self.step_ended.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.step_ended.wait(), left)
+        return not self.event.is_set()
 
 
 class _ChecksLane(_GracefulWorker):
@@ -141,6 +165,9 @@ class _ChecksLane(_GracefulWorker):
     worker short of CPU, every check taken is time a due step waits)."""
 
     timed: _TimedLane | None = None
+    #: The timed steps that may wait in Redis before checks stop being taken: as many as
+    #: the timed lane's working slots (they are taken within a round of its steps).
+    timed_slots: int = 1
     #: Seconds a reading of the timed steps waiting is used for (by every check slot).
     backlog_fresh: float = 0.05
 
@@ -164,7 +191,7 @@ class _ChecksLane(_GracefulWorker):
         deadline = loop.time() + self.dequeue_timeout
         while not self.event.is_set():
             timed.step_ended.clear()
-            if await self._timed_waiting() < timed.concurrency:
+            if await self._timed_waiting() < self.timed_slots:
                 return True
             left = deadline - loop.time()
             if left <= 0:
@@ -183,6 +210,8 @@ class _ChecksLane(_GracefulWorker):
         if reading is None or (reading.done() and stale):
             self._backlog_at = loop.time()
             reading = self._backlog = asyncio.ensure_future(self.timed.queue.count("queued"))
+            # Read by whichever check slot is waiting; none may be (the lane stopping).
+            reading.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             return await asyncio.shield(reading)
         except (OSError, RedisError):
@@ -403,6 +432,7 @@ class QueueWorker:
                 _ChecksLane, checks_queue, runner, self.concurrency - self.timed_concurrency
             )
             checks.timed = timed
+            checks.timed_slots = self.timed_concurrency
             timed.lanes = (timed, checks)
             timed.lateness = self.lateness
             await self._serve([timed, checks], store, scheduler)
@@ -519,6 +549,8 @@ class QueueWorker:
         )
         worker.grace = self.shutdown_grace
         worker.stop_requested = self._stop_requested
+        if isinstance(worker, _TimedLane):
+            worker.working = working
         worker.SIGNALS = []  # both lanes stop on one signal: `_serve` handles them
         return worker
 
@@ -534,17 +566,22 @@ class QueueWorker:
         for signum in signals:
             loop.add_signal_handler(signum, self._signalled)
         logger.info("worker of queue %s started", self.queue_name)
+        running = [asyncio.create_task(lane.start()) for lane in lanes]
         try:
-            running = [asyncio.create_task(lane.start()) for lane in lanes]
             # One lane ending (stopped, or failed) stops the other: a worker is whole.
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            self._signalled()
-            await asyncio.gather(*running)
         finally:
+            # Stopped, failed, or `run` cancelled: every lane stops gracefully before what
+            # they use is closed (a second cancel cuts that short: it cancels the lanes).
+            self._signalled()
+            ended = await asyncio.gather(*running, return_exceptions=True)
             for signum in signals:
                 loop.remove_signal_handler(signum)
             repairing.cancel()
             await asyncio.gather(repairing, return_exceptions=True)
+        for outcome in ended:
+            if isinstance(outcome, Exception):
+                raise outcome
 
     def _signalled(self) -> None:
         """Have every lane stop taking steps (saq's own handler did so for its one)."""
@@ -606,7 +643,10 @@ def _step_job(
 
         beating = asyncio.create_task(beat())
         try:
-            return await runner.run(number, step_id, queued=job.queued / 1000, working=working)
+            # Its input's moment: when this job was queued, or fell due in saq (a job
+            # queued long ago for a timeout, and woken by the input meanwhile).
+            queued = max(job.queued / 1000, float(job.scheduled or 0))
+            return await runner.run(number, step_id, queued=queued, working=working)
         finally:
             beating.cancel()
 

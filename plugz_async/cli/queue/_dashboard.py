@@ -84,6 +84,14 @@ def _token(app: App) -> str | None:
     return token or None
 
 
+def _hosts(host: str, loopback: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The names the page answers to: loopback's and the one it is bound to; any, when
+    bound to every interface (its users reach it by names it cannot know)."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    return (*loopback, host)
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -100,12 +108,17 @@ async def dashboard(app: App) -> int:
     require_queue_extra()
     from aiohttp import web
 
-    from plugz_async.dashboard import dashboard_app
+    from plugz_async.dashboard import LOOPBACK_NAMES, dashboard_app
 
     with redis_errors(target), stop_signals() as stopped:
         async with open_queue(app, target) as queue:
             try:
-                served = dashboard_app(queue, token=token, refresh=args.refresh)
+                served = dashboard_app(
+                    queue,
+                    token=token,
+                    refresh=args.refresh,
+                    hosts=_hosts(args.host, LOOPBACK_NAMES),
+                )
             except InvalidArgument as error:
                 raise CommandFailed(str(error), EXIT_USAGE) from None
             runner = web.AppRunner(served, handle_signals=False, access_log=None)

@@ -187,7 +187,10 @@ function drawList(page) {
     tr.dataset.number = r.number;
     return tr;
   }));
-  const first = page.total ? page.offset + 1 : 0;
+  if (page.offset > 0 && page.offset >= page.total) {  // the list shrank under this page
+    state.offset = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
+  }
+  const first = page.registrations.length ? page.offset + 1 : 0;
   const last = page.offset + page.registrations.length;
   $("page-line").textContent = `${first}-${last} of ${page.total}`;
   $("prev").disabled = page.offset === 0;
@@ -211,7 +214,11 @@ function drawOne(r) {
 async function show(number) {
   state.number = number;
   $("cancel-said").textContent = "";
-  drawOne(await ask(`api/registrations/${encodeURIComponent(number)}`));
+  try {
+    drawOne(await ask(`api/registrations/${encodeURIComponent(number)}`));
+  } catch (error) {
+    problem(`cannot show ${number}: ${error.message}`);
+  }
 }
 
 async function cancel(event) {
