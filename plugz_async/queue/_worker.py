@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from redis.exceptions import RedisError
 from saq import Worker as SaqWorker
@@ -120,6 +120,22 @@ class _GracefulWorker(SaqWorker[Context]):
 _Lane = TypeVar("_Lane", bound=_GracefulWorker)
 
 
+class _Working(asyncio.Semaphore):
+    """A lane's working slots, counting those in use (the checks' lane borrows the
+    timed lane's idle ones)."""
+
+    in_use = 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        self.in_use -= 1
+        super().release()
+
+
 class _TimedLane(_GracefulWorker):
     """The lane of the steps that have a moment (code requests, confirms, polls). It
     takes a step from Redis only while one of its working slots is free: a due step left
@@ -127,7 +143,7 @@ class _TimedLane(_GracefulWorker):
     instead of waiting here for a slot."""
 
     #: The lane's working slots (a step sleeping to its moment holds none).
-    working: asyncio.Semaphore | None = None
+    working: _Working | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -160,14 +176,22 @@ class _TimedLane(_GracefulWorker):
 
 
 class _ChecksLane(_GracefulWorker):
-    """The lane of the checks, which have no moment: it takes a check only while no timed
-    step waits in Redis, so that a burst of checks never holds a due step back (on a
-    worker short of CPU, every check taken is time a due step waits)."""
+    """The lane of the checks, which have no moment: it takes a check only while few
+    timed steps wait in Redis, so that a burst of checks never holds a due step back (on
+    a worker short of CPU, every check taken is time a due step waits). Beyond its own
+    share it borrows the timed lane's idle working slots, leaving ``headroom`` of them
+    free for the timed steps that come (a check borrowed is never taken back: it ends
+    within its request's timeout)."""
 
     timed: _TimedLane | None = None
     #: The timed steps that may wait in Redis before checks stop being taken: as many as
     #: the timed lane's working slots (they are taken within a round of its steps).
     timed_slots: int = 1
+    #: The checks' own share (``concurrency - timed_concurrency``), the worker's whole
+    #: concurrency, and the timed slots never borrowed.
+    own: int = 1
+    total: int = 1
+    headroom: int = 1
     #: Seconds a reading of the timed steps waiting is used for (by every check slot).
     backlog_fresh: float = 0.05
 
@@ -191,7 +215,7 @@ class _ChecksLane(_GracefulWorker):
         deadline = loop.time() + self.dequeue_timeout
         while not self.event.is_set():
             timed.step_ended.clear()
-            if await self._timed_waiting() < self.timed_slots:
+            if self._slot_free() and await self._timed_waiting() < self.timed_slots:
                 return True
             left = deadline - loop.time()
             if left <= 0:
@@ -199,6 +223,16 @@ class _ChecksLane(_GracefulWorker):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(timed.step_ended.wait(), min(left, self.backlog_fresh))
         return False
+
+    def _slot_free(self) -> bool:
+        """A check slot of its own is free, or a timed one it may borrow."""
+        checks = len(self.job_task_contexts)
+        if checks < self.own:
+            return True
+        working = (
+            0 if self.timed is None or self.timed.working is None else self.timed.working.in_use
+        )
+        return checks + working < self.total - self.headroom
 
     async def _timed_waiting(self) -> int:
         """The timed steps waiting for a slot: one reading of Redis shared by every check
@@ -428,11 +462,15 @@ class QueueWorker:
                 self.timed_concurrency,
                 sleepers=self.timed_concurrency,
             )
+            # Its own share, and up to all but a quarter of the timed share when idle.
+            headroom = max(1, self.timed_concurrency // 4)
             checks = self._saq_worker(
-                _ChecksLane, checks_queue, runner, self.concurrency - self.timed_concurrency
+                _ChecksLane, checks_queue, runner, self.concurrency - headroom
             )
             checks.timed = timed
             checks.timed_slots = self.timed_concurrency
+            checks.own = self.concurrency - self.timed_concurrency
+            checks.total, checks.headroom = self.concurrency, headroom
             timed.lanes = (timed, checks)
             timed.lateness = self.lateness
             await self._serve([timed, checks], store, scheduler)
@@ -523,7 +561,7 @@ class QueueWorker:
         workers` shows of it. ``concurrency`` steps work at once; ``sleepers`` more may
         be taken meanwhile, to sleep to their moment (saq hands a step over up to
         `SCHEDULE_LEAD` early: it holds a slot of saq's, not one of the work's)."""
-        working = asyncio.Semaphore(concurrency) if sleepers else None
+        working = _Working(concurrency) if sleepers else None
         timers: PartialTimersDict = {
             "sweep": self.sweep_interval,
             "schedule": 1,
