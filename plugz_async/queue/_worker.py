@@ -220,8 +220,9 @@ class _ChecksLane(_GracefulWorker):
             left = deadline - loop.time()
             if left <= 0:
                 return False
+            # What frees a slot or takes a waiting timed step is a timed step ending.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(timed.step_ended.wait(), min(left, self.backlog_fresh))
+                await asyncio.wait_for(timed.step_ended.wait(), left)
         return False
 
     def _slot_free(self) -> bool:
