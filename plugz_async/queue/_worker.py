@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from redis.exceptions import RedisError
@@ -86,6 +86,24 @@ class _GracefulWorker(SaqWorker[Context]):
             if self.lateness is not None:
                 self._metadata["late"] = self.lateness.to_dict()
         return await super().worker_info(ttl)
+
+    async def _wait_for_room(
+        self, room: Callable[[], Awaitable[bool]], woken: asyncio.Event
+    ) -> bool:
+        """Whether ``room()`` says yes within the dequeue timeout, asked again each time
+        ``woken`` is set; False once the lane stops (saq's loop then takes nothing)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.dequeue_timeout
+        while not self.event.is_set():
+            woken.clear()
+            if await room():
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), left)
+        return False
 
     async def say_stopped(self) -> None:
         """Write the worker's record once more, as stopped (its saq record then expires
@@ -163,16 +181,11 @@ class _TimedLane(_GracefulWorker):
         working = self.working
         if working is None or not working.locked():
             return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.dequeue_timeout
-        while working.locked() and not self.event.is_set():
-            self.step_ended.clear()
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.step_ended.wait(), left)
-        return not self.event.is_set()
+
+        async def free() -> bool:
+            return not working.locked()
+
+        return await self._wait_for_room(free, self.step_ended)
 
 
 class _ChecksLane(_GracefulWorker):
@@ -206,24 +219,17 @@ class _ChecksLane(_GracefulWorker):
         return await super().process()
 
     async def _room(self) -> bool:
-        """Whether a check may be taken now: no timed step waits for a slot (in Redis,
-        for every worker of the queue). Waits up to the dequeue timeout for that."""
-        timed = self.timed
-        if timed is None:
+        """Whether a check may be taken now: a slot is free (its own or one borrowed) and
+        fewer timed steps than ``timed_slots`` wait in Redis (for every worker of the
+        queue). Waits up to the dequeue timeout for that."""
+        if self.timed is None:
             return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.dequeue_timeout
-        while not self.event.is_set():
-            timed.step_ended.clear()
-            if self._slot_free() and await self._timed_waiting() < self.timed_slots:
-                return True
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
-            # What frees a slot or takes a waiting timed step is a timed step ending.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(timed.step_ended.wait(), left)
-        return False
+
+        async def room() -> bool:
+            return self._slot_free() and await self._timed_waiting() < self.timed_slots
+
+        # What frees a slot or takes a waiting timed step is a timed step ending.
+        return await self._wait_for_room(room, self.timed.step_ended)
 
     def _slot_free(self) -> bool:
         """A check slot of its own is free, or a timed one it may borrow."""
