@@ -13,9 +13,9 @@ Endpoints:
 - ``POST /registrations/{id}/code`` with ``{"code": "123456"}``: the code the person received.
 - ``GET /registrations/{id}``: the events so far, and the outcome once it ended.
 
-With ``PLUGZ_REDIS_URL`` set (and ``pip install 'plugz-async[queue]'``), registrations can
-also go through the durable queue (docs/scale.md), run by workers (``plugz-async worker``)
-and kept in Redis across restarts:
+With ``PLUGZ_REDIS_URL`` set (and ``pip install 'plugz-async[queue]'``, from a clone
+``pip install '.[queue]'``), registrations can also go through the durable queue
+(docs/scale.md), run by workers (``plugz-async worker``) and kept in Redis across restarts:
 
 - ``POST /registrations`` with ``{"number": "...", "instance": "..."}``: queue one; 202 and
   its status (409: the instance registers another number; 422: not a possible number).

@@ -134,7 +134,8 @@ class MissingDependencyError(PlugzError, ImportError):
 
     def __init__(self, feature: str, *, extra: str, module: str) -> None:
         super().__init__(
-            f"{feature} needs {module}, which is not installed: pip install 'plugz-async[{extra}]'",
+            f"{feature} needs {module}, which is not installed: pip install "
+            f"'plugz-async[{extra}]' (from a clone of the repository: pip install '.[{extra}]')",
             name=module,
         )
         self.extra = extra

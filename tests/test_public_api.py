@@ -6,6 +6,7 @@ import ast
 import importlib
 import importlib.metadata
 import inspect
+import re
 import sys
 import types
 from collections.abc import Callable
@@ -232,6 +233,7 @@ def test_a_missing_extra_is_an_import_error_naming_it(
         call()
     assert isinstance(info.value, pz.MissingDependencyError)
     assert f"pip install 'plugz-async[{extra}]'" in str(info.value)
+    assert f"from a clone of the repository: pip install '.[{extra}]'" in str(info.value)
     assert info.value.extra == extra and info.value.name == module
 
 
@@ -295,3 +297,79 @@ def test_an_old_name_still_answers_and_says_its_new_one() -> None:
     ):
         old = pz.Outcome
     assert old is pz.PlanOutcome
+
+
+def test_the_command_line_without_rich_says_how_to_install_it() -> None:
+    """A library install leaves rich out: the console script says so in one line, exit 2."""
+    import subprocess
+
+    hide_rich = (
+        "import sys; sys.modules['rich'] = None; sys.argv = ['plugz-async', 'demo'];"
+        "from plugz_async.__main__ import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_rich], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "plugz-async: the command line needs rich: pip install 'plugz-async[cli]' "
+        "(from a clone of the repository: pip install '.[cli]')\n"
+    )
+
+
+def test_the_library_and_its_console_script_entry_need_no_rich() -> None:
+    """`import plugz_async` and the console script's own module load without rich, and the
+    metadata keeps rich out of the library's requirements (it is the cli extra's)."""
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['rich'] = None; import plugz_async, plugz_async.__main__;"
+        "print(sorted(m for m in sys.modules if m.startswith('rich') and sys.modules[m]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+    requires = importlib.metadata.requires("plugz-async") or []
+    plain = [r for r in requires if "extra ==" not in r]
+    assert not any(r.startswith("rich") for r in plain), plain
+    assert any(r.startswith("rich") and "extra == 'cli'" in r.replace('"', "'") for r in requires)
+    # The parser without its 48 MB of geocoding, carrier and time zone data.
+    names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in plain}
+    assert "phonenumberslite" in names and "phonenumbers" not in names, names
+    scripts = importlib.metadata.entry_points(group="console_scripts", name="plugz-async")
+    assert [e.value for e in scripts] == ["plugz_async.__main__:main"]
+
+
+def test_the_wheel_and_the_sdist_hold_the_license_and_the_sdist_the_docs_config(
+    tmp_path: Path,
+) -> None:
+    """What is shipped is what its metadata says (MIT, with the text) and what a clone
+    builds its docs and runs its tests from."""
+    import subprocess
+    import tarfile
+    import zipfile
+
+    pytest.importorskip("hatchling")
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-d", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    (sdist,) = tmp_path.glob("*.tar.gz")
+    license_text = (root / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")
+    with zipfile.ZipFile(wheel) as archive:
+        (licensed,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert archive.read(licensed).decode() == license_text
+        metadata = archive.read(licensed.replace("licenses/LICENSE", "METADATA")).decode()
+        assert "License-Expression: MIT" in metadata
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"LICENSE", "mkdocs.yml", "noxfile.py", ".ci/run", "README.md"} <= names
+    assert "docs/js/mermaid.min.js" not in names

@@ -256,6 +256,7 @@ def start_worker(sandbox: SandboxThread, redis_url: str, tmp_path: Path, *args: 
     return cli_process(env, "worker", *args)
 
 
+@pytest.mark.chaos
 def test_a_second_signal_stops_the_worker_at_once(
     sandbox: SandboxThread, env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -602,7 +603,8 @@ def test_without_the_queue_extra_each_command_says_what_to_install(
         assert code == EXIT_USAGE, args
         assert err == (
             "plugz-async: error: plugz_async.queue needs saq, which is not installed: "
-            "pip install 'plugz-async[queue]'\n"
+            "pip install 'plugz-async[queue]' (from a clone of the repository: "
+            "pip install '.[queue]')\n"
         )
 
 

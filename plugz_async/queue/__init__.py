@@ -11,8 +11,8 @@ whichever worker takes the step, and survives restarts:
 
 The registration's rules are ``RegistrationMachine``'s, the same the in-process
 driver follows. Exactly one code request per channel window, even when a worker dies
-mid-request: see docs/scale.md. Needs the ``queue`` extra:
-``pip install 'plugz-async[queue]'``.
+mid-request: see docs/scale.md. Needs the ``queue`` extra: ``pip install
+'plugz-async[queue]'`` (from a clone of the repository: ``pip install '.[queue]'``).
 
 Inside: ``_store`` (Redis, compare-and-set), ``_record`` (a registration as read),
 ``_inputs`` (input given and workers' records, beside the registrations), ``_engine``
