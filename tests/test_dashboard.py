@@ -3,7 +3,7 @@ JSON API, its paging of 100,000 registrations, the token that cancelling needs, 
 anywhere, and the page itself in headless Chromium (Debian's ``chromium``).
 
 The browser test writes a screenshot: to ``PLUGZ_DASHBOARD_SCREENSHOT`` when set (the docs
-build sets it to docs/img/dashboard.png), else into the test's folder.
+build sets it to build/img/dashboard.png, which the site shows), else into the test's folder.
 """
 
 from __future__ import annotations
