@@ -58,12 +58,36 @@ def fault_middleware(
     return middleware
 
 
+def log_rate_limit_grants() -> None:
+    """Say on stderr when the shared rate limit let each request through, on the limiter's
+    own clock: ``rate-limit granted INSTANCE BEFORE AFTER``, the wall-clock moments around
+    the limiter's ``hit`` that counted it (its moving window stamps the request with
+    ``time.time()`` between the two). A test checks the limit's promise on these."""
+    import time
+
+    from limits.aio.strategies import MovingWindowRateLimiter
+
+    hit = MovingWindowRateLimiter.hit
+
+    async def counted(self: Any, item: Any, *identifiers: str, cost: int = 1) -> bool:
+        before = time.time()
+        allowed: bool = await hit(self, item, *identifiers, cost=cost)
+        if allowed:
+            after = time.time()
+            print(f"rate-limit granted {identifiers[-1]} {before!r} {after!r}", file=sys.stderr)
+        return allowed
+
+    MovingWindowRateLimiter.hit = counted  # type: ignore[method-assign]
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
     logging.getLogger("saq").setLevel(logging.WARNING)
     fault = os.environ.get("PLUGZ_TEST_FAULT", "")
+    if os.environ.get("PLUGZ_TEST_RATE_LIMIT"):
+        log_rate_limit_grants()
     worker = QueueWorker(
         concurrency=int(os.environ.get("PLUGZ_TEST_CONCURRENCY", "10")),
         timed_concurrency=int(os.environ.get("PLUGZ_TEST_TIMED_CONCURRENCY", "0")) or None,
