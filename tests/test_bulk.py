@@ -152,7 +152,10 @@ async def test_break_then_aclose_leaves_no_task(client: pz.PlugzClient) -> None:
 
 
 async def test_cancelling_the_consumer_stops_the_run(api: Sandbox, client: pz.PlugzClient) -> None:
-    api.then(*[Reply(delay=10.0)] * 50)
+    # The first row answers at once (a run checks it alone before the rest); the next ones
+    # are held long past the test, until the sandbox stops.
+    for number in list(numbers(100))[1:]:
+        api.hold("registration-available", 60.0, number=number)
     seen: list[BulkItem] = []
 
     async def consume() -> None:
@@ -161,7 +164,7 @@ async def test_cancelling_the_consumer_stops_the_run(api: Sandbox, client: pz.Pl
                 seen.append(item)
 
     task = asyncio.create_task(consume())
-    await api.wait_for_requests(10)
+    await api.wait_for_requests(11)  # the first row, and ten in flight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

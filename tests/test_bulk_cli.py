@@ -130,6 +130,7 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in data.splitlines(keepends=True) if line.endswith("\n")]
 
 
+@pytest.mark.chaos
 def test_killed_at_any_moment_and_resumed_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
     rows = 2400
     source = tmp_path / "numbers.csv"

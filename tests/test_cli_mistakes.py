@@ -173,6 +173,7 @@ def test_rows_with_passing_errors_exit_7_and_are_redone_by_resume(tmp_path: Path
     assert_one_record_per_row(out, 400)
 
 
+@pytest.mark.chaos
 def test_a_fault_run_killed_at_any_moment_and_resumed_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
@@ -246,6 +247,7 @@ def test_a_stray_quote_does_not_swallow_the_rest_of_the_file(tmp_path: Path) -> 
     assert len(records(out)) == 3 and all(r["error"] is None for r in records(out))
 
 
+@pytest.mark.chaos
 def test_ctrl_c_hint_repeats_the_options_and_following_it_finishes(tmp_path: Path) -> None:
     source = numbers_file(tmp_path / "numbers.txt", 800)
     out = tmp_path / "results.csv"  # a .csv name: CSV, with no --format
