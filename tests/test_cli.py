@@ -232,6 +232,47 @@ def test_verbose_logs_requests_redacted_and_leaves_logging_as_it_was(
     assert (list(package.handlers), package.level) == before
 
 
+def test_verbose_after_the_command_logs_as_before_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--sandbox", "+55 11 90000-0001", "--verbose"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "plugz_async DEBUG POST mobile/registration-available -> 200" in err
+    assert "sandbox-instance-token" not in err
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["check", "--sandbox", "+55 11 90000-0001"],
+        ["plan", "+55 11 90000-0001", "--wait"],
+        ["bulk", "numbers.csv", "--out", "results.jsonl"],
+        ["register", "+55 11 90000-0001"],
+        ["sandbox", "--port", "0"],
+        ["demo"],
+        ["worker"],
+        ["dashboard"],
+        ["queue", "status"],
+        ["queue", "register", "numbers.csv", "--instance", "i-1"],
+        ["queue", "code", "+55 11 90000-0001", "123456"],
+    ],
+    ids=lambda words: " ".join(words[:2]),
+)
+def test_global_flags_work_after_the_command_too(words: list[str]) -> None:
+    from plugz_async.cli import build_parser
+
+    parser = build_parser(words[0])
+    assert parser.parse_args(words).verbose is False
+    assert parser.parse_args(["--verbose", *words]).verbose is True
+    assert parser.parse_args([*words, "--verbose"]).verbose is True
+    assert parser.parse_args([*words, "-v"]).verbose is True
+    assert parser.parse_args([words[0], "-v", *words[1:]]).verbose is True
+
+
+@pytest.mark.parametrize("words", [["check", "--version"], ["queue", "status", "--version"]])
+def test_version_after_the_command_too(words: list[str]) -> None:
+    done = run_cli(*words)
+    assert done.returncode == 0 and done.stdout.strip() == f"plugz-async {pz.__version__}"
+
+
 def test_module_entry_point_and_version() -> None:
     done = run_cli("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"plugz-async {pz.__version__}"
