@@ -336,19 +336,25 @@ def test_sandbox_command_serves_until_interrupted() -> None:
         first = process.stdout.readline()
         assert first.startswith("Sandbox listening on http://127.0.0.1:")
         base_url = first.split()[3]
-        lines = [process.stdout.readline() for _ in range(6)]
-        assert "  export PLUGZ_CLIENT_TOKEN=sandbox-client-token\n" in lines
-        done = run_cli(
-            "check",
-            "+55 11 90000-0001",
-            env={
-                "PLUGZ_INSTANCE_ID": "sandbox-instance",
-                "PLUGZ_INSTANCE_TOKEN": "sandbox-instance-token",
-                "PLUGZ_CLIENT_TOKEN": "sandbox-client-token",
-                "PLUGZ_BASE_URL": base_url,
-            },
+        lines = [process.stdout.readline() for _ in range(8)]
+        exports = [line for line in lines if line.startswith("  export ")]
+        assert exports == [
+            "  export PLUGZ_INSTANCE_ID=sandbox-instance\n",
+            "  export PLUGZ_INSTANCE_TOKEN=sandbox-instance-token\n",
+            "  export PLUGZ_CLIENT_TOKEN=sandbox-client-token\n",
+            f"  export PLUGZ_BASE_URL={base_url}\n",
+        ]
+        assert (
+            "A registration here takes the confirmation code 123456, the captcha text SANDBOX "
+            "and the two-step PIN 654321.\n"
+        ) in lines
+        # The lines pasted into a shell point the command line at the sandbox.
+        script = "".join(exports) + f'"{sys.executable}" -m plugz_async check +5511900000001\n'
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")}
+        done = subprocess.run(
+            ["bash", "-c", script], env=environ, capture_output=True, text=True, timeout=60
         )
-        assert done.returncode == 0 and "ready" in done.stdout
+        assert done.returncode == 0 and "ready" in done.stdout, done.stderr
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
