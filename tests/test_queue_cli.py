@@ -303,6 +303,31 @@ def test_a_second_signal_stops_the_worker_at_once(
         stop(second)
 
 
+def test_status_shows_the_plan_of_the_code_request_as_it_stands_now(
+    sandbox: SandboxThread, env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    worker = start_worker(sandbox, env, tmp_path)
+    try:
+        assert read_line(worker).startswith("worker started: queue 'plugz'")
+        assert run(capsys, "queue", "register", READY, "--instance", INSTANCE_ID)[0] == EXIT_OK
+        sent = wait_for(capsys, READY, lambda s: s["wants"] == "code")
+        kinds = [event["kind"] for event in sent["events"]]
+        assert kinds[:2] == ["checked", "planned"] and "code_requested" in kinds
+        assert sent["events"][1]["message"].startswith("planned: ready")
+        # The code request planned again: SMS waits its retryAfter (2 s, scaled). Once that
+        # has passed, the plan stands ready again, and the status says so (it said 'wait',
+        # as planned at the request, for good).
+        again = next(w for w in sent["plan"]["windows"] if w["channel"] == "sms")["ready_at"]
+        assert again > sent["events"][0]["at"]
+        now = wait_for(capsys, READY, lambda s: s["plan"]["outcome"] == "ready")
+        assert now["plan"]["windows"] == sent["plan"]["windows"]  # the same plan, read now
+        code, out, err = run(capsys, "queue", "status", READY)
+        assert code == EXIT_OK, err
+        assert re.search(r"^Plan\s+ready\s*$", out, re.M), out
+    finally:
+        stop(worker)
+
+
 def test_the_worker_refuses_to_start_without_what_it_needs(
     env: str,
     tmp_path: Path,
