@@ -182,7 +182,7 @@ def test_demo_shows_results_a_summary_and_the_way_to_the_real_api(
     assert "2 numbers in" in out and "unavailable" in out
     assert "export PLUGZ_INSTANCE_ID=" in out
     bad = tmp_path / "bad.csv"
-    bad.write_text("phone\n123\n")
+    bad.write_text("fone\n123\n")
     assert main(["demo", "--numbers", str(bad)]) == EXIT_USAGE
     assert main(["demo", "--numbers", str(tmp_path / "missing.csv")]) == EXIT_USAGE
 
