@@ -8,6 +8,7 @@ pool's owner closes it; a client that shares it never does.
 
 from __future__ import annotations
 
+import asyncio
 import ssl as ssl_module
 from collections.abc import Mapping
 
@@ -69,6 +70,7 @@ class Connections:
         #: The proxy requests go through, once open (given, or the environment's).
         self.proxy_in_use: Proxy | None = self._proxy
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -79,6 +81,12 @@ class Connections:
     def closed(self) -> bool:
         """Whether `aclose` was called."""
         return self._closed
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool opened in (``None`` until it opens): like any aiohttp
+        session, it is used, and closed, from that loop only."""
+        return self._loop
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -103,6 +111,10 @@ class Connections:
             if proxy is None and self._trust_env:
                 proxy = proxy_from_env(base_url)
             self.proxy_in_use = proxy
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # pragma: no cover - aiohttp itself needs a running loop
+                self._loop = None
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections,

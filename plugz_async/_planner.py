@@ -300,13 +300,25 @@ class RegistrationPlan:
 
     def _eligible(self, channel: Channel | str | None) -> ChannelWindow:
         if channel is None:
-            raise NoChannelError(
-                f"no channel can be used for {self.number} (outcome: {self.outcome})"
-            )
+            raise NoChannelError(self._none_given())
         window = self.window(channel)
         if not window.eligible:
             raise NoChannelError(f"{window.channel.value} cannot be used: {window.why_not}")
         return window
+
+    def _none_given(self) -> str:
+        """What ``channel=None`` means: no channel was given while one may be used (say
+        which is next), or none may be used (say why)."""
+        first = self.next_channel()
+        if first is None:
+            why = f": {self.reason}" if self.reason else ""
+            return f"no channel can be used for {self.number} (outcome: {self.outcome}{why})"
+        wait = max(0.0, self.window(first).ready_at_monotonic - self.clock.monotonic())
+        when = "open now" if wait == 0 else f"opens in {wait:.0f} s"
+        return (
+            f"no channel was given for {self.number} (outcome: {self.outcome}): name one; "
+            f"the next is {first.value} ({when}), or call wait_for_next()"
+        )
 
     def ready_in(self, channel: Channel | str) -> float:
         """Seconds from now until ``channel`` opens; 0 when it is open.

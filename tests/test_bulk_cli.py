@@ -236,3 +236,38 @@ def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> 
     source.write_text("number\n+55 11 90000-0001\n+55 11 90000-0004\n")
     counted = open_numbers(str(source), region=None)  # read through first: rows counted
     assert counted.total == 2
+
+
+def test_a_numbers_file_is_read_until_a_row_holds_a_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    from plugz_async.cli._numbers import LOOK_AHEAD, open_numbers
+
+    source = tmp_path / "numbers.txt"
+    noise = "".join(f"row {i} x\n" for i in range(LOOK_AHEAD + 500))
+    source.write_text(noise + "+55 11 90000-0001\n")
+    numbers = open_numbers(str(source), region="BR")  # found past the look-ahead: kept
+    lines = [numbers.lines.line for _ in numbers.rows]
+    assert lines == list(range(1, LOOK_AHEAD + 502))  # every row, each with its line
+    source.write_text(noise)
+    with pytest.raises(pz.InvalidArgument, match=r"holds no phone number: none of its 1,500 rows"):
+        open_numbers(str(source), region="BR")
+    # Standard input cannot be read twice: its first rows are looked at, and kept.
+    stdin = type("Stdin", (), {"buffer": io.BytesIO(noise.encode())})()
+    monkeypatch.setattr(sys, "stdin", stdin)
+    with pytest.raises(
+        pz.InvalidArgument,
+        match=r"^standard input holds no phone number: none of its first 1,000 rows reads",
+    ):
+        open_numbers("-", region=None)
+    stdin.buffer = io.BytesIO(("x1\n" * 10 + "+55 11 90000-0001\n").encode())
+    read = open_numbers("-", region=None)
+    rows = [(read.lines.line, str(row.number)) for row in read.rows]
+    assert len(rows) == 11 and rows[-1] == (11, "+55 11 90000-0001")
+    # A first line that is no text is said to be none.
+    source.write_bytes(b"\xff\xfe\x8f\x01junk\n+55 11 90000-0001\n")
+    with pytest.raises(pz.InvalidArgument, match="is not UTF-8 text"):
+        open_numbers(str(source), region="BR")

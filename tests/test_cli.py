@@ -182,7 +182,7 @@ def test_demo_shows_results_a_summary_and_the_way_to_the_real_api(
     assert "2 numbers in" in out and "unavailable" in out
     assert "export PLUGZ_INSTANCE_ID=" in out
     bad = tmp_path / "bad.csv"
-    bad.write_text("phone\n123\n")
+    bad.write_text("fone\n123\n")
     assert main(["demo", "--numbers", str(bad)]) == EXIT_USAGE
     assert main(["demo", "--numbers", str(tmp_path / "missing.csv")]) == EXIT_USAGE
 
@@ -230,6 +230,47 @@ def test_verbose_logs_requests_redacted_and_leaves_logging_as_it_was(
     assert "/token/***/mobile/registration-available" in err  # the sandbox's access log
     assert "sandbox-instance-token" not in err
     assert (list(package.handlers), package.level) == before
+
+
+def test_verbose_after_the_command_logs_as_before_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--sandbox", "+55 11 90000-0001", "--verbose"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "plugz_async DEBUG POST mobile/registration-available -> 200" in err
+    assert "sandbox-instance-token" not in err
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["check", "--sandbox", "+55 11 90000-0001"],
+        ["plan", "+55 11 90000-0001", "--wait"],
+        ["bulk", "numbers.csv", "--out", "results.jsonl"],
+        ["register", "+55 11 90000-0001"],
+        ["sandbox", "--port", "0"],
+        ["demo"],
+        ["worker"],
+        ["dashboard"],
+        ["queue", "status"],
+        ["queue", "register", "numbers.csv", "--instance", "i-1"],
+        ["queue", "code", "+55 11 90000-0001", "123456"],
+    ],
+    ids=lambda words: " ".join(words[:2]),
+)
+def test_global_flags_work_after_the_command_too(words: list[str]) -> None:
+    from plugz_async.cli import build_parser
+
+    parser = build_parser(words[0])
+    assert parser.parse_args(words).verbose is False
+    assert parser.parse_args(["--verbose", *words]).verbose is True
+    assert parser.parse_args([*words, "--verbose"]).verbose is True
+    assert parser.parse_args([*words, "-v"]).verbose is True
+    assert parser.parse_args([words[0], "-v", *words[1:]]).verbose is True
+
+
+@pytest.mark.parametrize("words", [["check", "--version"], ["queue", "status", "--version"]])
+def test_version_after_the_command_too(words: list[str]) -> None:
+    done = run_cli(*words)
+    assert done.returncode == 0 and done.stdout.strip() == f"plugz-async {pz.__version__}"
 
 
 def test_module_entry_point_and_version() -> None:
@@ -295,19 +336,25 @@ def test_sandbox_command_serves_until_interrupted() -> None:
         first = process.stdout.readline()
         assert first.startswith("Sandbox listening on http://127.0.0.1:")
         base_url = first.split()[3]
-        lines = [process.stdout.readline() for _ in range(6)]
-        assert "  export PLUGZ_CLIENT_TOKEN=sandbox-client-token\n" in lines
-        done = run_cli(
-            "check",
-            "+55 11 90000-0001",
-            env={
-                "PLUGZ_INSTANCE_ID": "sandbox-instance",
-                "PLUGZ_INSTANCE_TOKEN": "sandbox-instance-token",
-                "PLUGZ_CLIENT_TOKEN": "sandbox-client-token",
-                "PLUGZ_BASE_URL": base_url,
-            },
+        lines = [process.stdout.readline() for _ in range(8)]
+        exports = [line for line in lines if line.startswith("  export ")]
+        assert exports == [
+            "  export PLUGZ_INSTANCE_ID=sandbox-instance\n",
+            "  export PLUGZ_INSTANCE_TOKEN=sandbox-instance-token\n",
+            "  export PLUGZ_CLIENT_TOKEN=sandbox-client-token\n",
+            f"  export PLUGZ_BASE_URL={base_url}\n",
+        ]
+        assert (
+            "A registration here takes the confirmation code 123456, the captcha text SANDBOX "
+            "and the two-step PIN 654321.\n"
+        ) in lines
+        # The lines pasted into a shell point the command line at the sandbox.
+        script = "".join(exports) + f'"{sys.executable}" -m plugz_async check +5511900000001\n'
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PLUGZ_")}
+        done = subprocess.run(
+            ["bash", "-c", script], env=environ, capture_output=True, text=True, timeout=60
         )
-        assert done.returncode == 0 and "ready" in done.stdout
+        assert done.returncode == 0 and "ready" in done.stdout, done.stderr
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)

@@ -218,15 +218,117 @@ def test_a_semicolon_csv_export_is_read_by_its_columns(tmp_path: Path) -> None:
 
 def test_a_header_with_no_column_of_numbers_is_refused_before_anything(tmp_path: Path) -> None:
     source = tmp_path / "people.csv"
-    source.write_text("phone_number,name\n+55 11 90000-0002,Maria\n")
+    source.write_text("cel_cliente,name\n+55 11 90000-0002,Maria\n")
     out = tmp_path / "results.jsonl"
     with SandboxThread() as sandbox:
         done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
         sent = sandbox.requests()
     assert done.returncode == EXIT_USAGE and sent == [] and not out.exists()
     assert done.stderr.count("\n") == 1
-    assert "no column of numbers" in done.stderr and "'phone_number', 'name'" in done.stderr
+    assert "no column of numbers" in done.stderr and "'cel_cliente', 'name'" in done.stderr
+    assert "--column NAME names another" in done.stderr  # says how to name it
     assert f"the header of {source} has" in done.stderr  # names the file
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["telefone,nome", "phone_number,name", "Phone Number;Name", "nome,Celular", "numero,nome"],
+)
+def test_a_column_of_numbers_under_a_common_name_is_read(tmp_path: Path, header: str) -> None:
+    source = tmp_path / "people.csv"
+    delimiter = ";" if ";" in header else ","
+    first_is_number = not header.startswith("nome")
+    rows = [("+55 11 90000-0002", "Maria"), ("+55 11 90000-0005", "Ana")]
+    source.write_text(
+        header
+        + "\n"
+        + "".join(delimiter.join(row if first_is_number else row[::-1]) + "\n" for row in rows)
+    )
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+
+
+def test_column_names_the_column_of_numbers_and_a_resume_repeats_it(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    # Another column called "number" (a house number) is not the phone's.
+    source.write_text("cel,nome,number\n+55 11 90000-0002,Maria,12\n+55 11 90000-0005,Ana,7\n")
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", "--column", "CEL", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    kept = records(out)
+    assert sorted(r["number"] for r in kept) == ["+5511900000002", "+5511900000005"]
+    assert kept[0]["input"] == {"cel": "+55 11 90000-0002", "nome": "Maria", "number": "12"}
+    again = cli(
+        "bulk", str(source), "--out", str(out), "--sandbox", "--column", "cel", "--resume",
+        env={},
+    )  # fmt: skip
+    assert again.returncode == EXIT_OK, again.stderr
+    assert len(records(out)) == 2
+    # A column the header does not have, or a file with no header at all: refused.
+    for text in (source.read_text(), "+55 11 90000-0002\n"):
+        source.write_text(text)
+        missing = cli(
+            "bulk", str(source), "--out", str(tmp_path / "r.jsonl"), "--column", "phone",
+            "--sandbox", env={},
+        )  # fmt: skip
+        assert missing.returncode == EXIT_USAGE and missing.stderr.count("\n") == 1
+        assert f"--column phone: the first line of {source} names no such column" in (
+            missing.stderr
+        )
+    from plugz_async.cli import build_parser
+    from plugz_async.cli._bulk import resume_command
+
+    args = build_parser("bulk").parse_args(
+        ["bulk", "in.csv", "--out", "r.jsonl", "--column", "telefone"]
+    )
+    assert resume_command(args).endswith("--resume --column telefone")
+
+
+def random_bytes(size: int = 2000) -> bytes:
+    """Random bytes with no NUL (a NUL marks a binary file at once): read as lines."""
+    import random
+
+    found = bytes(b for b in random.Random(1).randbytes(size * 2) if b)[:size]
+    assert len(found) == size
+    return found
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_a_file_holding_no_number_is_refused_before_anything(tmp_path: Path, stdin: bool) -> None:
+    source = tmp_path / "noise.bin"
+    out = tmp_path / "results.jsonl"
+    texts = {
+        "random bytes": random_bytes(),
+        "a header only": b"number,name\n",
+        "names only": b"Maria 1\nAna 2\n\nBia 3\n",
+    }
+    for what, data in texts.items():
+        source.write_bytes(data)
+        with SandboxThread() as sandbox:
+            if stdin:
+                done = subprocess.run(
+                    [sys.executable, "-m", "plugz_async", "bulk", "-", "--out", str(out)],
+                    env={**os.environ, **sandbox.env()},
+                    input=data,
+                    capture_output=True,
+                )
+                err = done.stderr.decode()
+            else:
+                ran = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+                done, err = ran, ran.stderr  # type: ignore[assignment]
+            sent = sandbox.requests()
+        assert done.returncode == EXIT_USAGE, (what, err)
+        assert sent == [] and not out.exists(), what
+        assert err.count("\n") == 1 and err.startswith("plugz-async: error: "), (what, err)
+        name = "standard input" if stdin else str(source)
+        if what == "a header only":
+            assert f"{name} has no numbers to check" in err
+        elif what == "names only":
+            assert f"{name} holds no phone number: none of its 3 rows reads as one" in err
+        else:  # 2,000 bytes, with a digit in the first line: no header, 16 rows of noise
+            assert f"{name} holds no phone number: none of its 16 rows reads as one" in err
 
 
 def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -407,8 +509,8 @@ def test_repeated_keys_and_empty_inputs_are_refused(tmp_path: Path) -> None:
 
 def test_a_bad_header_on_standard_input_is_a_usage_error(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    done = cli("bulk", "-", "--out", str(out), "--sandbox", env={}, input="telefone,nome\n1,a\n")
-    assert done.returncode == EXIT_USAGE and "'telefone', 'nome'" in done.stderr
+    done = cli("bulk", "-", "--out", str(out), "--sandbox", env={}, input="fone,nome\n1,a\n")
+    assert done.returncode == EXIT_USAGE and "'fone', 'nome'" in done.stderr
     assert "the header of standard input has" in done.stderr
     assert not out.exists()
 

@@ -1,7 +1,8 @@
 """Every code block in the README and docs runs, against a loopback server.
 
 Python blocks of one page run in order in one namespace, like cells of a notebook
-(top-level ``await`` included), with ``PLUGZ_*`` pointing at the test server. A
+(top-level ``await`` included), with ``PLUGZ_*`` pointing at the test server; a block
+written as a script (``asyncio.run(...)`` at its top level) runs as one, in a thread. A
 ``print(...)  # text`` line must print exactly that text. Shell blocks must name
 nox sessions that exist. Docstring examples run as doctests.
 """
@@ -9,6 +10,7 @@ nox sessions that exist. Docstring examples run as doctests.
 from __future__ import annotations
 
 import ast
+import asyncio
 import doctest
 import importlib
 import io
@@ -55,8 +57,18 @@ def expect(expected: str, *values: Any) -> None:
     assert printed == expected, f"the docs say {expected!r}, the code printed {printed!r}"
 
 
+# A block written as a script: it runs its own event loop.
+SCRIPT = re.compile(r"^asyncio\.run\(", re.M)
+
+
 async def run_page(page: Path, namespace: dict[str, Any]) -> None:
     for code in blocks(page, "python"):
+        if SCRIPT.search(code):
+            # As a script runs it: ``asyncio.run`` in a thread where no loop runs yet, while
+            # this loop goes on serving the test server.
+            script = compile(with_checks(code), str(page), "exec")
+            await asyncio.to_thread(exec, script, namespace)
+            continue
         compiled = compile(
             with_checks(code), str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         )
@@ -85,6 +97,20 @@ async def test_python_blocks_run(
         assert output.getvalue(), "the page's examples printed nothing"
     # Nothing the examples print shows a secret.
     assert INSTANCE_TOKEN not in output.getvalue() and CLIENT_TOKEN not in output.getvalue()
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", ROOT / "docs" / "quickstart.md"], ids=lambda p: p.name
+)
+def test_the_first_example_says_how_to_run_it(page: Path) -> None:
+    """Top-level ``await`` fails in a ``.py`` file: the first example says where it runs as
+    it is, and the next one is the same as a script (which compiles as one)."""
+    text = page.read_text()
+    second = text.index("```python", text.index("```python") + 1)
+    assert "python -m asyncio" in text[:second] and "notebook" in text[:second]
+    script = blocks(page, "python")[1]
+    assert SCRIPT.search(script) and "async def main()" in script
+    compile(script, str(page), "exec")  # no top-level await: a SyntaxError otherwise
 
 
 def nox_sessions() -> set[str]:

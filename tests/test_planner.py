@@ -209,6 +209,55 @@ async def test_waiting_for_nothing_raises(clock: pz.FakeClock) -> None:
         plan.ready_in(SMS)
 
 
+@pytest.mark.parametrize(
+    ("wire", "said"),
+    [
+        (
+            {"available": True, "smsWaitSeconds": 0, "voiceWaitSeconds": 0},
+            "no channel was given for +5544999999999 (outcome: ready): name one; the next is "
+            "sms (open now), or call wait_for_next()",
+        ),
+        (
+            {"available": True, "smsWaitSeconds": 120, "voiceWaitSeconds": 30},
+            "no channel was given for +5544999999999 (outcome: wait): name one; the next is "
+            "voice (opens in 30 s), or call wait_for_next()",
+        ),
+        (
+            {"available": False, "blocked": True, "appealToken": "Ae0B_x"},
+            "no channel can be used for +5544999999999 (outcome: appeal)",
+        ),
+        (
+            {"available": False, "blocked": True},
+            "no channel can be used for +5544999999999 (outcome: blocked)",
+        ),
+        (
+            {"available": False, "reason": "in use elsewhere"},
+            "no channel can be used for +5544999999999 (outcome: unavailable: in use elsewhere)",
+        ),
+    ],
+)
+async def test_waiting_for_no_channel_says_why_for_each_outcome(
+    clock: pz.FakeClock, wire: dict[str, Any], said: str
+) -> None:
+    plan = pz.RegistrationPlanner(clock=clock).plan(answer(clock, **wire))
+    with pytest.raises(pz.NoChannelError) as raised:
+        await plan.wait_until_ready(None)
+    assert str(raised.value) == said
+
+
+async def test_waiting_for_no_channel_after_the_planning_ends_says_so(
+    clock: pz.FakeClock,
+) -> None:
+    planner = pz.RegistrationPlanner(preference=(WA_OLD,), allow_wa_old=True, clock=clock)
+    none = planner.plan(waits(clock, 0, 0, 0, waOldEligible=False))
+    with pytest.raises(pz.NoChannelError, match=r"can be used .*\(outcome: no_channel\)$"):
+        await none.wait_until_ready(None)
+    plan = pz.RegistrationPlanner(clock=clock).plan(waits(clock, 0, 0, 0))
+    blocked = plan.after_code_request(code_request(clock, SMS, success=False, blocked=True))
+    with pytest.raises(pz.NoChannelError, match=r"\(outcome: blocked_at_code_request\)$"):
+        await blocked.wait_until_ready(None)
+
+
 def test_an_answer_from_another_clock_is_placed_by_the_wall_clock(clock: pz.FakeClock) -> None:
     availability = decode_availability(
         {"available": True, "smsWaitSeconds": 60},

@@ -787,3 +787,27 @@ async def test_a_step_that_sends_nothing_needs_no_client() -> None:
     context = await runner._context(cast("Any", None), sending=False)
     with pytest.raises(RuntimeError, match="sends nothing"):
         _ = context.client
+
+
+def test_a_stored_plan_is_shown_as_it_stands_now() -> None:
+    from plugz_async._models import decode_availability
+    from plugz_async.queue._status import plan_as_it_stands
+
+    clock = pz.FakeClock()
+    number = pz.PhoneNumber.parse(WAITS)
+
+    def planned(**wire: Any) -> pz.RegistrationPlan:
+        availability = decode_availability(
+            wire, number=number, observed_at=clock.now(), observed_monotonic=clock.monotonic()
+        )
+        plan = pz.RegistrationPlanner(clock=clock).plan(availability)
+        return pz.RegistrationPlan.from_dict(plan.to_dict(), clock=clock)  # as Redis keeps it
+
+    waiting = planned(available=True, smsWaitSeconds=30, voiceWaitSeconds=90)
+    banned = planned(available=False, blocked=True, appealToken="Ae0B_x")
+    assert plan_as_it_stands(waiting) is waiting and waiting.outcome is pz.PlanOutcome.WAIT
+    clock.advance(31)
+    now = plan_as_it_stands(waiting)
+    assert now is not None and now.outcome is pz.PlanOutcome.READY
+    assert now.windows == waiting.windows
+    assert plan_as_it_stands(banned) is banned and plan_as_it_stands(None) is None

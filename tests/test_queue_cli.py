@@ -304,6 +304,31 @@ def test_a_second_signal_stops_the_worker_at_once(
         stop(second)
 
 
+def test_status_shows_the_plan_of_the_code_request_as_it_stands_now(
+    sandbox: SandboxThread, env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    worker = start_worker(sandbox, env, tmp_path)
+    try:
+        assert read_line(worker).startswith("worker started: queue 'plugz'")
+        assert run(capsys, "queue", "register", READY, "--instance", INSTANCE_ID)[0] == EXIT_OK
+        sent = wait_for(capsys, READY, lambda s: s["wants"] == "code")
+        kinds = [event["kind"] for event in sent["events"]]
+        assert kinds[:2] == ["checked", "planned"] and "code_requested" in kinds
+        assert sent["events"][1]["message"].startswith("planned: ready")
+        # The code request planned again: SMS waits its retryAfter (2 s, scaled). Once that
+        # has passed, the plan stands ready again, and the status says so (it said 'wait',
+        # as planned at the request, for good).
+        again = next(w for w in sent["plan"]["windows"] if w["channel"] == "sms")["ready_at"]
+        assert again > sent["events"][0]["at"]
+        now = wait_for(capsys, READY, lambda s: s["plan"]["outcome"] == "ready")
+        assert now["plan"]["windows"] == sent["plan"]["windows"]  # the same plan, read now
+        code, out, err = run(capsys, "queue", "status", READY)
+        assert code == EXIT_OK, err
+        assert re.search(r"^Plan\s+ready\s*$", out, re.M), out
+    finally:
+        stop(worker)
+
+
 def test_the_worker_refuses_to_start_without_what_it_needs(
     env: str,
     tmp_path: Path,
@@ -398,6 +423,49 @@ def test_a_file_with_bad_rows_says_each_with_its_line_and_queues_the_others(
     assert re.search(r"check\s+│\s+2", out)
 
 
+def test_register_reads_the_column_of_numbers_by_name_or_by_column(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    named = tmp_path / "contatos.csv"
+    named.write_text(f"nome,telefone,instance\nAna,{READY},inst-a\n\nBia,{WAITS},inst-b\n")
+    code, out, err = run(capsys, "queue", "register", str(named), "--json")
+    assert code == EXIT_OK, err
+    rows = json.loads(out)["rows"]
+    assert [(r["line"], r["number"], r["instance"]) for r in rows] == [
+        (2, "+5511900000001", "inst-a"),
+        (4, "+5511900000002", "inst-b"),
+    ]
+    other = tmp_path / "other.csv"
+    other.write_text("cel;instance\n+55 11 90000-0003;inst-c\n")
+    code, out, err = run(capsys, "queue", "register", str(other))
+    assert code == EXIT_USAGE and "--column NAME names another" in err
+    code, out, err = run(capsys, "queue", "register", str(other), "--column", "Cel", "--json")
+    assert code == EXIT_OK, err
+    assert [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000003"]
+    code, out, err = run(capsys, "queue", "register", READY, "--instance", "i", "--column", "cel")
+    assert code == EXIT_USAGE and "--column names a column of a FILE" in err
+
+
+def test_register_refuses_a_file_that_holds_no_number(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import random
+
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(b for b in random.Random(1).randbytes(4000) if b)[:2000])
+    header = tmp_path / "header.csv"
+    header.write_text("number,instance\n")
+    for path, said in (
+        (noise, f"{noise} holds no phone number: none of its 16 rows reads as one"),
+        (header, f"{header} has no numbers to queue"),
+    ):
+        code, out, err = run(capsys, "queue", "register", str(path), "--instance", "inst-a")
+        assert code == EXIT_USAGE and out == ""
+        assert err.count("\n") == 1 and err.startswith(f"plugz-async: error: {said}"), err
+    code, out, _ = run(capsys, "queue", "status", "--json")
+    assert code == EXIT_OK and json.loads(out)["registrations"] == []
+
+
 def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_refused(
     env: str, tmp_path: Path, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -409,7 +477,7 @@ def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_re
     code, _, err = run(capsys, "queue", "register", str(tmp_path / "missing.csv"))
     assert code == EXIT_USAGE and "cannot read" in err
     header = tmp_path / "header.csv"
-    header.write_text("phone_number;instance\n123\n")
+    header.write_text("cel_cliente;instance\n123\n")
     code, _, err = run(capsys, "queue", "register", str(header))
     assert code == EXIT_USAGE and "has no column of numbers" in err
     assert redis_server.dbsize() == 0  # nothing written

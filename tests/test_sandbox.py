@@ -492,6 +492,67 @@ async def test_sandbox_thread_serves_any_event_loop() -> None:
         sandbox.requests()
 
 
+async def test_sandbox_thread_client_is_used_from_the_callers_loop_and_closed_by_stop() -> None:
+    # As in a notebook: started, used and stopped from code running in one event loop.
+    sandbox = SandboxThread(clock=pz.FakeClock()).start()
+    client = sandbox.client
+    assert client is sandbox.client and client.base_url == sandbox.base_url
+    assert (await client.check_availability(READY)).available
+    assert client.connections is not None
+    assert client.connections.loop is asyncio.get_running_loop()
+    sandbox.stop()  # from within the client's loop: its close runs when this code awaits
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = sandbox.client
+    for _ in range(10):
+        if client.closed and client.connections.closed:
+            break
+        await asyncio.sleep(0)
+    assert client.closed and client.connections.closed
+
+
+def test_sandbox_thread_client_from_a_loop_in_another_thread() -> None:
+    import threading
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        with SandboxThread(timeout=5.0) as sandbox:
+            client = sandbox.client
+            asked = asyncio.run_coroutine_threadsafe(client.check_availability(READY), loop)
+            assert asked.result(timeout=10).available
+        assert client.closed and client.connections is not None and client.connections.closed
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+
+
+def test_sandbox_thread_client_unused_or_in_a_loop_at_rest_is_closed_by_stop() -> None:
+    with SandboxThread() as sandbox:
+        unused = sandbox.client
+        assert repr(unused).endswith("state=unopened)")
+    assert unused.closed
+    loop = asyncio.new_event_loop()
+    try:
+        with SandboxThread() as sandbox:
+            client = sandbox.client
+            assert loop.run_until_complete(client.check_availability(READY)).available
+        assert client.closed and client.connections is not None and client.connections.closed
+    finally:
+        loop.close()
+
+
+def test_sandbox_thread_client_takes_options_and_bad_ones_stop_the_server() -> None:
+    with SandboxThread(default_region="BR") as sandbox:
+        assert sandbox.client.default_region == "BR"
+    failed = SandboxThread(max_connections=-1)
+    with pytest.raises(pz.ConfigurationError):
+        failed.start()
+    with pytest.raises(RuntimeError, match="not running"):
+        failed.requests()
+
+
 def test_sandbox_thread_reports_a_port_in_use() -> None:
     with SandboxThread() as first:
         port = int(first.base_url.rsplit(":", 1)[1])

@@ -1,11 +1,12 @@
 """Numbers files in: one reader for every command that takes a file of numbers.
 
-A CSV with a header (``number``, or ``ddi`` and ``phone``; optionally ``instance_id``,
-``instance_token``, ``key``, and any other column), separated by ``,``, ``;``, tabs or
-``|`` as spreadsheets export them; or one number a line. Lines are read lazily and
-bounded in length, each alone (a stray quote cannot swallow the lines after it), and
-the header is judged at once, so a file that cannot be read as numbers is refused
-before anything is sent.
+A CSV with a header (``number``, or ``ddi`` and ``phone``, or a column of a common name
+for a phone number such as ``phone_number`` or ``telefone``, or the column a command's
+``--column`` names; optionally ``instance_id``, ``instance_token``, ``key``, and any
+other column), separated by ``,``, ``;``, tabs or ``|`` as spreadsheets export them; or
+one number a line. Lines are read lazily and bounded in length, each alone (a stray
+quote cannot swallow the lines after it), and the header is judged at once, so a file
+that cannot be read as numbers is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -21,13 +23,15 @@ import attrs
 from plugz_async._errors import InvalidArgument, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._phone import PhoneNumber
 
-from ._items import BulkRow
+from ._items import BulkRow, number_in
 
 __all__ = [
     "MAX_LINE",
+    "NUMBER_NAMES",
     "TOO_LONG",
     "bounded_lines",
     "count_rows",
+    "holds_number",
     "lines_of",
     "name_of",
     "read_rows",
@@ -64,11 +68,48 @@ def lines_of(path: str) -> Iterator[str]:
 
 # Column separators a numbers file may use: a spreadsheet in a Portuguese locale exports ";".
 DELIMITERS = (",", ";", "\t", "|")
-NUMBER_COLUMNS = "a 'number' column, or 'ddi' and 'phone'"
+#: The names a column of whole numbers goes by, read without ``--column`` (after ``number``,
+#: and ``ddi`` with ``phone``): the first one a header has is the one read. Compared in
+#: lower case, with spaces and hyphens as ``_`` (``Phone Number`` is ``phone_number``).
+NUMBER_NAMES = (
+    "number",
+    "phone_number",
+    "phone",
+    "telefone",
+    "numero",
+    "número",
+    "celular",
+    "whatsapp",
+    "mobile",
+    "msisdn",
+)
+NUMBER_COLUMNS = (
+    "a 'number' column (or 'ddi' and 'phone', or one of "
+    + ", ".join(repr(n) for n in NUMBER_NAMES[1:])
+    + "); --column NAME names another"
+)
 
 
-def _usable(columns: Sequence[str]) -> bool:
-    return "number" in columns or {"ddi", "phone"} <= set(columns)
+def _plain(name: str) -> str:
+    """A column's name as compared: lower case, spaces and hyphens as ``_``."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _number_column(columns: Sequence[str], column: str | None) -> str | bool | None:
+    """The column of ``columns`` that holds the numbers: ``column`` when given, else the
+    first of `NUMBER_NAMES` (``None``: ``ddi`` and ``phone`` together); ``False``: none."""
+    plain = [_plain(c) for c in columns]
+    if column is not None:
+        wanted = _plain(column)
+        return columns[plain.index(wanted)] if wanted in plain else False
+    if "number" in plain:
+        return columns[plain.index("number")]
+    if {"ddi", "phone"} <= set(plain):
+        return None
+    for known in NUMBER_NAMES[1:]:
+        if known in plain:
+            return columns[plain.index(known)]
+    return False
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
@@ -81,57 +122,83 @@ def _fields(line: str, delimiter: str) -> list[str]:
         return text.split(delimiter)
 
 
-def _header(first: str, name: str) -> tuple[list[str], str] | None:
+@attrs.frozen
+class _Header:
+    """A header line: its column names (in lower case), its separator, and the column of
+    the numbers (``None``: ``ddi`` and ``phone``)."""
+
+    columns: list[str]
+    delimiter: str
+    number: str | None
+
+
+def _header(first: str, name: str, column: str | None = None) -> _Header | None:
     """The first line's column names and separator, when it is a header; ``None`` when it
     is a number (a file of one number a line).
 
     Raises:
-        InvalidArgument: it is a header, but with no column that holds numbers.
+        InvalidArgument: it is a header, but with no column that holds numbers (or none of
+            the name ``column``: then a file with no header is refused too).
     """
     text = first.strip()
     if text.startswith("PK\x03\x04") or "\x00" in text:
         raise InvalidArgument(
             f"{name} is a spreadsheet or another binary file: save it as CSV (UTF-8) first"
         )
-    if not text or text.startswith("#"):
+    if (not text or text.startswith("#")) and column is None:
         return None
     ranked = sorted(DELIMITERS, key=lambda d: -text.count(d))  # the most used first
     for delimiter in ranked:
         columns = [name.strip().lower() for name in _fields(text, delimiter)]
-        if _usable(columns):
-            return columns, delimiter
+        number = _number_column(columns, column)
+        if not isinstance(number, bool):  # False: no column of numbers in this reading
+            return _Header(columns, delimiter, number)
+    found = ", ".join(repr(n.strip()) for n in _fields(text, ranked[0]) if n.strip())
+    if column is not None:
+        raise InvalidArgument(
+            f"--column {column}: the first line of {name} names no such column"
+            + (f"; the columns found: {found}" if found else "")
+        )
     if any(c.isdigit() for c in text):
         return None  # a number (or a line that will fail as one): no header
-    found = ", ".join(repr(n.strip()) for n in _fields(text, ranked[0]) if n.strip())
+    if "\ufffd" in text or any(ord(c) < 32 and c != "\t" for c in text):
+        raise InvalidArgument(
+            f"{name} is not UTF-8 text (a binary file, or text in another encoding): save "
+            "it as CSV (UTF-8) first"
+        )
     raise InvalidArgument(
         f"the header of {name} has no column of numbers (it needs {NUMBER_COLUMNS}); "
         f"the columns found: {found}"
     )
 
 
-def read_rows(lines: Iterator[str], name: str = "the input") -> Iterator[BulkRow]:
-    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``; separated by
-    ``,``, ``;``, tabs or ``|``) or of one number a line; each keyed by its place among the
-    data rows (or its ``key`` column).
+def read_rows(
+    lines: Iterator[str], name: str = "the input", *, column: str | None = None
+) -> Iterator[BulkRow]:
+    """Rows of a CSV with a header (``number``, or ``ddi`` and ``phone``, or a column of
+    another common name, `NUMBER_NAMES`; separated by ``,``, ``;``, tabs or ``|``) or of
+    one number a line; each keyed by its place among the data rows (or its ``key``
+    column). ``column``: the header's column that holds the numbers (then the file must
+    have a header that names it).
 
     The header is read at once, so a file that cannot be read as numbers is refused before
     any row is checked; the rows are read lazily.
 
     Raises:
-        InvalidArgument: a header without a column of numbers, or a spreadsheet file.
+        InvalidArgument: a header without a column of numbers (or without ``column``), or
+            a spreadsheet file.
     """
     first = next(lines, None)
     if first is None:
         return iter(())
-    header = _header(first, name)
+    header = _header(first, name, column)
     if header is None:
         return _plain_rows(itertools.chain([first], lines))
-    return _csv_rows(lines, *header, name)
+    return _csv_rows(lines, header, name)
 
 
-def _csv_rows(
-    lines: Iterator[str], columns: list[str], delimiter: str, name: str
-) -> Iterator[BulkRow]:
+def _csv_rows(lines: Iterator[str], header: _Header, name: str) -> Iterator[BulkRow]:
+    columns, delimiter = header.columns, header.delimiter
     index = 0
     keys: dict[str, int] = {}  # a key column's values, each to its row: resume goes by key
     for line in lines:
@@ -139,6 +206,11 @@ def _csv_rows(
         if not any(field.strip() for field in fields):
             continue  # a blank line
         row = dict(zip(columns, fields, strict=False))  # short rows: the rest are missing
+        # The row as the SDK reads one: its number under "number" (the row as given stays
+        # the item's input).
+        cells = (
+            row if header.number in (None, "number") else {**row, "number": row.get(header.number)}
+        )
         key = (row.get("key") or "").strip() or str(index)
         if "key" in columns:
             if key in keys:
@@ -148,9 +220,9 @@ def _csv_rows(
                 )
             keys[key] = index
         try:
-            yield attrs.evolve(BulkRow.from_mapping(row), key=key, index=index)
+            yield attrs.evolve(BulkRow.from_mapping(cells), key=key, given=row, index=index)
         except InvalidArgument:  # the row is kept, and fails as a row
-            yield BulkRow(number=str(row.get("number") or ""), key=key, given=row, index=index)
+            yield BulkRow(number=number_in(cells) or "", key=key, given=row, index=index)
         index += 1
 
 
@@ -168,7 +240,21 @@ def name_of(path: str) -> str:
     return "standard input" if path == "-" else path
 
 
-def count_rows(path: str, *, region: str | None = None) -> int | None:
+def holds_number(row: BulkRow, region: str | None = None) -> bool:
+    """Whether ``row`` holds a phone number: one that can be read (in ``region``), or one
+    written without its country code (`MissingCountryCode`: a number all the same)."""
+    if isinstance(row.number, PhoneNumber):
+        return True
+    try:
+        PhoneNumber.parse(row.number, default_region=region)
+    except MissingCountryCode:
+        return True
+    except InvalidArgument:
+        return False
+    return True
+
+
+def count_rows(path: str, *, region: str | None = None, column: str | None = None) -> int | None:
     """How many rows ``path`` holds (``None`` for standard input, ``"-"``), reading it
     through once: also checks that it can be read, before any work starts.
 
@@ -183,7 +269,7 @@ def count_rows(path: str, *, region: str | None = None) -> int | None:
     if path == "-":
         return None
     total = 0
-    for row in read_rows(lines_of(path), name_of(path)):
+    for row in read_rows(lines_of(path), name_of(path), column=column):
         if region is None and isinstance(row.number, str):
             try:
                 PhoneNumber.parse(row.number)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -60,6 +61,22 @@ class _Spread:
         gap = math.floor(math.log(rng.random() or 1e-300) / math.log1p(-self._weight))
         self._next = self.seen + gap + 1
 
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+    def describe(self) -> str:
+        """How many, and when: earliest, median and latest, in UTC to the second."""
+        if self.earliest is None or self.latest is None:
+            return "none"
+
+        def at(moment: float) -> str:
+            return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")
+
+        median = sorted(self.sample)[len(self.sample) // 2]
+        return (
+            f"{self.seen} from {at(self.earliest)}, median {at(median)}, latest {at(self.latest)}"
+        )
+
     def to_dict(self) -> dict[str, Any] | None:
         if self.earliest is None or self.latest is None:
             return None
@@ -89,6 +106,33 @@ class BulkSummary:
     """Rows that ended in an error that may pass (see `BulkItem.final`): to do again."""
     stopped: str | None = None
     """The class of the error that stopped the run early, if one did."""
+
+    def __repr__(self) -> str:
+        """The counts, the wall time and rate, the outcomes and errors, and when each
+        channel opens across the numbers (how many, earliest, median, latest, in UTC)."""
+        order = {outcome.value: i for i, outcome in enumerate(PlanOutcome)}
+        outcomes = {
+            str(outcome): count
+            for outcome, count in sorted(
+                self.outcomes.items(), key=lambda pair: (order.get(str(pair[0]), 99), pair[0])
+            )
+        }
+        errors = dict(sorted(self.errors.items(), key=lambda pair: (-pair[1], pair[0])))
+        parts = [
+            f"total={self.total}",
+            f"wall_time={self.wall_time:.2f}s",
+            f"rate={self.rate:.1f}/s",
+            f"outcomes={outcomes}",
+            f"errors={errors}",
+            f"attempts={self.attempts}",
+            f"retries={self.retries}",
+            f"pending={self.pending}",
+        ]
+        if self.stopped is not None:
+            parts.append(f"stopped={self.stopped!r}")
+        opens = {channel.value: spread.describe() for channel, spread in self.opens.items()}
+        parts.append(f"opens={opens}")
+        return f"BulkSummary({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
         from plugz_async._display import summary_html

@@ -165,6 +165,32 @@ class _Summarized:
         return parser
 
 
+def _global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """The options of the whole command line (``--verbose``, ``--version``), which may come
+    before the command or after it."""
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {__version__}",
+        # Said once, in the main parser's help; a command's help lists only --verbose.
+        help=argparse.SUPPRESS if default is argparse.SUPPRESS else None,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log requests to stderr"
+    )
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of a command (and of a ``queue`` subcommand: argparse makes those of this
+    class too): it takes the global options as well, so ``check ... --verbose`` works as
+    ``--verbose check ...`` does. Given here, an option is set; not given, it is left to
+    the main parser's default (``SUPPRESS``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _global_options(self, default=argparse.SUPPRESS)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command listed, and the full options of ``command`` (of every
     command when ``None``: that imports them all)."""
@@ -176,9 +202,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "5 no channel to wait for, 6 registration not connected, 7 incomplete (bulk rows to "
         "check again, queue rows not queued...), 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser, default=False)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
     for name, entry in COMMANDS.items():
         if command is None or name == command:
             entry.load()[0](_Summarized(commands))

@@ -56,6 +56,7 @@ __all__ = [
     "App",
     "CommandFailed",
     "channel_list",
+    "column_option",
     "connection_options",
     "exit_code_for",
     "log_handler",
@@ -150,6 +151,17 @@ def region_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         help="read numbers written without + in this region, an ISO code such as BR "
         "(default: PLUGZ_DEFAULT_REGION; with neither, such a number must start with a "
         "country code that makes a valid number)",
+    )
+
+
+def column_option(parser: argparse.ArgumentParser) -> None:
+    """``--column``: the header's column that holds the numbers, in a numbers file."""
+    parser.add_argument(
+        "--column",
+        metavar="NAME",
+        help="the header's column that holds the numbers (default: 'number', or 'ddi' and "
+        "'phone', or the first of phone_number, phone, telefone, numero, celular, whatsapp, "
+        "mobile, msisdn)",
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from plugz_async._bulk._input import name_of
 from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem, BulkRow
 from plugz_async._bulk._results import ResultsFile
 from plugz_async._bulk._summary import BulkSummary
@@ -33,6 +34,7 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    column_option,
     connection_options,
     exit_code_for,
     positive,
@@ -49,11 +51,13 @@ def add_bulk(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "bulk",
         description="Check every row of INPUT (a CSV with a 'number' column, or 'ddi' and "
-        "'phone', and optionally 'instance_id' and 'instance_token'; or one number per line; "
+        "'phone', or the column --column names, and optionally 'instance_id' and "
+        "'instance_token'; or one number per line; "
         "'-' reads standard input). Each result is appended to --out and flushed at once; "
         "--resume skips the rows already there, so a run killed at any moment loses nothing.",
     )
     parser.add_argument("input", metavar="INPUT")
+    column_option(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="the results file")
     parser.add_argument(
         "--resume",
@@ -85,6 +89,7 @@ _REPEATED = (
     ("base_url", "--base-url", None),
     ("instance_id", "--instance-id", None),
     ("region", "--region", None),
+    ("column", "--column", None),
 )
 
 
@@ -210,9 +215,9 @@ def _open_input(app: App) -> tuple[ResultsFile, NumbersFile]:
         results.check()
         if args.input != "-" and _same_file(Path(args.input), args.out):
             raise InvalidArgument("--out is INPUT itself: give another file for the results")
-        numbers = open_numbers(args.input, region=app.region, keys=True)
+        numbers = open_numbers(args.input, region=app.region, keys=True, column=args.column)
         if numbers.empty:
-            raise InvalidArgument(f"{args.input} has no numbers to check")
+            raise InvalidArgument(f"{numbers.name} has no numbers to check")
     except InvalidArgument as exc:  # MissingCountryCode too
         raise CommandFailed(str(exc), EXIT_USAGE) from None
     return results, numbers
@@ -337,7 +342,7 @@ def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int
         app.err.print(f"{summary.total} rows written; resume with: {resume}", markup=False)
         return exit_code_for(stopped)
     if whole.total == 0:
-        raise CommandFailed(f"{app.args.input} has no numbers to check", EXIT_USAGE)
+        raise CommandFailed(f"{name_of(app.args.input)} has no numbers to check", EXIT_USAGE)
     if refused is not None and isinstance(refused.error, APIError):
         refusal = refused.error
         app.err.print(

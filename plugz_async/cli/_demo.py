@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,15 @@ from plugz_async._config import ENV_BASE_URL
 from plugz_async._errors import PlugzError
 from plugz_async._planner import RegistrationPlanner
 from plugz_async._redact import Redactor
-from plugz_async.sandbox import SandboxConfig, running, scenario_table, serve
+from plugz_async.sandbox import (
+    CAPTCHA_TEXT,
+    CONFIRMATION_CODE,
+    PIN,
+    SandboxConfig,
+    running,
+    scenario_table,
+    serve,
+)
 
 from ._app import EXIT_OK, App, at_least_one, positive, region_option, stop_signals
 from ._render import ResultRow, results_table, summary_line, summary_table, to_json
@@ -192,14 +201,14 @@ async def _serve_until(
 ) -> None:
     """The banner, then serve until a signal."""
     app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
-    app.out.print("Test credentials (point the SDK or the CLI here with these):")
+    app.out.print("Paste these into a shell to point the SDK (from_env) and the CLI here:")
     for name, value in (
         ("PLUGZ_INSTANCE_ID", config.instance_id),
         ("PLUGZ_INSTANCE_TOKEN", config.instance_token),
         ("PLUGZ_CLIENT_TOKEN", config.client_token),
         (ENV_BASE_URL, base_url),
     ):
-        app.out.print(f"  export {name}={value}", highlight=False)
+        app.say(f"  export {name}={shlex.quote(value)}")  # whole, never wrapped: pasted as is
     if config.instances == 1:
         app.out.print("Serving 1 instance: the one above.", highlight=False)
     else:  # the others' tokens follow from the test one's; not printed one by one
@@ -209,6 +218,12 @@ async def _serve_until(
             "with the token above followed by -i.",
             highlight=False,
         )
+    codes = "random codes (see the control API's /_sandbox/codes)"
+    app.say(
+        "A registration here takes the confirmation code "
+        + (codes if config.random_codes else CONFIRMATION_CODE)
+        + f", the captcha text {CAPTCHA_TEXT} and the two-step PIN {PIN}."
+    )
     app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
     app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
     await stopped.wait()

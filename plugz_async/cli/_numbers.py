@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 import attrs
 
-from plugz_async._bulk._input import count_rows, lines_of, name_of, read_rows
+from plugz_async._bulk._input import count_rows, holds_number, lines_of, name_of, read_rows
 from plugz_async._bulk._items import BulkRow
+from plugz_async._errors import InvalidArgument
 
 __all__ = ["NumbersFile", "ReadLines", "open_numbers"]
 
@@ -65,24 +66,56 @@ class NumbersFile:
     empty: bool
 
 
-def open_numbers(path: str, *, region: str | None, keys: bool = False) -> NumbersFile:
+# Rows of standard input looked at, at most, for one that holds a number (it cannot be read
+# twice: those rows are kept meanwhile).
+LOOK_AHEAD = 1000
+
+
+def open_numbers(
+    path: str, *, region: str | None, keys: bool = False, column: str | None = None
+) -> NumbersFile:
     """The numbers file ``path`` (``"-"``: standard input), its header judged at once; read
     through first only with no ``region`` (or, with ``keys``, when it has a ``key``
-    column), and never for standard input (it cannot be read twice).
+    column), and never for standard input (it cannot be read twice). ``column``: the
+    header's column of the numbers.
+
+    A file none of whose rows holds a phone number (a binary file, a list of names) is
+    refused: its rows are read until one holds a number, which is its first, as a rule
+    (standard input: its first `LOOK_AHEAD` rows at most).
 
     Raises:
-        InvalidArgument: it cannot be read as numbers (a repeated key too).
+        InvalidArgument: it cannot be read as numbers (a repeated key too), or no row of
+            it holds a number.
         MissingCountryCode: no region, and a row has no ``+`` and no country code that
             makes a valid number (the first such row is named).
     """
-    lines = ReadLines(lines_of(path))
-    source = read_rows(lines, name_of(path))
+    raw = lines_of(path)
+    seen: list[str] = []  # the lines the look for a number read: read again, as the rows
+
+    def kept() -> Iterator[str]:
+        for line in raw:
+            seen.append(line)
+            yield line
+
+    looked = read_rows(kept(), name_of(path), column=column)
+    rows = 0
+    for rows, row in enumerate(looked, start=1):
+        if holds_number(row, region):
+            break
+        if rows == LOOK_AHEAD:
+            _past_look_ahead(path, region, column)
+            break
+    else:
+        if rows:
+            raise InvalidArgument(_no_number(path, rows))
+    lines = ReadLines(itertools.chain(seen, raw))
+    source = read_rows(lines, name_of(path), column=column)
     first = next(source, None)
     given = None if first is None else first.given
     columns = frozenset(given) if isinstance(given, dict) else frozenset()
     total = None
     if path != "-" and first is not None and (region is None or (keys and "key" in columns)):
-        total = count_rows(path, region=region)
+        total = count_rows(path, region=region, column=column)
     return NumbersFile(
         name=name_of(path),
         rows=iter(()) if first is None else itertools.chain([first], source),
@@ -92,6 +125,32 @@ def open_numbers(path: str, *, region: str | None, keys: bool = False) -> Number
         size=None if path == "-" else _size(path),
         empty=first is None,
     )
+
+
+def _no_number(path: str, rows: int, *, first: bool = False) -> str:
+    shown = f"{rows:,} rows" if rows != 1 else "1 row"
+    which = f"its first {shown}" if first else ("its one row" if rows == 1 else f"its {shown}")
+    return (
+        f"{name_of(path)} holds no phone number: none of {which} reads as one (a numbers "
+        "file has one number a line, or a CSV header naming the column of numbers)"
+    )
+
+
+def _past_look_ahead(path: str, region: str | None, column: str | None) -> None:
+    """No number in the first `LOOK_AHEAD` rows: a file is read through for one (nothing is
+    kept); standard input, which cannot be read again, is refused.
+
+    Raises:
+        InvalidArgument: no row holds a number (standard input: none of the first rows).
+    """
+    if path == "-":
+        raise InvalidArgument(_no_number(path, LOOK_AHEAD, first=True))
+    rows = 0
+    for row in read_rows(lines_of(path), name_of(path), column=column):
+        if holds_number(row, region):
+            return
+        rows += 1
+    raise InvalidArgument(_no_number(path, rows))
 
 
 def _size(path: str) -> int | None:

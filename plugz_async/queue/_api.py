@@ -39,7 +39,14 @@ from ._engine import SaqScheduler, checks_queue_name
 from ._inputs import CANCEL, CANCEL_KEPT, CANCELLED_NOTE
 from ._record import CANCELLED, Record, new_step_id
 from ._settings import redis_url_of
-from ._status import OVERDUE_AFTER, QueueEvent, RegistrationStatus, StatusPage, WorkerStatus
+from ._status import (
+    OVERDUE_AFTER,
+    QueueEvent,
+    RegistrationStatus,
+    StatusPage,
+    WorkerStatus,
+    plan_as_it_stands,
+)
 from ._store import Store
 from ._writes import INPUT_KINDS
 
@@ -412,7 +419,7 @@ class RegistrationQueue:
 
     def _status(self, record: Record) -> RegistrationStatus:
         state = RegistrationState.from_dict(record.state, clock=self._clock)
-        plan = state.plan
+        plan = plan_as_it_stands(state.plan)
         return RegistrationStatus(
             number=record.number,
             instance=record.instance,

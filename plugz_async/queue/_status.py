@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from plugz_async._planner import RegistrationPlan
+from plugz_async._planner import PlanOutcome, RegistrationPlan
 from plugz_async._registration import (
     RegistrationEvent,
     RegistrationOutcome,
@@ -26,10 +26,34 @@ from plugz_async._stored import to_iso
 from ._lateness import Lateness
 from ._record import CANCELLED, FAILED
 
-__all__ = ["OVERDUE_AFTER", "QueueEvent", "RegistrationStatus", "WorkerStatus"]
+__all__ = [
+    "OVERDUE_AFTER",
+    "QueueEvent",
+    "RegistrationStatus",
+    "WorkerStatus",
+    "plan_as_it_stands",
+]
 
 #: A step due longer ago than this, unfinished, is overdue (`RegistrationStatus.overdue`).
 OVERDUE_AFTER = 30.0
+
+
+def plan_as_it_stands(plan: RegistrationPlan | None) -> RegistrationPlan | None:
+    """The plan of a registration's latest planning (the check's, or a code request's: each
+    plans again), its outcome as it stands now.
+
+    A stored plan's outcome is the one it had when it was made: a plan made by a code
+    request says ``wait`` (the channel just used waits its ``retryAfter``) long after its
+    next channel opened. One that may still be used says ``ready`` once its next channel is
+    open, ``wait`` before; any other outcome stands as it was.
+    """
+    if plan is None or plan.outcome not in (PlanOutcome.READY, PlanOutcome.WAIT):
+        return plan
+    channel = plan.next_channel()
+    if channel is None:  # pragma: no cover - a ready or waiting plan has a channel
+        return plan
+    outcome = PlanOutcome.READY if plan.is_ready(channel) else PlanOutcome.WAIT
+    return plan if outcome is plan.outcome else attrs.evolve(plan, outcome=outcome)
 
 
 @attrs.frozen(kw_only=True)

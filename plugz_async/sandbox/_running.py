@@ -217,21 +217,52 @@ async def running(
             yield Sandbox(base_url, config, state=state, client=client)
 
 
+# Closes scheduled by `SandboxThread.stop` on the loop that called it: kept until done.
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
 class SandboxThread(_SandboxHandle):
-    """The sandbox served from a thread with its own event loop.
+    """The sandbox served from a thread with its own event loop, with a ready client.
 
-    For code that is not async, or whose event loop should not host the server
-    (the pytest fixture uses it). Use it as a context manager::
+    For a notebook (the kernel's event loop stays free for your cells, and nothing spans
+    cells), code that is not async, or an event loop that should not host the server
+    (the pytest fixture uses it). Use it as a context manager, or call `start` and
+    `stop`::
 
-        with SandboxThread() as sb:
-            print(sb.base_url)
+        sandbox = SandboxThread().start()
+        availability = await sandbox.client.check_availability("+55 11 90000-0001")
+        sandbox.stop()
+
+    Attributes:
+        base_url: where it listens, once started.
+        config: its `SandboxConfig` (test credentials included).
+        client: a ``PlugzClient`` for it, made by `start` and closed by `stop`, as
+            ``running()``'s is for its ``async with`` block. Like any client, it belongs
+            to the event loop of its first request: use it from your loop (a notebook's
+            kernel, where every cell runs; your ``asyncio.run``), and stop the sandbox
+            before that loop ends. Code that runs a new loop each time (``asyncio.run``
+            per call, a test framework's loop per test) takes `new_client` in each loop
+            and closes it there.
+
+    Args:
+        config: the sandbox's behaviour and test credentials.
+        host: the address to listen on (loopback by default).
+        port: the port (0: any free port).
+        **client_options: passed to the ``PlugzClient`` of ``client``.
     """
 
     def __init__(
-        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **client_options: Any,
     ) -> None:
         super().__init__("", config or SandboxConfig())
         self._host, self._port = host, port
+        self._client_options = client_options
+        self._client: PlugzClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state: SandboxState | None = None
         self._stop: asyncio.Event | None = None
@@ -242,14 +273,33 @@ class SandboxThread(_SandboxHandle):
     def __repr__(self) -> str:
         return f"SandboxThread(base_url={self.base_url!r})"
 
+    @property
+    def client(self) -> PlugzClient:
+        """The sandbox's client, from `start` to `stop` (see the class's doc: one loop).
+
+        Raises:
+            RuntimeError: the sandbox is not running.
+        """
+        if self._client is None:
+            raise RuntimeError("the sandbox thread is not running; call start() first")
+        return self._client
+
     def start(self) -> SandboxThread:
+        """Serve the sandbox, and make its `client`; returns the sandbox."""
         self._thread.start()
         self._ready.wait()
         if self._failure is not None:
             raise self._failure
+        try:
+            self._client = self.new_client(**self._client_options)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        """Close the `client` (in the loop it belongs to), and stop serving."""
+        self._close_client()
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join()
@@ -260,6 +310,36 @@ class SandboxThread(_SandboxHandle):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _close_client(self) -> None:
+        """Close the client in the loop its connections belong to: at once from another
+        thread (or when that loop is at rest); from within that loop (a notebook's cell), as
+        soon as the running code lets it (a task). A client that never sent a request, or
+        whose loop has ended (its connections ended with it), has nothing left to close but
+        its state: that is done in the sandbox's loop."""
+        client, self._client = self._client, None
+        if client is None or client.closed:
+            return
+        pool = client.connections
+        loop = None if pool is None else pool.loop
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and not loop.is_closed():
+            if loop is here:
+                task = loop.create_task(client.aclose())
+                _CLOSING.add(task)
+                task.add_done_callback(_CLOSING.discard)
+                return
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
+                return
+            if here is None:
+                loop.run_until_complete(client.aclose())
+                return
+        if self._loop is not None and self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(client.aclose(), self._loop).result(timeout=10)
 
     def _run(self) -> None:
         asyncio.run(self._main())

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from plugz_async._config import ENV_INSTANCE_ID
-from plugz_async.cli._app import non_negative, region_option
+from plugz_async.cli._app import column_option, non_negative, region_option
 
 from ._redis import planning_options, redis_options
 
@@ -92,7 +92,8 @@ def _add_register(subcommands: Any) -> None:
         "register",
         help="queue numbers (or a file: a number and an instance a row)",
         description="Queue the registration of each NUMBER on --instance, or of each row of "
-        "FILE: a CSV with a 'number' column (or 'ddi' and 'phone') and an 'instance' column "
+        "FILE: a CSV with a 'number' column (or 'ddi' and 'phone', or the one --column names) "
+        "and an 'instance' column "
         "(or 'instance_id'; empty cells take --instance), or one number a line; '-' reads "
         "standard input. One argument that is a file (or ends in .csv, .txt or .tsv) is "
         "read as FILE. An instance registers one number at a time. A row that cannot be "
@@ -103,6 +104,7 @@ def _add_register(subcommands: Any) -> None:
         planning=True,
     ) as register:
         register.add_argument("inputs", nargs="+", metavar="NUMBER|FILE")
+        column_option(register)
         register.add_argument(
             "--instance",
             metavar="ID",

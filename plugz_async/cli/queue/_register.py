@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from plugz_async._bulk._input import name_of
-from plugz_async._bulk._items import BulkRow, number_in
+from plugz_async._bulk._items import BulkRow
 from plugz_async._config import ENV_INSTANCE_ID
 from plugz_async._errors import (
     ConfigurationError,
@@ -89,7 +89,7 @@ def _file_rows(app: App, path: str, default: str | None) -> Iterator[RowToQueue]
             instance while no default is given (exit 2, before anything is written).
     """
     try:
-        numbers = open_numbers(path, region=app.region)
+        numbers = open_numbers(path, region=app.region, column=app.args.column)
     except InvalidArgument as error:
         raise CommandFailed(str(error), EXIT_USAGE) from None
     if numbers.empty:
@@ -116,11 +116,11 @@ def _rows_with_lines(numbers: NumbersFile, default: str | None) -> Iterator[RowT
 
 def _row(row: BulkRow, line: int, default: str | None) -> RowToQueue:
     given = row.given
+    number = row.number if isinstance(row.number, str) else row.number.e164
     if not isinstance(given, dict):
-        return RowToQueue(line, str(row.number), default)
-    # The number as the row gives it (a row that is no BulkRow, say for an instance_id
-    # without its token, still names its number).
-    number = number_in(given) or ""
+        return RowToQueue(line, number, default)
+    # The number as the row gives it (a row that fails as a BulkRow, say for an
+    # instance_id without its token, still names its number, from its column of numbers).
     cells = (str(given.get(column) or "").strip() for column in INSTANCE_COLUMNS)
     instance = next((cell for cell in cells if cell), "") or default
     return RowToQueue(line, number, instance)
@@ -189,6 +189,8 @@ async def register(app: App) -> int:
     target = redis_target(app)
     default = (args.instance or os.environ.get(ENV_INSTANCE_ID, "")).strip() or None
     from_file = _is_file(args.inputs)
+    if args.column is not None and not from_file:
+        raise CommandFailed("--column names a column of a FILE: give one file", EXIT_USAGE)
     rows: Iterable[RowToQueue] = (
         _file_rows(app, args.inputs[0], default)
         if from_file
