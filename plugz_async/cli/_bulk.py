@@ -324,7 +324,9 @@ def _report(app: App, summary: BulkSummary, whole: BulkSummary, *, skipped: int)
     app.out.print(summary_table(whole))
     opens = opens_table(summary, app.clock.now(), this_run=bool(skipped))
     if opens is not None:
+        app.out.print()  # the tables have no borders: a blank line between them
         app.out.print(opens)
+    app.out.print()
     app.out.print(f"Results in {out}.", markup=False)
 
 

@@ -132,6 +132,7 @@ async def demo(app: App) -> int:
         for item in items
     ]
     app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
+    app.out.print()  # the tables have no borders: a blank line between them
     app.out.print(summary_line(summary), markup=False)
     app.out.print(summary_table(summary))
     app.out.print(_EPILOGUE, highlight=False)

@@ -80,6 +80,7 @@ def _show_all(
         return
     title = f"Registrations of {target.queue!r}"
     app.out.print(statuses_table(statuses, now, title=title, overdue=args.overdue))
+    app.out.print()  # the tables have no borders: a blank line between them
     app.out.print(counts_table(counts))
     _say_workers(app, workers, now, unfinished=any(not s.done for s in statuses))
     if overdue:
@@ -100,6 +101,7 @@ def _show_one(app: App, status: RegistrationStatus) -> None:
     app.out.print(registration_facts(status, now, OVERDUE_AFTER))
     events = events_table(status, now)
     if events is not None:
+        app.out.print()
         app.out.print(events)
 
 
