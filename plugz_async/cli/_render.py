@@ -19,7 +19,7 @@ from rich.text import Text
 
 from plugz_async._bulk._items import BulkItem
 from plugz_async._bulk._summary import BulkSummary
-from plugz_async._errors import APIError, InvalidPhoneNumber
+from plugz_async._errors import APIError, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._models import Channel
 from plugz_async._planner import PlanOutcome, RegistrationPlan
 
@@ -34,6 +34,7 @@ __all__ = [
     "ResultRow",
     "counts_table",
     "events_table",
+    "fix_hint",
     "flat",
     "humanize",
     "next_step",
@@ -120,20 +121,40 @@ def _in_and_at(seconds: float, moment: datetime, now: datetime) -> Short:
     return Short(f"{humanize(seconds)} ({local_time(moment, now)})", humanize(seconds))
 
 
+# An error's note is at most this long (two lines under its row at 80 columns): an API
+# may answer with a whole page of text.
+_NOTE_MOST = 160
+
+
 def error_note(error: Exception) -> str:
-    """A short account of an error for a table cell (``--json`` has the whole message)."""
+    """A short account of an error for a table: its kind and its message, or the start of
+    it (``--json`` has the whole message)."""
     name = type(error).__name__
     if isinstance(error, APIError):
         said = ": ".join(part for part in (error.error, error.message) if part)
         note = f"{name}: HTTP {error.status}" + (f" {said}" if said else "")
+    elif isinstance(error, MissingCountryCode):
+        # The problem, without the number (its row shows it) nor the fix (`fix_hint`).
+        problem = str(error).rpartition("): ")[0] or str(error)
+        note = f"{name}: {problem.removeprefix(repr(error.input)).strip()})"
     elif isinstance(error, InvalidPhoneNumber):
         note = f"{name}: {str(error).split(': ', 1)[-1]}"
     else:
         note = f"{name}: {str(error).split(': ', 1)[-1] if ': ' in str(error) else error}"
     attempts = getattr(error, "attempts", 0)
-    if attempts > 1:
+    if attempts > 1 and "attempts" not in note:  # unless its message says them
         note += f" ({attempts} attempts)"
-    return note if len(note) <= 90 else note[:89] + "…"
+    if len(note) <= _NOTE_MOST:
+        return note
+    return note[: _NOTE_MOST - 1].rsplit(" ", 1)[0] + " …"
+
+
+def fix_hint(error: Exception) -> str | None:
+    """The whole message of an error that says how to fix the command (a number with no
+    country code: ``--region BR``), for a line of its own: never in a table's cell."""
+    if isinstance(error, MissingCountryCode):
+        return str(error)
+    return None
 
 
 @attrs.frozen
