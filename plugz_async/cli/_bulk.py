@@ -327,7 +327,7 @@ def _report(app: App, summary: BulkSummary, whole: BulkSummary, *, skipped: int)
         app.out.print()  # the tables have no borders: a blank line between them
         app.out.print(opens)
     app.out.print()
-    app.out.print(f"Results in {out}.", markup=False)
+    app.say(f"Results in {out}.")
 
 
 def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int:

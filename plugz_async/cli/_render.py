@@ -9,6 +9,7 @@ is drawn in, whatever its width, without cutting a cell.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -260,9 +261,11 @@ def _when(moment: datetime, now: datetime) -> Short:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console that keeps tables readable when the output is a file or a pipe."""
+    """A console as wide as its terminal; on a file or a pipe, as wide as ``COLUMNS``
+    says, else 160 columns (a log keeps the widest tables)."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else 160
+    given = os.environ.get("COLUMNS", "").strip()
+    width = None if probe.is_terminal or given.isdigit() else 160
     # Messages on stderr are never wrapped: a script reads each as one line.
     return Console(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
 

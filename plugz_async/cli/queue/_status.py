@@ -90,6 +90,7 @@ def _show_all(
             style="bold red",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # the command it names: never wrapped
         )
 
 
@@ -110,7 +111,7 @@ def _say_workers(
 ) -> None:
     line, alive = workers_line(workers, now)
     style = "green" if alive else ("bold red" if unfinished else "dim")
-    app.out.print(line, style=style, markup=False, highlight=False)
+    app.out.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 async def listing(app: App) -> int:
