@@ -107,3 +107,24 @@ def a_person(code: str | Callable[[Any], Awaitable[str]]) -> dict[str, Any]:
         return None
 
     return {"code": give_code, "captcha": captcha, "pin": pin, "device_confirmed": approved}
+
+
+def table_rows(printed: str, first: str = "Number") -> list[dict[str, str]]:
+    """The rows of the table whose header line starts with ``first`` in the text a command
+    printed, each a dict of its cells by header: cut where the header line puts each
+    column. A line under a row (its note) is not a row; the table ends at a blank line,
+    and the lines after it before one are rows too (filter them by their first cell)."""
+    lines = printed.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(f"{first}  "))
+    header = lines[at]
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=  ))\S", header)]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    rows = []
+    for line in lines[at + 2 :]:  # after the rule under the headers
+        if not line.strip():
+            break
+        if line.startswith(" "):
+            continue  # said under the row above
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows.append(dict(zip(names, cells, strict=True)))
+    return rows

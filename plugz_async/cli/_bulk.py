@@ -329,8 +329,10 @@ def _report(app: App, summary: BulkSummary, whole: BulkSummary, *, skipped: int)
     app.out.print(summary_table(whole))
     opens = opens_table(summary, app.clock.now(), this_run=bool(skipped))
     if opens is not None:
+        app.out.print()  # the tables have no borders: a blank line between them
         app.out.print(opens)
-    app.out.print(f"Results in {out}.", markup=False)
+    app.out.print()
+    app.say(f"Results in {out}.")
 
 
 def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int:

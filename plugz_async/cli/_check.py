@@ -33,13 +33,14 @@ from ._app import (
     EXIT_NO_CHANNEL,
     EXIT_OK,
     EXIT_USAGE,
+    PROG,
     App,
     CommandFailed,
     connection_options,
     exit_code_for,
 )
 from ._explain import is_run_error
-from ._render import ResultRow, humanize, local_time, results_table
+from ._render import ResultRow, fix_hint, humanize, local_time, results_table
 
 __all__ = ["add_check", "add_plan", "check", "plan"]
 
@@ -170,6 +171,11 @@ async def check(app: App) -> int:
         app.print_json([n.to_dict() for n in numbers])  # valid JSON in every case
     else:
         app.out.print(results_table([n.row() for n in numbers], app.clock.now()))
+        # How to fix a number (give --region), in a line of its own: never cut by a cell.
+        for number in numbers:
+            hint = None if number.error is None else fix_hint(number.error)
+            if hint is not None:
+                app.err.print(f"{PROG}: {hint}", markup=False, highlight=False)
     # A run-level error (a refused token, an API out of reach) is said once, on stderr.
     for number in numbers:
         if isinstance(number.error, PlugzError) and is_run_error(number.error):

@@ -106,10 +106,11 @@ def _scenario(row: BulkRow) -> str:
     return str(given.get("scenario") or "") if isinstance(given, Mapping) else ""
 
 
-# What the demo says at the end: how to do the same against the real API.
+# What the demo says at the end: how to do the same against the real API (each line
+# within 80 columns: a terminal of the usual width never wraps a command).
 _EPILOGUE = """
-Every scenario above came from the sandbox's test numbers (plugz-async sandbox --help).
-To do the same against the real API, set your instance's credentials and check numbers:
+Every scenario above is a sandbox test number (plugz-async sandbox --help).
+Against the real API, set your instance's credentials, then check numbers:
 
   export PLUGZ_INSTANCE_ID=... PLUGZ_INSTANCE_TOKEN=... PLUGZ_CLIENT_TOKEN=...
   plugz-async check "+55 44 99999-9999"
@@ -141,9 +142,10 @@ async def demo(app: App) -> int:
         for item in items
     ]
     app.out.print(results_table(table, app.clock.now(), title="Availability and plan"))
+    app.out.print()  # the tables have no borders: a blank line between them
     app.out.print(summary_line(summary), markup=False)
     app.out.print(summary_table(summary))
-    app.out.print(_EPILOGUE, highlight=False)
+    app.out.print(_EPILOGUE, highlight=False, soft_wrap=True)  # commands: never wrapped
     return EXIT_OK
 
 

@@ -1,27 +1,30 @@
-"""What the command line shows: rich tables for people, plain JSON for programs.
+"""What the command line shows: tables for people, plain JSON for programs.
 
 Every table lives here: the results of ``check`` and ``bulk``, and the durable queue's
 (registrations, counts by status, workers, one registration's facts and events, what
-``queue register`` queued).
+``queue register`` queued). Each is a `Sheet` (``_layout.py``): it fits the terminal it
+is drawn in, whatever its width, without cutting a cell.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from plugz_async._bulk._items import BulkItem
 from plugz_async._bulk._summary import BulkSummary
-from plugz_async._errors import APIError, InvalidPhoneNumber
+from plugz_async._errors import APIError, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._models import Channel
 from plugz_async._planner import PlanOutcome, RegistrationPlan
+
+from ._layout import BLANK, Column, Sheet, Short
 
 if TYPE_CHECKING:  # the queue extra is not needed to draw: only its types are named
     from plugz_async.queue import RegistrationStatus, WorkerStatus
@@ -32,6 +35,7 @@ __all__ = [
     "ResultRow",
     "counts_table",
     "events_table",
+    "fix_hint",
     "flat",
     "humanize",
     "next_step",
@@ -103,30 +107,55 @@ def to_json(items: Iterable[BulkItem]) -> list[dict[str, Any]]:
     return [item.to_dict() for item in items]
 
 
-def _channel_cell(plan: RegistrationPlan, channel: Channel, now: datetime) -> Text:
+def _channel_cell(plan: RegistrationPlan, channel: Channel, now: datetime) -> Text | Short:
     window = plan.window(channel)
     if not window.eligible:
-        return Text("—", style="dim")
+        return Text(BLANK, style="dim")
     wait = plan.ready_in(channel)
     if wait <= 0:
         return Text("now", style="green")
-    return Text(f"{humanize(wait)} ({local_time(window.ready_at, now)})")
+    return _in_and_at(wait, window.ready_at, now)
+
+
+def _in_and_at(seconds: float, moment: datetime, now: datetime) -> Short:
+    """``in 1m30s (14:03:12)``, or ``in 1m30s`` where that does not fit."""
+    return Short(f"{humanize(seconds)} ({local_time(moment, now)})", humanize(seconds))
+
+
+# An error's note is at most this long (two lines under its row at 80 columns): an API
+# may answer with a whole page of text.
+_NOTE_MOST = 160
 
 
 def error_note(error: Exception) -> str:
-    """A short account of an error for a table cell (``--json`` has the whole message)."""
+    """A short account of an error for a table: its kind and its message, or the start of
+    it (``--json`` has the whole message)."""
     name = type(error).__name__
     if isinstance(error, APIError):
         said = ": ".join(part for part in (error.error, error.message) if part)
         note = f"{name}: HTTP {error.status}" + (f" {said}" if said else "")
+    elif isinstance(error, MissingCountryCode):
+        # The problem, without the number (its row shows it) nor the fix (`fix_hint`).
+        problem = str(error).rpartition("): ")[0] or str(error)
+        note = f"{name}: {problem.removeprefix(repr(error.input)).strip()})"
     elif isinstance(error, InvalidPhoneNumber):
         note = f"{name}: {str(error).split(': ', 1)[-1]}"
     else:
         note = f"{name}: {str(error).split(': ', 1)[-1] if ': ' in str(error) else error}"
     attempts = getattr(error, "attempts", 0)
-    if attempts > 1:
+    if attempts > 1 and "attempts" not in note:  # unless its message says them
         note += f" ({attempts} attempts)"
-    return note if len(note) <= 90 else note[:89] + "…"
+    if len(note) <= _NOTE_MOST:
+        return note
+    return note[: _NOTE_MOST - 1].rsplit(" ", 1)[0] + " …"
+
+
+def fix_hint(error: Exception) -> str | None:
+    """The whole message of an error that says how to fix the command (a number with no
+    country code: ``--region BR``), for a line of its own: never in a table's cell."""
+    if isinstance(error, MissingCountryCode):
+        return str(error)
+    return None
 
 
 @attrs.frozen
@@ -144,23 +173,29 @@ class ResultRow:
     scenario: str = ""
 
 
-def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = None) -> Table:
-    """One row a number: its outcome, when each channel opens, and a note."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("Number", no_wrap=True)
+def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = None) -> Sheet:
+    """One row a number: its outcome, when each channel opens, and a note (an error's
+    kind and message, a reason, an appeal token)."""
     scenarios = any(row.scenario for row in rows)
-    if scenarios:
-        table.add_column("Scenario", no_wrap=True)
-    table.add_column("PlanOutcome", no_wrap=True)
-    table.add_column("Next", no_wrap=True)
-    for header in _HEADERS.values():
-        table.add_column(header, no_wrap=True)
-    table.add_column("Note")
+    columns = [
+        Column("Number", key=True),
+        *([Column("Scenario", drop=1)] if scenarios else []),
+        Column("Outcome", key=True),
+        Column("Next"),
+        # The in-app pop-up is the least used (it needs the phone in hand): it goes first.
+        *(
+            Column(header, drop=2 if channel is Channel.WA_OLD else 0)
+            for channel, header in _HEADERS.items()
+        ),
+        Column("Note", note=True),
+    ]
+    table = Sheet(*columns, title=title)
     for row in rows:
         shown = [row.number, row.scenario] if scenarios else [row.number]
         plan = row.result
         if not isinstance(plan, RegistrationPlan):
-            table.add_row(*shown, Text("error", style="bold red"), "", "", "", "", error_note(plan))
+            blank = [""] * (1 + len(_HEADERS))
+            table.add_row(*shown, Text("error", style="bold red"), *blank, error_note(plan))
             continue
         next_channel = plan.next_channel()
         note = plan.reason or ""
@@ -184,11 +219,9 @@ def summary_line(summary: BulkSummary) -> str:
     )
 
 
-def summary_table(summary: BulkSummary) -> Table:
+def summary_table(summary: BulkSummary) -> Sheet:
     """Counts by outcome and errors by class."""
-    table = Table()
-    table.add_column("PlanOutcome")
-    table.add_column("Count", justify="right")
+    table = Sheet(Column("Outcome", key=True), Column("Count", justify="right", key=True))
     for outcome in PlanOutcome:
         if outcome is not PlanOutcome.ERROR and summary.outcomes[outcome.value]:
             table.add_row(
@@ -199,15 +232,18 @@ def summary_table(summary: BulkSummary) -> Table:
     return table
 
 
-def opens_table(summary: BulkSummary, now: datetime, *, this_run: bool = False) -> Table | None:
+def opens_table(summary: BulkSummary, now: datetime, *, this_run: bool = False) -> Sheet | None:
     """When each channel opens across the numbers: earliest, median, latest."""
     spreads = {channel: summary.opens[channel].to_dict() for channel in Channel}
     if not any(spreads.values()):
         return None
     title = "When the channels open" + (" (the numbers checked by this run)" if this_run else "")
-    table = Table(title=title, title_justify="left")
-    for header in ("Channel", "Numbers", "Earliest", "Median", "Latest"):
-        table.add_column(header)
+    table = Sheet(
+        Column("Channel", key=True),
+        Column("Numbers", justify="right"),
+        *(Column(header) for header in ("Earliest", "Median", "Latest")),
+        title=title,
+    )
     for channel, spread in spreads.items():
         if spread is None:
             continue
@@ -220,14 +256,16 @@ def opens_table(summary: BulkSummary, now: datetime, *, this_run: bool = False) 
     return table
 
 
-def _when(moment: datetime, now: datetime) -> str:
-    return f"{humanize((moment - now).total_seconds())} ({local_time(moment, now)})"
+def _when(moment: datetime, now: datetime) -> Short:
+    return _in_and_at((moment - now).total_seconds(), moment, now)
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console that keeps tables readable when the output is a file or a pipe."""
+    """A console as wide as its terminal; on a file or a pipe, as wide as ``COLUMNS``
+    says, else 160 columns (a log keeps the widest tables)."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal else 160
+    given = os.environ.get("COLUMNS", "").strip()
+    width = None if probe.is_terminal or given.isdigit() else 160
     # Messages on stderr are never wrapped: a script reads each as one line.
     return Console(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
 
@@ -245,7 +283,7 @@ def status_text(status: RegistrationStatus) -> Text:
     return Text(status.status, style="cyan" if status.wants else "yellow")
 
 
-def next_step(status: RegistrationStatus, now: datetime, overdue: float) -> Text:
+def next_step(status: RegistrationStatus, now: datetime, overdue: float) -> Text | Short:
     """When a registration's next step is due: in how long, or how overdue (red)."""
     if status.next_at is None:
         return Text("")
@@ -253,10 +291,12 @@ def next_step(status: RegistrationStatus, now: datetime, overdue: float) -> Text
         return Text(f"until {local_time(status.next_at, now)}")
     late = status.overdue(now, overdue)
     if late is not None:
-        return Text(f"overdue {span(late)} ({local_time(status.next_at, now)})", "bold red")
-    return Text(
-        f"{humanize((status.next_at - now).total_seconds())} ({local_time(status.next_at, now)})"
-    )
+        at = local_time(status.next_at, now)
+        return Short(
+            Text(f"overdue {span(late)} ({at})", "bold red"),
+            Text(f"overdue {span(late)}", "bold red"),
+        )
+    return _in_and_at((status.next_at - now).total_seconds(), status.next_at, now)
 
 
 def statuses_table(
@@ -266,17 +306,21 @@ def statuses_table(
     overdue: float,
     title: str | None = None,
     scenarios: dict[str, str] | None = None,
-) -> Table:
+) -> Sheet:
     """One row a registration: number, instance, status, channel, what it waits for, when
     its next step is due (a step due longer than ``overdue`` seconds ago is overdue), its
     last error."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("Number", no_wrap=True)
-    if scenarios is not None:
-        table.add_column("Scenario", no_wrap=True)
-    for header in ("Instance", "Status", "Channel", "Wants", "Next step"):
-        table.add_column(header, no_wrap=True)
-    table.add_column("Error")
+    table = Sheet(
+        Column("Number", key=True),
+        *([Column("Scenario", drop=1)] if scenarios is not None else []),
+        Column("Instance", drop=2),
+        Column("Status", key=True),
+        Column("Channel"),
+        Column("Waits for"),
+        Column("Next step"),
+        Column("Error", note=True),
+        title=title,
+    )
     for status in statuses:
         shown = [status.number]
         if scenarios is not None:
@@ -288,29 +332,25 @@ def statuses_table(
             status.channel or "",
             status.wants or "",
             next_step(status, now, overdue),
-            # Whole, wrapped at spaces by the table: never cut mid-word.
+            # Whole, wrapped at spaces: never cut mid-word.
             Text(flat(status.error), style="red") if status.error else "",
         )
     return table
 
 
-def counts_table(counts: dict[str, int]) -> Table:
+def counts_table(counts: dict[str, int]) -> Sheet:
     """Registrations by status, running ones first."""
-    table = Table()
-    table.add_column("Status")
-    table.add_column("Count", justify="right")
+    table = Sheet(Column("Status", key=True), Column("Count", justify="right", key=True))
     for status, count in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])):
         style = _DONE_STYLE.get(status)
         table.add_row(Text(status, style=style or ""), str(count))
     return table
 
 
-def registration_facts(status: RegistrationStatus, now: datetime, overdue: float) -> Table:
+def registration_facts(status: RegistrationStatus, now: datetime, overdue: float) -> Sheet:
     """Where one registration stands, a fact a line."""
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    rows: list[tuple[str, str | Text]] = [
+    facts = Sheet(Column("", key=True, style="bold"), Column("", wrap=True), headers=False)
+    rows: list[tuple[str, str | Text | Short]] = [
         ("Number", status.number),
         ("Instance", status.instance),
         ("Status", status_text(status)),
@@ -333,13 +373,17 @@ def registration_facts(status: RegistrationStatus, now: datetime, overdue: float
     return facts
 
 
-def events_table(status: RegistrationStatus, now: datetime) -> Table | None:
+def events_table(status: RegistrationStatus, now: datetime) -> Sheet | None:
     """A registration's events, oldest first (``None`` when it has none)."""
     if not status.events:
         return None
-    events = Table(title="Events", title_justify="left")
-    for header in ("At", "Event", "Channel", "What"):
-        events.add_column(header, no_wrap=header != "What")
+    events = Sheet(
+        Column("At", key=True),
+        Column("Event", key=True),
+        Column("Channel"),
+        Column("What", note=True),
+        title="Events",
+    )
     for event in status.events:
         events.add_row(
             local_time(event.at, now),
@@ -358,11 +402,18 @@ def _worker_state(worker: WorkerStatus) -> Text:
     return Text("gone", style="bold red")
 
 
-def workers_table(workers: Sequence[WorkerStatus], now: datetime, *, title: str) -> Table:
+def workers_table(workers: Sequence[WorkerStatus], now: datetime, *, title: str) -> Sheet:
     """One row a worker: its id, host, pid, state, last heartbeat, steps running."""
-    table = Table(title=title, title_justify="left")
-    for header in ("Worker", "Host", "PID", "State", "Last seen", "Running", "Started"):
-        table.add_column(header, no_wrap=True)
+    table = Sheet(
+        Column("Worker", key=True),
+        Column("Host", drop=1),
+        Column("PID", justify="right"),
+        Column("State", key=True),
+        Column("Last seen"),
+        Column("Running", justify="right"),
+        Column("Started", drop=2),
+        title=title,
+    )
     for worker in workers:
         seen = span((now - worker.last_seen).total_seconds())
         table.add_row(
@@ -370,7 +421,7 @@ def workers_table(workers: Sequence[WorkerStatus], now: datetime, *, title: str)
             worker.host,
             "" if worker.pid is None else str(worker.pid),
             _worker_state(worker),
-            f"{seen} ago ({local_time(worker.last_seen, now)})",
+            Short(f"{seen} ago ({local_time(worker.last_seen, now)})", f"{seen} ago"),
             f"{worker.running}/{worker.concurrency or '?'}",
             "" if worker.started_at is None else local_time(worker.started_at, now),
         )
@@ -390,14 +441,17 @@ def workers_line(workers: Sequence[WorkerStatus], now: datetime) -> tuple[str, b
     return f"no worker alive: none seen for {ago} (start plugz-async worker)", False
 
 
-def queued_table(results: Sequence[Queued], *, lines: bool) -> Table:
+def queued_table(results: Sequence[Queued], *, lines: bool) -> Sheet:
     """What ``queue register`` did with each row: queued, already queued, or refused
     (and why); with the row's line in its file when ``lines``."""
-    table = Table(title="Queued", title_justify="left")
-    if lines:
-        table.add_column("Line", justify="right")
-    for header in ("Number", "Instance", "Status", "Note"):
-        table.add_column(header, no_wrap=header != "Note")
+    table = Sheet(
+        *([Column("Line", key=True)] if lines else []),
+        Column("Number", key=True),
+        Column("Instance", drop=1),
+        Column("Status", key=True),
+        Column("Note", note=True),
+        title="Queued",
+    )
     for result in results:
         shown = [str(result.row.line)] if lines else []
         status = result.status

@@ -241,8 +241,9 @@ async def _run(
     else:
         if not showing:  # no live table on a file or a pipe: the final one only
             app.out.print(_view(statuses, scenarios, elapsed, app))
+        app.out.print()  # the tables have no borders: a blank line between them
         app.out.print(counts_table(counts))
-        app.out.print(_epilogue(), highlight=False, markup=False)
+        app.out.print(_epilogue(), highlight=False, markup=False, soft_wrap=True)
     unfinished = [status for status in statuses if not status.done]
     if unfinished:
         app.err.print(

@@ -95,6 +95,7 @@ async def cancel(app: App) -> int:
         + target.command("queue", "status", status.number),
         markup=False,
         highlight=False,
+        soft_wrap=True,  # the command it names: never wrapped
     )
     if not alive:
         app.err.print(f"{PROG}: {line}", markup=False, highlight=False)

@@ -80,6 +80,7 @@ def _show_all(
         return
     title = f"Registrations of {target.queue!r}"
     app.out.print(statuses_table(statuses, now, title=title, overdue=args.overdue))
+    app.out.print()  # the tables have no borders: a blank line between them
     app.out.print(counts_table(counts))
     _say_workers(app, workers, now, unfinished=any(not s.done for s in statuses))
     if overdue:
@@ -89,6 +90,7 @@ def _show_all(
             style="bold red",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # the command it names: never wrapped
         )
 
 
@@ -100,6 +102,7 @@ def _show_one(app: App, status: RegistrationStatus) -> None:
     app.out.print(registration_facts(status, now, OVERDUE_AFTER))
     events = events_table(status, now)
     if events is not None:
+        app.out.print()
         app.out.print(events)
 
 
@@ -108,7 +111,7 @@ def _say_workers(
 ) -> None:
     line, alive = workers_line(workers, now)
     style = "green" if alive else ("bold red" if unfinished else "dim")
-    app.out.print(line, style=style, markup=False, highlight=False)
+    app.out.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 async def listing(app: App) -> int:
