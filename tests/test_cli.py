@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -336,8 +337,16 @@ def test_sandbox_command_serves_until_interrupted() -> None:
         first = process.stdout.readline()
         assert first.startswith("Sandbox listening on http://127.0.0.1:")
         base_url = first.split()[3]
-        lines = [process.stdout.readline() for _ in range(8)]
-        exports = [line for line in lines if line.startswith("  export ")]
+        # The banner's last lines are the ones to paste, and the codes: a terminal of 24
+        # lines shows them once the test numbers have scrolled by.
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("A registration here takes"):
+            line = process.stdout.readline()
+            assert line, "the banner ended early:\n" + "".join(lines)
+            lines.append(line)
+        assert "Test numbers:\n" in lines and "Paste these" in lines[-7]
+        assert lines[-2] == "Serving 1 instance: the one above.\n"
+        exports = lines[-6:-2]
         assert exports == [
             "  export PLUGZ_INSTANCE_ID=sandbox-instance\n",
             "  export PLUGZ_INSTANCE_TOKEN=sandbox-instance-token\n",
@@ -359,6 +368,25 @@ def test_sandbox_command_serves_until_interrupted() -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0 and "sandbox stopped" in err
+
+
+def test_a_sandbox_on_a_taken_port_says_so_and_exits_2() -> None:
+    """Another sandbox (or a worker's --web) on the port is a usage matter, not a bug."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "plugz_async", "sandbox", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr == (
+        f"plugz-async: error: port {port} on 127.0.0.1 is taken (another sandbox?): give "
+        "another with --port N, or --port 0 for any free one\n"
+    )
 
 
 # -- register ---------------------------------------------------------------------------------

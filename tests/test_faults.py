@@ -280,8 +280,10 @@ async def test_fault_matrix(
         assert seen == 0
     else:
         # One request an attempt, a GET too: the client's session never re-sends one on
-        # a dropped connection behind the retry policy's back.
-        assert seen == attempts
+        # a dropped connection behind the retry policy's back. Where the fault is
+        # slowness, an attempt's 50 ms may run out on a busy machine before its request
+        # reaches the sandbox: that attempt is counted by the client and not seen here.
+        assert seen == attempts or (fault.startswith("slow") and 1 <= seen < attempts)
     assert elapsed < DEADLINE  # real time
     assert clock.monotonic() <= DEADLINE  # the retry waits, on the client's clock
     produced += [record.getMessage() + repr(vars(record)) for record in caplog.records]

@@ -32,9 +32,11 @@ from plugz_async._bulk._summary import BulkSummary
 from plugz_async._models import decode_availability
 from plugz_async._registration import EventKind, RegistrationEvent, RegistrationStep
 from plugz_async.cli._render import (
+    Messages,
     ResultRow,
     counts_table,
     events_table,
+    fold,
     opens_table,
     registration_facts,
     results_table,
@@ -593,3 +595,93 @@ def test_demo_in_a_terminal_of_80_columns(tmp_path: Path) -> None:
     ]:
         assert reason in flat(table), reason
     assert "(plugz-async sandbox --help)." in printed  # a command, never wrapped
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+RESUME = (
+    "plugz-async: 1 row ended in an error that may pass (ServerError 1); check them again "
+    "with: plugz-async bulk pt.csv --out pt.jsonl --resume --region BR --sandbox"
+)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_message_folds_at_spaces_and_its_command_keeps_a_line(width: int) -> None:
+    folded = fold(RESUME, width)
+    lines = folded.splitlines()
+    command = "plugz-async bulk pt.csv --out pt.jsonl --resume --region BR --sandbox"
+    if len(RESUME) <= width:
+        assert folded == RESUME  # a message that fits is left as it is
+        return
+    assert lines[-1] == f"    {command}"  # whole, alone, to be copied in one piece
+    assert all(len(line) <= width for line in lines)
+    # Only whole words, in order: nothing lost, nothing cut.
+    assert " ".join(folded.split()) == " ".join(RESUME.split())
+
+
+def test_a_message_with_no_command_folds_at_spaces_only() -> None:
+    message = (
+        "plugz-async: '11 90000-0003' has no '+' and no country code that makes a valid "
+        "number (read as +11900000003, it is none): give a default region to read it in "
+        "(default_region='BR', PLUGZ_DEFAULT_REGION, --region BR), or write it with '+' "
+        "and the country code"
+    )
+    lines = fold(message, 80).splitlines()
+    assert len(lines) == 4 and all(len(line) <= 80 for line in lines)
+    assert any("--region BR" in line for line in lines)  # never split inside the flag
+    assert " ".join(" ".join(lines).split()) == message
+
+
+def test_messages_are_one_line_each_on_a_pipe() -> None:
+    """A script reads a message whole: off a terminal, `Messages` folds nothing."""
+    out = io.StringIO()
+    Messages(file=out, width=40, soft_wrap=True).print(RESUME, markup=False)
+    assert out.getvalue() == RESUME + "\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_the_region_hint_in_a_terminal_of_80_columns_is_folded_at_spaces() -> None:
+    code, printed = in_a_terminal(["check", "--sandbox", "11 90000-0003"], 80)
+    assert code == 2, printed
+    lines = printed.replace("\r\n", "\n").splitlines()
+    assert all(cell_len(line) <= 80 for line in lines), lines
+    hint = [line for line in lines if "--region BR" in line]
+    assert hint, printed  # the way to fix it, its flag on one line
+    # The lines the command wrote fit (the terminal breaks none of them mid-word), and
+    # they hold the message's words whole, in order.
+    assert (
+        "has no '+' and no country code that makes a valid number (read as +11900000003, it is "
+        "none): give a default region to read it in (default_region='BR', PLUGZ_DEFAULT_REGION, "
+        "--region BR), or write it with '+' and the country code"
+    ) in flat(printed)
+
+
+def test_a_column_no_row_fills_goes_before_one_that_says_something() -> None:
+    from plugz_async.cli._layout import Column, Sheet
+
+    sheet = Sheet(
+        Column("Number", key=True),
+        Column("Scenario", drop=1),
+        Column("Instance", drop=2),
+        Column("Status"),
+        Column("Waits for"),
+        Column("Next step"),
+    )
+    for i in range(3):
+        number, scenario = f"+55119000000{i:02d}", "blocked-at-code-request"
+        sheet.add_row(number, scenario, f"sandbox-instance-{i + 10}", "connected", "", "")
+    wide, narrow = draw(sheet, 160), draw(sheet, 80)
+    assert wide.splitlines()[0].split() == [
+        "Number",
+        "Scenario",
+        "Instance",
+        "Status",
+        "Waits",
+        "for",
+        "Next",
+        "step",
+    ]  # fits whole: every column stays
+    assert sheet.layout(80).name == "table"
+    assert narrow.splitlines()[0].split() == ["Number", "Scenario", "Instance", "Status"]
+    assert line_with(narrow, "+5511900000002", "blocked-at-code-request", "sandbox-instance-12")
+    assert len(narrow.splitlines()) == 2 + 3  # a line a row: nothing moved under them

@@ -42,7 +42,7 @@ from ._app import (
 )
 from ._explain import counts_line
 from ._numbers import NumbersFile, open_numbers
-from ._render import opens_table, summary_line, summary_table
+from ._render import opens_table, plural, summary_line, summary_table
 
 __all__ = ["add_bulk", "bulk", "resume_command"]
 
@@ -341,7 +341,8 @@ def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int
     summary, stopped, refused = checked.summary, checked.stopped, checked.refused
     if stopped is not None:
         app.fail_line(stopped)
-        app.err.print(f"{summary.total} rows written; resume with: {resume}", markup=False)
+        written = plural(summary.total, "row")
+        app.err.print(f"{written} written; resume with: {resume}", markup=False)
         return exit_code_for(stopped)
     if whole.total == 0:
         raise CommandFailed(f"{name_of(app.args.input)} has no numbers to check", EXIT_USAGE)
@@ -358,7 +359,7 @@ def _ending(app: App, checked: _Checked, whole: BulkSummary, resume: str) -> int
             name: count for name, count in summary.errors.items() if name not in FINAL_ERROR_NAMES
         }
         app.err.print(
-            f"{PROG}: {summary.pending} rows ended in an error that may pass "
+            f"{PROG}: {plural(summary.pending, 'row')} ended in an error that may pass "
             f"({counts_line(pending)}); check them again with: {resume}",
             markup=False,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import shlex
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -35,7 +36,16 @@ from plugz_async.sandbox import (
     serve,
 )
 
-from ._app import EXIT_OK, App, at_least_one, positive, region_option, stop_signals
+from ._app import (
+    EXIT_OK,
+    EXIT_USAGE,
+    App,
+    CommandFailed,
+    at_least_one,
+    positive,
+    region_option,
+    stop_signals,
+)
 from ._render import ResultRow, results_table, summary_line, summary_table, to_json
 
 __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
@@ -191,9 +201,21 @@ async def serve_sandbox(app: App) -> int:
         fault_rate=args.fault_rate,
         instances=args.instances,
     )
+    listening = False
     with stop_signals() as stopped:  # before the banner: a signal after it is handled
-        async with serve(config, host=args.host, port=args.port) as (base_url, _state):
-            await _serve_until(app, config, base_url, stopped)
+        try:
+            async with serve(config, host=args.host, port=args.port) as (base_url, _state):
+                listening = True
+                await _serve_until(app, config, base_url, stopped)
+        except OSError as error:
+            if listening or error.errno != errno.EADDRINUSE:
+                raise
+            # Not a bug: another sandbox (or a worker's --web) holds the port.
+            raise CommandFailed(
+                f"port {args.port} on {args.host} is taken (another sandbox?): give another "
+                "with --port N, or --port 0 for any free one",
+                EXIT_USAGE,
+            ) from None
     app.err.print("sandbox stopped")
     return EXIT_OK
 
@@ -201,8 +223,11 @@ async def serve_sandbox(app: App) -> int:
 async def _serve_until(
     app: App, config: SandboxConfig, base_url: str, stopped: asyncio.Event
 ) -> None:
-    """The banner, then serve until a signal."""
-    app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)\n")
+    """The banner, then serve until a signal. The lines to paste come last, so that a
+    terminal of 24 lines still shows them once the test numbers have scrolled by."""
+    app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)")
+    app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
+    app.out.print(f"\nControl API: {base_url}/_sandbox/\n", highlight=False)
     app.out.print("Paste these into a shell to point the SDK (from_env) and the CLI here:")
     for name, value in (
         ("PLUGZ_INSTANCE_ID", config.instance_id),
@@ -226,6 +251,4 @@ async def _serve_until(
         + (codes if config.random_codes else CONFIRMATION_CODE)
         + f", the captcha text {CAPTCHA_TEXT} and the two-step PIN {PIN}."
     )
-    app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
-    app.out.print(f"\nControl API: {base_url}/_sandbox/", highlight=False)
     await stopped.wait()

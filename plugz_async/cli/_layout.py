@@ -165,12 +165,24 @@ class Sheet:
         # A note column with no note at all is no column.
         empty = frozenset(i for i in notes if all(_blank(cell) for cell in self._cells(i, False)))
         yield "table", False, empty
+        # Where the whole table does not fit, a column no row says anything in goes first
+        # (a queue's "Waits for" once every registration has ended), before any column
+        # that does is moved under its rows.
+        silent = frozenset(
+            i
+            for i, c in enumerate(columns)
+            if self.rows
+            and not c.key
+            and not any(cell.plain.strip() for cell in self._cells(i, False))
+        )
+        if silent - empty:
+            yield "table", False, empty | silent
         if notes - empty:
-            yield "notes below", False, notes
+            yield "notes below", False, notes | silent
         shorts = any(full.plain != short.plain for row in self.rows for full, short in row)
         if shorts:
-            yield "short", True, notes
-        under = set(notes)
+            yield "short", True, notes | silent
+        under = set(notes | silent)
         for rank in sorted({c.drop for c in columns if c.drop}, reverse=True):
             under |= {i for i, c in enumerate(columns) if c.drop == rank}
             yield "fewer columns", False, frozenset(under)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,11 +34,13 @@ if TYPE_CHECKING:  # the queue extra is not needed to draw: only its types are n
     from .queue._register import Queued
 
 __all__ = [
+    "Messages",
     "ResultRow",
     "counts_table",
     "events_table",
     "fix_hint",
     "flat",
+    "fold",
     "humanize",
     "next_step",
     "opens_table",
@@ -262,12 +266,47 @@ def _when(moment: datetime, now: datetime) -> Short:
 
 def console(*, stderr: bool = False) -> Console:
     """A console as wide as its terminal; on a file or a pipe, as wide as ``COLUMNS``
-    says, else 160 columns (a log keeps the widest tables)."""
+    says, else 160 columns (a log keeps the widest tables). On stderr, `Messages`."""
     probe = Console(stderr=stderr)
     given = os.environ.get("COLUMNS", "").strip()
     width = None if probe.is_terminal or given.isdigit() else 160
-    # Messages on stderr are never wrapped: a script reads each as one line.
-    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
+    kind = Messages if stderr else Console
+    return kind(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
+
+
+#: A command to run, at the end of a message: ``...; resume with: plugz-async bulk ...``.
+_COMMAND = re.compile(r"(?<=: )plugz-async\b.*$")
+
+
+def fold(message: str, width: int) -> str:
+    """A message for a person at a terminal ``width`` columns wide: its words wrapped at
+    spaces, never inside a word, and the command it ends with (``... with: plugz-async
+    ...``) alone on the last line, indented and whole, so it is read and copied in one
+    piece. A message that fits is left as it is."""
+    if "\n" in message or len(message) <= width:
+        return message
+    found = _COMMAND.search(message)
+    prose, command = (message[: found.start()], found.group()) if found else (message, "")
+    lines = textwrap.wrap(
+        prose.rstrip(),
+        width=max(width, 20),
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join([*lines, f"    {command}"] if command else lines)
+
+
+class Messages(Console):
+    """The messages' console (stderr). On a file or a pipe, each message is one line, as
+    written: a script reads it whole. On a terminal, a message longer than the terminal is
+    wide is folded (`fold`): the terminal would otherwise break it mid-word, and the
+    command that fixes things with it."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if self.is_terminal and len(objects) == 1 and isinstance(objects[0], str):
+            objects = (fold(objects[0], self.width),)
+        super().print(*objects, **options)
 
 
 # -- the durable queue ----------------------------------------------------------------------
