@@ -4,12 +4,12 @@ Two runs, each on its own ``redis-server`` (append-only, ``appendfsync everysec`
 sandbox in this process (its code requests watched: when each arrived, when its channel
 had opened) and worker processes (``QueueWorker``):
 
-* ``python bench/queue_chaos.py kill`` (``nox -s chaos -- kill``): one worker, 40 steps at
+* ``python bench/queue_chaos.py kill`` (``nox -s soak_queue -- kill``): one worker, 40 steps at
   once, registers 40 numbers that are ready at once; the sandbox holds every code
   request's answer 4-8 s, so all 40 are in flight when the worker gets SIGKILL. A second
   worker takes over. Default worker settings and the sandbox's real waits (125 s, 165 s
   for the channel used) unless ``--wait-scale``.
-* ``python bench/queue_chaos.py soak`` (``nox -s chaos``): 200 registrations of the
+* ``python bench/queue_chaos.py soak`` (``nox -s soak_queue``): 200 registrations of the
   sandbox's mix over 10 minutes on 2-4 workers, with worker kills (SIGKILL), stalls
   (SIGSTOP for longer than the heartbeat and the lease) and Redis restarts (SIGKILL, then
   the append-only file) at random moments; code answers held 0-3 s at random.

@@ -18,6 +18,11 @@ INSTALL_CLI = (
 
 def main() -> None:
     """Run the command line, or say how to install it and exit with 2 (usage)."""
+    if sys.argv[1:] == ["--version"]:  # answered without rich: it draws nothing
+        from plugz_async._version import __version__
+
+        sys.stdout.write(f"plugz-async {__version__}\n")
+        sys.exit(0)
     if importlib.util.find_spec("rich") is None:
         sys.stderr.write(f"plugz-async: the command line needs rich: {INSTALL_CLI}\n")
         sys.exit(2)

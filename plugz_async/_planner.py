@@ -9,6 +9,7 @@ clock jumps; wall-clock times (aware UTC) are kept for people and for storage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -314,7 +315,8 @@ class RegistrationPlan:
             why = f": {self.reason}" if self.reason else ""
             return f"no channel can be used for {self.number} (outcome: {self.outcome}{why})"
         wait = max(0.0, self.window(first).ready_at_monotonic - self.clock.monotonic())
-        when = "open now" if wait == 0 else f"opens in {wait:.0f} s"
+        # Whole seconds, up: a wait of 0.4 s is not "0 s" (the planner is never early).
+        when = "open now" if wait == 0 else f"opens in {math.ceil(wait)} s"
         return (
             f"no channel was given for {self.number} (outcome: {self.outcome}): name one; "
             f"the next is {first.value} ({when}), or call wait_for_next()"

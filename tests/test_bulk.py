@@ -390,14 +390,14 @@ async def test_a_summary_reads_well_in_a_repl(client: pz.PlugzClient) -> None:
     items = await collect(run := client.check_many(rows))
     assert len(items) == 4
     text = repr(run.summary)
-    assert text.startswith("BulkSummary(total=4, wall_time=")
+    assert text.startswith("<BulkSummary total=4, wall_time=")
     assert re.search(r"wall_time=\d+\.\d\ds, rate=\d+\.\d/s, ", text), text
     assert "outcomes={'ready': 1, 'wait': 1, 'appeal': 1, 'error': 1}" in text
     assert "errors={'InvalidPhoneNumber': 1}, attempts=3, retries=0, pending=0, " in text
     when = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
     assert re.search(
         rf"opens=\{{'sms': '2 from {when}, median {when}, latest {when}', 'voice': '2 from "
-        rf"{when}, median {when}, latest {when}', 'wa_old': 'none'\}}\)$",
+        rf"{when}, median {when}, latest {when}', 'wa_old': 'none'\}}>$",
         text,
     ), text
     # No monotonic clock readings, no private class.

@@ -114,9 +114,7 @@ def test_a_refused_port_stops_bulk_and_resume_finishes(tmp_path: Path) -> None:
     source, out = numbers_file(tmp_path / "numbers.txt"), tmp_path / "results.jsonl"
     with SandboxThread() as sandbox:
         nowhere = {**sandbox.env(), "PLUGZ_BASE_URL": f"http://127.0.0.1:{free_port()}"}
-        started = time.monotonic()
         stopped = cli("bulk", str(source), "--out", str(out), "--attempts", "1", env=nowhere)
-        took = time.monotonic() - started
         written = records(out)
         resumed = cli(
             "bulk", str(source), "--out", str(out), "--resume", "--json-summary", env=sandbox.env()
@@ -127,7 +125,6 @@ def test_a_refused_port_stops_bulk_and_resume_finishes(tmp_path: Path) -> None:
     assert "check PLUGZ_BASE_URL" in first
     assert "ConnectError" in first and "--attempts 1" in stopped.stderr  # the hint repeats it
     assert 30 <= len(written) < 30 + 32 and not any(r["final"] for r in written)
-    assert took < 30
     assert resumed.returncode == EXIT_OK, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["redone"] == len(written) and summary["total"] == ROWS

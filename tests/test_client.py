@@ -126,7 +126,9 @@ async def test_deadline_cuts_the_attempt_timeout(api: Sandbox) -> None:
         started = loop.time()
         with pytest.raises(pz.RequestTimeout):
             await c.check_availability(NUMBER)
-        assert loop.time() - started < 1.0
+        # The answer comes after 5 s and an attempt may take 30: the deadline ended the call
+        # before either (the bound is the promise's other side, not the scheduler's noise).
+        assert loop.time() - started < 5.0
 
 
 async def test_connection_refused_is_a_connect_error(refused_client: pz.PlugzClient) -> None:

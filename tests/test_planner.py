@@ -245,6 +245,15 @@ async def test_waiting_for_no_channel_says_why_for_each_outcome(
     assert str(raised.value) == said
 
 
+async def test_a_wait_under_a_second_is_said_as_one_second_not_zero(clock: pz.FakeClock) -> None:
+    plan = pz.RegistrationPlanner(clock=clock).plan(
+        answer(clock, available=True, smsWaitSeconds=30, voiceWaitSeconds=90)
+    )
+    clock.advance(29.6)
+    with pytest.raises(pz.NoChannelError, match=r"the next is sms \(opens in 1 s\)"):
+        await plan.wait_until_ready(None)
+
+
 async def test_waiting_for_no_channel_after_the_planning_ends_says_so(
     clock: pz.FakeClock,
 ) -> None:

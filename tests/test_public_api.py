@@ -316,6 +316,9 @@ def test_the_command_line_without_rich_says_how_to_install_it() -> None:
         "plugz-async: the command line needs rich: pip install 'plugz-async[cli]' "
         "(from a clone of the repository: pip install '.[cli]')\n"
     )
+    version = hide_rich.replace("'demo'", "'--version'")
+    done = subprocess.run([sys.executable, "-c", version], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, f"plugz-async {pz.__version__}\n")
 
 
 def test_the_library_and_its_console_script_entry_need_no_rich() -> None:

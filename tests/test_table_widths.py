@@ -685,3 +685,16 @@ def test_a_column_no_row_fills_goes_before_one_that_says_something() -> None:
     assert narrow.splitlines()[0].split() == ["Number", "Scenario", "Instance", "Status"]
     assert line_with(narrow, "+5511900000002", "blocked-at-code-request", "sandbox-instance-12")
     assert len(narrow.splitlines()) == 2 + 3  # a line a row: nothing moved under them
+
+
+@pytest.mark.parametrize("columns", ["0", "5", "", "wide"])
+def test_a_columns_setting_too_small_or_not_a_number_draws_at_160(
+    columns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``COLUMNS=$(tput cols)`` with no terminal sets 0: the output must not vanish."""
+    from plugz_async.cli._render import console
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert console().width == 160 and console(stderr=True).width == 160
+    monkeypatch.setenv("COLUMNS", "80")
+    assert console().width == 80

@@ -64,29 +64,28 @@ class _Spread:
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
 
-    def describe(self) -> str:
-        """How many, and when: earliest, median and latest, in UTC to the second."""
-        if self.earliest is None or self.latest is None:
-            return "none"
-
-        def at(moment: float) -> str:
-            return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")
-
-        median = sorted(self.sample)[len(self.sample) // 2]
-        return (
-            f"{self.seen} from {at(self.earliest)}, median {at(median)}, latest {at(self.latest)}"
-        )
-
-    def to_dict(self) -> dict[str, Any] | None:
+    def _moments(self) -> tuple[float, float, float] | None:
+        """The earliest, median and latest moments (epoch seconds); None when none seen."""
         if self.earliest is None or self.latest is None:
             return None
-        median = sorted(self.sample)[len(self.sample) // 2]
-        return {
-            "count": self.seen,
-            "earliest": epoch_to_iso(self.earliest),
-            "median": epoch_to_iso(median),
-            "latest": epoch_to_iso(self.latest),
-        }
+        return self.earliest, sorted(self.sample)[len(self.sample) // 2], self.latest
+
+    def describe(self) -> str:
+        """How many, and when: earliest, median and latest, in UTC to the second."""
+        moments = self._moments()
+        if moments is None:
+            return "none"
+        earliest, median, latest = (
+            datetime.fromtimestamp(m, timezone.utc).isoformat(timespec="seconds") for m in moments
+        )
+        return f"{self.seen} from {earliest}, median {median}, latest {latest}"
+
+    def to_dict(self) -> dict[str, Any] | None:
+        moments = self._moments()
+        if moments is None:
+            return None
+        earliest, median, latest = (epoch_to_iso(m) for m in moments)
+        return {"count": self.seen, "earliest": earliest, "median": median, "latest": latest}
 
 
 @attrs.define
@@ -132,7 +131,7 @@ class BulkSummary:
             parts.append(f"stopped={self.stopped!r}")
         opens = {channel.value: spread.describe() for channel, spread in self.opens.items()}
         parts.append(f"opens={opens}")
-        return f"BulkSummary({', '.join(parts)})"
+        return f"<BulkSummary {', '.join(parts)}>"  # a description: not code to evaluate
 
     def _repr_html_(self) -> str:
         from plugz_async._display import summary_html

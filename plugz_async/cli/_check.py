@@ -40,7 +40,7 @@ from ._app import (
     exit_code_for,
 )
 from ._explain import is_run_error
-from ._render import ResultRow, fix_hint, humanize, local_time, results_table
+from ._render import ResultRow, fix_hint, humanize, local_time, plural, results_table
 
 __all__ = ["add_check", "add_plan", "check", "plan"]
 
@@ -171,11 +171,14 @@ async def check(app: App) -> int:
         app.print_json([n.to_dict() for n in numbers])  # valid JSON in every case
     else:
         app.out.print(results_table([n.row() for n in numbers], app.clock.now()))
-        # How to fix a number (give --region), in a line of its own: never cut by a cell.
-        for number in numbers:
-            hint = None if number.error is None else fix_hint(number.error)
-            if hint is not None:
-                app.err.print(f"{PROG}: {hint}", markup=False, highlight=False)
+        # How to fix a number (give --region), in a message of its own: never cut by a
+        # cell; said once, however many numbers need it.
+        hints = [fix_hint(n.error) for n in numbers if n.error is not None]
+        said = [hint for hint in hints if hint is not None]
+        if said:
+            more = len(said) - 1
+            also = f" ({plural(more, 'more number')} the same)" if more else ""
+            app.err.print(f"{PROG}: {said[0]}{also}", markup=False, highlight=False)
     # A run-level error (a refused token, an API out of reach) is said once, on stderr.
     for number in numbers:
         if isinstance(number.error, PlugzError) and is_run_error(number.error):

@@ -264,12 +264,17 @@ def _when(moment: datetime, now: datetime) -> Short:
     return _in_and_at((moment - now).total_seconds(), moment, now)
 
 
+#: The fewest columns a ``COLUMNS`` setting is taken for on a file or a pipe.
+MIN_COLUMNS = 20
+
+
 def console(*, stderr: bool = False) -> Console:
     """A console as wide as its terminal; on a file or a pipe, as wide as ``COLUMNS``
     says, else 160 columns (a log keeps the widest tables). On stderr, `Messages`."""
     probe = Console(stderr=stderr)
     given = os.environ.get("COLUMNS", "").strip()
-    width = None if probe.is_terminal or given.isdigit() else 160
+    # COLUMNS=0 (``$(tput cols)`` with no terminal) or a handful would draw nothing: 160.
+    width = None if probe.is_terminal or (given.isdigit() and int(given) >= MIN_COLUMNS) else 160
     kind = Messages if stderr else Console
     return kind(stderr=stderr, width=width, highlight=False, soft_wrap=stderr)
 
