@@ -47,7 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.option.markexpr:
         return
     named = {Path(arg.split("::")[0]).resolve() for arg in config.args}
-    kept, left = [], []
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
     for item in items:
         chaos = item.get_closest_marker("chaos") is not None
         (left if chaos and item.path.resolve() not in named else kept).append(item)
