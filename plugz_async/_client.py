@@ -378,17 +378,25 @@ class PlugzClient:
 
     async def aclose(self) -> None:
         """Close the client, and its connection pool when it made it (never a pool or a
-        session it was given).
+        session it was given), in the event loop it belongs to (see `Connections.aclose`).
 
         Safe to call more than once.
+
+        Raises:
+            WrongEventLoopError: its pool belongs to another event loop, still running or
+                open; the client stays open, to be closed there.
         """
         if self._state is _State.CLOSED:
             return
-        self._state = _State.CLOSED
-        self._session = None
-        self._transport.own_session = None
-        if self._owns_pool and self._connections is not None:
-            await self._connections.aclose()
+        pool = self._connections if self._owns_pool else None
+        try:
+            if pool is not None:
+                await pool.aclose()  # refuses another loop before it closes anything
+        finally:
+            if pool is None or pool.closed:
+                self._state = _State.CLOSED
+                self._session = None
+                self._transport.own_session = None
 
     def __enter__(self) -> None:
         raise TypeError(

@@ -4,6 +4,11 @@
 pool nor a session, and the clients of many instances of one account share one
 (``PlugzClient(..., connections=pool)``, ``client.for_instance()``, a queue worker). The
 pool's owner closes it; a client that shares it never does.
+
+A pool belongs to the event loop it opened in, as every aiohttp session does: it sends,
+and is closed, from that loop only. `open` and `aclose` refuse another loop with a
+`WrongEventLoopError` that says what to do, before anything is touched (aiohttp would fail
+later, and obscurely: "Event loop is closed", a future attached to a different loop).
 """
 
 from __future__ import annotations
@@ -15,9 +20,15 @@ from collections.abc import Mapping
 import aiohttp
 
 from ._config import Proxy, proxy_from_env, proxy_of
-from ._errors import ClientClosedError, ConfigurationError
+from ._errors import ClientClosedError, ConfigurationError, WrongEventLoopError
 
 __all__ = ["Connections"]
+
+_ONE_LOOP = (
+    "A client is used in one event loop only: make one in each loop and close it there"
+    " ('async with PlugzClient(...)'; a sandbox's new_client(); in tests, the plugz_client"
+    " fixture)."
+)
 
 
 class Connections:
@@ -88,6 +99,20 @@ class Connections:
         session, it is used, and closed, from that loop only."""
         return self._loop
 
+    def _elsewhere(self) -> str:
+        """Why a request from the running loop is refused: the pool is another loop's."""
+        assert self._loop is not None
+        if self._loop.is_closed():
+            return (
+                "this PlugzClient sent its first request in an event loop that has ended"
+                " (asyncio.run returned, or a test's loop closed), and cannot send from"
+                " another. " + _ONE_LOOP
+            )
+        return (
+            "this PlugzClient belongs to another event loop (the one it sent its first"
+            " request in), and cannot send from this one. " + _ONE_LOOP
+        )
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """What to keep out of every message: the password of the proxy in use."""
@@ -101,9 +126,17 @@ class Connections:
 
         Raises:
             ClientClosedError: the pool is closed.
+            WrongEventLoopError: called from an event loop other than the pool's.
         """
         if self._closed:
             raise ClientClosedError("the connection pool of this PlugzClient is closed")
+        if self._session is not None and self._loop is not None:
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:  # outside any loop (for_instance): nothing is sent from here
+                here = self._loop
+            if here is not self._loop:
+                raise WrongEventLoopError(self._elsewhere())
         if self._session is None:
             if self.headers is None:
                 self.headers = headers
@@ -137,8 +170,29 @@ class Connections:
         return self._session
 
     async def aclose(self) -> None:
-        """Close the pool (safe to call more than once)."""
+        """Close the pool (safe to call more than once), in the event loop it belongs to.
+
+        From another loop only once that loop has ended (its connections ended with it,
+        nothing is left to close but the session).
+
+        Raises:
+            WrongEventLoopError: the pool belongs to another event loop, still running or
+                open; nothing was closed: close it in that loop.
+        """
+        session, loop = self._session, self._loop
+        if session is not None and loop is not None and loop is not asyncio.get_running_loop():
+            if loop.is_running():
+                raise WrongEventLoopError(
+                    "this PlugzClient's connections belong to an event loop running in"
+                    " another thread: close it there"
+                    " ('asyncio.run_coroutine_threadsafe(client.aclose(), loop)')"
+                )
+            if not loop.is_closed():
+                raise WrongEventLoopError(
+                    "this PlugzClient's connections belong to another event loop, still"
+                    " open: close it there ('loop.run_until_complete(client.aclose())')"
+                )
         self._closed = True
-        session, self._session = self._session, None
+        self._session = None
         if session is not None:
             await session.close()
