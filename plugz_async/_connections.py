@@ -46,6 +46,12 @@ class Connections:
             that opens the pool (the clients of one account have the same: none of them
             then merges headers per request; a client whose headers differ sends its own
             with each request).
+        keep_alive: keep connections open between requests, to send the next one on
+            (the default). ``False``: close each connection once its answer is read, so
+            the pool holds none between requests: nothing is left open when its event
+            loop ends before the pool is closed, and the pool may then be closed from any
+            loop. (A new connection for each request: cheap on loopback, a TCP and TLS
+            handshake for each request over a network.)
 
     Raises:
         ConfigurationError: a setting that is not one.
@@ -61,6 +67,7 @@ class Connections:
         trust_env: bool = True,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
         headers: Mapping[str, str] | None = None,
+        keep_alive: bool = True,
     ) -> None:
         if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
             raise ConfigurationError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
@@ -77,12 +84,14 @@ class Connections:
         self._proxy = proxy_of(proxy, proxy_auth)
         self._trust_env = trust_env
         self._trace_configs = trace_configs
+        self._keep_alive = bool(keep_alive)
         self.headers: Mapping[str, str] | None = headers
         #: The proxy requests go through, once open (given, or the environment's).
         self.proxy_in_use: Proxy | None = self._proxy
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._in_flight = 0  # kept by the clients that send through the pool
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._session else "unopened"
@@ -98,6 +107,16 @@ class Connections:
         """The event loop the pool opened in (``None`` until it opens): like any aiohttp
         session, it is used, and closed, from that loop only."""
         return self._loop
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether connections are kept open between requests (see the class's doc)."""
+        return self._keep_alive
+
+    @property
+    def in_flight(self) -> int:
+        """How many calls are being sent through the pool now (by all its clients)."""
+        return self._in_flight
 
     def _elsewhere(self) -> str:
         """Why a request from the running loop is refused: the pool is another loop's."""
@@ -152,6 +171,7 @@ class Connections:
                 connector=aiohttp.TCPConnector(
                     limit=self._max_connections,
                     ssl=True if self._ssl is None else self._ssl,
+                    force_close=not self._keep_alive,
                 ),
                 raise_for_status=False,
                 trace_configs=self._trace_configs,
@@ -172,12 +192,15 @@ class Connections:
     async def aclose(self) -> None:
         """Close the pool (safe to call more than once), in the event loop it belongs to.
 
-        From another loop only once that loop has ended (its connections ended with it,
-        nothing is left to close but the session).
+        From another loop only while that loop is not running: once it has ended (its
+        connections ended with it, nothing is left to close but the session), or when the
+        pool keeps no connections (``keep_alive=False``: it holds none between requests)
+        and no call is in flight.
 
         Raises:
-            WrongEventLoopError: the pool belongs to another event loop, still running or
-                open; nothing was closed: close it in that loop.
+            WrongEventLoopError: the pool belongs to another event loop that runs (in
+                another thread), or that is open and may hold connections (kept ones, or
+                a call's left pending there); nothing was closed: close it in that loop.
         """
         session, loop = self._session, self._loop
         if session is not None and loop is not None and loop is not asyncio.get_running_loop():
@@ -187,10 +210,11 @@ class Connections:
                     " another thread: close it there"
                     " ('asyncio.run_coroutine_threadsafe(client.aclose(), loop)')"
                 )
-            if not loop.is_closed():
+            if not loop.is_closed() and (self._keep_alive or self._in_flight):
+                held = "a call still in flight in" if self._in_flight else "connections of"
                 raise WrongEventLoopError(
-                    "this PlugzClient's connections belong to another event loop, still"
-                    " open: close it there ('loop.run_until_complete(client.aclose())')"
+                    f"this PlugzClient has {held} another event loop, still open (not"
+                    " running now): close it there ('loop.run_until_complete(client.aclose())')"
                 )
         self._closed = True
         self._session = None

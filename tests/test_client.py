@@ -292,6 +292,23 @@ def test_a_client_belongs_to_the_event_loop_of_its_first_request() -> None:
         first.close()
 
 
+def test_a_client_whose_loop_ended_says_so_and_one_that_keeps_nothing_closes_anywhere() -> None:
+    from plugz_async.sandbox import SandboxThread
+
+    async def check(client: pz.PlugzClient) -> bool:
+        return (await client.check_availability(NUMBER)).available
+
+    with SandboxThread() as sandbox:
+        client = sandbox.new_client(keep_alive=False)
+        assert client.connections is not None and not client.connections.keep_alive
+        assert asyncio.run(check(client))
+        with pytest.raises(pz.WrongEventLoopError, match=r"has ended \(asyncio.run returned"):
+            asyncio.run(check(client))
+        asyncio.run(client.aclose())  # no connection was kept: nothing of the old loop's
+        assert client.closed
+        gc.collect()  # an unclosed socket would warn here (an error in this suite)
+
+
 def test_a_client_whose_loop_runs_in_another_thread_is_closed_there() -> None:
     import threading
 
@@ -302,7 +319,7 @@ def test_a_client_whose_loop_runs_in_another_thread_is_closed_there() -> None:
     runner.start()
     try:
         with SandboxThread() as sandbox:
-            client = sandbox.new_client()
+            client = sandbox.new_client(keep_alive=False)
             asyncio.run_coroutine_threadsafe(client.check_availability(NUMBER), loop).result(10)
             with pytest.raises(pz.WrongEventLoopError, match="running in another thread"):
                 asyncio.run(client.aclose())
@@ -312,6 +329,26 @@ def test_a_client_whose_loop_runs_in_another_thread_is_closed_there() -> None:
         loop.call_soon_threadsafe(loop.stop)
         runner.join()
         loop.close()
+
+
+async def test_a_client_that_keeps_no_connection_opens_one_a_request(api: Sandbox) -> None:
+    opened = 0
+
+    async def count(*_: Any) -> None:
+        nonlocal opened
+        opened += 1
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_connection_create_end.append(count)
+    for keep_alive, connections in ((True, 1), (False, 2)):
+        opened = 0
+        async with make(api, keep_alive=keep_alive, trace_configs=[tracing]) as client:
+            await client.check_availability(NUMBER)
+            await client.check_availability(NUMBER)
+            assert client.connections is not None and client.connections.in_flight == 0
+        assert opened == connections, keep_alive
+    with pytest.raises(pz.ConfigurationError, match="keep-alive"):
+        make(api, keep_alive=False, connections=pz.Connections())
 
 
 async def cancel_mid_flight(client: pz.PlugzClient, api: Sandbox) -> None:
