@@ -56,6 +56,7 @@ from ._errors import (
     TransportError,
     UnknownRegistrationError,
     UnsupportedMediaTypeError,
+    WrongEventLoopError,
 )
 from ._models import (
     Availability,
@@ -192,6 +193,7 @@ __all__ = [
     "UnbanStatus",
     "UnknownRegistrationError",
     "UnsupportedMediaTypeError",
+    "WrongEventLoopError",
     "__version__",
     "read_results",
     "redact_url",

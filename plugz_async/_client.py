@@ -111,6 +111,9 @@ class PlugzClient:
         proxy_auth: the proxy's ``(login, password)``, when not in ``proxy``.
         trust_env: take the proxy from the environment when ``proxy`` is not given
             (the default, as httpx and requests do).
+        keep_alive: keep connections open between requests (the default). ``False``:
+            close each once its answer is read, so that none is left open if the event
+            loop ends before the client is closed (see `Connections`).
         default_region: the ISO region (``"BR"``) that numbers written without ``+``
             are read in, by every call and bulk run of this client. Without one, such a
             number must start with a country code that makes a valid number, else
@@ -147,16 +150,19 @@ class PlugzClient:
         trust_env: bool = True,
         default_region: str | None = None,
         connections: Connections | None = None,
+        keep_alive: bool = True,
     ) -> None:
         self._state = _State.UNOPENED
         self._default_region = region_setting(default_region)
         if session is not None and connections is not None:
             raise ConfigurationError("give a session or a connection pool, not both")
         pooled = session is not None or connections is not None
-        if pooled and (trace_configs or proxy is not None or proxy_auth or ssl is not None):
+        if pooled and (
+            trace_configs or proxy is not None or proxy_auth or ssl is not None or not keep_alive
+        ):
             raise ConfigurationError(
                 "a session or a connection pool of your own carries its own trace_configs,"
-                " proxy and TLS: give them to it (aiohttp.ClientSession(...) or"
+                " proxy, TLS and keep-alive: give them to it (aiohttp.ClientSession(...) or"
                 " Connections(...)), not to PlugzClient"
             )
         #: Where requests go: the user's session, or a pool's (shared, or this client's).
@@ -191,6 +197,7 @@ class PlugzClient:
                 trust_env=trust_env,
                 trace_configs=trace_configs,
                 headers=self._transport.headers(),
+                keep_alive=keep_alive,
             )
         self._connections = connections
         self._mask(() if connections is None else connections.secrets)
@@ -378,17 +385,25 @@ class PlugzClient:
 
     async def aclose(self) -> None:
         """Close the client, and its connection pool when it made it (never a pool or a
-        session it was given).
+        session it was given), in the event loop it belongs to (see `Connections.aclose`).
 
         Safe to call more than once.
+
+        Raises:
+            WrongEventLoopError: its pool belongs to another event loop, still running or
+                open; the client stays open, to be closed there.
         """
         if self._state is _State.CLOSED:
             return
-        self._state = _State.CLOSED
-        self._session = None
-        self._transport.own_session = None
-        if self._owns_pool and self._connections is not None:
-            await self._connections.aclose()
+        pool = self._connections if self._owns_pool else None
+        try:
+            if pool is not None:
+                await pool.aclose()  # refuses another loop before it closes anything
+        finally:
+            if pool is None or pool.closed:
+                self._state = _State.CLOSED
+                self._session = None
+                self._transport.own_session = None
 
     def __enter__(self) -> None:
         raise TypeError(
@@ -677,11 +692,18 @@ class PlugzClient:
 
             return await through(middlewares, route.path, attempt)
 
-        return await call_with_retry(
-            send,
-            policy=retry or self._retry,
-            clock=self._clock,
-            route=route.path,
-            on_retry=self._on_retry,
-            safety=route.safety,
-        )
+        pool = self._connections
+        if pool is not None:
+            pool._in_flight += 1  # the pool is closed from another loop only when idle
+        try:
+            return await call_with_retry(
+                send,
+                policy=retry or self._retry,
+                clock=self._clock,
+                route=route.path,
+                on_retry=self._on_retry,
+                safety=route.safety,
+            )
+        finally:
+            if pool is not None:
+                pool._in_flight -= 1

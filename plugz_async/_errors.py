@@ -13,6 +13,7 @@ or ``except TimeoutError`` keeps working in code that does not know the SDK::
     ├── PlanDataError                 (ValueError)   RegistrationPlan.from_dict got bad data
     ├── NoChannelError                (LookupError)  the plan offers no such channel
     ├── ClientClosedError             (RuntimeError) the client was closed
+    ├── WrongEventLoopError           (RuntimeError) the client used from another event loop
     ├── RegistrationStateError        (RuntimeError) a Registration used out of order
     │   ├── InstanceBusyError                        the instance registers another number
     │   └── StaleWriteError                          a queue write from a run that lost its step
@@ -67,6 +68,7 @@ __all__ = [
     "TransportError",
     "UnknownRegistrationError",
     "UnsupportedMediaTypeError",
+    "WrongEventLoopError",
 ]
 
 
@@ -161,6 +163,16 @@ class NoChannelError(PlugzError, LookupError):
 
 class ClientClosedError(PlugzError, RuntimeError):
     """The client was closed and cannot be used (or reopened) any more."""
+
+
+class WrongEventLoopError(PlugzError, RuntimeError):
+    """The client was used from an event loop other than the one it belongs to.
+
+    A client's connections belong to the event loop of its first request (aiohttp's
+    do): it sends, and closes, from that loop only. Raised before anything is sent, when
+    the client is used from another loop, or after its loop has ended (``asyncio.run``
+    returned, a test's loop closed). Make a client in each loop and close it there.
+    """
 
 
 class RegistrationStateError(PlugzError, RuntimeError):

@@ -265,6 +265,94 @@ async def test_a_closed_users_session_is_a_clear_error(api: Sandbox) -> None:
     assert len(api.requests()) == 0
 
 
+def test_a_client_belongs_to_the_event_loop_of_its_first_request() -> None:
+    """From another loop, it refuses to send or close, and says what to do; it is still
+    open, and closes in its own loop."""
+    from plugz_async.sandbox import SandboxThread
+
+    first = asyncio.new_event_loop()
+    try:
+        with SandboxThread() as sandbox:
+            client = sandbox.new_client()
+            assert first.run_until_complete(client.check_availability(NUMBER)).available
+
+            async def elsewhere() -> None:
+                with pytest.raises(pz.WrongEventLoopError, match="belongs to another event loop"):
+                    await client.check_availability(NUMBER)
+                with pytest.raises(pz.WrongEventLoopError, match="new_client"):
+                    client.for_instance("sandbox-instance-2", "sandbox-instance-token-2")
+                with pytest.raises(pz.WrongEventLoopError, match="run_until_complete"):
+                    await client.aclose()
+
+            asyncio.run(elsewhere())
+            assert "state=open" in repr(client)  # still open, to be closed in its loop
+            assert first.run_until_complete(client.check_availability(NUMBER)).available
+            first.run_until_complete(client.aclose())
+            assert client.closed
+            assert len(sandbox.requests()) == 2
+    finally:
+        first.close()
+
+
+def test_a_client_whose_loop_ended_says_so_and_one_that_keeps_nothing_closes_anywhere() -> None:
+    from plugz_async.sandbox import SandboxThread
+
+    async def check(client: pz.PlugzClient) -> bool:
+        return (await client.check_availability(NUMBER)).available
+
+    with SandboxThread() as sandbox:
+        client = sandbox.new_client(keep_alive=False)
+        assert client.connections is not None and not client.connections.keep_alive
+        assert asyncio.run(check(client))
+        with pytest.raises(pz.WrongEventLoopError, match=r"has ended \(asyncio.run returned"):
+            asyncio.run(check(client))
+        asyncio.run(client.aclose())  # no connection was kept: nothing of the old loop's
+        assert client.closed
+        gc.collect()  # an unclosed socket would warn here (an error in this suite)
+
+
+def test_a_client_whose_loop_runs_in_another_thread_is_closed_there() -> None:
+    import threading
+
+    from plugz_async.sandbox import SandboxThread
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        with SandboxThread() as sandbox:
+            client = sandbox.new_client(keep_alive=False)
+            asyncio.run_coroutine_threadsafe(client.check_availability(NUMBER), loop).result(10)
+            with pytest.raises(pz.WrongEventLoopError, match="running in another thread"):
+                asyncio.run(client.aclose())
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(10)
+            assert client.closed
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+
+
+async def test_a_client_that_keeps_no_connection_opens_one_a_request(api: Sandbox) -> None:
+    opened = 0
+
+    async def count(*_: Any) -> None:
+        nonlocal opened
+        opened += 1
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_connection_create_end.append(count)
+    for keep_alive, connections in ((True, 1), (False, 2)):
+        opened = 0
+        async with make(api, keep_alive=keep_alive, trace_configs=[tracing]) as client:
+            await client.check_availability(NUMBER)
+            await client.check_availability(NUMBER)
+            assert client.connections is not None and client.connections.in_flight == 0
+        assert opened == connections, keep_alive
+    with pytest.raises(pz.ConfigurationError, match="keep-alive"):
+        make(api, keep_alive=False, connections=pz.Connections())
+
+
 async def cancel_mid_flight(client: pz.PlugzClient, api: Sandbox) -> None:
     """Start a check the server holds, and cancel it once the server has it."""
     api.then(Reply(delay=5.0))

@@ -91,6 +91,7 @@ PUBLIC = {
     "UnbanRequest",
     "UnbanStatus",
     "UnsupportedMediaTypeError",
+    "WrongEventLoopError",
     "read_results",
     "redact_url",
     "to_dataframe",
@@ -164,6 +165,7 @@ def test_error_tree_and_builtin_bases() -> None:
     assert issubclass(pz.RequestTimeout, pz.TransportError)
     assert issubclass(pz.ConnectError, ConnectionError)
     assert issubclass(pz.ClientClosedError, RuntimeError)
+    assert issubclass(pz.WrongEventLoopError, RuntimeError)
     assert issubclass(pz.NoChannelError, LookupError)
     assert issubclass(pz.OutageError, ConnectionError)
     assert issubclass(pz.InstanceBusyError, pz.RegistrationStateError)
@@ -181,7 +183,7 @@ def test_error_tree_and_builtin_bases() -> None:
         assert issubclass(cls, pz.APIError)
     exported = [getattr(pz, n) for n in pz.__all__]
     errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
-    assert len(errors) == 26
+    assert len(errors) == 27
     assert all(issubclass(cls, pz.PlugzError) for cls in errors)
     # The docstring's drawing names every error class.
     doc = importlib.import_module("plugz_async._errors").__doc__ or ""

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import logging
+import socket
+import threading
+import time
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -492,36 +499,95 @@ async def test_sandbox_thread_serves_any_event_loop() -> None:
         sandbox.requests()
 
 
+@contextlib.contextmanager
+def nothing_left_open() -> Iterator[None]:
+    """Fail if what the block did leaves a socket, a transport or a session open: each
+    warns (a ResourceWarning) when collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+        gc.collect()
+    left = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not left, left
+
+
+def serving(base_url: str) -> bool:
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+async def available(client: pz.PlugzClient) -> bool:
+    return (await client.check_availability(READY)).available
+
+
 async def test_sandbox_thread_client_is_used_from_the_callers_loop_and_closed_by_stop() -> None:
     # As in a notebook: started, used and stopped from code running in one event loop.
-    sandbox = SandboxThread(clock=pz.FakeClock()).start()
-    client = sandbox.client
-    assert client is sandbox.client and client.base_url == sandbox.base_url
-    assert (await client.check_availability(READY)).available
-    assert client.connections is not None
-    assert client.connections.loop is asyncio.get_running_loop()
-    sandbox.stop()  # from within the client's loop: its close runs when this code awaits
-    with pytest.raises(RuntimeError, match="not running"):
-        _ = sandbox.client
-    for _ in range(10):
-        if client.closed and client.connections.closed:
-            break
-        await asyncio.sleep(0)
-    assert client.closed and client.connections.closed
+    with nothing_left_open():
+        sandbox = SandboxThread(clock=pz.FakeClock()).start()
+        client = sandbox.client
+        assert client is sandbox.client and client.base_url == sandbox.base_url
+        assert await available(client)
+        assert await available(client)  # any later cell
+        assert client.connections is not None and not client.connections.keep_alive
+        assert client.connections.loop is asyncio.get_running_loop()
+        sandbox.stop()  # from within the client's loop: its close runs when this code awaits
+        assert not serving(sandbox.base_url)
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = sandbox.client
+        for _ in range(10):
+            if client.closed and client.connections.closed:
+                break
+            await asyncio.sleep(0)
+        assert client.closed and client.connections.closed
+
+
+def test_sandbox_thread_client_in_a_script_that_stops_it_in_its_loop() -> None:
+    async def main() -> tuple[bool, pz.PlugzClient]:
+        sandbox = SandboxThread().start()
+        ok = await available(sandbox.client)
+        client = sandbox.client
+        sandbox.stop()  # the close is a task of this loop: it runs before asyncio.run returns
+        return ok, client
+
+    with nothing_left_open():
+        ok, client = asyncio.run(main())
+    assert ok and client.closed
+
+
+def test_sandbox_thread_client_with_asyncio_run_per_call() -> None:
+    """Its loop ends before the sandbox stops: nothing of it is left open, the next loop is
+    told to take a client of its own, and stop() closes the rest."""
+    with nothing_left_open(), SandboxThread() as sandbox:
+        client = sandbox.client
+        assert asyncio.run(available(sandbox.client))
+        gc.collect()  # the loop has ended: a connection kept for it would warn here
+        with pytest.raises(pz.WrongEventLoopError, match=r"has ended .*new_client\(\)"):
+            asyncio.run(available(sandbox.client))
+
+        async def in_this_loop() -> bool:
+            async with sandbox.new_client() as own:
+                return await available(own)
+
+        assert asyncio.run(in_this_loop())
+    assert client.closed and not serving(sandbox.base_url)
 
 
 def test_sandbox_thread_client_from_a_loop_in_another_thread() -> None:
-    import threading
-
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever)
     runner.start()
     try:
-        with SandboxThread(timeout=5.0) as sandbox:
-            client = sandbox.client
-            asked = asyncio.run_coroutine_threadsafe(client.check_availability(READY), loop)
-            assert asked.result(timeout=10).available
-        assert client.closed and client.connections is not None and client.connections.closed
+        with nothing_left_open():
+            with SandboxThread(timeout=5.0) as sandbox:
+                client = sandbox.client
+                asked = asyncio.run_coroutine_threadsafe(available(client), loop)
+                assert asked.result(timeout=10)
+            assert client.closed and client.connections is not None
+            assert client.connections.closed
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join()
@@ -535,17 +601,111 @@ def test_sandbox_thread_client_unused_or_in_a_loop_at_rest_is_closed_by_stop() -
     assert unused.closed
     loop = asyncio.new_event_loop()
     try:
-        with SandboxThread() as sandbox:
-            client = sandbox.client
-            assert loop.run_until_complete(client.check_availability(READY)).available
-        assert client.closed and client.connections is not None and client.connections.closed
+        with nothing_left_open():
+            with SandboxThread() as sandbox:
+                client = sandbox.client
+                assert loop.run_until_complete(available(client))
+            assert client.closed and client.connections is not None
+            assert client.connections.closed
     finally:
+        loop.close()
+
+
+def test_sandbox_thread_stops_from_another_loop_while_the_clients_loop_is_at_rest() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with nothing_left_open():
+            sandbox = SandboxThread().start()
+            client = sandbox.client
+            assert loop.run_until_complete(available(client))
+
+            async def elsewhere() -> None:
+                with pytest.raises(pz.WrongEventLoopError, match="belongs to another event loop"):
+                    await available(client)
+                sandbox.stop()
+
+            asyncio.run(elsewhere())
+            assert client.closed and not serving(sandbox.base_url)
+    finally:
+        loop.close()
+
+
+def test_sandbox_thread_stop_with_a_call_left_pending_in_a_loop_at_rest() -> None:
+    """Its connection is that loop's: it is not touched from here, and stop() says where
+    to close the client, once the server has stopped."""
+    loop = asyncio.new_event_loop()
+    try:
+        with nothing_left_open():
+            sandbox = SandboxThread().start()
+            client = sandbox.client
+            sandbox.hold("registration-available", 5.0)
+            pending = loop.create_task(available(client))
+
+            async def until_sent() -> None:
+                for _ in range(500):
+                    if sandbox.requests():
+                        return
+                    await asyncio.sleep(0.01)
+
+            loop.run_until_complete(until_sent())
+            with pytest.raises(pz.WrongEventLoopError, match="a call still in flight"):
+                sandbox.stop()
+            assert not serving(sandbox.base_url)
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(pending)
+            loop.run_until_complete(client.aclose())
+            assert client.closed
+    finally:
+        loop.close()
+
+
+def test_sandbox_thread_stop_stops_the_server_when_the_client_cannot_be_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox = SandboxThread().start()
+
+    async def fails() -> None:
+        raise OSError("closing failed")
+
+    monkeypatch.setattr(sandbox.client, "aclose", fails)
+    with pytest.raises(OSError, match="closing failed"):
+        sandbox.stop()
+    assert not serving(sandbox.base_url)
+    with pytest.raises(RuntimeError, match="not running"):
+        sandbox.requests()
+
+
+def test_sandbox_thread_stop_stops_the_server_when_the_clients_loop_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plugz_async.sandbox import _running
+
+    monkeypatch.setattr(_running, "_CLOSE_TIMEOUT", 0.2)
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        sandbox = SandboxThread().start()
+        client = sandbox.client
+        assert asyncio.run_coroutine_threadsafe(available(client), loop).result(timeout=10)
+        loop.call_soon_threadsafe(time.sleep, 1.0)  # the loop is busy for a second
+        with pytest.raises(TimeoutError, match=r"not closed within 0\.2 s"):
+            sandbox.stop()
+        assert not serving(sandbox.base_url)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=10)
+        assert client.closed  # the close ran once the loop was free
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
         loop.close()
 
 
 def test_sandbox_thread_client_takes_options_and_bad_ones_stop_the_server() -> None:
     with SandboxThread(default_region="BR") as sandbox:
         assert sandbox.client.default_region == "BR"
+    with pytest.raises(pz.ConfigurationError, match=r"new_client\(keep_alive=True\)"):
+        SandboxThread(keep_alive=True)
     failed = SandboxThread(max_connections=-1)
     with pytest.raises(pz.ConfigurationError):
         failed.start()

@@ -62,3 +62,97 @@ def test_the_sandbox_is_there(plugz_sandbox):
     )
     result = pytester.runpytest_subprocess("-p", "plugz_async.testing", "-W", "error")
     result.assert_outcomes(passed=1)
+
+
+# The last test of a suite collects what the others left: a socket or transport still open
+# warns there (an error under -W error).
+LEFT_OPEN = """
+
+def test_zz_nothing_was_left_open():
+    import gc
+
+    gc.collect()
+"""
+
+
+def test_the_sandbox_client_serves_each_async_test_and_leaks_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    """``plugz_sandbox.client`` in async tests: each test's loop closes before the sandbox
+    stops (pytest-asyncio closes it first); nothing of that loop's is left open, in a
+    test's own loop or in one the module shares (at rest when the sandbox stops)."""
+    pytester.makepyfile(
+        test_client_per_test="""
+import pytest
+
+
+async def test_one(plugz_sandbox):
+    assert (await plugz_sandbox.client.check_availability("+55 11 90000-0001")).available
+
+
+async def test_two(plugz_sandbox):
+    assert (await plugz_sandbox.client.check_availability("+55 11 90000-0002")).available
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_in_the_modules_loop(plugz_sandbox):
+    assert (await plugz_sandbox.client.check_availability("+55 11 90000-0001")).available
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_in_the_modules_loop_again(plugz_sandbox):
+    assert (await plugz_sandbox.client.check_availability("+55 11 90000-0001")).available
+"""
+        + LEFT_OPEN
+    )
+    result = pytester.runpytest_subprocess(
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-W",
+        "error",
+    )
+    result.assert_outcomes(passed=5)
+
+
+def test_a_sandbox_client_shared_by_tests_says_to_take_plugz_client(
+    pytester: pytest.Pytester,
+) -> None:
+    """A sandbox of the user's own that outlives a test: its client belongs to the first
+    test's loop, and the next test is told what to use instead."""
+    pytester.makepyfile(
+        test_shared="""
+import pytest
+
+from plugz_async.sandbox import SandboxThread
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with SandboxThread() as sandbox:
+        yield sandbox
+
+
+async def test_first(sandbox):
+    assert (await sandbox.client.check_availability("+55 11 90000-0001")).available
+
+
+async def test_second(sandbox):
+    await sandbox.client.check_availability("+55 11 90000-0001")
+"""
+        + LEFT_OPEN
+    )
+    result = pytester.runpytest_subprocess(
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-W",
+        "error",
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*WrongEventLoopError: this PlugzClient sent its first request in an event loop that*"]
+    )
+    assert "the plugz_client fixture" in result.stdout.str()

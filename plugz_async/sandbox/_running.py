@@ -24,6 +24,7 @@ import attrs
 from aiohttp import web
 
 from plugz_async._client import PlugzClient
+from plugz_async._errors import ConfigurationError
 
 from ._control import ACCESS_LOGGER, STATE, create_app
 from ._faults import Reply
@@ -220,6 +221,9 @@ async def running(
 # Closes scheduled by `SandboxThread.stop` on the loop that called it: kept until done.
 _CLOSING: set[asyncio.Task[None]] = set()
 
+# How long `SandboxThread.stop` waits for a loop running in another thread to close the client.
+_CLOSE_TIMEOUT = 10.0
+
 
 class SandboxThread(_SandboxHandle):
     """The sandbox served from a thread with its own event loop, with a ready client.
@@ -236,13 +240,13 @@ class SandboxThread(_SandboxHandle):
     Attributes:
         base_url: where it listens, once started.
         config: its `SandboxConfig` (test credentials included).
-        client: a ``PlugzClient`` for it, made by `start` and closed by `stop`, as
-            ``running()``'s is for its ``async with`` block. Like any client, it belongs
-            to the event loop of its first request: use it from your loop (a notebook's
-            kernel, where every cell runs; your ``asyncio.run``), and stop the sandbox
-            before that loop ends. Code that runs a new loop each time (``asyncio.run``
-            per call, a test framework's loop per test) takes `new_client` in each loop
-            and closes it there.
+        client: a ``PlugzClient`` for it, made by `start` and closed by `stop`. Like any
+            client, it belongs to the event loop of its first request (a notebook's
+            kernel, where every cell runs; one ``asyncio.run``; one test): from another
+            loop, or once that loop has ended, it raises ``WrongEventLoopError`` (take
+            `new_client` in each loop instead). It keeps no connection open between
+            requests (``keep_alive=False``), so nothing leaks when its loop ends before
+            `stop`, and `stop` closes it from anywhere.
 
     Args:
         config: the sandbox's behaviour and test credentials.
@@ -260,8 +264,14 @@ class SandboxThread(_SandboxHandle):
         **client_options: Any,
     ) -> None:
         super().__init__("", config or SandboxConfig())
+        if "keep_alive" in client_options:
+            raise ConfigurationError(
+                "the client of a SandboxThread keeps no connection open between requests,"
+                " so that none is left when its event loop ends first; for a client that"
+                " does, take new_client(keep_alive=True) and close it in its loop"
+            )
         self._host, self._port = host, port
-        self._client_options = client_options
+        self._client_options = {**client_options, "keep_alive": False}
         self._client: PlugzClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state: SandboxState | None = None
@@ -298,12 +308,22 @@ class SandboxThread(_SandboxHandle):
         return self
 
     def stop(self) -> None:
-        """Close the `client` (in the loop it belongs to), and stop serving."""
-        self._close_client()
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join()
-        self._loop = self._state = None
+        """Close the `client`, and stop serving (even when closing the client fails: its
+        error is raised once the server has stopped).
+
+        Raises:
+            TimeoutError: the client's event loop, running in another thread, did not
+                close it within 10 s (the close still runs there once that loop is free).
+            WrongEventLoopError: a call of the client is still in flight in its event
+                loop, which is not running (a task left pending): close it there.
+        """
+        try:
+            self._close_client()
+        finally:
+            if self._loop is not None and self._stop is not None and self._thread.is_alive():
+                self._loop.call_soon_threadsafe(self._stop.set)
+                self._thread.join()
+            self._loop = self._state = None
 
     def __enter__(self) -> SandboxThread:
         return self.start()
@@ -312,34 +332,45 @@ class SandboxThread(_SandboxHandle):
         self.stop()
 
     def _close_client(self) -> None:
-        """Close the client in the loop its connections belong to: at once from another
-        thread (or when that loop is at rest); from within that loop (a notebook's cell), as
-        soon as the running code lets it (a task). A client that never sent a request, or
-        whose loop has ended (its connections ended with it), has nothing left to close but
-        its state: that is done in the sandbox's loop."""
+        """Close the client where nothing it holds is touched from a thread it is not in.
+
+        A client that sent requests is closed in its loop while that loop runs: from
+        within it (a notebook's cell, a task of yours), as soon as the running code lets
+        it (a task: the requests still in flight there finish or are cut); from another
+        thread, at once (waited for). Otherwise its loop is at rest, or has ended, and
+        nothing runs in it: the client keeps no connection between requests, so nothing
+        of that loop's is left in it (unless a call was left pending there: its
+        `Connections.aclose` then refuses), and it is closed in the sandbox's own loop (a
+        client that never sent a request too). The caller's loop is never run.
+        """
         client, self._client = self._client, None
         if client is None or client.closed:
             return
         pool = client.connections
         loop = None if pool is None else pool.loop
-        try:
-            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is not None and not loop.is_closed():
+        if loop is not None and loop.is_running():
+            try:
+                here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
             if loop is here:
                 task = loop.create_task(client.aclose())
                 _CLOSING.add(task)
                 task.add_done_callback(_CLOSING.discard)
                 return
-            if loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
-                return
-            if here is None:
-                loop.run_until_complete(client.aclose())
-                return
+            closing = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            try:
+                closing.result(timeout=_CLOSE_TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError(
+                    f"the sandbox's client was not closed within {_CLOSE_TIMEOUT:g} s: the"
+                    " event loop it belongs to, running in another thread, is busy (the"
+                    " close runs there once it is free)"
+                ) from None
+            return
         if self._loop is not None and self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(client.aclose(), self._loop).result(timeout=10)
+            closing = asyncio.run_coroutine_threadsafe(client.aclose(), self._loop)
+            closing.result(timeout=_CLOSE_TIMEOUT)
 
     def _run(self) -> None:
         asyncio.run(self._main())

@@ -6,6 +6,8 @@ fixtures below are there in every test, with no import and no conftest:
 - ``plugz_sandbox``: a running sandbox (a `~plugz_async.sandbox.SandboxThread`,
   served from a thread, so it works with any event loop, or none); script it with
   ``plugz_sandbox.then(...)``, read what it received with ``plugz_sandbox.requests()``.
+  Its ``client`` belongs to the test's event loop: pytest-asyncio closes that loop
+  before the sandbox stops, and the client keeps no connection that could be left open.
 - ``plugz_env``: the ``PLUGZ_*`` variables set to the sandbox, so code that calls
   ``PlugzClient.from_env()`` talks to it.
 - ``plugz_client``: an open ``PlugzClient`` for the sandbox (needs pytest-asyncio).
@@ -31,7 +33,8 @@ __all__ = ["plugz_env", "plugz_sandbox"]
 
 @pytest.fixture
 def plugz_sandbox() -> Iterator[SandboxThread]:
-    """A sandbox for this test, with the default test credentials; stopped afterwards."""
+    """A sandbox for this test, with the default test credentials; stopped afterwards
+    (its ``client`` with it)."""
     with SandboxThread(SandboxConfig()) as sandbox:
         yield sandbox
 
