@@ -212,8 +212,13 @@ def test_the_sandbox_command_serves_as_many_instances_as_asked() -> None:
         assert process.stdout is not None
         first = process.stdout.readline()
         base_url = first.split()[3]
-        lines = [process.stdout.readline() for _ in range(7)]
-        assert lines[-1].startswith("Serving 20 instances: the one above, and sandbox-instance-i")
+        lines: list[str] = []  # the banner, to its last line (the codes)
+        while not lines or not lines[-1].startswith("A registration here takes"):
+            line = process.stdout.readline()
+            assert line, "the banner ended early:\n" + "".join(lines)
+            lines.append(line)
+        banner = " ".join("".join(lines).split())  # as wide as the output is (COLUMNS)
+        assert "Serving 20 instances: the one above, and sandbox-instance-i for i from 2" in banner
         printed = "".join(lines)
         assert "sandbox-instance-token" in printed  # the documented test token, only it
         assert "sandbox-instance-token-" not in printed
