@@ -232,7 +232,7 @@ def test_a_header_with_no_column_of_numbers_is_refused_before_anything(tmp_path:
 
 @pytest.mark.parametrize(
     "header",
-    ["telefone,nome", "phone_number,name", "Phone Number;Name", "nome,Celular", "numero,nome"],
+    ["telefone,nome", "phone_number,name", "Phone Number;Name", "nome,Celular", "WhatsApp,nome"],
 )
 def test_a_column_of_numbers_under_a_common_name_is_read(tmp_path: Path, header: str) -> None:
     source = tmp_path / "people.csv"
@@ -248,6 +248,71 @@ def test_a_column_of_numbers_under_a_common_name_is_read(tmp_path: Path, header:
     done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
     assert done.returncode == EXIT_OK, done.stderr
     assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+    # Read by its common name: the column read is said, once.
+    column = header.split(delimiter)[0 if first_is_number else 1].lower()
+    said = f"plugz-async: reading numbers from column {column!r} of {source}"
+    assert done.stderr.count(said) == 1, done.stderr
+
+
+# What each column holds in the files below: a landline, a mobile, another mobile.
+CELLS = {"name": "Ana", "nome": "Ana", "phone": "+55 11 3000-0001", "telefone": "+55 11 3000-0001"}
+CELLS |= {"mobile": "+55 11 90000-0002", "celular": "+55 11 90000-0002"}
+CELLS |= {"whatsapp": "+55 11 90000-0005"}
+
+
+@pytest.mark.parametrize(
+    ("header", "candidates", "wanted"),
+    [
+        ("name,phone,mobile", ["phone", "mobile"], "mobile"),
+        ("nome,telefone,celular", ["telefone", "celular"], "celular"),
+        ("Celular;WhatsApp;Telefone", ["celular", "whatsapp", "telefone"], "celular"),
+    ],
+)
+def test_a_header_with_two_common_names_is_refused_until_column_says_which(
+    tmp_path: Path, header: str, candidates: list[str], wanted: str
+) -> None:
+    # A landline and a mobile, say: reading the first by its name would check the wrong one.
+    source = tmp_path / "people.csv"
+    delimiter = ";" if ";" in header else ","
+    names = header.lower().split(delimiter)
+    source.write_text(header + "\n" + delimiter.join(CELLS[n] for n in names) + "\n")
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+        sent = sandbox.requests()
+    assert done.returncode == EXIT_USAGE and sent == [] and not out.exists(), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    listed = ", ".join(repr(c) for c in candidates)
+    assert f"the header of {source} has {len(candidates)} columns that may hold the numbers " in (
+        done.stderr
+    )
+    assert f"({listed}): name the one to read with --column NAME" in done.stderr
+    chosen = cli(
+        "bulk", str(source), "--out", str(out), "--sandbox", "--column", wanted, env={}
+    )  # fmt: skip
+    assert chosen.returncode == EXIT_OK, chosen.stderr
+    assert [r["number"] for r in records(out)] == ["+5511900000002"]
+    assert "reading numbers from column" not in chosen.stderr  # --column said it already
+
+
+def test_an_address_export_reads_its_celular_not_the_street_number(tmp_path: Path) -> None:
+    # A Brazilian address export: "numero" is the street number, "celular" the phone.
+    source = tmp_path / "clientes.csv"
+    source.write_text(
+        "nome,endereco,numero,bairro,celular\n"
+        "Maria,Rua das Flores,123,Centro,+55 11 90000-0002\n"
+        "Ana,Av. Brasil,4500,Zona 7,+55 11 90000-0005\n"
+    )
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+    assert f"reading numbers from column 'celular' of {source}" in done.stderr
+    # A header with "number" reads it, as ever, and says nothing.
+    source.write_text("number,celular\n+55 11 90000-0002,+55 11 90000-0005\n")
+    again = cli("bulk", str(source), "--out", str(tmp_path / "r.jsonl"), "--sandbox", env={})
+    assert again.returncode == EXIT_OK and "reading numbers" not in again.stderr
+    assert [r["number"] for r in records(tmp_path / "r.jsonl")] == ["+5511900000002"]
 
 
 def test_column_names_the_column_of_numbers_and_a_resume_repeats_it(tmp_path: Path) -> None:

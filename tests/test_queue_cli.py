@@ -431,6 +431,7 @@ def test_register_reads_the_column_of_numbers_by_name_or_by_column(
     named.write_text(f"nome,telefone,instance\nAna,{READY},inst-a\n\nBia,{WAITS},inst-b\n")
     code, out, err = run(capsys, "queue", "register", str(named), "--json")
     assert code == EXIT_OK, err
+    assert f"reading numbers from column 'telefone' of {named}" in err  # found by its name
     rows = json.loads(out)["rows"]
     assert [(r["line"], r["number"], r["instance"]) for r in rows] == [
         (2, "+5511900000001", "inst-a"),
@@ -445,6 +446,12 @@ def test_register_reads_the_column_of_numbers_by_name_or_by_column(
     assert [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000003"]
     code, out, err = run(capsys, "queue", "register", READY, "--instance", "i", "--column", "cel")
     assert code == EXIT_USAGE and "--column names a column of a FILE" in err
+    both = tmp_path / "both.csv"  # a landline and a mobile: which one is for the user to say
+    both.write_text(f"phone,mobile,instance\n+55 11 3000-0001,{READY},inst-a\n")
+    code, out, err = run(capsys, "queue", "register", str(both))
+    assert code == EXIT_USAGE and out == "" and "('phone', 'mobile')" in err
+    code, out, err = run(capsys, "queue", "register", str(both), "--column", "mobile", "--json")
+    assert code == EXIT_OK and [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000001"]
 
 
 def test_register_refuses_a_file_that_holds_no_number(

@@ -220,6 +220,8 @@ def _open_input(app: App) -> tuple[ResultsFile, NumbersFile]:
             raise InvalidArgument(f"{numbers.name} has no numbers to check")
     except InvalidArgument as exc:  # MissingCountryCode too
         raise CommandFailed(str(exc), EXIT_USAGE) from None
+    if numbers.note is not None:
+        app.err.print(f"{PROG}: {numbers.note}", markup=False)
     return results, numbers
 
 

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 
 import attrs
 
-from plugz_async._bulk._input import count_rows, holds_number, lines_of, name_of, read_rows
+from plugz_async._bulk._input import (
+    Header,
+    count_rows,
+    holds_number,
+    lines_of,
+    name_of,
+    read_rows,
+)
 from plugz_async._bulk._items import BulkRow
 from plugz_async._errors import InvalidArgument
 
@@ -52,6 +59,7 @@ class NumbersFile:
         rows: its rows, read as they are taken (the first one read already).
         lines: the lines read so far, and their bytes.
         columns: the header's columns (none for a file of one number a line).
+        header: its header (``None`` for a file of one number a line).
         total: how many rows it holds, when it was read through beforehand.
         size: its size in bytes (``None`` for standard input).
         empty: whether it holds no rows at all.
@@ -61,9 +69,22 @@ class NumbersFile:
     rows: Iterator[BulkRow] = attrs.field(repr=False)
     lines: ReadLines = attrs.field(repr=False)
     columns: frozenset[str]
+    header: Header | None
     total: int | None
     size: int | None
     empty: bool
+
+    @property
+    def note(self) -> str | None:
+        """What to tell the user before reading: the column of numbers, when it was found
+        by a common name (``telefone``, say), not as ``number`` nor by ``--column``."""
+        header = self.header
+        if header is None or not header.common:
+            return None
+        return (
+            f"reading numbers from column {header.number!r} of {self.name} (--column NAME "
+            "reads another)"
+        )
 
 
 # Rows of standard input looked at, at most, for one that holds a number (it cannot be read
@@ -121,6 +142,7 @@ def open_numbers(
         rows=iter(()) if first is None else itertools.chain([first], source),
         lines=lines,
         columns=columns,
+        header=source.header,
         total=total,
         size=None if path == "-" else _size(path),
         empty=first is None,

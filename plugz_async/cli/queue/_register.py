@@ -100,6 +100,8 @@ def _file_rows(app: App, path: str, default: str | None) -> Iterator[RowToQueue]
             f"--instance (or set {ENV_INSTANCE_ID}) for every row",
             EXIT_USAGE,
         )
+    if numbers.note is not None:
+        app.err.print(f"{PROG}: {numbers.note}", markup=False)
     if "instance_token" in numbers.columns:
         app.err.print(
             f"{PROG}: {numbers.name} has an instance_token column: ignored (tokens stay with "
