@@ -396,6 +396,25 @@ def test_a_file_holding_no_number_is_refused_before_anything(tmp_path: Path, std
             assert f"{name} holds no phone number: none of its 16 rows reads as one" in err
 
 
+@pytest.mark.parametrize("text", ["+55 44 9\n", "number,name\n+55 44 9,Ana\n(44) 9.9\n"])
+def test_a_file_of_impossible_numbers_is_read_and_each_row_fails_as_a_row(
+    tmp_path: Path, text: str
+) -> None:
+    # Numbers by their shape, though none can exist: not a file of something else. Each
+    # row is its own InvalidPhoneNumber record, final, as when a good row is beside it.
+    source = tmp_path / "numbers.txt"
+    source.write_text(text)
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+        sent = sandbox.requests()
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sent == [] and "holds no phone number" not in done.stderr
+    kept = records(out)
+    assert len(kept) == len(text.splitlines()) - ("," in text)
+    assert all(r["error"]["type"] == "InvalidPhoneNumber" and r["final"] for r in kept)
+
+
 def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     source = tmp_path / "numbers.xlsx"
     source.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)))

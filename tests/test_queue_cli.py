@@ -472,6 +472,12 @@ def test_register_refuses_a_file_that_holds_no_number(
         assert err.count("\n") == 1 and err.startswith(f"plugz-async: error: {said}"), err
     code, out, _ = run(capsys, "queue", "status", "--json")
     assert code == EXIT_OK and json.loads(out)["registrations"] == []
+    # A number that cannot exist is a number all the same: its row is not queued, and said.
+    impossible = tmp_path / "impossible.txt"
+    impossible.write_text("+55 44 9\n")
+    code, out, err = run(capsys, "queue", "register", str(impossible), "--instance", "inst-a")
+    assert code == EXIT_INCOMPLETE and "holds no phone number" not in err
+    assert f"{impossible}: line 1: '+55 44 9' not queued" in err
 
 
 def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_refused(

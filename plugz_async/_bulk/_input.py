@@ -275,10 +275,22 @@ def name_of(path: str) -> str:
     return "standard input" if path == "-" else path
 
 
+# What a number may be written with besides its digits; a text of only these and digits,
+# with at least 4 digits, is a number by its shape (one that may not exist, all the same).
+_WRITTEN_WITH = re.compile(r"[\s+\-.()]")
+_DIGITS = re.compile(r"[0-9]{4,}")
+
+
 def holds_number(row: BulkRow, region: str | None = None) -> bool:
-    """Whether ``row`` holds a phone number: one that can be read (in ``region``), or one
-    written without its country code (`MissingCountryCode`: a number all the same)."""
+    """Whether ``row`` holds a phone number, by its shape: digits (at least 4) written with
+    ``+``, spaces, ``-``, ``.``, ``(`` and ``)``, valid or not (``+55 44 9`` is one: it
+    fails as its row's error); or one that can be read in ``region`` otherwise.
+
+    This tells a file of numbers from one of something else (random bytes, names), not a
+    good number from a bad one."""
     if isinstance(row.number, PhoneNumber):
+        return True
+    if _DIGITS.fullmatch(_WRITTEN_WITH.sub("", row.number)):
         return True
     try:
         PhoneNumber.parse(row.number, default_region=region)
