@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pipe_of
 
 import plugz_async as pz
 from plugz_async._bulk._input import read_rows
@@ -236,6 +237,29 @@ def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> 
     source.write_text("number\n+55 11 90000-0001\n+55 11 90000-0004\n")
     counted = open_numbers(str(source), region=None)  # read through first: rows counted
     assert counted.total == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+def test_a_pipe_is_read_once_as_standard_input_is(tmp_path: Path) -> None:
+    from plugz_async._bulk._input import count_rows, read_once
+    from plugz_async.cli._numbers import LOOK_AHEAD, open_numbers
+
+    text = "key,number\n" + "".join(f"k{i},+55 11 9{i:04d}-0001\n" for i in range(5000))
+    # No region and a key column: a file would be read through first, and counted.
+    with pipe_of(tmp_path / "numbers.csv", text) as pipe:
+        assert read_once(str(pipe)) and not read_once(__file__) and read_once("-")
+        assert count_rows(str(pipe)) is None  # never opened
+        numbers = open_numbers(str(pipe), region=None, keys=True)
+        assert numbers.total is None and numbers.size is None  # not read twice, no size
+        assert [row.key for row in numbers.rows] == [f"k{i}" for i in range(5000)]
+    # Noise past the look-ahead: refused after it, as standard input is.
+    noise = "".join(f"row {i} x\n" for i in range(LOOK_AHEAD + 500))
+    first_rows = r"none of its first 1,000 rows reads"
+    with (
+        pipe_of(tmp_path / "noise.txt", noise) as pipe,
+        pytest.raises(pz.InvalidArgument, match=first_rows),
+    ):
+        open_numbers(str(pipe), region="BR")
 
 
 def test_a_numbers_file_is_read_until_a_row_holds_a_number(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pipe_of
 
 from plugz_async.cli import (
     EXIT_API,
@@ -413,6 +415,48 @@ def test_a_file_of_impossible_numbers_is_read_and_each_row_fails_as_a_row(
     kept = records(out)
     assert len(kept) == len(text.splitlines()) - ("," in text)
     assert all(r["error"]["type"] == "InvalidPhoneNumber" and r["final"] for r in kept)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+@pytest.mark.parametrize("keys", [True, False], ids=["csv-with-keys", "plain"])
+def test_a_pipe_as_input_is_read_once_and_every_row_gets_its_record(
+    tmp_path: Path, keys: bool
+) -> None:
+    # A named pipe, or the shell's <(command): opening it again to count its rows (a key
+    # column, or no region) would take the rows the run had not read yet.
+    rows = 5000  # more than a pipe holds: the writer is still there when it is opened again
+    numbers = [f"+55 31 9{i:04d}-{i % 10_000:04d}" for i in range(rows)]
+    text = (
+        "key,number,note\n" + "".join(f"k{i},{n},{'x' * 40}\n" for i, n in enumerate(numbers))
+        if keys
+        else "".join(f"{n}\n" for n in numbers)
+    )
+    out = tmp_path / "results.jsonl"
+    with pipe_of(tmp_path / "numbers.csv", text) as source:
+        done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={}, timeout=60)
+    assert done.returncode == EXIT_OK, done.stderr
+    kept = records(out)
+    expected = [f"k{i}" for i in range(rows)] if keys else [str(i) for i in range(rows)]
+    assert sorted(r["key"] for r in kept) == sorted(expected)  # every row, once
+    assert sorted(r["number"] for r in kept) == sorted(
+        n.replace(" ", "").replace("-", "") for n in numbers
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash's <(command)")
+def test_process_substitution_is_read_once_and_every_row_gets_its_record(tmp_path: Path) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", rows=5000)
+    out = tmp_path / "results.jsonl"
+    script = 'exec "$0" -m plugz_async bulk <(cat "$1") --out "$2" --sandbox'
+    done = subprocess.run(
+        ["bash", "-c", script, sys.executable, str(source), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert_one_record_per_row(out, rows=5000)
 
 
 def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 
 pytest.importorskip("saq")
-from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, table_rows
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, pipe_of, table_rows
 from redis_server import RedisServer
 
 from plugz_async.cli import (
@@ -499,6 +499,18 @@ def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_re
     assert code == EXIT_OK
     [row] = json.loads(out)["rows"]
     assert (row["line"], row["instance"], row["queued"]) == (2, "inst-a", True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+def test_register_reads_a_pipe_once(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A named pipe, or the shell's <(command): a file, read once, though its name says nothing.
+    text = f"number,instance\n{READY},inst-a\n{WAITS},inst-b\n"
+    with pipe_of(tmp_path / "numbers", text) as pipe:
+        code, out, err = run(capsys, "queue", "register", str(pipe), "--json")
+    assert code == EXIT_OK, err
+    assert [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000001", "+5511900000002"]
 
 
 def test_numbers_on_the_command_line_are_all_checked_before_anything_is_written(

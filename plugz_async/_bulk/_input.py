@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -37,6 +39,7 @@ __all__ = [
     "holds_number",
     "lines_of",
     "name_of",
+    "read_once",
     "read_rows",
 ]
 
@@ -270,6 +273,19 @@ def _plain_rows(lines: Iterator[str]) -> Iterator[BulkRow]:
             index += 1
 
 
+def read_once(path: str) -> bool:
+    """Whether ``path`` can be read only once: standard input (``"-"``), or anything that is
+    not a regular file, such as a pipe (``mkfifo``, or the shell's ``<(command)``) or a
+    device. Opening a pipe again does not start it over: it takes the lines that the first
+    reading has not read yet, which that reading then never sees."""
+    if path == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # reading it says why it cannot be read
+        return False
+
+
 def name_of(path: str) -> str:
     """How messages name a numbers file: its path, or standard input for ``"-"``."""
     return "standard input" if path == "-" else path
@@ -302,8 +318,9 @@ def holds_number(row: BulkRow, region: str | None = None) -> bool:
 
 
 def count_rows(path: str, *, region: str | None = None, column: str | None = None) -> int | None:
-    """How many rows ``path`` holds (``None`` for standard input, ``"-"``), reading it
-    through once: also checks that it can be read, before any work starts.
+    """How many rows ``path`` holds (``None`` for standard input, ``"-"``, or a pipe: what
+    can be read only once, `read_once`), reading it through once: also checks that it
+    can be read, before any work starts.
 
     With no ``region``, each row's number is read too, so that a file of numbers written
     without a country code is refused before anything is sent.
@@ -313,7 +330,7 @@ def count_rows(path: str, *, region: str | None = None, column: str | None = Non
         MissingCountryCode: no region, and a row has no ``+`` and no country code that
             makes a valid number (the first such row is named).
     """
-    if path == "-":
+    if read_once(path):
         return None
     total = 0
     for row in read_rows(lines_of(path), name_of(path), column=column):

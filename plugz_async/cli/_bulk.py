@@ -145,7 +145,7 @@ class _Bar:
     the file's bytes otherwise, so that it is read only once: a row counts its bytes (its
     line, and the blank or comment lines before it) once it is checked, or at once when
     a resume skips it, which keeps the bar and its ETA honest even when the rows' lengths
-    vary. Standard input: by rows, with no total.
+    vary. Standard input or a pipe (read only once): by rows, with no total.
     """
 
     def __init__(self, app: App, numbers: NumbersFile, done: int) -> None:
