@@ -225,6 +225,32 @@ def test_bulk_reads_its_file_once_when_a_region_is_given(
     assert len(opened) == 2
 
 
+def test_a_resume_checks_each_record_was_read_from_the_column_read_now() -> None:
+    from plugz_async.cli._bulk import _read_alike
+
+    def header(line: str, column: str | None = None) -> Any:
+        return read_rows(iter([line]), column=column).header
+
+    out = Path("r.jsonl")
+    cells = {"ddi": "55", "phone": "11 90000-0001", "cel": "+55 11 90000-0002"}
+    ddi = {"input": cells, "number": "+5511900000001"}
+    cel = {"input": cells, "number": "+5511900000002"}
+    check = _read_alike(header("ddi,phone,cel\n"), None, out)
+    assert check is not None
+    check(ddi)  # read from 'ddi' and 'phone', as now
+    check({"input": cells, "number": None})  # an impossible number: nothing to compare
+    said = r"from column 'cel' \(--column cel\), and this run reads columns 'ddi' and 'phone'"
+    with pytest.raises(pz.InvalidArgument, match=said + ": resume with --column cel$"):
+        check(cel)
+    by_cel = _read_alike(header("ddi,phone,cel\n", "cel"), None, out)
+    assert by_cel is not None
+    by_cel(cel)
+    said = r"row 7: \+5511900000001, not in column 'cel'\): resume with the --column it was"
+    with pytest.raises(pz.InvalidArgument, match=said):
+        by_cel({**ddi, "key": "7"})  # read from two columns: none names it alone
+    assert _read_alike(None, None, out) is None  # one number a line: no column
+
+
 def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> None:
     from plugz_async.cli._numbers import open_numbers
 

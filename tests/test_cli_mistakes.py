@@ -353,6 +353,45 @@ def test_column_names_the_column_of_numbers_and_a_resume_repeats_it(tmp_path: Pa
     assert resume_command(args).endswith("--resume --column telefone")
 
 
+@pytest.mark.parametrize("name", ["results.jsonl", "results.csv"])
+def test_a_resume_reads_the_column_its_results_file_was_written_from(
+    tmp_path: Path, name: str
+) -> None:
+    import plugz_async as pz
+
+    source = tmp_path / "contatos.csv"
+    rows = range(6)
+    source.write_text(
+        "nome,telefone,cel\n"
+        + "".join(f"P{i},+55 31 3{i:03d}-{i:04d},+55 31 9{i:04d}-{i:04d}\n" for i in rows)
+    )
+    mobiles = sorted(f"+55319{i:04d}{i:04d}" for i in rows)
+    out = tmp_path / name
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", "--column", "cel", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    # Interrupted after three rows, as a kill would leave it.
+    kept = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(kept[: 4 if name.endswith(".csv") else 3]))
+    before = out.read_bytes()
+    # Resumed without --column: this run would read 'telefone' for the other rows.
+    with SandboxThread() as sandbox:
+        mixed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+        sent = sandbox.requests()
+    assert mixed.returncode == EXIT_USAGE and sent == [], mixed.stderr
+    assert mixed.stderr.endswith(
+        f"plugz-async: error: {out} was written from column 'cel' (--column cel), and this "
+        "run reads column 'telefone': resume with --column cel\n"
+    ), mixed.stderr
+    assert out.read_bytes() == before  # left as it was
+    # With the same --column, the resume goes on.
+    again = cli(
+        "bulk", str(source), "--out", str(out), "--sandbox", "--column", "cel", "--resume",
+        env={},
+    )  # fmt: skip
+    assert again.returncode == EXIT_OK, again.stderr
+    assert sorted(r["number"] for r in pz.read_results(out)) == mobiles
+
+
 def random_bytes(size: int = 2000) -> bytes:
     """Random bytes with no NUL (a NUL marks a binary file at once): read as lines."""
     import random
