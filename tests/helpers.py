@@ -1,14 +1,16 @@
 """What the tests share: the sandbox's credentials, Hypothesis settings and strategies, the
-code blocks of a documentation page.
+code blocks of a documentation page, a named pipe to read numbers from.
 
 A helper module, not a test module: test modules import from here, never from each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,36 @@ def table_rows(printed: str, first: str = "Number") -> list[dict[str, str]]:
         cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
         rows.append(dict(zip(names, cells, strict=True)))
     return rows
+
+
+@contextlib.contextmanager
+def pipe_of(path: Path, text: str) -> Iterator[Path]:
+    """A named pipe (``mkfifo``) at ``path`` that a thread writes ``text`` into, line by
+    line, as the shell's ``<(command)`` gives a command's output: an input that can be
+    read only once. POSIX only."""
+    os.mkfifo(path)
+
+    def write() -> None:
+        try:
+            with open(path, "w", encoding="utf-8") as pipe:
+                for line in text.splitlines(keepends=True):
+                    pipe.write(line)
+        except BrokenPipeError:  # the reader stopped reading
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        if writer.is_alive():  # nobody read it to its end: read it, to let the writer go
+            reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                for _ in range(1000):
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(reader, 1 << 16)
+                    writer.join(timeout=0.01)
+                    if not writer.is_alive():
+                        break
+            finally:
+                os.close(reader)

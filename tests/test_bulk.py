@@ -6,7 +6,7 @@ import asyncio
 import gc
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +315,37 @@ async def test_csv_results_resume_after_a_half_written_line(
     again.close()
     lines = path.read_text().splitlines()
     assert lines[0].startswith("key,index,input,number") and len(lines) == 5
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_a_resume_shows_the_records_it_keeps_to_its_check(
+    client: pz.PlugzClient, tmp_path: Path, fmt: str
+) -> None:
+    from plugz_async._bulk._results import record_input
+
+    path = tmp_path / f"results.{fmt}"
+    given = [{"cel": n, "nome": f"P{i}"} for i, n in enumerate(numbers(3))]
+    rows = [BulkRow(number=cells["cel"], given=cells) for cells in given]
+    with ResultsFile(path) as results:
+        results.open()
+        for item in await collect(client.check_many(rows)):
+            results.write(item)
+    before = path.read_bytes()
+    seen: list[tuple[object, str | None]] = []
+
+    def refuse(record: Mapping[str, Any]) -> None:
+        seen.append(record_input(record))
+        raise pz.InvalidArgument("read from another column")
+
+    with pytest.raises(pz.InvalidArgument, match="another column"):
+        ResultsFile(path).open(resume=True, check=refuse)
+    assert path.read_bytes() == before  # a refused resume leaves the file as it was
+    assert seen == [(given[0], "+5531900000000")]  # the cells as given, JSON or CSV
+    kept: list[Mapping[str, Any]] = []
+    with ResultsFile(path) as again:
+        assert again.open(resume=True, check=kept.append) == {"0", "1", "2"}
+    read = sorted((record_input(r) for r in kept), key=lambda pair: str(pair[1]))
+    assert read == [(cells, pz.PhoneNumber.parse(cells["cel"]).e164) for cells in given]
 
 
 def append(path: Path, text: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pipe_of
 
 import plugz_async as pz
 from plugz_async._bulk._input import read_rows
@@ -224,6 +225,32 @@ def test_bulk_reads_its_file_once_when_a_region_is_given(
     assert len(opened) == 2
 
 
+def test_a_resume_checks_each_record_was_read_from_the_column_read_now() -> None:
+    from plugz_async.cli._bulk import _read_alike
+
+    def header(line: str, column: str | None = None) -> Any:
+        return read_rows(iter([line]), column=column).header
+
+    out = Path("r.jsonl")
+    cells = {"ddi": "55", "phone": "11 90000-0001", "cel": "+55 11 90000-0002"}
+    ddi = {"input": cells, "number": "+5511900000001"}
+    cel = {"input": cells, "number": "+5511900000002"}
+    check = _read_alike(header("ddi,phone,cel\n"), None, out)
+    assert check is not None
+    check(ddi)  # read from 'ddi' and 'phone', as now
+    check({"input": cells, "number": None})  # an impossible number: nothing to compare
+    said = r"from column 'cel' \(--column cel\), and this run reads columns 'ddi' and 'phone'"
+    with pytest.raises(pz.InvalidArgument, match=said + ": resume with --column cel$"):
+        check(cel)
+    by_cel = _read_alike(header("ddi,phone,cel\n", "cel"), None, out)
+    assert by_cel is not None
+    by_cel(cel)
+    said = r"row 7: \+5511900000001, not in column 'cel'\): resume with the --column it was"
+    with pytest.raises(pz.InvalidArgument, match=said):
+        by_cel({**ddi, "key": "7"})  # read from two columns: none names it alone
+    assert _read_alike(None, None, out) is None  # one number a line: no column
+
+
 def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> None:
     from plugz_async.cli._numbers import open_numbers
 
@@ -236,6 +263,29 @@ def test_a_numbers_file_read_once_counts_its_lines_and_bytes(tmp_path: Path) -> 
     source.write_text("number\n+55 11 90000-0001\n+55 11 90000-0004\n")
     counted = open_numbers(str(source), region=None)  # read through first: rows counted
     assert counted.total == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+def test_a_pipe_is_read_once_as_standard_input_is(tmp_path: Path) -> None:
+    from plugz_async._bulk._input import count_rows, read_once
+    from plugz_async.cli._numbers import LOOK_AHEAD, open_numbers
+
+    text = "key,number\n" + "".join(f"k{i},+55 11 9{i:04d}-0001\n" for i in range(5000))
+    # No region and a key column: a file would be read through first, and counted.
+    with pipe_of(tmp_path / "numbers.csv", text) as pipe:
+        assert read_once(str(pipe)) and not read_once(__file__) and read_once("-")
+        assert count_rows(str(pipe)) is None  # never opened
+        numbers = open_numbers(str(pipe), region=None, keys=True)
+        assert numbers.total is None and numbers.size is None  # not read twice, no size
+        assert [row.key for row in numbers.rows] == [f"k{i}" for i in range(5000)]
+    # Noise past the look-ahead: refused after it, as standard input is.
+    noise = "".join(f"row {i} x\n" for i in range(LOOK_AHEAD + 500))
+    first_rows = r"none of its first 1,000 rows reads"
+    with (
+        pipe_of(tmp_path / "noise.txt", noise) as pipe,
+        pytest.raises(pz.InvalidArgument, match=first_rows),
+    ):
+        open_numbers(str(pipe), region="BR")
 
 
 def test_a_numbers_file_is_read_until_a_row_holds_a_number(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pipe_of
 
 from plugz_async.cli import (
     EXIT_API,
@@ -229,7 +231,7 @@ def test_a_header_with_no_column_of_numbers_is_refused_before_anything(tmp_path:
 
 @pytest.mark.parametrize(
     "header",
-    ["telefone,nome", "phone_number,name", "Phone Number;Name", "nome,Celular", "numero,nome"],
+    ["telefone,nome", "phone_number,name", "Phone Number;Name", "nome,Celular", "WhatsApp,nome"],
 )
 def test_a_column_of_numbers_under_a_common_name_is_read(tmp_path: Path, header: str) -> None:
     source = tmp_path / "people.csv"
@@ -245,6 +247,71 @@ def test_a_column_of_numbers_under_a_common_name_is_read(tmp_path: Path, header:
     done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
     assert done.returncode == EXIT_OK, done.stderr
     assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+    # Read by its common name: the column read is said, once.
+    column = header.split(delimiter)[0 if first_is_number else 1].lower()
+    said = f"plugz-async: reading numbers from column {column!r} of {source}"
+    assert done.stderr.count(said) == 1, done.stderr
+
+
+# What each column holds in the files below: a landline, a mobile, another mobile.
+CELLS = {"name": "Ana", "nome": "Ana", "phone": "+55 11 3000-0001", "telefone": "+55 11 3000-0001"}
+CELLS |= {"mobile": "+55 11 90000-0002", "celular": "+55 11 90000-0002"}
+CELLS |= {"whatsapp": "+55 11 90000-0005"}
+
+
+@pytest.mark.parametrize(
+    ("header", "candidates", "wanted"),
+    [
+        ("name,phone,mobile", ["phone", "mobile"], "mobile"),
+        ("nome,telefone,celular", ["telefone", "celular"], "celular"),
+        ("Celular;WhatsApp;Telefone", ["celular", "whatsapp", "telefone"], "celular"),
+    ],
+)
+def test_a_header_with_two_common_names_is_refused_until_column_says_which(
+    tmp_path: Path, header: str, candidates: list[str], wanted: str
+) -> None:
+    # A landline and a mobile, say: reading the first by its name would check the wrong one.
+    source = tmp_path / "people.csv"
+    delimiter = ";" if ";" in header else ","
+    names = header.lower().split(delimiter)
+    source.write_text(header + "\n" + delimiter.join(CELLS[n] for n in names) + "\n")
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+        sent = sandbox.requests()
+    assert done.returncode == EXIT_USAGE and sent == [] and not out.exists(), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    listed = ", ".join(repr(c) for c in candidates)
+    assert f"the header of {source} has {len(candidates)} columns that may hold the numbers " in (
+        done.stderr
+    )
+    assert f"({listed}): name the one to read with --column NAME" in done.stderr
+    chosen = cli(
+        "bulk", str(source), "--out", str(out), "--sandbox", "--column", wanted, env={}
+    )  # fmt: skip
+    assert chosen.returncode == EXIT_OK, chosen.stderr
+    assert [r["number"] for r in records(out)] == ["+5511900000002"]
+    assert "reading numbers from column" not in chosen.stderr  # --column said it already
+
+
+def test_an_address_export_reads_its_celular_not_the_street_number(tmp_path: Path) -> None:
+    # A Brazilian address export: "numero" is the street number, "celular" the phone.
+    source = tmp_path / "clientes.csv"
+    source.write_text(
+        "nome,endereco,numero,bairro,celular\n"
+        "Maria,Rua das Flores,123,Centro,+55 11 90000-0002\n"
+        "Ana,Av. Brasil,4500,Zona 7,+55 11 90000-0005\n"
+    )
+    out = tmp_path / "results.jsonl"
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sorted(r["number"] for r in records(out)) == ["+5511900000002", "+5511900000005"]
+    assert f"reading numbers from column 'celular' of {source}" in done.stderr
+    # A header with "number" reads it, as ever, and says nothing.
+    source.write_text("number,celular\n+55 11 90000-0002,+55 11 90000-0005\n")
+    again = cli("bulk", str(source), "--out", str(tmp_path / "r.jsonl"), "--sandbox", env={})
+    assert again.returncode == EXIT_OK and "reading numbers" not in again.stderr
+    assert [r["number"] for r in records(tmp_path / "r.jsonl")] == ["+5511900000002"]
 
 
 def test_column_names_the_column_of_numbers_and_a_resume_repeats_it(tmp_path: Path) -> None:
@@ -281,6 +348,45 @@ def test_column_names_the_column_of_numbers_and_a_resume_repeats_it(tmp_path: Pa
         ["bulk", "in.csv", "--out", "r.jsonl", "--column", "telefone"]
     )
     assert resume_command(args).endswith("--resume --column telefone")
+
+
+@pytest.mark.parametrize("name", ["results.jsonl", "results.csv"])
+def test_a_resume_reads_the_column_its_results_file_was_written_from(
+    tmp_path: Path, name: str
+) -> None:
+    import plugz_async as pz
+
+    source = tmp_path / "contatos.csv"
+    rows = range(6)
+    source.write_text(
+        "nome,telefone,cel\n"
+        + "".join(f"P{i},+55 31 3{i:03d}-{i:04d},+55 31 9{i:04d}-{i:04d}\n" for i in rows)
+    )
+    mobiles = sorted(f"+55319{i:04d}{i:04d}" for i in rows)
+    out = tmp_path / name
+    done = cli("bulk", str(source), "--out", str(out), "--sandbox", "--column", "cel", env={})
+    assert done.returncode == EXIT_OK, done.stderr
+    # Interrupted after three rows, as a kill would leave it.
+    kept = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(kept[: 4 if name.endswith(".csv") else 3]))
+    before = out.read_bytes()
+    # Resumed without --column: this run would read 'telefone' for the other rows.
+    with SandboxThread() as sandbox:
+        mixed = cli("bulk", str(source), "--out", str(out), "--resume", env=sandbox.env())
+        sent = sandbox.requests()
+    assert mixed.returncode == EXIT_USAGE and sent == [], mixed.stderr
+    assert mixed.stderr.endswith(
+        f"plugz-async: error: {out} was written from column 'cel' (--column cel), and this "
+        "run reads column 'telefone': resume with --column cel\n"
+    ), mixed.stderr
+    assert out.read_bytes() == before  # left as it was
+    # With the same --column, the resume goes on.
+    again = cli(
+        "bulk", str(source), "--out", str(out), "--sandbox", "--column", "cel", "--resume",
+        env={},
+    )  # fmt: skip
+    assert again.returncode == EXIT_OK, again.stderr
+    assert sorted(r["number"] for r in pz.read_results(out)) == mobiles
 
 
 def random_bytes(size: int = 2000) -> bytes:
@@ -326,6 +432,67 @@ def test_a_file_holding_no_number_is_refused_before_anything(tmp_path: Path, std
             assert f"{name} holds no phone number: none of its 3 rows reads as one" in err
         else:  # 2,000 bytes, with a digit in the first line: no header, 16 rows of noise
             assert f"{name} holds no phone number: none of its 16 rows reads as one" in err
+
+
+@pytest.mark.parametrize("text", ["+55 44 9\n", "number,name\n+55 44 9,Ana\n(44) 9.9\n"])
+def test_a_file_of_impossible_numbers_is_read_and_each_row_fails_as_a_row(
+    tmp_path: Path, text: str
+) -> None:
+    # Numbers by their shape, though none can exist: not a file of something else. Each
+    # row is its own InvalidPhoneNumber record, final, as when a good row is beside it.
+    source = tmp_path / "numbers.txt"
+    source.write_text(text)
+    out = tmp_path / "results.jsonl"
+    with SandboxThread() as sandbox:
+        done = cli("bulk", str(source), "--out", str(out), env=sandbox.env())
+        sent = sandbox.requests()
+    assert done.returncode == EXIT_OK, done.stderr
+    assert sent == [] and "holds no phone number" not in done.stderr
+    kept = records(out)
+    assert len(kept) == len(text.splitlines()) - ("," in text)
+    assert all(r["error"]["type"] == "InvalidPhoneNumber" and r["final"] for r in kept)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+@pytest.mark.parametrize("keys", [True, False], ids=["csv-with-keys", "plain"])
+def test_a_pipe_as_input_is_read_once_and_every_row_gets_its_record(
+    tmp_path: Path, keys: bool
+) -> None:
+    # A named pipe, or the shell's <(command): opening it again to count its rows (a key
+    # column, or no region) would take the rows the run had not read yet.
+    rows = 5000  # more than a pipe holds: the writer is still there when it is opened again
+    numbers = [f"+55 31 9{i:04d}-{i % 10_000:04d}" for i in range(rows)]
+    text = (
+        "key,number,note\n" + "".join(f"k{i},{n},{'x' * 40}\n" for i, n in enumerate(numbers))
+        if keys
+        else "".join(f"{n}\n" for n in numbers)
+    )
+    out = tmp_path / "results.jsonl"
+    with pipe_of(tmp_path / "numbers.csv", text) as source:
+        done = cli("bulk", str(source), "--out", str(out), "--sandbox", env={}, timeout=60)
+    assert done.returncode == EXIT_OK, done.stderr
+    kept = records(out)
+    expected = [f"k{i}" for i in range(rows)] if keys else [str(i) for i in range(rows)]
+    assert sorted(r["key"] for r in kept) == sorted(expected)  # every row, once
+    assert sorted(r["number"] for r in kept) == sorted(
+        n.replace(" ", "").replace("-", "") for n in numbers
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash's <(command)")
+def test_process_substitution_is_read_once_and_every_row_gets_its_record(tmp_path: Path) -> None:
+    source = numbers_file(tmp_path / "numbers.txt", rows=5000)
+    out = tmp_path / "results.jsonl"
+    script = 'exec "$0" -m plugz_async bulk <(cat "$1") --out "$2" --sandbox'
+    done = subprocess.run(
+        ["bash", "-c", script, sys.executable, str(source), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert_one_record_per_row(out, rows=5000)
 
 
 def test_a_spreadsheet_file_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 
 pytest.importorskip("saq")
-from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, table_rows
+from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN, pipe_of, table_rows
 from redis_server import RedisServer
 
 from plugz_async.cli import (
@@ -431,6 +431,7 @@ def test_register_reads_the_column_of_numbers_by_name_or_by_column(
     named.write_text(f"nome,telefone,instance\nAna,{READY},inst-a\n\nBia,{WAITS},inst-b\n")
     code, out, err = run(capsys, "queue", "register", str(named), "--json")
     assert code == EXIT_OK, err
+    assert f"reading numbers from column 'telefone' of {named}" in err  # found by its name
     rows = json.loads(out)["rows"]
     assert [(r["line"], r["number"], r["instance"]) for r in rows] == [
         (2, "+5511900000001", "inst-a"),
@@ -445,6 +446,12 @@ def test_register_reads_the_column_of_numbers_by_name_or_by_column(
     assert [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000003"]
     code, out, err = run(capsys, "queue", "register", READY, "--instance", "i", "--column", "cel")
     assert code == EXIT_USAGE and "--column names a column of a FILE" in err
+    both = tmp_path / "both.csv"  # a landline and a mobile: which one is for the user to say
+    both.write_text(f"phone,mobile,instance\n+55 11 3000-0001,{READY},inst-a\n")
+    code, out, err = run(capsys, "queue", "register", str(both))
+    assert code == EXIT_USAGE and out == "" and "('phone', 'mobile')" in err
+    code, out, err = run(capsys, "queue", "register", str(both), "--column", "mobile", "--json")
+    assert code == EXIT_OK and [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000001"]
 
 
 def test_register_refuses_a_file_that_holds_no_number(
@@ -465,6 +472,12 @@ def test_register_refuses_a_file_that_holds_no_number(
         assert err.count("\n") == 1 and err.startswith(f"plugz-async: error: {said}"), err
     code, out, _ = run(capsys, "queue", "status", "--json")
     assert code == EXIT_OK and json.loads(out)["registrations"] == []
+    # A number that cannot exist is a number all the same: its row is not queued, and said.
+    impossible = tmp_path / "impossible.txt"
+    impossible.write_text("+55 44 9\n")
+    code, out, err = run(capsys, "queue", "register", str(impossible), "--instance", "inst-a")
+    assert code == EXIT_INCOMPLETE and "holds no phone number" not in err
+    assert f"{impossible}: line 1: '+55 44 9' not queued" in err
 
 
 def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_refused(
@@ -486,6 +499,18 @@ def test_a_plain_file_takes_the_instance_flag_and_a_file_without_instances_is_re
     assert code == EXIT_OK
     [row] = json.loads(out)["rows"]
     assert (row["line"], row["instance"], row["queued"]) == (2, "inst-a", True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX")
+def test_register_reads_a_pipe_once(
+    env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A named pipe, or the shell's <(command): a file, read once, though its name says nothing.
+    text = f"number,instance\n{READY},inst-a\n{WAITS},inst-b\n"
+    with pipe_of(tmp_path / "numbers", text) as pipe:
+        code, out, err = run(capsys, "queue", "register", str(pipe), "--json")
+    assert code == EXIT_OK, err
+    assert [r["number"] for r in json.loads(out)["rows"]] == ["+5511900000001", "+5511900000002"]
 
 
 def test_numbers_on_the_command_line_are_all_checked_before_anything_is_written(

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "flat_record",
     "format_of",
     "read_results",
+    "record_input",
     "record_is_final",
     "to_dataframe",
 ]
@@ -52,6 +53,22 @@ def record_is_final(record: Mapping[str, Any]) -> bool:
     error = record.get("error")
     name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
     return not name or str(name) in FINAL_ERROR_NAMES
+
+
+def record_input(record: Mapping[str, Any]) -> tuple[object, str | None]:
+    """The row as given (its ``input``: a CSV row's cells, or a line) and the number read
+    from it (E.164; ``None`` when none could be read), of a results-file record (a JSON
+    record, or a CSV row: its ``input`` is JSON text there when the row had cells)."""
+    given = record.get("input")
+    if "error_type" in record and isinstance(given, str) and given.startswith("{"):
+        try:  # a flat row (CSV, flat_record): the cells are written as JSON
+            cells = json.loads(given)
+        except ValueError:
+            cells = None
+        if isinstance(cells, dict):
+            given = cells
+    number = record.get("number")
+    return given, str(number) if number else None
 
 
 CSV_FIELDS = [
@@ -178,12 +195,23 @@ class ResultsFile:
         except OSError:
             return False
 
-    def open(self, *, resume: bool = False) -> set[str]:
+    def open(
+        self, *, resume: bool = False, check: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> set[str]:
         """Open for appending; with ``resume``, the keys of the final records already there.
+
+        Args:
+            resume: go on with the records already there (else the file must be empty).
+            check: called with each record a resume keeps (a JSON record, or a CSV row:
+                `record_input` reads either), before the file is touched; an
+                ``InvalidArgument`` it raises refuses the resume, and leaves the file as
+                it was. A command checks that the rows already done were read as it reads
+                them now, say.
 
         Raises:
             InvalidArgument: the file has records and ``resume`` is false; or the file
-                cannot be written (its folder is missing, it is a folder, no permission).
+                cannot be written (its folder is missing, it is a folder, no permission);
+                or ``check`` refused a record.
         """
         path = self.path
         self.check()
@@ -193,7 +221,7 @@ class ResultsFile:
             if self._has_records():
                 if not resume:
                     raise InvalidArgument(f"{path} is not empty: resume it, or choose another file")
-                done = self._recover()
+                done = self._recover(check)
             try:
                 self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
             except OSError as exc:
@@ -241,9 +269,10 @@ class ResultsFile:
             ) from None
         self._lock_file = (descriptor, lock_path)
 
-    def _recover(self) -> set[str]:
+    def _recover(self, check: Callable[[Mapping[str, Any]], None] | None = None) -> set[str]:
         """Keep the final records (the first for a key) and return their keys; drop the
-        rest and any half-written last line, replacing the file in one step."""
+        rest and any half-written last line, replacing the file in one step (``check``:
+        each record kept is shown to it first)."""
         # A new file that a crash kept from replacing this one: this one still holds.
         self.path.with_name(f".{self.path.name}.resume").unlink(missing_ok=True)
         data = self.path.read_bytes()
@@ -257,6 +286,8 @@ class ResultsFile:
             if record.get("key") is None or key in done or not record_is_final(record):
                 dropped += 1
                 continue
+            if check is not None:
+                check(record)
             done.add(key)
             kept.append(line)
             self.kept[_outcome(record.get("outcome"))] += 1

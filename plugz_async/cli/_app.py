@@ -160,8 +160,8 @@ def column_option(parser: argparse.ArgumentParser) -> None:
         "--column",
         metavar="NAME",
         help="the header's column that holds the numbers (default: 'number', or 'ddi' and "
-        "'phone', or the first of phone_number, phone, telefone, numero, celular, whatsapp, "
-        "mobile, msisdn)",
+        "'phone', or the one of phone_number, phone, telefone, celular, whatsapp, mobile, "
+        "msisdn the header has; with two of them, --column must say which)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from plugz_async._bulk._input import name_of
-from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem, BulkRow
-from plugz_async._bulk._results import ResultsFile
+from plugz_async._bulk._input import Header, name_of
+from plugz_async._bulk._items import FINAL_ERROR_NAMES, BulkItem, BulkRow, number_in
+from plugz_async._bulk._results import ResultsFile, record_input
 from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import (
     APIError,
@@ -25,6 +25,7 @@ from plugz_async._errors import (
     PlugzError,
 )
 from plugz_async._models import Channel
+from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlanner
 
 from ._app import (
@@ -145,7 +146,7 @@ class _Bar:
     the file's bytes otherwise, so that it is read only once: a row counts its bytes (its
     line, and the blank or comment lines before it) once it is checked, or at once when
     a resume skips it, which keeps the bar and its ETA honest even when the rows' lengths
-    vary. Standard input: by rows, with no total.
+    vary. Standard input or a pipe (read only once): by rows, with no total.
     """
 
     def __init__(self, app: App, numbers: NumbersFile, done: int) -> None:
@@ -220,7 +221,50 @@ def _open_input(app: App) -> tuple[ResultsFile, NumbersFile]:
             raise InvalidArgument(f"{numbers.name} has no numbers to check")
     except InvalidArgument as exc:  # MissingCountryCode too
         raise CommandFailed(str(exc), EXIT_USAGE) from None
+    if numbers.note is not None:
+        app.err.print(f"{PROG}: {numbers.note}", markup=False)
     return results, numbers
+
+
+def _read_alike(
+    header: Header | None, region: str | None, out: Path
+) -> Callable[[Mapping[str, Any]], None] | None:
+    """A check of each record a resume keeps: that its number is the one this run reads
+    from the record's row (its ``input``, the row's cells). A results file written with
+    ``--column mobile`` and resumed without it would otherwise get its other rows from
+    another column. ``None`` for an input of one number a line (no column to mix up).
+
+    The check raises:
+        InvalidArgument: a record's number was read from another column (it names it).
+    """
+    if header is None:
+        return None
+
+    def read(cells: Mapping[str, Any]) -> str | None:
+        text = number_in(cells)
+        try:
+            return None if text is None else PhoneNumber.parse(text, default_region=region).e164
+        except InvalidArgument:
+            return None
+
+    def check(record: Mapping[str, Any]) -> None:
+        given, number = record_input(record)
+        if number is None or not isinstance(given, Mapping) or read(header.cells(given)) == number:
+            return  # an impossible number (no number to compare), a line, or the same column
+        now = "columns 'ddi' and 'phone'" if header.number is None else f"column {header.number!r}"
+        found = next((c for c, v in given.items() if read({"number": v}) == number), None)
+        if found is None:
+            raise InvalidArgument(
+                f"{out} holds numbers that this run does not read from their rows (row "
+                f"{record.get('key')}: {number}, not in {now}): resume with the --column it "
+                "was written with"
+            )
+        raise InvalidArgument(
+            f"{out} was written from column {found!r} (--column {found}), and this run "
+            f"reads {now}: resume with --column {found}"
+        )
+
+    return check
 
 
 @attrs.define
@@ -248,7 +292,8 @@ async def _check(
         async with AsyncExitStack() as stack:
             client = await app.open_client(stack)  # missing credentials: no file made
             try:
-                done = results.open(resume=args.resume)
+                check = _read_alike(numbers.header, app.region, args.out)
+                done = results.open(resume=args.resume, check=check)
             except InvalidArgument as exc:
                 raise CommandFailed(str(exc), EXIT_USAGE) from None
             app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"

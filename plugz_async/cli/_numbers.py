@@ -6,7 +6,9 @@ the header is judged at once, so a file that cannot be read as numbers is refuse
 before anything is sent. The file is read through beforehand only where every row must
 be checked before anything is sent: with no region (a number written without a country
 code is refused, naming its row), and, when asked, for a ``key`` column (a repeated key
-is refused); that pass gives the count of rows as well.
+is refused); that pass gives the count of rows as well. What can be read only once
+(standard input, a pipe such as the shell's ``<(command)``: `read_once`) is never read
+again: its rows are checked as they come.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from collections.abc import Iterator
 
 import attrs
 
-from plugz_async._bulk._input import count_rows, holds_number, lines_of, name_of, read_rows
+from plugz_async._bulk._input import (
+    Header,
+    count_rows,
+    holds_number,
+    lines_of,
+    name_of,
+    read_once,
+    read_rows,
+)
 from plugz_async._bulk._items import BulkRow
 from plugz_async._errors import InvalidArgument
 
@@ -52,8 +62,9 @@ class NumbersFile:
         rows: its rows, read as they are taken (the first one read already).
         lines: the lines read so far, and their bytes.
         columns: the header's columns (none for a file of one number a line).
+        header: its header (``None`` for a file of one number a line).
         total: how many rows it holds, when it was read through beforehand.
-        size: its size in bytes (``None`` for standard input).
+        size: its size in bytes (``None`` for standard input or a pipe).
         empty: whether it holds no rows at all.
     """
 
@@ -61,13 +72,26 @@ class NumbersFile:
     rows: Iterator[BulkRow] = attrs.field(repr=False)
     lines: ReadLines = attrs.field(repr=False)
     columns: frozenset[str]
+    header: Header | None
     total: int | None
     size: int | None
     empty: bool
 
+    @property
+    def note(self) -> str | None:
+        """What to tell the user before reading: the column of numbers, when it was found
+        by a common name (``telefone``, say), not as ``number`` nor by ``--column``."""
+        header = self.header
+        if header is None or not header.common:
+            return None
+        return (
+            f"reading numbers from column {header.number!r} of {self.name} (--column NAME "
+            "reads another)"
+        )
 
-# Rows of standard input looked at, at most, for one that holds a number (it cannot be read
-# twice: those rows are kept meanwhile).
+
+# Rows of standard input (or a pipe) looked at, at most, for one that holds a number (it
+# cannot be read twice: those rows are kept meanwhile).
 LOOK_AHEAD = 1000
 
 
@@ -76,12 +100,12 @@ def open_numbers(
 ) -> NumbersFile:
     """The numbers file ``path`` (``"-"``: standard input), its header judged at once; read
     through first only with no ``region`` (or, with ``keys``, when it has a ``key``
-    column), and never for standard input (it cannot be read twice). ``column``: the
-    header's column of the numbers.
+    column), and never when it can be read only once (standard input, a pipe: `read_once`).
+    ``column``: the header's column of the numbers.
 
     A file none of whose rows holds a phone number (a binary file, a list of names) is
     refused: its rows are read until one holds a number, which is its first, as a rule
-    (standard input: its first `LOOK_AHEAD` rows at most).
+    (standard input or a pipe: its first `LOOK_AHEAD` rows at most).
 
     Raises:
         InvalidArgument: it cannot be read as numbers (a repeated key too), or no row of
@@ -89,6 +113,7 @@ def open_numbers(
         MissingCountryCode: no region, and a row has no ``+`` and no country code that
             makes a valid number (the first such row is named).
     """
+    once = read_once(path)
     raw = lines_of(path)
     seen: list[str] = []  # the lines the look for a number read: read again, as the rows
 
@@ -103,7 +128,7 @@ def open_numbers(
         if holds_number(row, region):
             break
         if rows == LOOK_AHEAD:
-            _past_look_ahead(path, region, column)
+            _past_look_ahead(path, region, column, once=once)
             break
     else:
         if rows:
@@ -114,15 +139,16 @@ def open_numbers(
     given = None if first is None else first.given
     columns = frozenset(given) if isinstance(given, dict) else frozenset()
     total = None
-    if path != "-" and first is not None and (region is None or (keys and "key" in columns)):
+    if not once and first is not None and (region is None or (keys and "key" in columns)):
         total = count_rows(path, region=region, column=column)
     return NumbersFile(
         name=name_of(path),
         rows=iter(()) if first is None else itertools.chain([first], source),
         lines=lines,
         columns=columns,
+        header=source.header,
         total=total,
-        size=None if path == "-" else _size(path),
+        size=None if once else _size(path),
         empty=first is None,
     )
 
@@ -136,14 +162,14 @@ def _no_number(path: str, rows: int, *, first: bool = False) -> str:
     )
 
 
-def _past_look_ahead(path: str, region: str | None, column: str | None) -> None:
+def _past_look_ahead(path: str, region: str | None, column: str | None, *, once: bool) -> None:
     """No number in the first `LOOK_AHEAD` rows: a file is read through for one (nothing is
-    kept); standard input, which cannot be read again, is refused.
+    kept); what can be read only ``once`` (standard input, a pipe) is refused.
 
     Raises:
-        InvalidArgument: no row holds a number (standard input: none of the first rows).
+        InvalidArgument: no row holds a number (read only once: none of the first rows).
     """
-    if path == "-":
+    if once:
         raise InvalidArgument(_no_number(path, LOOK_AHEAD, first=True))
     rows = 0
     for row in read_rows(lines_of(path), name_of(path), column=column):

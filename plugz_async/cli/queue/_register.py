@@ -74,10 +74,14 @@ class Queued:
 
 
 def _is_file(inputs: Sequence[str]) -> bool:
+    """One argument that is a file: ``-``, a path that is there and is no folder (a pipe
+    too, such as the shell's ``<(command)``), or a name ending as a numbers file does."""
     if len(inputs) != 1:
         return False
     text = inputs[0]
-    return text == "-" or Path(text).is_file() or text.lower().endswith((".csv", ".txt", ".tsv"))
+    path = Path(text)
+    there = path.exists() and not path.is_dir()
+    return text == "-" or there or text.lower().endswith((".csv", ".txt", ".tsv"))
 
 
 def _file_rows(app: App, path: str, default: str | None) -> Iterator[RowToQueue]:
@@ -100,6 +104,8 @@ def _file_rows(app: App, path: str, default: str | None) -> Iterator[RowToQueue]
             f"--instance (or set {ENV_INSTANCE_ID}) for every row",
             EXIT_USAGE,
         )
+    if numbers.note is not None:
+        app.err.print(f"{PROG}: {numbers.note}", markup=False)
     if "instance_token" in numbers.columns:
         app.err.print(
             f"{PROG}: {numbers.name} has an instance_token column: ignored (tokens stay with "
