@@ -90,8 +90,12 @@ def span(seconds: float) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    """``"1 worker"``, ``"3 workers"``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    """``"1 worker"``, ``"3 workers"``, ``"2 retries"``."""
+    if count == 1:
+        return f"{count} {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return f"{count} {noun[:-1]}ies"
+    return f"{count} {noun}s"
 
 
 def flat(text: str | None) -> str:
@@ -218,8 +222,9 @@ def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = 
 def summary_line(summary: BulkSummary) -> str:
     """The run in one line: how many, how long, how fast, how many requests."""
     return (
-        f"{summary.total} numbers in {summary.wall_time:.1f} s ({summary.rate:.0f}/s), "
-        f"{summary.attempts} requests, {summary.retries} retries"
+        f"{plural(summary.total, 'number')} in {summary.wall_time:.1f} s "
+        f"({summary.rate:.0f}/s), {plural(summary.attempts, 'request')}, "
+        f"{plural(summary.retries, 'retry')}"
     )
 
 
