@@ -75,6 +75,18 @@ def test_zz_nothing_was_left_open():
 """
 
 
+def run_with_warnings_as_errors(pytester: pytest.Pytester) -> pytest.RunResult:
+    """The suite written by the test, in a process of its own, warnings as errors."""
+    return pytester.runpytest_subprocess(
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-W",
+        "error",
+    )
+
+
 def test_the_sandbox_client_serves_each_async_test_and_leaks_nothing(
     pytester: pytest.Pytester,
 ) -> None:
@@ -105,14 +117,7 @@ async def test_in_the_modules_loop_again(plugz_sandbox):
 """
         + LEFT_OPEN
     )
-    result = pytester.runpytest_subprocess(
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        "-W",
-        "error",
-    )
+    result = run_with_warnings_as_errors(pytester)
     result.assert_outcomes(passed=5)
 
 
@@ -143,14 +148,7 @@ async def test_second(sandbox):
 """
         + LEFT_OPEN
     )
-    result = pytester.runpytest_subprocess(
-        "-o",
-        "asyncio_mode=auto",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        "-W",
-        "error",
-    )
+    result = run_with_warnings_as_errors(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["*WrongEventLoopError: this PlugzClient sent its first request in an event loop that*"]
