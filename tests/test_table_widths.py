@@ -698,3 +698,24 @@ def test_a_columns_setting_too_small_or_not_a_number_draws_at_160(
     assert console().width == 160 and console(stderr=True).width == 160
     monkeypatch.setenv("COLUMNS", "80")
     assert console().width == 80
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_sandbox_test_numbers_fit_its_help(width: int) -> None:
+    from plugz_async.sandbox import SCENARIOS
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "plugz_async", "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": str(width)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(cell_len(line) <= width for line in lines), max(lines, key=cell_len)
+    for scenario in SCENARIOS:
+        assert line_with(done.stdout, scenario.number, scenario.name), scenario.number
+    # The description is prose: wrapped at spaces, as argparse wraps it.
+    assert "test credentials and the test" in flat(done.stdout)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import io
 import shlex
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plugz_async._bulk._input import lines_of, read_rows
@@ -30,9 +32,9 @@ from plugz_async.sandbox import (
     CAPTCHA_TEXT,
     CONFIRMATION_CODE,
     PIN,
+    SCENARIOS,
     SandboxConfig,
     running,
-    scenario_table,
     serve,
 )
 
@@ -46,7 +48,8 @@ from ._app import (
     region_option,
     stop_signals,
 )
-from ._render import ResultRow, results_table, summary_line, summary_table, to_json
+from ._layout import Column, Sheet
+from ._render import ResultRow, console, results_table, summary_line, summary_table, to_json
 
 __all__ = ["add_demo", "add_sandbox", "bundled_numbers", "demo", "serve_sandbox"]
 
@@ -73,13 +76,45 @@ def add_demo(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
+class _Wrapped(argparse.HelpFormatter):
+    """Help whose prose is wrapped to the terminal and whose drawn tables (text of several
+    lines) are kept as drawn."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def test_numbers() -> Sheet:
+    """The sandbox's test numbers, as a table that fits the terminal (the docs keep the
+    Markdown of `scenario_table`)."""
+    sheet = Sheet(
+        Column("Number", key=True),
+        Column("Scenario"),
+        Column("What the sandbox does", wrap=True),
+    )
+    for scenario in SCENARIOS:
+        sheet.add_row(scenario.number, scenario.name, scenario.description)
+    sheet.add_row("any other", "(mix)", "a seeded random mix: ready, waits, banned, ...")
+    return sheet
+
+
+def _as_text(table: Sheet) -> str:
+    """``table`` drawn as plain text as wide as the terminal (for a command's help)."""
+    width = console().width
+    drawing = Console(width=width, file=io.StringIO(), color_system=None, record=True)
+    drawing.print(table)
+    return drawing.export_text().rstrip("\n")
+
+
 def add_sandbox(commands: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         "sandbox",
         description="Serve the PlugzAPI mobile routes locally, with test credentials and the "
         "test numbers below. Control API under /_sandbox/. Stop with Ctrl-C.",
-        epilog="Test numbers:\n\n" + scenario_table(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Test numbers:\n\n" + _as_text(test_numbers()),
+        formatter_class=_Wrapped,
     )
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="default 8080; 0: any free port")
@@ -226,7 +261,8 @@ async def _serve_until(
     """The banner, then serve until a signal. The lines to paste come last, so that a
     terminal of 24 lines still shows them once the test numbers have scrolled by."""
     app.out.print(f"Sandbox listening on [bold]{base_url}[/bold]  (Ctrl-C to stop)")
-    app.out.print("\nTest numbers:\n" + scenario_table(), highlight=False)
+    app.out.print("\nTest numbers:")
+    app.out.print(test_numbers())
     app.out.print(f"\nControl API: {base_url}/_sandbox/\n", highlight=False)
     app.out.print("Paste these into a shell to point the SDK (from_env) and the CLI here:")
     for name, value in (
