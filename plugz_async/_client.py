@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import platform
 import ssl as ssl_module
@@ -693,9 +694,7 @@ class PlugzClient:
             return await through(middlewares, route.path, attempt)
 
         pool = self._connections
-        if pool is not None:
-            pool._in_flight += 1  # the pool is closed from another loop only when idle
-        try:
+        with contextlib.nullcontext() if pool is None else pool.sending():
             return await call_with_retry(
                 send,
                 policy=retry or self._retry,
@@ -704,6 +703,3 @@ class PlugzClient:
                 on_retry=self._on_retry,
                 safety=route.safety,
             )
-        finally:
-            if pool is not None:
-                pool._in_flight -= 1

@@ -14,8 +14,9 @@ later, and obscurely: "Event loop is closed", a future attached to a different l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl as ssl_module
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import aiohttp
 
@@ -117,6 +118,16 @@ class Connections:
     def in_flight(self) -> int:
         """How many calls are being sent through the pool now (by all its clients)."""
         return self._in_flight
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Count a call in flight for its duration (a pool is closed from another loop only
+        when none is)."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     def _elsewhere(self) -> str:
         """Why a request from the running loop is refused: the pool is another loop's."""
