@@ -15,6 +15,14 @@ raises `MissingCountryCode`, which says to give a region.
 Decimal digits of any script (full-width, Arabic-Indic, Devanagari...) are read as
 the digits they stand for; letters (``1-800-FLOWERS``), extensions and anything
 that is not a possible number for its country raise `InvalidPhoneNumber`.
+
+One line, two forms: Brazil gave every mobile a ninth digit (a ``9`` after the area
+code, completed in 2016), and the old 8-digit form still reaches the same line
+(``+55 44 9999-9999`` is ``+55 44 99999-9999``). WhatsApp keeps accounts created under
+the old form, and the API's own example sends it, so a number is sent as written; but
+`PhoneNumber.line` is the one identity of the line, which everything that must not
+register a line twice compares. Which form is old is read from the numbering plan's
+metadata (``phonenumbers``), not from a digit rule of our own.
 """
 
 from __future__ import annotations
@@ -112,6 +120,36 @@ def _verdict(result: int) -> str | None:
     ):
         return None
     return _REASONS.get(result, "not a possible number")
+
+
+#: Brazil's country code: the one country whose mobiles were written two ways.
+_BRAZIL = "55"
+#: What an old-form Brazilian mobile starts with after its area code (2 to 5: landlines,
+#: which never took the ninth digit).
+_OLD_MOBILE_FIRST = frozenset("6789")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ninth_digit(phone: str) -> str | None:
+    """The 11-digit form of a Brazilian national number ``phone`` written in the old
+    8-digit mobile form, or ``None`` when it is not one.
+
+    It is one when the numbering plan says so: as written it is no valid fixed line,
+    and with a ``9`` after the area code it is a valid mobile.
+    """
+    if len(phone) != 10 or phone[2] not in _OLD_MOBILE_FIRST:
+        return None
+    written = phonenumbers.PhoneNumber(country_code=55, national_number=int(phone))
+    if phonenumbers.number_type(written) in (
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        return None
+    ninth = f"{phone[:2]}9{phone[2:]}"
+    current = phonenumbers.PhoneNumber(country_code=55, national_number=int(ninth))
+    if phonenumbers.number_type(current) is not phonenumbers.PhoneNumberType.MOBILE:
+        return None
+    return ninth
 
 
 def _digits_only(instance: PhoneNumber, attribute: object, value: str) -> None:
@@ -264,6 +302,50 @@ class PhoneNumber:
         object.__setattr__(number, "ddi", ddi)
         object.__setattr__(number, "phone", phone)
         return number
+
+    @property
+    def line(self) -> PhoneNumber:
+        """The line this number reaches, in the form the numbering plan has now.
+
+        The same as the number, except for a Brazilian mobile written in its old 8-digit
+        form, whose line is the form with the ninth digit. Two numbers are one
+        registration when their lines are equal.
+
+        Example:
+            >>> PhoneNumber.parse("+55 44 9999-9999").line
+            PhoneNumber(ddi='55', phone='44999999999')
+            >>> PhoneNumber.parse("+55 44 3222-2222").line  # a landline: one form only
+            PhoneNumber(ddi='55', phone='4432222222')
+        """
+        if self.ddi != _BRAZIL:
+            return self
+        ninth = _ninth_digit(self.phone)
+        return self if ninth is None else PhoneNumber._checked(self.e164, self.ddi, ninth)
+
+    @property
+    def is_old_form(self) -> bool:
+        """Whether this is the old form of another number (`line` says which)."""
+        return self.ddi == _BRAZIL and _ninth_digit(self.phone) is not None
+
+    def same_line(self, other: str | PhoneNumber) -> bool:
+        """Whether ``other`` reaches the same line (``other`` text is read as `parse`
+        reads it, with no region).
+
+        Example:
+            >>> PhoneNumber.parse("+55 44 9999-9999").same_line("+55 44 99999-9999")
+            True
+        """
+        return self.line == PhoneNumber.parse(other).line
+
+    @property
+    def old_form_note(self) -> str | None:
+        """A note that says this is the old form of its line (``None`` when it is not)."""
+        if not self.is_old_form:
+            return None
+        return (
+            f"{self.e164} is the old 8-digit form of {self.line.e164} (Brazil's ninth "
+            "digit): the same line"
+        )
 
     @property
     def e164(self) -> str:
