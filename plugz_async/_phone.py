@@ -323,6 +323,22 @@ class PhoneNumber:
         return self if ninth is None else PhoneNumber._checked(self.e164, self.ddi, ninth)
 
     @property
+    def forms(self) -> tuple[PhoneNumber, ...]:
+        """Every way the line is written: `line` first, then its old form, if it has one.
+
+        Example:
+            >>> [n.e164 for n in PhoneNumber.parse("+55 44 9999-9999").forms]
+            ['+5544999999999', '+554499999999']
+        """
+        line = self.line
+        if line.ddi != _BRAZIL or len(line.phone) != 11 or line.phone[2] != "9":
+            return (line,)
+        old = line.phone[:2] + line.phone[3:]
+        if _ninth_digit(old) != line.phone:
+            return (line,)
+        return (line, PhoneNumber._checked(line.e164, line.ddi, old))
+
+    @property
     def is_old_form(self) -> bool:
         """Whether this is the old form of another number (`line` says which)."""
         return self.ddi == _BRAZIL and _ninth_digit(self.phone) is not None

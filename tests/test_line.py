@@ -96,3 +96,19 @@ def test_a_line_is_its_own_line(area: int, rest: int) -> None:
         if line != number:
             assert number.is_old_form
             assert line.phone == number.phone[:2] + "9" + number.phone[2:]
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_a_line_has_its_forms(area: int) -> None:
+    old = pz.PhoneNumber.parse(f"+55 {area} 8765-4321")
+    assert old.forms == old.line.forms == (old.line, old)
+    landline = pz.PhoneNumber.parse(f"+55 {area} 3765-4321")
+    assert landline.forms == (landline,)
+    # A 9-digit mobile whose 8 digits would be a landline has no old form.
+    mobile = pz.PhoneNumber.parse(f"+55 {area} 93765-4321")
+    assert mobile.forms == (mobile,)
+
+
+def test_a_number_of_another_country_has_one_form() -> None:
+    number = pz.PhoneNumber.parse("+44 7911 123456")
+    assert number.forms == (number,)
