@@ -239,8 +239,10 @@ class PhoneNumber:
     @classmethod
     def _international(cls, text: str, number: PhoneNumber) -> PhoneNumber:
         """``number``, read from digits with no ``+`` and no region, if it is a valid
-        number (not merely a possible one); else `MissingCountryCode`."""
-        if not phonenumbers.is_valid_number(phonenumbers.parse(number.e164)):
+        number (not merely a possible one) or the old form of one; else
+        `MissingCountryCode`."""
+        valid = phonenumbers.is_valid_number(phonenumbers.parse(number.e164))
+        if not valid and not number.is_old_form:
             raise MissingCountryCode(
                 f"{_shown(text)} has no '+' and no country code that makes a valid number "
                 f"(read as {number.e164}, it is none): give a default region to read it in "

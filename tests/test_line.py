@@ -112,3 +112,14 @@ def test_a_line_has_its_forms(area: int) -> None:
 def test_a_number_of_another_country_has_one_form() -> None:
     number = pz.PhoneNumber.parse("+44 7911 123456")
     assert number.forms == (number,)
+
+
+@pytest.mark.parametrize("text", ["5544 9999-9999", "554499999999", "0055 44 9999 9999"])
+def test_an_old_form_with_its_country_code_and_no_plus_is_read_as_international(text: str) -> None:
+    # Not a valid number by today's plan, but the old form of one: no region is needed.
+    assert pz.PhoneNumber.parse(text).line.e164 == "+5544999999999"
+
+
+def test_eight_digits_that_are_no_old_form_still_need_a_region() -> None:
+    with pytest.raises(pz.MissingCountryCode):
+        pz.PhoneNumber.parse("55 20 9999-9999")

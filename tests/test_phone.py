@@ -63,7 +63,7 @@ def test_parse_national_form_with_default_region() -> None:
         ("44 99999-9999", "+44999999999"),  # a Brazilian mobile, read as a UK number
         ("11 90000-0001", "+11900000001"),  # São Paulo, read as a North American one
         ("(44) 99999-9999", "+44999999999"),  # through the full parser
-        ("55 44 9999-9999", "+554499999999"),  # possible, but no valid Brazilian number
+        ("55 20 9999-9999", "+552099999999"),  # possible, but no valid Brazilian number
     ],
 )
 def test_a_number_without_plus_that_reads_as_no_valid_number_needs_a_region(

@@ -292,6 +292,7 @@ def status(number: str, state: str, **fields: Any) -> RegistrationStatus:
     done = state in ("connected", "failed", "appeal", "blocked_at_code_request")
     values: dict[str, Any] = {
         "number": number,
+        "line": number,
         "instance": "3C0FFEE-instance-of-the-sales-team",
         "status": state,
         "done": done,

@@ -24,6 +24,7 @@ from plugz_async._bulk._items import BulkItem
 from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import APIError, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._models import Channel
+from plugz_async._phone import PhoneNumber
 from plugz_async._planner import PlanOutcome, RegistrationPlan
 
 from ._layout import BLANK, Column, Sheet, Short
@@ -399,8 +400,11 @@ def counts_table(counts: dict[str, int]) -> Sheet:
 def registration_facts(status: RegistrationStatus, now: datetime, overdue: float) -> Sheet:
     """Where one registration stands, a fact a line."""
     facts = Sheet(Column("", key=True, style="bold"), Column("", wrap=True), headers=False)
-    rows: list[tuple[str, str | Text | Short]] = [
-        ("Number", status.number),
+    rows: list[tuple[str, str | Text | Short]] = [("Number", status.number)]
+    line = PhoneNumber.parse(status.number).line.e164
+    if line != status.number:  # queued in the old form of a Brazilian mobile
+        rows.append(("Line", f"{line} (the same line; sent as queued)"))
+    rows += [
         ("Instance", status.instance),
         ("Status", status_text(status)),
         ("Step", status.step.value),
@@ -515,6 +519,8 @@ def queued_table(results: Sequence[Queued], *, lines: bool) -> Sheet:
             note = "queued"
         else:
             note = "already queued"
+        if result.other_form:
+            note += f" as {status.number}, the same line"
         table.add_row(*shown, status.number, status.instance, status_text(status), note)
     return table
 

@@ -58,6 +58,13 @@ _READ_BATCH = 200
 MAX_PAGE = 1000
 
 
+def _as_queued(phone: PhoneNumber, status: RegistrationStatus) -> str:
+    """``phone``, and the form its line was queued in when that is another."""
+    if status.number == phone.e164:
+        return phone.e164
+    return f"{phone.e164} is the same line as {status.number}, which"
+
+
 def _check_page(offset: int, limit: int) -> None:
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise InvalidArgument(f"a page starts at 0 or later and holds 1 to {MAX_PAGE}")
@@ -188,12 +195,12 @@ class RegistrationQueue:
             restart=restart,
         )
         if created:
-            await self._scheduler.schedule(phone.e164, step_id, now, step=state.step.value)
+            await self._scheduler.schedule(phone.line.e164, step_id, now, step=state.step.value)
         status = await self.status(phone)
         if not created and status.instance != instance:
             raise RegistrationStateError(
-                f"{phone.e164} is queued on instance {status.instance!r}, not {instance!r}"
-                f" (it is {status.status}): nothing new was started"
+                f"{_as_queued(phone, status)} is queued on instance {status.instance!r},"
+                f" not {instance!r} (it is {status.status}): nothing new was started"
                 + ("" if status.done else "; cancel it first to move it")
             )
         return status
@@ -237,7 +244,7 @@ class RegistrationQueue:
                 f"the registration of {phone.e164} does not wait for a {kind}"
                 f" (it is {record.status})"
             )
-        await self._store.set_input(phone.e164, kind, text)
+        await self._store.set_input(record.number, kind, text)
         # Read again: the step may have moved on since (it then sees the input itself).
         record = await self._record(phone)
         if not record.done and INPUT_KINDS.get(RegistrationStep(record.state["step"])) == kind:
@@ -259,7 +266,7 @@ class RegistrationQueue:
             raise RegistrationStateError(
                 f"the registration of {phone.e164} has ended already ({record.status})"
             )
-        await self._store.set_input(phone.e164, CANCEL, "1", keep=CANCEL_KEPT)
+        await self._store.set_input(record.number, CANCEL, "1", keep=CANCEL_KEPT)
         if record.intent is None:
             try:  # fenced: a worker's write since (an intent, say) makes this one fail
                 await self._store.give_up(record, CANCELLED_NOTE, status=CANCELLED)
@@ -412,7 +419,7 @@ class RegistrationQueue:
 
     async def _record(self, phone: PhoneNumber) -> Record:
         await self.connect()
-        record = await self._store.load(phone.e164)
+        record = await self._store.find(phone)
         if record is None:
             raise UnknownRegistrationError(f"the queue has no registration of {phone.e164}")
         return record
@@ -421,7 +428,8 @@ class RegistrationQueue:
         state = RegistrationState.from_dict(record.state, clock=self._clock)
         plan = plan_as_it_stands(state.plan)
         return RegistrationStatus(
-            number=record.number,
+            number=state.number.e164,
+            line=record.number,
             instance=record.instance,
             status=record.status,
             done=record.done,

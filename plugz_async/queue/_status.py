@@ -161,7 +161,10 @@ class RegistrationStatus:
     """Where a queued registration stands (`RegistrationQueue.status`).
 
     Attributes:
-        number: the number (E.164).
+        number: the number as it was first queued (E.164), which is what is sent.
+        line: the key the queue keeps it under: the line `number` reaches
+            (`PhoneNumber.line`), or the number as queued by version 0.1.0; either form
+            of a Brazilian mobile finds it.
         instance: the instance it is registered on.
         status: the step it is at, or how it ended (an outcome, or ``failed``).
         done: whether it has ended.
@@ -180,6 +183,7 @@ class RegistrationStatus:
     """
 
     number: str
+    line: str
     instance: str
     status: str
     done: bool
@@ -218,6 +222,7 @@ class RegistrationStatus:
         """A JSON-ready dict (the CLI's ``--json``)."""
         return {
             "number": self.number,
+            "line": self.line,
             "instance": self.instance,
             "status": self.status,
             "done": self.done,

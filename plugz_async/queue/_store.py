@@ -1,4 +1,12 @@
-"""Where queued registrations live: one Redis hash per number, written by compare-and-set.
+"""Where queued registrations live: one Redis hash per line, written by compare-and-set.
+
+A registration is kept under its line (`PhoneNumber.line`, in E.164): the two ways a
+Brazilian mobile is written (``+55 44 9999-9999``, ``+55 44 99999-9999``) are one line, and
+one registration. Its state keeps the number as it was first written, which is what is sent.
+Records written before this (by version 0.1.0) are kept under the number as then written,
+which for an old-form number is not its line: they are found under either form (`find`),
+never moved, and the one that ends is started afresh under its line. Wherever a number
+names a record below (``{number}``), it is the key it is kept under.
 
 Keys, under ``plugz:{queue}:``:
 
@@ -37,6 +45,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from plugz_async._errors import InstanceBusyError, StaleWriteError
+from plugz_async._phone import PhoneNumber
 from plugz_async._registration import RegistrationState
 
 # Re-exported: the step runner and the CLI import these names from here.
@@ -108,32 +117,53 @@ return 0
 _CREATE = (
     _RUN_ID
     + """
--- KEYS: reg, counts, numbers, due, instance-key, events, finished
+-- KEYS: reg, counts, numbers, due, instance-key, events, finished, the old form's reg
 -- ARGV: number, instance, state, status, step_id, due, now, events-json, kept, prefix,
---       restart (a finished registration starts afresh)
+--       restart (a finished registration starts afresh), the old form ('' if none)
 local reg = KEYS[1]
+local restart = ARGV[11] == '1'
 local existing = redis.call('HMGET', reg, 'done', 'version', 'status', 'instance')
-if existing[2] and (existing[1] == '0' or ARGV[11] ~= '1') then
+if existing[2] and (existing[1] == '0' or not restart) then
   return {0, existing[2]}
 end
+-- A record the SDK kept under the line's old form, before it keyed records by line.
+local old = {false, false, false, false}
+if ARGV[12] ~= '' then
+  old = redis.call('HMGET', KEYS[8], 'done', 'version', 'status', 'instance')
+  if old[2] and (old[1] == '0' or not restart) then
+    return {0, old[2]}
+  end
+end
 local holder = redis.call('GET', KEYS[5])
-if holder and holder ~= ARGV[1] then
+if holder and holder ~= ARGV[1] and holder ~= ARGV[12] then
   local other = redis.call('HGET', ARGV[10] .. 'reg:' .. holder, 'done')
   if other == '0' then
     return {-1, holder}
   end
 end
+local function forget(number, fields)
+  redis.call('HINCRBY', KEYS[2], fields[3], -1)
+  if fields[4] and fields[4] ~= ARGV[2] then
+    local key = ARGV[10] .. 'instance:' .. fields[4]
+    if redis.call('GET', key) == number then redis.call('DEL', key) end
+  end
+  redis.call('DEL', ARGV[10] .. 'input:' .. number .. ':code',
+    ARGV[10] .. 'input:' .. number .. ':captcha', ARGV[10] .. 'input:' .. number .. ':pin')
+end
 local version = 1
 if existing[2] then
   version = tonumber(existing[2]) + 1
-  redis.call('HINCRBY', KEYS[2], existing[3], -1)
-  if existing[4] and existing[4] ~= ARGV[2] then
-    local key = ARGV[10] .. 'instance:' .. existing[4]
-    if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
-  end
+  forget(ARGV[1], existing)
 end
-redis.call('DEL', reg, ARGV[10] .. 'input:' .. ARGV[1] .. ':code',
-  ARGV[10] .. 'input:' .. ARGV[1] .. ':captcha', ARGV[10] .. 'input:' .. ARGV[1] .. ':pin')
+if old[2] then
+  -- Started afresh under the line: the old form's finished record goes.
+  version = math.max(version, tonumber(old[2]) + 1)
+  forget(ARGV[12], old)
+  redis.call('DEL', KEYS[8])
+  redis.call('ZREM', KEYS[3], ARGV[12])
+  redis.call('ZREM', KEYS[7], ARGV[12])
+end
+redis.call('DEL', reg)
 redis.call('HSET', reg, 'state', ARGV[3], 'version', version, 'status', ARGV[4], 'done', '0',
   'instance', ARGV[2], 'step_id', ARGV[5], 'due', ARGV[6], 'created', ARGV[7],
   'updated', ARGV[7], 'errors', 0, 'run', RUN_ID())
@@ -244,7 +274,8 @@ class Store(Inputs, WorkerRecords):
         Raises:
             InstanceBusyError: the instance registers another number.
         """
-        number = state.number.e164
+        forms = [form.e164 for form in state.number.forms]
+        number, old = forms[0], forms[1] if len(forms) > 1 else ""
         created, value = await self._create(
             keys=[
                 self.key(f"reg:{number}"),
@@ -254,6 +285,7 @@ class Store(Inputs, WorkerRecords):
                 self.key(f"instance:{instance}"),
                 self.key("events"),
                 self.key("finished"),
+                self.key(f"reg:{old or number}"),
             ],
             args=[
                 number,
@@ -267,6 +299,7 @@ class Store(Inputs, WorkerRecords):
                 EVENTS_KEPT,
                 self.prefix,
                 "1" if restart else "0",
+                old,
             ],
         )
         text = value.decode() if isinstance(value, bytes) else str(value)
@@ -274,8 +307,18 @@ class Store(Inputs, WorkerRecords):
             raise InstanceBusyError(instance, text)
         return created == 1, int(text)
 
+    async def find(self, phone: PhoneNumber) -> Record | None:
+        """The registration of ``phone``'s line, kept under its line or (written before
+        records were keyed by line) under another form of it; or None."""
+        forms = [form.e164 for form in phone.forms]
+        if len(forms) == 1:
+            return await self.load(forms[0])
+        for record in await self.load_many(forms):
+            return record  # the line's own first: a record started afresh is kept there
+        return None
+
     async def load(self, number: str) -> Record | None:
-        """The registration of ``number`` (E.164), or None."""
+        """The registration kept under ``number`` (its key: E.164), or None."""
         raw = await cast(
             "Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(f"reg:{number}"))
         )

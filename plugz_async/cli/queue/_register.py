@@ -53,6 +53,8 @@ class Queued:
     status: RegistrationStatus | None = None
     new: bool = False
     error: Exception | None = None
+    #: Queued before in another form of the same line (Brazil's ninth digit).
+    other_form: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         status = self.status
@@ -60,6 +62,7 @@ class Queued:
             "line": self.row.line,
             "input": self.row.text,
             "number": None if status is None else status.number,
+            "same_line_as_queued": self.other_form,
             "instance": status.instance if status is not None else self.row.instance,
             "queued": status is not None and self.error is None,
             "new": self.new,
@@ -140,7 +143,7 @@ def _number_rows(app: App, inputs: Sequence[str], default: str | None) -> list[R
             EXIT_USAGE,
         )
     phones = [number_of(app, text) for text in inputs]
-    if len({phone.e164 for phone in phones}) > 1:
+    if len({phone.line for phone in phones}) > 1:  # two forms of one line are one number
         raise CommandFailed(
             f"instance {default} registers one number at a time: give a file with an "
             "instance a row to queue several numbers",
@@ -175,6 +178,7 @@ async def _queue_one(
     except RegistrationStateError as error:  # InstanceBusyError
         return Queued(row, error=error)
     new = before is None or before.version != status.version
+    other_form = status.number != phone.e164
     if not new and status.done:
         # Registering again leaves an ended registration as it is: say so, and count it
         # as not queued (--restart starts it again).
@@ -185,8 +189,9 @@ async def _queue_one(
                 f"its registration ended ({status.status}) and was left as it is; "
                 "--restart starts it again"
             ),
+            other_form=other_form,
         )
-    return Queued(row, status=status, new=new)
+    return Queued(row, status=status, new=new, other_form=other_form)
 
 
 async def register(app: App) -> int:

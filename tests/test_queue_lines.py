@@ -1,0 +1,357 @@
+"""One line, one registration, in the durable queue: the two forms of a Brazilian mobile
+(``+55 44 9999-9999`` and ``+55 44 99999-9999``) are one registration, on a real
+redis-server; and the records the previous version wrote (keyed by the number as written)
+keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytest.importorskip("saq")
+import redis.asyncio as aioredis
+from test_dashboard import served
+from test_queue import CONFIG, new_worker, worker_running
+from test_queue_cli import env as env  # the fixture
+from test_queue_cli import run
+
+import plugz_async as pz
+from plugz_async.cli import EXIT_INCOMPLETE, EXIT_OK
+from plugz_async.queue import QueueWorker, RegistrationQueue
+from plugz_async.sandbox import CONFIRMATION_CODE, Sandbox, SandboxConfig, running
+from plugz_async.sandbox._scenarios import mixed_answer
+
+OLD = "+55 44 9999-9999"
+NEW = "+55 44 99999-9999"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with running(CONFIG) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[RegistrationQueue]:
+    async with RegistrationQueue(redis_url, environ={}) as q:
+        yield q
+
+
+def digits(number: str) -> str:
+    return pz.PhoneNumber.parse(number).e164[1:]
+
+
+def line_requests(sandbox: Sandbox, number: str, route: str) -> list[dict[str, Any]]:
+    """The requests of ``route`` the sandbox saw for ``number``'s line, in either form."""
+    forms = {form.e164[1:] for form in pz.PhoneNumber.parse(number).forms}
+    return [e for e in sandbox.requests() if e["route"] == route and e["number"] in forms]
+
+
+# -- one line, two forms -----------------------------------------------------------------
+
+
+async def test_the_other_form_on_another_instance_is_refused_naming_the_first(
+    queue: RegistrationQueue,
+) -> None:
+    first = await queue.register(OLD, instance="A")
+    assert (first.number, first.line) == ("+554499999999", "+5544999999999")
+    with pytest.raises(pz.RegistrationStateError) as caught:
+        await queue.register(NEW, instance="B")
+    assert str(caught.value) == (
+        "+5544999999999 is the same line as +554499999999, which is queued on instance"
+        " 'A', not 'B' (it is check): nothing new was started; cancel it first to move it"
+    )
+    # Nothing was written for the refused one: the instance is free, one record in all.
+    assert await queue.size() == 1
+    assert await queue.counts() == {"check": 1}
+    await queue.register("+55 44 98888-7777", instance="B")
+
+
+async def test_the_other_form_on_the_same_instance_is_the_same_registration(
+    queue: RegistrationQueue,
+) -> None:
+    first = await queue.register(NEW, instance="A")
+    again = await queue.register(OLD, instance="A")
+    assert again.number == first.number == "+5544999999999"
+    assert again.version == first.version
+    # Either form finds it, and every input goes to it.
+    for form in (OLD, NEW, "55 44 9999-9999"):
+        assert (await pz.queue.RegistrationQueue.status(queue, form)).number == "+5544999999999"
+    cancelled = await queue.cancel(OLD)
+    assert cancelled.status == "cancelled" and cancelled.number == "+5544999999999"
+
+
+async def test_a_landline_and_its_nine_prefixed_mobile_stay_two_lines(
+    queue: RegistrationQueue,
+) -> None:
+    await queue.register("+55 44 3222-2222", instance="A")
+    await queue.register("+55 44 93222-2222", instance="B")
+    assert await queue.size() == 2
+
+
+async def test_a_restart_in_the_other_form_starts_the_line_afresh(
+    queue: RegistrationQueue,
+) -> None:
+    first = await queue.register(OLD, instance="A")
+    await queue.cancel(OLD)
+    kept = await queue.register(NEW, instance="A")
+    assert kept.status == "cancelled" and kept.number == first.number
+    restarted = await queue.register(NEW, instance="A", restart=True)
+    assert not restarted.done and restarted.number == "+5544999999999"
+    assert restarted.version > kept.version
+    assert await queue.size() == 1
+
+
+# -- two processes, two forms, two instances, at the same moment ---------------------------
+
+RACER = """
+import asyncio, json, sys, time
+from plugz_async import RegistrationStateError
+from plugz_async.queue import RegistrationQueue
+
+async def main():
+    url, start, gap, pairs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+    said = []
+    async with RegistrationQueue(url, environ={}) as queue:
+        await queue.size()  # connected before the first round
+        for i, (number, instance) in enumerate(zip(pairs[::2], pairs[1::2])):
+            await asyncio.sleep(max(0.0, start + i * gap - time.time()))
+            try:
+                await queue.register(number, instance=instance)
+                said.append("accepted")
+            except RegistrationStateError:
+                said.append("refused")
+    print(json.dumps(said))
+
+asyncio.run(main())
+"""
+
+ROUNDS = 24
+
+
+def start_racers(redis_url: str, *pairs: list[str]) -> list[subprocess.Popen[str]]:
+    """A process a list of (number, instance) pairs, each registering its pair of round i
+    at the same moment as the others (rounds 50 ms apart, from 3 s on: all are up and
+    connected by then)."""
+    start = time.time() + 3.0
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, redis_url, repr(start), "0.05", *each],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for each in pairs
+    ]
+
+
+def ready_lines(count: int) -> list[tuple[str, str]]:
+    """Lines whose two forms the sandbox's seeded mix answers ready, with no wait."""
+    found = []
+    for i in range(2000):
+        old = f"554498{i:06d}"
+        new = old[:4] + "9" + old[4:]
+        answers = [mixed_answer(d, CONFIG.seed)[1] for d in (old, new)]
+        waits = [a.get(k, 0) for a in answers for k in ("smsWaitSeconds", "voiceWaitSeconds")]
+        if all(a.get("available") for a in answers) and max(waits) == 0:
+            found.append(("+" + old, "+" + new))
+        if len(found) == count:
+            return found
+    raise AssertionError("the mix has too few ready lines")
+
+
+async def test_two_processes_registering_the_two_forms_at_once_register_the_line_once(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    sandbox_config = SandboxConfig(
+        instance_id=CONFIG.instance_id,
+        instance_token=CONFIG.instance_token,
+        client_token=CONFIG.client_token,
+        instances=2 * ROUNDS,
+        wait_scale=CONFIG.wait_scale,
+    )
+    lines = ready_lines(ROUNDS)
+    async with running(sandbox_config) as sandbox:
+        names = list(sandbox.instances())
+        # Round i: one process registers the old form on one instance, the other the
+        # current form on another, both at the same moment.
+        old_pairs = [x for i, (old, _) in enumerate(lines) for x in (old, names[2 * i])]
+        new_pairs = [x for i, (_, new) in enumerate(lines) for x in (new, names[2 * i + 1])]
+        racers = start_racers(redis_url, old_pairs, new_pairs)
+        said = [json.loads((await asyncio.to_thread(r.communicate, None, 60))[0]) for r in racers]
+        assert [r.returncode for r in racers] == [0, 0]
+        for i in range(ROUNDS):
+            assert sorted([said[0][i], said[1][i]]) == ["accepted", "refused"], lines[i]
+        assert await queue.size() == ROUNDS
+        # A worker runs them: one availability check and one code request a line.
+        async with worker_running(sandbox, redis_url):
+            deadline = time.monotonic() + 30
+            while True:  # until every line's code is sent
+                statuses = [await queue.status(old) for old, _ in lines]
+                if all(status.wants == "code" for status in statuses):
+                    break
+                assert time.monotonic() < deadline, [s.status for s in statuses]
+                await asyncio.sleep(0.1)
+        for old, new in lines:
+            status = await queue.status(new)
+            assert status.number in (old, new)
+            checks = line_requests(sandbox, old, "registration-available")
+            codes = line_requests(sandbox, old, "request-registration-code")
+            assert (len(checks), len(codes)) == (1, 1), (old, checks, codes)
+            assert codes[0]["number"] == status.number[1:]  # sent as first written
+
+
+# -- records the previous version wrote ----------------------------------------------------
+
+PREVIOUS = Path(__file__).with_name("data") / "previous_queue.json"
+#: What tests/data/make_previous_queue.py registered with version 0.1.0 (see there).
+WAITING = "+55 44 9999-9999"  # old form, waits for its code on instance A
+ENDED = "+55 21 8765-4321"  # old form, ended (appeal) on A-2
+CURRENT = "+55 41 99876-5432"  # current form, waits for its code on A-3
+QUEUED = "+55 31 7654-3210"  # old form, queued on A-4, not yet run
+
+
+def _value(value: Any) -> bytes:
+    if isinstance(value, dict):
+        return base64.b64decode(value["base64"])
+    return str(value).encode()
+
+
+async def restore_previous(redis_url: str) -> dict[str, Any]:
+    """Put back, in the emptied Redis, every key the previous version left."""
+    dump: dict[str, Any] = json.loads(PREVIOUS.read_text())
+    redis: Any = aioredis.from_url(redis_url)  # redis-py's stubs type its replies loosely
+    try:
+        for entry in dump["keys"]:
+            key, kind, value = _value(entry["key"]), entry["type"], entry["value"]
+            if kind == "hash":
+                await redis.hset(key, mapping={_value(k): _value(v) for k, v in value.items()})
+            elif kind == "zset":
+                await redis.zadd(key, {_value(m): s for m, s in value})
+            elif kind == "string":
+                await redis.set(key, _value(value))
+            elif kind == "list":
+                await redis.rpush(key, *[_value(v) for v in value])
+            elif kind == "stream":
+                for entry_id, fields in value:
+                    await redis.xadd(
+                        key, {_value(k): _value(v) for k, v in fields.items()}, entry_id
+                    )
+            if entry["pttl"] > 0:
+                await redis.pexpire(key, entry["pttl"])
+    finally:
+        await redis.aclose()
+    return dump
+
+
+PREVIOUS_CONFIG = SandboxConfig(
+    instance_id="A",
+    instance_token="t" * 32,
+    client_token="c" * 32,
+    instances=4,
+    wait_scale=0.001,
+)
+
+
+async def test_records_the_previous_version_wrote_are_found_by_either_form(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    dump = await restore_previous(redis_url)
+    assert dump["version"] == "0.1.0"
+    waiting = await queue.status(WAITING)
+    assert (waiting.number, waiting.line, waiting.instance) == (
+        "+554499999999",
+        "+554499999999",  # kept where the previous version put it
+        "A",
+    )
+    assert waiting.wants == "code"
+    assert await queue.status("+55 44 99999-9999") == waiting
+    assert (await queue.status("+55 21 98765-4321")).status == "appeal"
+    assert (await queue.status(CURRENT)).number == "+5541998765432"
+    # The other form, on another instance, is refused naming the first; on its own
+    # instance it is the same registration.
+    with pytest.raises(
+        pz.RegistrationStateError,
+        match=r"same line as \+554499999999, which is queued on instance 'A'",
+    ):
+        await queue.register("+55 44 99999-9999", instance="A-2")
+    assert await queue.register("+55 44 99999-9999", instance="A") == waiting
+    # A finished one, started afresh in the other form: under its line now, the old gone.
+    restarted = await queue.register("+55 21 98765-4321", instance="A-2", restart=True)
+    assert (restarted.number, restarted.line) == ("+5521987654321", "+5521987654321")
+    assert "+552187654321" not in await queue._store.numbers()
+    assert await queue.counts() == {"check": 2, "confirm_code": 2}  # the appeal is gone
+    # The dashboard finds a record by the form it was not written in.
+    async with (
+        served(queue) as base,
+        aiohttp.ClientSession() as http,
+        http.get(base + "api/registrations/+5544999999999") as answer,
+    ):
+        assert answer.status == 200
+        assert (await answer.json())["number"] == "+554499999999"
+
+
+async def test_a_worker_of_this_version_finishes_what_the_previous_one_started(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    await restore_previous(redis_url)
+    async with running(PREVIOUS_CONFIG) as sandbox:
+        # The server remembers what the previous version's worker asked of it.
+        async with pz.PlugzClient(
+            "A", sandbox.instances()["A"], sandbox.client_token, base_url=sandbox.base_url
+        ) as client:
+            await client.check_availability(WAITING)
+            await client.request_code(WAITING, "sms")
+        worker: QueueWorker = new_worker(sandbox, redis_url)
+        task = asyncio.create_task(worker.run())
+        try:
+            # The code comes, given in the form the record was not written in.
+            await queue.submit_code("+55 44 99999-9999", CONFIRMATION_CODE)
+            deadline = time.monotonic() + 20
+            while True:
+                waiting, queued = await queue.status(WAITING), await queue.status(QUEUED)
+                if waiting.done and queued.wants == "code":
+                    break
+                assert time.monotonic() < deadline, (waiting.status, queued.status)
+                await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+            await asyncio.wait_for(task, 15)
+        assert waiting.status == "connected" and waiting.number == "+554499999999"
+        # The one not yet run was checked and asked for a code once, as it was written.
+        assert queued.number == "+553176543210"
+        codes = line_requests(sandbox, QUEUED, "request-registration-code")
+        assert [c["number"] for c in codes] == ["553176543210"]
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_queue_register_refuses_the_other_form_naming_the_first(
+    capsys: pytest.CaptureFixture[str], env: str
+) -> None:
+    assert run(capsys, "queue", "register", OLD, "--instance", "A")[0] == EXIT_OK
+    code, out, err = run(capsys, "queue", "register", NEW, "--instance", "B")
+    assert code == EXIT_INCOMPLETE
+    assert "same line as +554499999999, which is queued on instance 'A'" in " ".join(err.split())
+    code, out, _ = run(capsys, "queue", "register", NEW, "--instance", "A")
+    assert code == EXIT_OK
+    assert "already queued as +554499999999, the same line" in " ".join(out.split())
+    code, out, _ = run(capsys, "queue", "register", NEW, "--instance", "A", "--json")
+    assert json.loads(out)["rows"][0]["same_line_as_queued"] is True
+    # Two forms of one line on one command line are one number.
+    code, out, _ = run(capsys, "queue", "register", OLD, NEW, "--instance", "A")
+    assert code == EXIT_OK
+    code, out, _ = run(capsys, "queue", "status", NEW)
+    assert code == EXIT_OK
+    assert "+554499999999" in out and "+5544999999999 (the same line; sent as queued)" in out
