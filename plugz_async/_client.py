@@ -628,12 +628,21 @@ class PlugzClient:
         max_pin_attempts: int = 3,
         device_timeout: float = 300.0,
         device_poll_interval: float = 3.0,
+        connected_timeout: float | None = 5.0,
+        connected_poll_interval: float = 1.0,
         on_event: Callable[[RegistrationEvent], object] | None = None,
     ) -> Registration:
         """A driver for the whole registration of ``number``; see `Registration`.
 
+        Once the last step succeeds (the code, the PIN or the transfer), the instance's
+        status (`instance_status`) is asked every ``connected_poll_interval`` seconds
+        until it says connected, for ``connected_timeout`` seconds at most: then the
+        registration ends ``NOT_CONNECTED``, with what the instance said. ``None`` asks
+        nothing (the last step's success is taken as connected).
+
         Raises:
             InvalidPhoneNumber: for a number that cannot exist (nothing is sent).
+            InvalidArgument: a negative ``connected_timeout``, an attempt limit below 1.
         """
         from ._registration import Registration
 
@@ -647,6 +656,8 @@ class PlugzClient:
             max_pin_attempts=max_pin_attempts,
             device_timeout=device_timeout,
             device_poll_interval=device_poll_interval,
+            connected_timeout=connected_timeout,
+            connected_poll_interval=connected_poll_interval,
             on_event=on_event,
         )
 
