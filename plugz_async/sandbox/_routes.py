@@ -4,9 +4,10 @@ their answers.
 Every route the sandbox serves is in `API_ROUTES`, one line each: its name, its
 HTTP method and the function that answers it. `MobileAPI` serves
 ``/instances/{id}/token/{token}/mobile/{route}`` (`API_PATH`), and the routes of the
-instance itself (`INSTANCE_ROUTES`: ``status``) at ``/instances/{id}/token/{token}/{route}``
-(`INSTANCE_PATH`); `path_of` gives a route's path under the instance. It makes the real checks, in
-this order: the route exists (404), the method (405), a JSON ``Content-Type`` on
+instance itself (`INSTANCE_ROUTES`: ``status``) at
+``/instances/{id}/token/{token}/{route}`` (`INSTANCE_PATH`); `path_of` gives a route's
+path under the instance. It makes the real checks, in
+this order: the route exists at that path (404), the method (405), a JSON ``Content-Type`` on
 POST (415), the ``Client-Token`` (400 when missing, 403 echoing a wrong one, as
 the real server does), the instance and its token (200 ``{"error":
 "NOT_FOUND"}``), the body (400). An outage or a scripted reply comes before all of
