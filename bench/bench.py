@@ -222,10 +222,10 @@ def record_sends() -> None:
     if getattr(real, "recording", False):
         return
 
-    async def send(self: Transport, *args: Any) -> dict[str, Any]:
+    async def send(self: Transport, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if id(self) in SENT:
             SENT[id(self)].append(time.monotonic())
-        return await real(self, *args)
+        return await real(self, *args, **kwargs)
 
     send.recording = True  # type: ignore[attr-defined]
     Transport.send = send  # type: ignore[method-assign,assignment]
@@ -350,7 +350,7 @@ def layers(base_url: str, n: int) -> list[tuple[str, float]]:
     # The bulk run with the network taken away: the SDK's own cost per check, all layers.
     real_send = _transport.Transport.send
 
-    async def no_network(self: Any, *args: Any) -> dict[str, Any]:
+    async def no_network(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return dict(data)
 
     _transport.Transport.send = no_network  # type: ignore[method-assign,assignment]

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
+import attrs
 
 from ._arguments import captcha_of, channel_of, code_of, pin_of, text_of
 from ._clock import Clock, SystemClock
@@ -32,6 +33,7 @@ from ._models import (
     CodeConfirmation,
     CodeRequest,
     DeviceTransfer,
+    InstanceStatus,
     PinConfirmation,
     PinRecovery,
     UnbanRequest,
@@ -44,6 +46,7 @@ from ._routes import (
     CONFIRM_CODE,
     CONFIRM_DEVICE_TRANSFER,
     CONFIRM_PIN,
+    INSTANCE_STATUS,
     RECOVER_PIN,
     REGISTRATION_AVAILABLE,
     REQUEST_CODE,
@@ -595,6 +598,25 @@ class PlugzClient:
         }
         return await self._call(REQUEST_UNBANNING, body, retry, timeout, middlewares)
 
+    async def instance_status(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+        middlewares: Sequence[AttemptMiddleware] = (),
+    ) -> InstanceStatus:
+        """Ask whether the instance is connected to its number (``GET /status``).
+
+        ``connected`` false is an answer, not an error: ``error`` says why ("You are not
+        connected.", "You need to restore the session."), with this client's secrets
+        masked. A registration asks this after its last step. Retry safety ``SAFE``: it
+        only asks.
+        """
+        status = await self._call(INSTANCE_STATUS, None, retry, timeout, middlewares)
+        if status.error is None:
+            return status
+        return attrs.evolve(status, error=self._redactor.redact(status.error))
+
     def registration(
         self,
         number: str | PhoneNumber,
@@ -606,12 +628,21 @@ class PlugzClient:
         max_pin_attempts: int = 3,
         device_timeout: float = 300.0,
         device_poll_interval: float = 3.0,
+        connected_timeout: float | None = 5.0,
+        connected_poll_interval: float = 1.0,
         on_event: Callable[[RegistrationEvent], object] | None = None,
     ) -> Registration:
         """A driver for the whole registration of ``number``; see `Registration`.
 
+        Once the last step succeeds (the code, the PIN or the transfer), the instance's
+        status (`instance_status`) is asked every ``connected_poll_interval`` seconds
+        until it says connected, for ``connected_timeout`` seconds at most: then the
+        registration ends ``NOT_CONNECTED``, with what the instance said. ``None`` asks
+        nothing (the last step's success is taken as connected).
+
         Raises:
             InvalidPhoneNumber: for a number that cannot exist (nothing is sent).
+            InvalidArgument: a negative ``connected_timeout``, an attempt limit below 1.
         """
         from ._registration import Registration
 
@@ -625,6 +656,8 @@ class PlugzClient:
             max_pin_attempts=max_pin_attempts,
             device_timeout=device_timeout,
             device_poll_interval=device_poll_interval,
+            connected_timeout=connected_timeout,
+            connected_poll_interval=connected_poll_interval,
             on_event=on_event,
         )
 
@@ -657,6 +690,7 @@ class PlugzClient:
         middlewares = self._middlewares + extra if extra else self._middlewares
         base_timeout = self._timeout if timeout is None else as_timeout(timeout)
         clock = self._clock
+        field = route.answer_field
 
         def cut(remaining: float | None) -> aiohttp.ClientTimeout:
             """The attempt's timeout: the deadline's time left, when it is the shorter."""
@@ -674,7 +708,7 @@ class PlugzClient:
         async def send(remaining: float | None) -> dict[str, Any]:
             if not middlewares:
                 return await self._transport.send(
-                    session, route.method, route.path, body, cut(remaining)
+                    session, route.method, route.path, body, cut(remaining), answer_field=field
                 )
             # The time left is read again when the attempt is sent, after the middlewares:
             # one that waits (pacing) must not carry an attempt past the deadline.
@@ -688,7 +722,7 @@ class PlugzClient:
                 sent = True
                 left = None if until is None else until - clock.monotonic()
                 return await self._transport.send(
-                    session, route.method, route.path, body, cut(left)
+                    session, route.method, route.path, body, cut(left), answer_field=field
                 )
 
             return await through(middlewares, route.path, attempt)

@@ -32,6 +32,7 @@ __all__ = [
     "CodeConfirmation",
     "CodeRequest",
     "DeviceTransfer",
+    "InstanceStatus",
     "PinConfirmation",
     "PinRecovery",
     "UnbanRequest",
@@ -39,6 +40,7 @@ __all__ = [
     "decode_availability",
     "decode_code_confirmation",
     "decode_code_request",
+    "decode_instance_status",
     "decode_success",
     "decode_unban_request",
 ]
@@ -84,6 +86,11 @@ def read_bool(data: Mapping[str, Any], key: str, default: bool, route: str) -> b
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise _bad(route, key, value, "a boolean")
+
+
+def read_optional_bool(data: Mapping[str, Any], key: str, route: str) -> bool | None:
+    """Like `read_bool`, but ``None`` when the field is missing or null."""
+    return None if data.get(key) is None else read_bool(data, key, False, route)
 
 
 def read_seconds(data: Mapping[str, Any], key: str, route: str) -> float:
@@ -364,6 +371,34 @@ class DeviceTransfer(_Answered):
 
 
 @attrs.frozen(kw_only=True)
+class InstanceStatus(_Answered):
+    """The answer of ``GET /status``: whether the instance is connected to its number.
+
+    Attributes:
+        connected: the number is connected to the instance (missing: false).
+        error: the details the server gives when something is not true ("You are not
+            connected.", "You need to restore the session.", "You are already
+            connected."); ``None`` when it gives none.
+        smartphone_connected: the phone is online (``None``: not said; a mobile
+            instance may have no separate phone).
+    """
+
+    connected: bool
+    error: str | None = None
+    smartphone_connected: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (snake_case keys, ISO-8601 time, ``raw`` as received)."""
+        return {
+            "connected": self.connected,
+            "error": self.error,
+            "smartphone_connected": self.smartphone_connected,
+            "observed_at": to_iso(self.observed_at),
+            "raw": dict(self.raw),
+        }
+
+
+@attrs.frozen(kw_only=True)
 class PinConfirmation(_Answered):
     """The answer of ``POST /mobile/confirm-pin-code``: ``success`` means connected."""
 
@@ -428,6 +463,19 @@ def decode_code_confirmation(
         success=read_bool(data, "success", False, route),
         needs_pin=read_bool(data, "confirmSecurityCode", False, route),
         needs_device_confirmation=read_bool(data, "deviceConfirm", False, route),
+        observed_at=observed_at,
+        raw=data,
+    )
+
+
+def decode_instance_status(data: object, *, observed_at: datetime, route: str) -> InstanceStatus:
+    """Decode a status answer (an empty or false ``error`` is none)."""
+    data = _object(data, route)
+    error = None if data.get("error") is False else read_text(data, "error", route)
+    return InstanceStatus(
+        connected=read_bool(data, "connected", False, route),
+        error=(error or "").strip() or None,
+        smartphone_connected=read_optional_bool(data, "smartphoneConnected", route),
         observed_at=observed_at,
         raw=data,
     )

@@ -20,12 +20,14 @@ from ._models import (
     CodeConfirmation,
     CodeRequest,
     DeviceTransfer,
+    InstanceStatus,
     PinConfirmation,
     PinRecovery,
     UnbanRequest,
     decode_availability,
     decode_code_confirmation,
     decode_code_request,
+    decode_instance_status,
     decode_success,
     decode_unban_request,
     read_bool,
@@ -58,7 +60,14 @@ class Received:
 class Route(Generic[T]):
     """One API route: its HTTP method, its path under the instance, its retry safety,
     and ``decode(data, received)``, which makes its typed answer from the JSON object
-    (by default, the object as a ``dict``)."""
+    (by default, the object as a ``dict``).
+
+    ``answer_field`` names a field only this route's answers carry (the status route's
+    ``connected``): a 2xx object with it is the route's answer even when it holds an
+    ``error``, which is then part of the answer (why the instance is not connected).
+    Without it, an ``error`` in a 2xx answer is an API error, as on every route (an
+    unknown instance is answered 200 ``{"error": "NOT_FOUND"}``).
+    """
 
     method: str
     path: str
@@ -66,6 +75,7 @@ class Route(Generic[T]):
     decode: Callable[[Mapping[str, Any], Received], T] = attrs.field(
         default=lambda data, received: dict(data), eq=False, repr=False
     )
+    answer_field: str | None = None
 
 
 def _availability(data: Mapping[str, Any], received: Received) -> Availability:
@@ -99,6 +109,10 @@ def _code_confirmation(data: Mapping[str, Any], received: Received) -> CodeConfi
 def _device_transfer(data: Mapping[str, Any], received: Received) -> DeviceTransfer:
     confirmed = read_bool(data, "success", False, received.route)
     return DeviceTransfer(confirmed=confirmed, observed_at=received.observed_at, raw=data)
+
+
+def _instance_status(data: Mapping[str, Any], received: Received) -> InstanceStatus:
+    return decode_instance_status(data, observed_at=received.observed_at, route=received.route)
 
 
 def _unban_request(data: Mapping[str, Any], received: Received) -> UnbanRequest:
@@ -143,6 +157,9 @@ RECOVER_PIN: Route[PinRecovery] = Route(
 REQUEST_UNBANNING: Route[UnbanRequest] = Route(
     "POST", "mobile/request-unbanning", UNSAFE, _unban_request
 )
+INSTANCE_STATUS: Route[InstanceStatus] = Route(
+    "GET", "status", SAFE, _instance_status, answer_field="connected"
+)
 
 #: Every route the client sends, with its retry safety (the docs' retry table).
 ROUTES: tuple[Route[Any], ...] = (
@@ -154,4 +171,5 @@ ROUTES: tuple[Route[Any], ...] = (
     CONFIRM_PIN,
     RECOVER_PIN,
     REQUEST_UNBANNING,
+    INSTANCE_STATUS,
 )

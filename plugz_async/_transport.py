@@ -223,8 +223,14 @@ class Transport:
         route: str,
         body: Mapping[str, Any] | bytes | None,
         timeout: aiohttp.ClientTimeout,
+        *,
+        answer_field: str | None = None,
     ) -> dict[str, Any]:
-        """Send one request; return the answer's JSON object or raise a ``PlugzError``."""
+        """Send one request; return the answer's JSON object or raise a ``PlugzError``.
+
+        ``answer_field``: a 2xx object with this field is the answer even with an
+        ``error`` in it (see `Route`).
+        """
         if timeout.total is not None and timeout.total <= 0:
             raise RequestTimeout(f"no time was left to send {route}", route=route)
         started = self.clock.monotonic() if logger.isEnabledFor(logging.DEBUG) else 0.0
@@ -250,7 +256,9 @@ class Transport:
                         "elapsed": elapsed,
                     },
                 )
-            return self.decode(answer.status, answer.body, answer.headers, route)
+            return self.decode(
+                answer.status, answer.body, answer.headers, route, answer_field=answer_field
+            )
         logger.debug(
             "%s %s failed: %s",
             method,
@@ -329,9 +337,19 @@ class Transport:
         )
 
     def decode(
-        self, status: int, body: bytes, headers: Mapping[str, str], route: str
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        route: str,
+        *,
+        answer_field: str | None = None,
     ) -> dict[str, Any]:
-        """Map a status and body to the JSON object, or to the error they mean."""
+        """Map a status and body to the JSON object, or to the error they mean.
+
+        An ``error`` in a 2xx object is an API error, unless the object has
+        ``answer_field``: then the error is part of the route's answer (see `Route`).
+        """
         data: Any = None
         parsed = False
         try:
@@ -357,7 +375,9 @@ class Transport:
                 body_excerpt=self._excerpt(body),
                 route=route,
             )
-        if data.get("error") not in (None, False, ""):
+        if data.get("error") not in (None, False, "") and (
+            answer_field is None or answer_field not in data
+        ):
             raise self._api_error(status, data, body, headers, route)
         return data
 

@@ -73,6 +73,8 @@ RESPONSE_FIELDS = [
     "status",
     "error",
     "message",
+    "connected",
+    "smartphoneConnected",
 ]
 
 

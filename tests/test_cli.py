@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -414,7 +415,8 @@ def test_register_asks_for_each_thing_the_server_wants(
     # +55 11 90000-0009 needs a PIN; the first code typed is wrong.
     code = main(["register", "--sandbox", "+55 11 90000-0009"], clock=fake_clock())
     out, err = capsys.readouterr()
-    assert code == EXIT_OK and "+5511900000009 is connected (code by sms)" in out
+    assert code == EXIT_OK
+    assert "+5511900000009 is connected (code by sms; the instance's status says so)" in out
     assert prompts == [
         "Code received by sms (empty if none came): ",
         "Code received by sms (empty if none came): ",
@@ -432,6 +434,59 @@ def test_register_with_no_code_on_any_channel_does_not_connect(
     )
     assert code == cli.EXIT_NOT_CONNECTED
     assert "+5511900000001: no_code" in capsys.readouterr().out
+
+
+def test_register_shows_an_instance_that_never_connects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers(monkeypatch, "123456")
+    code = main(["register", "--sandbox", "+55 11 90000-0013"], clock=fake_clock())
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_NOT_CONNECTED
+    assert " ".join(out.split()) == (
+        "+5511900000013: not_connected: the registration went through, but the instance is"
+        " not connected; its status says: You need to restore the session."
+    )
+    assert "· code confirmed\n" in err
+    assert "· the instance is not connected after 5 s: You need to restore the session." in err
+    assert "· finished: not_connected" in err
+
+
+@pytest.mark.parametrize(
+    ("number", "expected", "exit_code"),
+    [
+        ("+55 11 90000-0001", {"outcome": "connected", "connected": True}, EXIT_OK),
+        (
+            "+55 11 90000-0013",
+            {
+                "outcome": "not_connected",
+                "connected": False,
+                "instance_error": "You need to restore the session.",
+            },
+            cli.EXIT_NOT_CONNECTED,
+        ),
+    ],
+)
+def test_register_json_says_how_it_ended(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    number: str,
+    expected: dict[str, Any],
+    exit_code: int,
+) -> None:
+    answers(monkeypatch, "123456")
+    assert main(["register", "--sandbox", "--json", number], clock=fake_clock()) == exit_code
+    out, err = capsys.readouterr()
+    ended = json.loads(out)  # stdout holds the JSON alone: the questions went to stderr
+    assert ended == {
+        "number": pz.PhoneNumber.parse(number).e164,
+        "channel": "sms",
+        "appeal_token": None,
+        "reason": None,
+        "instance_error": None,
+        **expected,
+    }
+    assert "· finished" in err
 
 
 def test_register_stops_when_standard_input_ends_at_a_prompt(

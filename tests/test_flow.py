@@ -55,7 +55,7 @@ def kinds(registration: pz.Registration) -> list[str]:
     return [event.kind.value for event in registration._history]
 
 
-async def test_ready_number_connects_by_sms(client: pz.PlugzClient) -> None:
+async def test_ready_number_connects_by_sms(sb: Sandbox, client: pz.PlugzClient) -> None:
     registration = client.registration("+55 11 90000-0001")
     result = await registration.run(code=codes())
     assert result.outcome is pz.RegistrationOutcome.CONNECTED and result.connected
@@ -66,8 +66,13 @@ async def test_ready_number_connects_by_sms(client: pz.PlugzClient) -> None:
         "waiting",
         "code_requested",
         "code_confirmed",
+        "instance_connected",
         "finished",
     ]
+    # The instance's status was asked once, after the code: it said connected at once.
+    (status,) = sb.requests(route="status")
+    assert status["method"] == "GET" and status["body"] is None
+    assert registration.state is not None and registration.state.instance_error is None
     assert repr(registration) == "Registration(number='+5511900000001', state=finished)"
 
 
@@ -367,6 +372,7 @@ NUMBERS = {
     "+55 11 90000-0009": "connected",
     "+55 11 90000-0010": "connected",
     "+55 11 90000-0012": "connected",
+    "+55 11 90000-0013": "not_connected",
 }
 
 
@@ -403,10 +409,15 @@ async def step_by_step(
             state = machine.pin_confirmed(state, await client.confirm_pin(PIN))
         elif state.step is Step.CONFIRM_DEVICE:
             state = machine.device_approved(state)
-        else:
+        elif state.step is Step.POLL_DEVICE:
             state = machine.device_polled(state, await client.confirm_device_transfer())
             if not state.done:
                 await clock.sleep(2.0)
+        else:
+            assert state.step is Step.CONFIRM_CONNECTED
+            state = machine.status_checked(state, await client.instance_status())
+            if not state.done:
+                await clock.sleep(1.0)
     return through_json(state, clock)
 
 
@@ -423,6 +434,7 @@ async def test_a_runner_that_stops_between_steps_ends_like_the_in_process_driver
         assert stepped.result().outcome is result.outcome, number
         assert stepped.result().channel is result.channel, number
         assert stepped.result().appeal_token == result.appeal_token, number
+        assert stepped.result().instance_error == result.instance_error, number
         in_process = registration.state
         assert in_process is not None
         # The same events, in the same words (times differ: the clock moved on).

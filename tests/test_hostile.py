@@ -27,6 +27,7 @@ from plugz_async._models import (
     decode_availability,
     decode_code_confirmation,
     decode_code_request,
+    decode_instance_status,
     decode_success,
     decode_unban_request,
 )
@@ -110,7 +111,10 @@ DECODERS: dict[str, Callable[[dict[str, Any]], object]] = {
         PinRecovery, data, observed_at=NOW, route="r"
     ),
     "mobile/request-unbanning": lambda data: decode_unban_request(data, observed_at=NOW, route="r"),
+    "status": lambda data: decode_instance_status(data, observed_at=NOW, route="r"),
 }
+#: The routes whose answers may hold an ``error`` of their own (the status's).
+ANSWER_FIELDS = {route.path: route.answer_field for route in pz.ROUTES}
 
 FIELDS = RESPONSE_FIELDS
 OBJECTS = st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=8)
@@ -119,7 +123,7 @@ OBJECTS = st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=8)
 def decode_all(status: int, body: bytes) -> None:
     for route, decoder in DECODERS.items():
         with contextlib.suppress(pz.PlugzError):
-            decoder(TRANSPORT.decode(status, body, {}, route))
+            decoder(TRANSPORT.decode(status, body, {}, route, answer_field=ANSWER_FIELDS[route]))
 
 
 @fuzz()

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import plugz_async as pz
-from plugz_async._models import decode_availability
+from plugz_async._models import decode_availability, decode_instance_status
 
 NUMBER = pz.PhoneNumber(ddi="55", phone="44999999999")
 WHEN = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -153,3 +153,85 @@ def test_any_json_decodes_or_raises_a_plugz_error(data: Any) -> None:
         for seconds in (a.sms_wait_seconds, a.voice_wait_seconds, a.wa_old_wait_seconds):
             assert isinstance(seconds, float)
         assert dict(a.raw) == data
+
+
+# -- the instance's status -------------------------------------------------------------------
+
+
+def status_of(data: Any) -> pz.InstanceStatus:
+    return decode_instance_status(data, observed_at=WHEN, route="status")
+
+
+def test_documented_status_answers() -> None:
+    connected = status_of(
+        {"connected": True, "error": "You are already connected.", "smartphoneConnected": True}
+    )
+    assert connected.connected and connected.smartphone_connected is True
+    assert connected.error == "You are already connected." and connected.observed_at == WHEN
+    restore = status_of({"connected": False, "error": "You need to restore the session."})
+    assert not restore.connected and restore.error == "You need to restore the session."
+    assert restore.smartphone_connected is None  # not said: a mobile instance may have none
+
+
+@pytest.mark.parametrize(
+    ("wire", "connected", "error", "phone"),
+    [
+        ({}, False, None, None),
+        ({"connected": "true", "smartphoneConnected": "0"}, True, None, False),
+        ({"connected": 1, "error": "", "smartphoneConnected": None}, True, None, None),
+        ({"connected": "False", "error": False}, False, None, None),
+        (
+            {"connected": False, "error": "  You are not connected. "},
+            False,
+            "You are not connected.",
+            None,
+        ),
+        ({"connected": False, "error": 404}, False, "404", None),
+    ],
+)
+def test_status_is_decoded_leniently(
+    wire: dict[str, Any], connected: bool, error: str | None, phone: bool | None
+) -> None:
+    status = status_of({**wire, "newField": [1]})
+    assert (status.connected, status.error, status.smartphone_connected) == (
+        connected,
+        error,
+        phone,
+    )
+    assert status.raw["newField"] == [1]  # unknown fields kept, as received
+    data = status.to_dict()
+    assert json.loads(json.dumps(data)) == data and data["connected"] is connected
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        ({"connected": "maybe"}, "'connected' of status should be a boolean"),
+        ({"smartphoneConnected": 2}, "'smartphoneConnected' of status should be a boolean"),
+        ({"error": {"why": 1}}, "'error' of status should be text"),
+        ([], "status should answer a JSON object"),
+    ],
+)
+def test_status_values_that_cannot_mean_the_field_raise(wire: Any, message: str) -> None:
+    with pytest.raises(pz.ResponseDecodeError, match=message):
+        status_of(wire)
+
+
+STATUS_FIELDS = ["connected", "error", "smartphoneConnected"]
+
+
+@pytest.mark.fuzz
+@fuzz(500)
+@given(
+    JSON | st.dictionaries(st.sampled_from(STATUS_FIELDS) | st.text(max_size=8), JSON, max_size=6)
+)
+def test_any_json_decodes_to_a_status_or_raises_a_plugz_error(data: Any) -> None:
+    try:
+        status = status_of(data)
+    except pz.ResponseDecodeError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(status.connected, bool)
+        assert status.smartphone_connected in (None, True, False)
+        assert status.error is None or (status.error and status.error == status.error.strip())
+        assert dict(status.raw) == data

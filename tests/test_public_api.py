@@ -48,6 +48,7 @@ PUBLIC = {
     "EventKind",
     "FakeClock",
     "InstanceNotFoundError",
+    "InstanceStatus",
     "InvalidArgument",
     "InvalidPhoneNumber",
     "MethodNotAllowedError",

@@ -232,7 +232,11 @@ def test_a_worker_process_runs_a_registration_fed_from_the_command_line(
         assert PIN not in out
         final = wait_for(capsys, PIN_NUMBER, lambda s: s["done"])
         assert final["status"] == "connected" and final["instance"] == instance
-        assert [e["kind"] for e in final["events"]][-2:] == ["pin_confirmed", "finished"]
+        assert [e["kind"] for e in final["events"]][-3:] == [
+            "pin_confirmed",
+            "instance_connected",
+            "finished",
+        ]
     finally:
         out, err = stop(worker)
     assert worker.returncode == EXIT_OK, err

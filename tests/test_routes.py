@@ -21,6 +21,7 @@ from plugz_async.sandbox import (
     SandboxConfig,
     running,
 )
+from plugz_async.sandbox._routes import path_of
 
 READY = "+55 11 90000-0001"
 NUMBER = pz.PhoneNumber.parse(READY)
@@ -124,6 +125,7 @@ UNSAFE_CALLS: dict[str, Call] = {
 SAFE_CALLS: dict[str, Call] = {
     "registration-available": lambda c: c.check_availability(READY),
     "device-transfer-confirmed": lambda c: c.confirm_device_transfer(),
+    "status": lambda c: c.instance_status(),
 }
 MAYBE_PROCESSED = [
     ("500", Reply(500, body="<html>oops</html>"), pz.ServerError),
@@ -138,14 +140,12 @@ NOT_PROCESSED = [
 
 
 def route_of(call: str) -> pz.Route[Any]:
-    (route,) = [r for r in pz.ROUTES if r.path == f"mobile/{call}"]
+    (route,) = [r for r in pz.ROUTES if r.path == path_of(call)]
     return route
 
 
 def test_every_route_has_its_retry_safety() -> None:
-    assert {r.path.removeprefix("mobile/") for r in pz.ROUTES} == set(UNSAFE_CALLS) | set(
-        SAFE_CALLS
-    )
+    assert {r.path for r in pz.ROUTES} == {path_of(name) for name in (*UNSAFE_CALLS, *SAFE_CALLS)}
     assert all(route_of(name).safety is pz.RetrySafety.UNSAFE for name in UNSAFE_CALLS)
     assert all(route_of(name).safety is pz.RetrySafety.SAFE for name in SAFE_CALLS)
 
@@ -315,6 +315,7 @@ ROUTE_CALLS: dict[str, tuple[type, Callable[[pz.PlugzClient, Any], Awaitable[obj
         pz.UnbanRequest,
         lambda c, m: c.request_unbanning(APPEAL_TOKEN, "please", middlewares=m),
     ),
+    "status": (pz.InstanceStatus, lambda c, m: c.instance_status(middlewares=m)),
 }
 
 
@@ -339,3 +340,79 @@ async def test_every_route_method_takes_middlewares_and_returns_its_routes_answe
     answer = await call(client, [middleware])
     assert seen == [path]
     assert isinstance(answer, expected)
+
+
+# -- the instance's status --------------------------------------------------------------------
+
+
+async def test_instance_status_before_and_after_a_registration(
+    api: Sandbox, client: pz.PlugzClient
+) -> None:
+    before = await client.instance_status()
+    assert not before.connected and before.error == "You are not connected."
+    assert before.smartphone_connected is False
+    (seen,) = api.requests(route="status")
+    assert seen["method"] == "GET" and seen["body"] is None and seen["auth"] == "ok"
+    assert seen["path"].endswith("/token/***/status")  # at the instance's root, not mobile/
+    await client.check_availability(READY)
+    await client.request_code(READY, "sms")
+    await client.confirm_code(CONFIRMATION_CODE)
+    after = await client.instance_status()
+    # An answer that says connected and holds an error ("already connected") is an answer.
+    assert after.connected and after.error == "You are already connected."
+    assert dict(after.raw) == {
+        "connected": True,
+        "error": "You are already connected.",
+        "smartphoneConnected": True,
+    }
+
+
+async def test_instance_status_is_decoded_leniently(api: Sandbox, client: pz.PlugzClient) -> None:
+    api.then(
+        Reply(json={"connected": "true", "smartphoneConnected": 0, "error": "", "new": 1}),
+        route="status",
+    )
+    status = await client.instance_status()
+    assert status.connected and status.smartphone_connected is False and status.error is None
+    assert status.raw["new"] == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        # An unknown instance can be answered 200 with an error and no `connected`.
+        (
+            Reply(json={"error": "NOT_FOUND", "message": "Instance not found"}),
+            pz.InstanceNotFoundError,
+        ),
+        (Reply(json={"error": "INTERNAL", "message": "try later"}), pz.APIError),
+        (Reply(405, json={"error": "Method Not Allowed"}), pz.MethodNotAllowedError),
+        (Reply(415, json={"error": "Unsupported Media Type"}), pz.UnsupportedMediaTypeError),
+        (Reply(json={"connected": "maybe"}), pz.ResponseDecodeError),
+        (Reply(json=[True]), pz.ResponseDecodeError),
+    ],
+)
+async def test_instance_status_errors_are_the_same_tree(
+    api: Sandbox, client: pz.PlugzClient, reply: Reply, error: type[pz.PlugzError]
+) -> None:
+    api.then(reply, route="status")
+    with pytest.raises(error) as info:
+        await client.instance_status()
+    assert "status" in str(info.value)
+    assert len(api.requests(route="status")) == 1  # none of these is retried
+
+
+async def test_instance_status_of_an_unknown_instance(api: Sandbox) -> None:
+    async with pz.PlugzClient(
+        CONFIG.instance_id, "wrong-token", CONFIG.client_token, base_url=api.base_url
+    ) as stranger:
+        with pytest.raises(pz.InstanceNotFoundError, match="status: HTTP 200: NOT_FOUND"):
+            await stranger.instance_status()
+
+
+async def test_the_status_error_text_is_redacted(api: Sandbox, client: pz.PlugzClient) -> None:
+    said = f"session of {CONFIG.instance_token} for {CONFIG.client_token} lost"
+    api.then(Reply(json={"connected": False, "error": said}), route="status")
+    status = await client.instance_status()
+    assert status.error == "session of *** for *** lost"
+    assert CONFIG.instance_token not in repr(status)

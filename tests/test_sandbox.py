@@ -36,7 +36,13 @@ from plugz_async.sandbox import (
     running,
     scenario_table,
 )
-from plugz_async.sandbox._scenarios import mixed_answer
+from plugz_async.sandbox._routes import path_of
+from plugz_async.sandbox._scenarios import (
+    ALREADY_CONNECTED,
+    NOT_CONNECTED,
+    RESTORE_SESSION,
+    mixed_answer,
+)
 
 READY = "+55 11 90000-0001"
 
@@ -44,7 +50,7 @@ READY = "+55 11 90000-0001"
 def path(route: str, instance: str = INSTANCE_ID, token: str = INSTANCE_TOKEN) -> str:
     from urllib.parse import quote
 
-    return f"/instances/{quote(instance, safe='')}/token/{quote(token, safe='')}/mobile/{route}"
+    return f"/instances/{quote(instance, safe='')}/token/{quote(token, safe='')}/{path_of(route)}"
 
 
 async def call(
@@ -86,6 +92,7 @@ BODIES = {
     "confirm-pin-code": {"code": "1"},
     "recovery-pin-code": {},
     "request-unbanning": {"appealToken": "t", "description": "d"},
+    "status": None,
 }
 
 
@@ -147,6 +154,26 @@ async def test_unknown_route_is_404(api: Sandbox) -> None:
     assert status == 404
 
 
+@pytest.mark.parametrize(
+    ("below", "method"),
+    [("mobile/status", "GET"), ("registration-available", "POST"), ("no-such-route", "GET")],
+)
+async def test_a_route_at_the_other_path_is_404(api: Sandbox, below: str, method: str) -> None:
+    """The instance's status is served at its root, the registration routes under mobile/:
+    neither at the other's path."""
+    url = f"{api.base_url}{path('x').removesuffix('mobile/x')}{below}"
+    headers = {"Client-Token": CLIENT_TOKEN, "Content-Type": "application/json"}
+    body = {"ddi": "55", "phone": "11900000001"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, json=body, headers=headers) as response,
+    ):
+        assert response.status == 404
+        assert await response.json() == {"error": "Not Found", "message": f"no route {below}"}
+    (logged,) = api.requests()
+    assert logged["route"] == below and logged["number"] is None
+
+
 # -- every test number, through the client ----------------------------------------------
 
 
@@ -172,6 +199,7 @@ EXPECTED: dict[str, tuple[type[pz.PlugzError] | None, int]] = {
     "device-transfer": (None, 1),
     "code-expires": (None, 1),
     "growing-waits": (None, 1),
+    "never-connects": (None, 1),
     "503-twice": (None, 3),
     "503-always": (pz.ServerError, 3),
     "429-seconds": (None, 2),
@@ -351,6 +379,58 @@ async def test_pin_flow(api: Sandbox) -> None:
     assert (await call(api, "confirm-pin-code", {"code": "000000"}))[1] == {"success": False}
     assert (await call(api, "confirm-pin-code", {"code": PIN}))[1] == {"success": True}
     assert (await call(api, "recovery-pin-code", {}))[1] == {"success": True}
+
+
+async def test_the_instance_is_connected_once_its_registration_succeeds(api: Sandbox) -> None:
+    not_yet = {"connected": False, "error": NOT_CONNECTED, "smartphoneConnected": False}
+    assert await call(api, "status") == (200, not_yet)  # nothing registered on it yet
+    await check(api, "11900000001")
+    await request_code(api, "11900000001")
+    assert await call(api, "status") == (200, not_yet)  # the code was sent, not confirmed
+    assert (await call(api, "confirm-registration-code", {"code": "000000"}))[1] == {
+        "success": False
+    }
+    assert await call(api, "status") == (200, not_yet)
+    await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE})
+    connected = {"connected": True, "error": ALREADY_CONNECTED, "smartphoneConnected": True}
+    assert await call(api, "status") == (200, connected)
+    await check(api, "11900000002")  # the instance works on another number now
+    assert await call(api, "status") == (200, not_yet)
+    (seen, *_) = api.requests(route="status")
+    assert seen["method"] == "GET" and seen["body"] is None and seen["number"] is None
+    assert seen["path"].endswith("/token/***/status")
+
+
+async def test_the_instance_is_connected_after_the_pin_and_after_the_transfer(
+    api: Sandbox,
+) -> None:
+    await check(api, "11900000009")
+    await request_code(api, "11900000009")
+    await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE})
+    assert (await call(api, "status"))[1]["connected"] is False  # the PIN is still wanted
+    await call(api, "confirm-pin-code", {"code": PIN})
+    assert (await call(api, "status"))[1]["connected"] is True
+    await check(api, "11900000010")
+    await request_code(api, "11900000010")
+    await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE})
+    await call(api, "device-transfer-confirmed")
+    assert (await call(api, "status"))[1]["connected"] is False  # not approved yet
+    await call(api, "device-transfer-confirmed")
+    assert (await call(api, "status"))[1]["connected"] is True
+
+
+async def test_the_never_connects_number_asks_to_restore_the_session(api: Sandbox) -> None:
+    await check(api, "11900000013")
+    await request_code(api, "11900000013")
+    assert (await call(api, "status"))[1]["error"] == NOT_CONNECTED
+    assert (await call(api, "confirm-registration-code", {"code": CONFIRMATION_CODE}))[1] == {
+        "success": True
+    }
+    for _ in range(3):  # it stays so
+        assert await call(api, "status") == (
+            200,
+            {"connected": False, "error": RESTORE_SESSION, "smartphoneConnected": False},
+        )
 
 
 async def test_device_transfer_flow(api: Sandbox) -> None:

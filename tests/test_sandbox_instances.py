@@ -28,6 +28,7 @@ from plugz_async.sandbox import (
     SandboxThread,
     running,
 )
+from plugz_async.sandbox._routes import path_of
 from plugz_async.sandbox._scenarios import mixed_answer
 
 READY = "+55 11 90000-0001"
@@ -60,7 +61,7 @@ async def raw_call(
     """A request as any HTTP client sends it, for any instance and token."""
     from urllib.parse import quote
 
-    path = f"/instances/{quote(instance, safe='')}/token/{quote(token, safe='')}/mobile/{route}"
+    path = f"/instances/{quote(instance, safe='')}/token/{quote(token, safe='')}/{path_of(route)}"
     headers = {"Client-Token": CLIENT_TOKEN}
     async with (
         aiohttp.ClientSession() as session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -73,9 +73,17 @@ SCENARIOS = {
 }
 
 
+#: A route that names a number (its request carries one), and one of the instance with no body.
+CALLS: dict[str, Callable[[pz.PlugzClient], Awaitable[object]]] = {
+    "check_availability": lambda client: client.check_availability(NUMBER),
+    "instance_status": lambda client: client.instance_status(),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_no_secret_in_errors_logs_or_reprs(
-    api: Sandbox, scenario: str, caplog: pytest.LogCaptureFixture
+    api: Sandbox, scenario: str, call: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.then(*SCENARIOS[scenario])
     client_token = WRONG_CLIENT_TOKEN if scenario.startswith("403") else CLIENT_TOKEN
@@ -94,7 +102,7 @@ async def test_no_secret_in_errors_logs_or_reprs(
     ) as client:
         produced.append(repr(client))
         with pytest.raises(pz.PlugzError) as info:
-            await client.check_availability(NUMBER)
+            await CALLS[call](client)
         produced.append(repr(client))
     produced += everything_about(info.value)
     produced += [repr(event) for event in events]

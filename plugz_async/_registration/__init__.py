@@ -13,12 +13,20 @@
 from ._actions import ACTIONS, APPROVED, Action, StepContext
 from ._driver import Registration
 from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._machine import RegistrationMachine, describe_code_request
+from ._machine import (
+    CONNECTED_POLL_INTERVAL,
+    CONNECTED_TIMEOUT,
+    RegistrationMachine,
+    describe_code_request,
+    poll_interval,
+)
 from ._state import RegistrationState, RegistrationStep, event_from_dict, event_to_dict
 
 __all__ = [
     "ACTIONS",
     "APPROVED",
+    "CONNECTED_POLL_INTERVAL",
+    "CONNECTED_TIMEOUT",
     "Action",
     "EventKind",
     "Registration",
@@ -32,4 +40,5 @@ __all__ = [
     "describe_code_request",
     "event_from_dict",
     "event_to_dict",
+    "poll_interval",
 ]

@@ -138,6 +138,13 @@ async def poll_device(
     return ctx.machine.device_polled(state, await ctx.client.confirm_device_transfer())
 
 
+async def confirm_connected(
+    ctx: StepContext, state: RegistrationState, given: str | None
+) -> RegistrationState:
+    """Ask the instance whether it is connected (it sends no code: safe to ask again)."""
+    return ctx.machine.status_checked(state, await ctx.client.instance_status())
+
+
 #: The one table of what each step does (``DONE`` does nothing).
 ACTIONS: Mapping[RegistrationStep, Action] = {
     RegistrationStep.CHECK: check,
@@ -147,4 +154,5 @@ ACTIONS: Mapping[RegistrationStep, Action] = {
     RegistrationStep.CONFIRM_PIN: confirm_pin,
     RegistrationStep.CONFIRM_DEVICE: confirm_device,
     RegistrationStep.POLL_DEVICE: poll_device,
+    RegistrationStep.CONFIRM_CONNECTED: confirm_connected,
 }

@@ -1,7 +1,8 @@
 """The whole registration, driven by the plan.
 
 check → plan → wait for the first channel → request the code → captcha if asked →
-confirm the code → PIN if asked → device transfer if asked → connected.
+confirm the code → PIN if asked → device transfer if asked → the instance's status says
+connected.
 
 Every ending is a `RegistrationResult`; errors that are not an ending (the
 API failing, the network failing) are raised as the client raises them.
@@ -22,7 +23,12 @@ from plugz_async._planner import RegistrationPlanner
 
 from ._actions import ACTIONS, APPROVED, StepContext
 from ._events import EventKind, RegistrationEvent, RegistrationOutcome, RegistrationResult
-from ._machine import RegistrationMachine
+from ._machine import (
+    CONNECTED_POLL_INTERVAL,
+    CONNECTED_TIMEOUT,
+    RegistrationMachine,
+    poll_interval,
+)
 from ._state import RegistrationState, RegistrationStep
 
 if TYPE_CHECKING:
@@ -68,6 +74,8 @@ class Registration:
         device_timeout: float,
         device_poll_interval: float,
         on_event: Callable[[RegistrationEvent], object] | None,
+        connected_timeout: float | None = CONNECTED_TIMEOUT,
+        connected_poll_interval: float = CONNECTED_POLL_INTERVAL,
     ) -> None:
         self._client = client
         self.number = number
@@ -77,10 +85,17 @@ class Registration:
             max_captcha_attempts=max_captcha_attempts,
             max_pin_attempts=max_pin_attempts,
             device_timeout=device_timeout,
+            connected_timeout=connected_timeout,
         )
         self._clock = planner.clock
         self._code_timeout = code_timeout
-        self._device_poll_interval = device_poll_interval
+        #: Seconds between two questions, at the steps that ask until an answer changes.
+        self._poll_intervals = {
+            RegistrationStep.POLL_DEVICE: device_poll_interval,
+            RegistrationStep.CONFIRM_CONNECTED: poll_interval(
+                "connected_poll_interval", connected_poll_interval
+            ),
+        }
         self._on_event = on_event
         self._history: list[RegistrationEvent] = []
         self._queues: list[asyncio.Queue[Any]] = []
@@ -201,8 +216,8 @@ class Registration:
             following = await ACTIONS[step](context, state, given)
             await self._emit_since(state, following)
             state = following
-            if state.step is RegistrationStep.POLL_DEVICE and step is RegistrationStep.POLL_DEVICE:
-                await self._clock.sleep(self._device_poll_interval)
+            if state.step is step and step in self._poll_intervals:  # asked; ask again
+                await self._clock.sleep(self._poll_intervals[step])
         self.state = state
         return state.result()
 

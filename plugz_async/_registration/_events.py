@@ -8,6 +8,7 @@ driver (``_flow``) so that whatever runs a registration reports it in the same w
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -57,6 +58,10 @@ class RegistrationOutcome(StrEnum):
     """The transfer must be approved on the old phone and no ``device_confirmed`` was given."""
     DEVICE_NOT_CONFIRMED = "device_not_confirmed"
     """The transfer was not approved within ``device_timeout``."""
+    NOT_CONNECTED = "not_connected"
+    """The last step succeeded (the code, the PIN or the transfer), but the instance did
+    not say it was connected within ``connected_timeout``; ``instance_error`` holds what
+    it said instead ("You need to restore the session.")."""
 
     @classmethod
     def of_plan(cls, outcome: PlanOutcome) -> RegistrationOutcome | None:
@@ -82,6 +87,10 @@ class EventKind(StrEnum):
     PIN_CONFIRMED = "pin_confirmed"
     DEVICE_WAITING = "device_waiting"
     DEVICE_CONFIRMED = "device_confirmed"
+    INSTANCE_CONNECTED = "instance_connected"
+    """The instance's status says it is connected to the number."""
+    INSTANCE_NOT_CONNECTED = "instance_not_connected"
+    """The instance's status never said it was connected within ``connected_timeout``."""
     FINISHED = "finished"
 
 
@@ -118,6 +127,9 @@ class RegistrationResult:
         reason: the server's reason, when it gave one.
         plan: the plan as it stood at the end.
         availability: the availability answer.
+        instance_error: for ``NOT_CONNECTED``, what the instance's status said in its
+            ``error`` ("You need to restore the session."); ``None`` otherwise, or when
+            it said nothing.
     """
 
     outcome: RegistrationOutcome
@@ -127,8 +139,21 @@ class RegistrationResult:
     reason: str | None = None
     plan: RegistrationPlan | None = attrs.field(default=None, repr=False)
     availability: Availability | None = attrs.field(default=None, repr=False)
+    instance_error: str | None = None
 
     @property
     def connected(self) -> bool:
-        """Whether the instance is connected to the number."""
+        """Whether the instance is connected to the number (its status said so)."""
         return self.outcome is RegistrationOutcome.CONNECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the ending (``register --json``)."""
+        return {
+            "number": self.number.e164,
+            "outcome": self.outcome.value,
+            "connected": self.connected,
+            "channel": None if self.channel is None else self.channel.value,
+            "appeal_token": self.appeal_token,
+            "reason": self.reason,
+            "instance_error": self.instance_error,
+        }

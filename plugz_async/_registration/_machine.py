@@ -28,6 +28,7 @@ from plugz_async._models import (
     CodeConfirmation,
     CodeRequest,
     DeviceTransfer,
+    InstanceStatus,
     PinConfirmation,
 )
 from plugz_async._phone import PhoneNumber
@@ -36,7 +37,29 @@ from plugz_async._planner import RegistrationPlanner
 from ._events import EventKind, RegistrationEvent, RegistrationOutcome
 from ._state import RegistrationState, RegistrationStep
 
-__all__ = ["RegistrationMachine", "describe_code_request"]
+__all__ = [
+    "CONNECTED_POLL_INTERVAL",
+    "CONNECTED_TIMEOUT",
+    "RegistrationMachine",
+    "describe_code_request",
+    "poll_interval",
+]
+
+#: Seconds the instance's status is asked for, after the last step, by default.
+CONNECTED_TIMEOUT = 5.0
+#: Seconds between two questions to the instance's status, by default.
+CONNECTED_POLL_INTERVAL = 1.0
+
+
+def poll_interval(name: str, value: float) -> float:
+    """A runner's seconds between two questions, checked (more than 0: never a busy loop).
+
+    Raises:
+        InvalidArgument: 0 or less, or not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgument(f"{name} must be more than 0 seconds, not {value!r}")
+    return float(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -51,6 +74,10 @@ class RegistrationMachine:
         max_early_requests: code requests on one channel the server may answer
             "too early" before the next channel is tried.
         device_timeout: seconds to wait for a transfer's approval.
+        connected_timeout: seconds the instance's status is asked, after the last step
+            succeeded, until it says the instance is connected (else ``NOT_CONNECTED``);
+            0 asks once. ``None`` asks nothing: the last step's success ends the
+            registration ``CONNECTED``, as the SDK did before it asked.
     """
 
     planner: RegistrationPlanner
@@ -59,6 +86,7 @@ class RegistrationMachine:
     max_pin_attempts: int = 3
     max_early_requests: int = 3
     device_timeout: float = 300.0
+    connected_timeout: float | None = CONNECTED_TIMEOUT
 
     def __attrs_post_init__(self) -> None:
         for name in (
@@ -69,6 +97,13 @@ class RegistrationMachine:
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1")
+        timeout = self.connected_timeout
+        if timeout is not None and not (
+            isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout >= 0
+        ):
+            raise InvalidArgument(
+                f"connected_timeout must be 0 or more seconds, or None, not {timeout!r}"
+            )
 
     @property
     def clock(self) -> Clock:
@@ -105,6 +140,19 @@ class RegistrationMachine:
         ended = attrs.evolve(state, step=RegistrationStep.DONE, outcome=outcome, captcha=None)
         result = ended.result()
         return self._event(ended, EventKind.FINISHED, f"finished: {outcome.value}", answer=result)
+
+    def _registered(self, state: RegistrationState) -> RegistrationState:
+        """The last step succeeded: ask the instance whether it is connected, until
+        ``connected_timeout`` has passed (none: end ``CONNECTED`` now)."""
+        if self.connected_timeout is None:
+            return self._end(state, RegistrationOutcome.CONNECTED)
+        deadline = self.clock.now() + timedelta(seconds=self.connected_timeout)
+        return attrs.evolve(
+            state,
+            step=RegistrationStep.CONFIRM_CONNECTED,
+            connected_deadline=deadline,
+            instance_error=None,
+        )
 
     def _request(self, state: RegistrationState, channel: Channel) -> RegistrationState:
         """The next step requests a code on ``channel``: say how long until it opens."""
@@ -295,7 +343,7 @@ class RegistrationMachine:
         """After the code was sent: connected, a PIN or a transfer to approve, or wrong."""
         _expect(state, RegistrationStep.CONFIRM_CODE)
         for wanted, step, message in (
-            (confirmation.success, RegistrationStep.DONE, "code confirmed: connected"),
+            (confirmation.success, RegistrationStep.DONE, "code confirmed"),
             (
                 confirmation.needs_pin,
                 RegistrationStep.CONFIRM_PIN,
@@ -316,7 +364,7 @@ class RegistrationMachine:
                     answer=confirmation,
                 )
                 if step is RegistrationStep.DONE:
-                    return self._end(state, RegistrationOutcome.CONNECTED)
+                    return self._registered(state)
                 if step is RegistrationStep.CONFIRM_DEVICE:
                     state = self._event(
                         state,
@@ -344,10 +392,8 @@ class RegistrationMachine:
         """After the PIN was sent: connected, or wrong."""
         _expect(state, RegistrationStep.CONFIRM_PIN)
         if answer.success:
-            state = self._event(
-                state, EventKind.PIN_CONFIRMED, "PIN confirmed: connected", answer=answer
-            )
-            return self._end(state, RegistrationOutcome.CONNECTED)
+            state = self._event(state, EventKind.PIN_CONFIRMED, "PIN confirmed", answer=answer)
+            return self._registered(state)
         return self._pin_attempt(
             self._event(state, EventKind.PIN_REJECTED, "wrong PIN", answer=answer)
         )
@@ -387,13 +433,40 @@ class RegistrationMachine:
         _expect(state, RegistrationStep.POLL_DEVICE)
         if transfer.confirmed:
             state = self._event(
-                state, EventKind.DEVICE_CONFIRMED, "transfer approved: connected", answer=transfer
+                state, EventKind.DEVICE_CONFIRMED, "transfer approved", answer=transfer
             )
-            return self._end(state, RegistrationOutcome.CONNECTED)
+            return self._registered(state)
         assert state.device_deadline is not None
         if self.clock.now() >= state.device_deadline:
             return self._end(state, RegistrationOutcome.DEVICE_NOT_CONFIRMED)
         return state
+
+    def status_checked(self, state: RegistrationState, status: InstanceStatus) -> RegistrationState:
+        """After asking the instance's status: connected, keep asking (its ``error`` kept
+        in ``instance_error``), or end ``NOT_CONNECTED`` past the deadline."""
+        _expect(state, RegistrationStep.CONFIRM_CONNECTED)
+        if status.connected:
+            state = self._event(
+                state,
+                EventKind.INSTANCE_CONNECTED,
+                "the instance is connected",
+                answer=status,
+                instance_error=None,
+            )
+            return self._end(state, RegistrationOutcome.CONNECTED)
+        state = attrs.evolve(state, instance_error=status.error)
+        deadline = state.connected_deadline
+        if deadline is not None and self.clock.now() < deadline:
+            return state
+        said = f": {status.error}" if status.error else " (its status gave no reason)"
+        within = self.connected_timeout or 0.0
+        state = self._event(
+            state,
+            EventKind.INSTANCE_NOT_CONNECTED,
+            f"the instance is not connected {_within(within)}{said}",
+            answer=status,
+        )
+        return self._end(state, RegistrationOutcome.NOT_CONNECTED)
 
 
 _MISSING = {
@@ -401,6 +474,10 @@ _MISSING = {
     RegistrationStep.CONFIRM_PIN: RegistrationOutcome.PIN_REQUIRED,
     RegistrationStep.CONFIRM_DEVICE: RegistrationOutcome.DEVICE_CONFIRMATION_REQUIRED,
 }
+
+
+def _within(seconds: float) -> str:
+    return f"after {seconds:g} s" if seconds else "when asked"
 
 
 def _expect(state: RegistrationState, step: RegistrationStep) -> None:

@@ -49,6 +49,9 @@ class RegistrationStep(StrEnum):
     """Have the transfer approved on the phone that holds the number."""
     POLL_DEVICE = "poll_device"
     """Ask whether the transfer was approved, until ``device_deadline``."""
+    CONFIRM_CONNECTED = "confirm_connected"
+    """The last step succeeded: ask the instance whether it is connected, until
+    ``connected_deadline``."""
     DONE = "done"
     """Finished: ``outcome`` says how."""
 
@@ -82,8 +85,14 @@ class RegistrationState:
             captcha, PIN.
         captcha: the captcha image (PNG) to answer.
         device_deadline: when ``POLL_DEVICE`` gives up.
+        connected_deadline: when ``CONFIRM_CONNECTED`` gives up.
+        instance_error: what the instance's status last said in its ``error`` while it was
+            not connected (kept when the registration ends ``NOT_CONNECTED``).
         outcome: how it ended, at ``DONE``.
         events: what happened, in order.
+
+    A state stored by an older version of the SDK (without ``connected_deadline`` and
+    ``instance_error``) reads back with them ``None``.
     """
 
     number: PhoneNumber
@@ -98,6 +107,8 @@ class RegistrationState:
     pin_attempts: int = 0
     captcha: bytes | None = attrs.field(default=None, repr=False)
     device_deadline: datetime | None = None
+    connected_deadline: datetime | None = None
+    instance_error: str | None = None
     outcome: RegistrationOutcome | None = None
     events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
 
@@ -128,6 +139,7 @@ class RegistrationState:
             reason=None if plan is None else plan.reason,
             plan=plan,
             availability=self.availability,
+            instance_error=self.instance_error,
         )
 
     # -- storing -------------------------------------------------------------------------
@@ -153,6 +165,8 @@ class RegistrationState:
             "pin_attempts": self.pin_attempts,
             "captcha": None if self.captcha is None else base64.b64encode(self.captcha).decode(),
             "device_deadline": _iso(self.device_deadline),
+            "connected_deadline": _iso(self.connected_deadline),
+            "instance_error": self.instance_error,
             "outcome": None if self.outcome is None else self.outcome.value,
             "events": [event_to_dict(event) for event in self.events],
         }
@@ -190,6 +204,9 @@ class RegistrationState:
                 pin_attempts=int(data["pin_attempts"]),
                 captcha=None if captcha is None else base64.b64decode(captcha),
                 device_deadline=_from_iso(data["device_deadline"]),
+                # Not in a state stored before the instance's status was asked.
+                connected_deadline=_from_iso(data.get("connected_deadline")),
+                instance_error=_text(data.get("instance_error")),
                 outcome=None if data["outcome"] is None else RegistrationOutcome(data["outcome"]),
                 events=tuple(event_from_dict(item) for item in data["events"]),
             )
@@ -205,6 +222,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _from_iso(text: str | None) -> datetime | None:
     return None if text is None else from_iso(text)
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"not text: {value!r}")
 
 
 def _channel(value: str | None) -> Channel | None:

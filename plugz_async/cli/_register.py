@@ -47,6 +47,11 @@ def add_register(commands: Any) -> argparse.ArgumentParser:
         "tried when it opens.",
     )
     parser.add_argument("number", metavar="NUMBER")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print how it ended as JSON (the questions and progress stay on stderr)",
+    )
     connection_options(parser)
     return parser
 
@@ -208,9 +213,21 @@ async def _register_with(
             if description:
                 unban = await registration.appeal(description)
                 app.err.print(f"Unban request: {unban.status or 'sent'}", markup=False)
-    if result.connected:
-        app.out.print(f"[green]{number.e164} is connected[/green] (code by {result.channel}).")
-        return EXIT_OK
-    note = f": {result.reason}" if result.reason else ""
-    app.out.print(f"{number.e164}: {result.outcome.value}{note}", markup=False)
-    return EXIT_NOT_CONNECTED
+    if app.args.json:
+        app.print_json(result.to_dict())
+    elif result.connected:
+        app.out.print(
+            f"[green]{number.e164} is connected[/green] (code by {result.channel}; the"
+            " instance's status says so)."
+        )
+    elif result.outcome is RegistrationOutcome.NOT_CONNECTED:
+        said = result.instance_error or "nothing (no error given)"
+        app.out.print(
+            f"{number.e164}: {result.outcome.value}: the registration went through, but the"
+            f" instance is not connected; its status says: {said}",
+            markup=False,
+        )
+    else:
+        note = f": {result.reason}" if result.reason else ""
+        app.out.print(f"{number.e164}: {result.outcome.value}{note}", markup=False)
+    return EXIT_OK if result.connected else EXIT_NOT_CONNECTED

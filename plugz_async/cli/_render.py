@@ -26,6 +26,7 @@ from plugz_async._errors import APIError, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import PlanOutcome, RegistrationPlan
+from plugz_async._registration import RegistrationOutcome, RegistrationStep
 
 from ._layout import BLANK, Column, Sheet, Short
 
@@ -383,9 +384,32 @@ def statuses_table(
             status.wants or "",
             next_step(status, now, overdue),
             # Whole, wrapped at spaces: never cut mid-word.
-            Text(flat(status.error), style="red") if status.error else "",
+            _error_text(status),
         )
     return table
+
+
+def _error_text(status: RegistrationStatus) -> Text | str:
+    """A registration's last error; else what its instance said while not connected."""
+    if status.error:
+        return Text(flat(status.error), style="red")
+    if status.instance_error:
+        said = f"the instance says: {status.instance_error}"
+        return Text(flat(said), style="red" if status.done else "")
+    return ""
+
+
+def connected_text(status: RegistrationStatus) -> Text | None:
+    """Whether the instance said it is connected, once the registration asked it (its last
+    step done); ``None`` before."""
+    error = status.instance_error
+    if status.outcome is RegistrationOutcome.CONNECTED:
+        return Text("yes", style="bold green")
+    if status.outcome is RegistrationOutcome.NOT_CONNECTED:
+        return Text(f"no: {error}" if error else "no (the instance gave no reason)", style="red")
+    if status.step is RegistrationStep.CONFIRM_CONNECTED and not status.done:
+        return Text(f"not yet: {error}" if error else "asking the instance", style="yellow")
+    return None
 
 
 def counts_table(counts: dict[str, int]) -> Sheet:
@@ -416,6 +440,9 @@ def registration_facts(status: RegistrationStatus, now: datetime, overdue: float
         rows.append(("Next step", next_step(status, now, overdue)))
     if status.plan is not None:
         rows.append(("Plan", status.plan.outcome.value))
+    connected = connected_text(status)
+    if connected is not None:
+        rows.append(("Connected", connected))
     if status.appeal_token:
         rows.append(("Appeal token", status.appeal_token))
     if status.error:

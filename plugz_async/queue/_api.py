@@ -444,4 +444,5 @@ class RegistrationQueue:
             error=record.error,
             events=state.events,
             version=record.version,
+            instance_error=state.instance_error,
         )

@@ -180,6 +180,8 @@ class RegistrationStatus:
         error: the last error a step met (the reason when ``failed``).
         events: what happened, in order.
         version: bumped by every change.
+        instance_error: what the instance's status said in its ``error`` while it was not
+            connected after the last step (why it ended ``not_connected``).
     """
 
     number: str
@@ -198,6 +200,7 @@ class RegistrationStatus:
     error: str | None = None
     events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
     version: int = 0
+    instance_error: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -236,6 +239,7 @@ class RegistrationStatus:
             if self.captcha is None
             else "data:image/png;base64," + base64.b64encode(self.captcha).decode(),
             "error": self.error,
+            "instance_error": self.instance_error,
             "version": self.version,
             "events": [event_to_dict(event) for event in self.events],
         }

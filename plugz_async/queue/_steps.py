@@ -88,6 +88,9 @@ class StepRunner(StepWriter):
             been rotated: the next step reads it again).
         input_timeout: seconds a code, captcha text or PIN is waited for.
         device_poll_interval: seconds between asking whether a transfer was approved.
+        connected_poll_interval: seconds between asking the instance's status whether it
+            is connected, after the last step (it sends no code: a run that dies asking
+            is simply asked again).
         request_timeout: the code request's timeout.
         send_window: seconds after writing the intent within which the request may
             still be sent (a run slower than that sends nothing).

@@ -32,7 +32,12 @@ from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, base_url_of, cre
 from plugz_async._connections import Connections
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._planner import RegistrationPlanner
-from plugz_async._registration import RegistrationMachine
+from plugz_async._registration import (
+    CONNECTED_POLL_INTERVAL,
+    CONNECTED_TIMEOUT,
+    RegistrationMachine,
+    poll_interval,
+)
 from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware, as_timeout
 
@@ -281,6 +286,11 @@ class QueueWorker:
             next channel is tried (code) or the registration ends (captcha, PIN).
         device_poll_interval: seconds between asking whether a transfer was approved.
         device_timeout: seconds a transfer's approval is waited for.
+        connected_timeout: seconds the instance's status is asked, once the last step
+            succeeded, until it says connected; then the registration ends
+            ``not_connected`` with what it said. None: not asked (the last step's success
+            is taken as connected).
+        connected_poll_interval: seconds between two of those questions.
         request_timeout: the timeout of each API request.
         heartbeat: seconds without a heartbeat before a step counts as abandoned and
             runs again on another worker.
@@ -322,6 +332,8 @@ class QueueWorker:
         input_timeout: float = 600.0,
         device_poll_interval: float = 5.0,
         device_timeout: float = 300.0,
+        connected_timeout: float | None = CONNECTED_TIMEOUT,
+        connected_poll_interval: float = CONNECTED_POLL_INTERVAL,
         request_timeout: float = 15.0,
         heartbeat: int = 5,
         sweep_interval: int = 10,
@@ -378,9 +390,13 @@ class QueueWorker:
             max_captcha_attempts=max_captcha_attempts,
             max_pin_attempts=max_pin_attempts,
             device_timeout=device_timeout,
+            connected_timeout=connected_timeout,
         )
         self.input_timeout = input_timeout
         self.device_poll_interval = device_poll_interval
+        self.connected_poll_interval = poll_interval(
+            "connected_poll_interval", connected_poll_interval
+        )
         self.request_timeout = request_timeout
         self.heartbeat = heartbeat
         self.sweep_interval = sweep_interval
@@ -550,6 +566,7 @@ class QueueWorker:
             acquire=None if limit is None else limit.acquire,
             input_timeout=self.input_timeout,
             device_poll_interval=self.device_poll_interval,
+            connected_poll_interval=self.connected_poll_interval,
             request_timeout=self.request_timeout,
             code_wait_floor=self.code_wait_floor,
             lateness=self.lateness,

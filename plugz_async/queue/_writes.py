@@ -26,7 +26,12 @@ from plugz_async._errors import (
     ResponseDecodeError,
     StaleWriteError,
 )
-from plugz_async._registration import RegistrationMachine, RegistrationState, RegistrationStep
+from plugz_async._registration import (
+    CONNECTED_POLL_INTERVAL,
+    RegistrationMachine,
+    RegistrationState,
+    RegistrationStep,
+)
 
 from ._engine import StepScheduler
 from ._store import CANCEL, CANCELLED, CANCELLED_NOTE, Record, Store, new_step_id
@@ -62,6 +67,7 @@ class StepWriter:
     forget: Callable[[str], Awaitable[None]] | None = None
     input_timeout: float = 600.0
     device_poll_interval: float = 5.0
+    connected_poll_interval: float = CONNECTED_POLL_INTERVAL
     request_timeout: float = 15.0
     send_window: float = SEND_WINDOW
     max_errors: int = 8
@@ -98,11 +104,12 @@ class StepWriter:
             return now + state.plan.ready_in(state.channel)
         if state.step in INPUT_KINDS:
             return now if await self._input_given(record, state) else now + self.input_timeout
-        if (
-            state.step is RegistrationStep.POLL_DEVICE
-            and record.status == RegistrationStep.POLL_DEVICE.value
-        ):
+        # A step that asks until the answer changes: at once the first time, then again
+        # every interval.
+        if state.step is RegistrationStep.POLL_DEVICE and record.status == state.step.value:
             return now + self.device_poll_interval
+        if state.step is RegistrationStep.CONFIRM_CONNECTED and record.status == state.step.value:
+            return now + self.connected_poll_interval
         return now
 
     async def _commit(

@@ -8,7 +8,7 @@ answers, and reset. It is the HTTP twin of the in-process handles' methods
 /_sandbox/``) says what the sandbox serves: its routes and how many instances.
 
 `create_app` builds the ``aiohttp.web.Application``: one `SandboxState` (at
-``app[STATE]``), the control routes and the fake API (``_routes.MobileAPI``).
+``app[STATE]``), the control routes and the fake API (``_routes.MobileAPI``, at its two paths).
 `ACCESS_LOGGER` is the access log class to serve it with: it masks the instance
 token in every path.
 
@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ._faults import Reply
-from ._routes import API_PATH, SANDBOX_ROUTES, MobileAPI
+from ._routes import API_PATH, INSTANCE_PATH, SANDBOX_ROUTES, MobileAPI
 from ._scenarios import SCENARIOS
 from ._state import SandboxConfig, SandboxState, mask_path
 
@@ -185,7 +185,9 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.add_routes(ControlAPI(state).routes())
-    app.router.add_route("*", API_PATH, MobileAPI(state).handle)
+    api = MobileAPI(state)
+    app.router.add_route("*", API_PATH, api.handle)
+    app.router.add_route("*", INSTANCE_PATH, api.handle_instance)
 
     async def stop(app: web.Application) -> None:
         state.stopping.set()

@@ -1,9 +1,13 @@
-"""The fake API: the PlugzAPI mobile routes, their checks and their answers.
+"""The fake API: the PlugzAPI mobile routes and the instance's status, their checks and
+their answers.
 
 Every route the sandbox serves is in `API_ROUTES`, one line each: its name, its
 HTTP method and the function that answers it. `MobileAPI` serves
-``/instances/{id}/token/{token}/mobile/{route}`` and makes the real checks, in
-this order: the route exists (404), the method (405), a JSON ``Content-Type`` on
+``/instances/{id}/token/{token}/mobile/{route}`` (`API_PATH`), and the routes of the
+instance itself (`INSTANCE_ROUTES`: ``status``) at
+``/instances/{id}/token/{token}/{route}`` (`INSTANCE_PATH`); `path_of` gives a route's
+path under the instance. It makes the real checks, in
+this order: the route exists at that path (404), the method (405), a JSON ``Content-Type`` on
 POST (415), the ``Client-Token`` (400 when missing, 403 echoing a wrong one, as
 the real server does), the instance and its token (200 ``{"error":
 "NOT_FOUND"}``), the body (400). An outage or a scripted reply comes before all of
@@ -40,9 +44,22 @@ if TYPE_CHECKING:
 # (for the routes in NUMBERED_ROUTES, when the body holds a valid ddi and phone).
 RouteHandler: TypeAlias = Callable[["SandboxState", str, Any, "str | None"], web.Response]
 
-__all__ = ["API_PATH", "API_ROUTES", "NUMBERED_ROUTES", "SANDBOX_ROUTES", "MobileAPI"]
+__all__ = [
+    "API_PATH",
+    "API_ROUTES",
+    "INSTANCE_PATH",
+    "INSTANCE_ROUTES",
+    "NUMBERED_ROUTES",
+    "SANDBOX_ROUTES",
+    "MobileAPI",
+    "path_of",
+]
 
 API_PATH = "/instances/{instance}/token/{token}/mobile/{route}"
+INSTANCE_PATH = "/instances/{instance}/token/{token}/{route}"
+
+# The routes of the instance itself, served at INSTANCE_PATH (the others under mobile/).
+INSTANCE_ROUTES = ("status",)
 
 # The routes whose body names a number (``ddi`` and ``phone``).
 NUMBERED_ROUTES = ("registration-available", "request-registration-code")
@@ -171,6 +188,7 @@ def confirm_registration_code(
     if registration.flow == "device":
         registration.device_pending = True
         return web.json_response({"success": False, "deviceConfirm": True})
+    registration.registered = True
     return web.json_response({"success": True})
 
 
@@ -184,6 +202,7 @@ def device_transfer_confirmed(
     if registration.device_polls < 2:  # approved on the old phone after the first poll
         return _error(400, "Bad Request", "the transfer was not approved yet")
     registration.device_pending = False
+    registration.registered = True
     return web.json_response({"success": True})
 
 
@@ -196,6 +215,7 @@ def confirm_pin_code(
     ok = registration is not None and registration.pin_pending and body["code"] == PIN
     if ok and registration is not None:
         registration.pin_pending = False
+        registration.registered = True
     return web.json_response({"success": ok})
 
 
@@ -215,6 +235,12 @@ def request_unbanning(
     return web.json_response({"success": True, "status": status})
 
 
+def instance_status(
+    state: SandboxState, instance: str, body: Any, digits: str | None
+) -> web.Response:
+    return web.json_response(state.instance_status(instance))
+
+
 # Every route the sandbox serves: name -> (HTTP method, the function that answers it).
 API_ROUTES: Mapping[str, tuple[str, RouteHandler]] = {
     "registration-available": ("POST", registration_available),
@@ -225,7 +251,15 @@ API_ROUTES: Mapping[str, tuple[str, RouteHandler]] = {
     "confirm-pin-code": ("POST", confirm_pin_code),
     "recovery-pin-code": ("POST", recovery_pin_code),
     "request-unbanning": ("POST", request_unbanning),
+    "status": ("GET", instance_status),
 }
+
+
+def path_of(route: str) -> str:
+    """The path of ``route`` under ``/instances/{id}/token/{token}/``: ``mobile/{route}``,
+    or ``status`` (the instance's own routes)."""
+    return route if route in INSTANCE_ROUTES else f"mobile/{route}"
+
 
 # The same routes as name -> HTTP method, as documented: exported as
 # ``plugz_async.sandbox.SANDBOX_ROUTES``. (Not the client's ``plugz_async.ROUTES``, a tuple of
@@ -237,14 +271,24 @@ SANDBOX_ROUTES: Mapping[str, str] = {name: method for name, (method, _) in API_R
 
 
 class MobileAPI:
-    """Serves `API_PATH`: logs each request, makes the checks, answers from `API_ROUTES`."""
+    """Serves `API_PATH` (`handle`) and `INSTANCE_PATH` (`handle_instance`): logs each
+    request, makes the checks, answers from `API_ROUTES`."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle_instance(self, request: web.Request) -> web.StreamResponse:
+        """A request for a route of the instance itself (``status``)."""
+        return await self.handle(request, mobile=False)
+
+    async def handle(self, request: web.Request, *, mobile: bool = True) -> web.StreamResponse:
+        """A request for a route under ``mobile/`` (``mobile``), or of the instance itself."""
         state = self.state
         route = request.match_info["route"]
+        asked = f"mobile/{route}" if mobile else route  # its path below the instance
+        served = route in API_ROUTES and path_of(route) == asked
+        if route in API_ROUTES and not served:
+            route = asked  # logged as asked: mobile/status is no route of the sandbox's
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -252,7 +296,8 @@ class MobileAPI:
             body = None
         digits = None
         if (
-            route in NUMBERED_ROUTES
+            served
+            and route in NUMBERED_ROUTES
             and isinstance(body, dict)
             and _is_digits(body.get("ddi"))
             and _is_digits(body.get("phone"))
@@ -265,14 +310,17 @@ class MobileAPI:
             auth = "unknown-instance"
         entry = state.record(request, route, digits, auth)
         entry["body"] = body
-        response = await self._respond(request, route, body, digits, token, known, entry)
+        response = await self._respond(
+            request, route if served else None, asked, body, digits, token, known, entry
+        )
         entry["status"] = response.status
         return response
 
     async def _respond(
         self,
         request: web.Request,
-        route: str,
+        route: str | None,
+        asked: str,
         body: Any,
         digits: str | None,
         token: str | None,
@@ -284,12 +332,12 @@ class MobileAPI:
         if outage is not None:
             entry["answer"] = "outage"
             return await play(request, Reply(outage, body=HTML_503), stopping=state.stopping)
-        reply = state.scripted(digits, route)
+        reply = None if route is None else state.scripted(digits, route)
         if reply is not None:
             entry["answer"] = "scripted"
             return await play(request, reply, stopping=state.stopping)
-        if route not in API_ROUTES:
-            return _error(404, "Not Found", f"no route mobile/{route}")
+        if route is None:
+            return _error(404, "Not Found", f"no route {asked}")
         method, handler = API_ROUTES[route]
         if request.method != method:
             return _error(405, "Method Not Allowed")

@@ -25,11 +25,14 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "ALREADY_CONNECTED",
     "APPEAL_TOKEN",
     "CAPTCHA_PNG",
     "CAPTCHA_TEXT",
     "CONFIRMATION_CODE",
+    "NOT_CONNECTED",
     "PIN",
+    "RESTORE_SESSION",
     "SCENARIOS",
     "Fault",
     "Scenario",
@@ -45,6 +48,12 @@ CONFIRMATION_CODE = "123456"
 CAPTCHA_TEXT = "SANDBOX"
 PIN = "654321"
 APPEAL_TOKEN = "Ae0B_sandbox-appeal-token"
+
+# What the instance's status says (``GET /status``): connected, not yet, and the
+# ``never-connects`` test number's instance, which stays unconnected after its code.
+ALREADY_CONNECTED = "You are already connected."
+NOT_CONNECTED = "You are not connected."
+RESTORE_SESSION = "You need to restore the session."
 
 
 @attrs.frozen
@@ -172,6 +181,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "available; each code request doubles the waits (60 s, 120 s, 240 s...)",
         READY,
         flow="growing",
+    ),
+    Scenario(
+        "+55 11 90000-0013",
+        "never-connects",
+        "available; the code is confirmed, but the instance never connects: its status says"
+        f' "{RESTORE_SESSION}"',
+        READY,
+        flow="never_connects",
     ),
     Scenario(
         "+55 11 90000-5032",

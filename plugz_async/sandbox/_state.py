@@ -30,7 +30,15 @@ from aiohttp import web
 
 from ._faults import Reply, pause
 from ._routes import NUMBERED_ROUTES, SANDBOX_ROUTES
-from ._scenarios import CONFIRMATION_CODE, Fault, mixed_answer, scenario_for
+from ._scenarios import (
+    ALREADY_CONNECTED,
+    CONFIRMATION_CODE,
+    NOT_CONNECTED,
+    RESTORE_SESSION,
+    Fault,
+    mixed_answer,
+    scenario_for,
+)
 
 __all__ = ["RegistrationRecord", "SandboxConfig", "SandboxState", "instance_tokens", "mask_path"]
 
@@ -138,6 +146,8 @@ class RegistrationRecord:
     requests: int = 0
     code: str | None = None
     code_sent_at: float = 0.0
+    #: The last step succeeded (the code, the PIN or the transfer).
+    registered: bool = False
 
     def waits_left(self, now: float) -> dict[str, float]:
         """Seconds until each channel opens (0: open now)."""
@@ -164,6 +174,19 @@ class RegistrationRecord:
         self.waits_from = now
         self.waits = {"sms": wait, "voice": wait, "wa_old": wait}
         self.waits[channel] = channel_wait
+
+    @property
+    def connected(self) -> bool:
+        """Whether the instance is connected to the number: once registered, unless it
+        is the ``never-connects`` test number."""
+        return self.registered and self.flow != "never_connects"
+
+    def status(self) -> dict[str, Any]:
+        """The instance's status answer (``GET /status``) while it works on this number."""
+        if self.connected:
+            return {"connected": True, "error": ALREADY_CONNECTED, "smartphoneConnected": True}
+        error = RESTORE_SESSION if self.registered else NOT_CONNECTED
+        return {"connected": False, "error": error, "smartphoneConnected": False}
 
 
 class SandboxState:
@@ -323,6 +346,14 @@ class SandboxState:
         """The registration the instance works on now (the number last checked)."""
         digits = self._current.get(instance)
         return None if digits is None else self._registrations.get((instance, digits))
+
+    def instance_status(self, instance: str) -> dict[str, Any]:
+        """The status answer of ``instance`` (``GET /status``): that of the number it works
+        on (connected once its registration succeeded), not connected before any."""
+        record = self.registration(instance)
+        if record is None:
+            return {"connected": False, "error": NOT_CONNECTED, "smartphoneConnected": False}
+        return record.status()
 
     def registration_count(self) -> int:
         """How many numbers' registrations the sandbox remembers (all instances)."""

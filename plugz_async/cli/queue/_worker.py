@@ -27,6 +27,7 @@ from plugz_async._config import (
     base_url_of,
 )
 from plugz_async._errors import ConfigurationError, InvalidArgument
+from plugz_async._registration import CONNECTED_POLL_INTERVAL, CONNECTED_TIMEOUT
 from plugz_async.cli._app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -36,6 +37,7 @@ from plugz_async.cli._app import (
     CommandFailed,
     at_least_one,
     log_handler,
+    non_negative,
     positive,
 )
 from plugz_async.cli._render import plural
@@ -155,6 +157,21 @@ def _work_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         metavar="S",
         help="seconds between asking whether a device transfer was approved (default 5)",
+    )
+    work.add_argument(
+        "--connected-timeout",
+        type=non_negative,
+        default=CONNECTED_TIMEOUT,
+        metavar="S",
+        help="seconds the instance's status is asked, once the last step succeeded, until it"
+        " says connected; then the registration ends not_connected (default 5; 0: ask once)",
+    )
+    work.add_argument(
+        "--connected-poll-interval",
+        type=positive,
+        default=CONNECTED_POLL_INTERVAL,
+        metavar="S",
+        help="seconds between two of those questions (default 1)",
     )
     work.add_argument(
         "--timeout", type=positive, default=15.0, metavar="S", help="per API request (15)"
@@ -429,6 +446,8 @@ def _queue_worker(
             planner=planner,
             input_timeout=args.input_timeout,
             device_poll_interval=args.device_poll_interval,
+            connected_timeout=args.connected_timeout,
+            connected_poll_interval=args.connected_poll_interval,
             request_timeout=args.timeout,
             shutdown_grace=args.shutdown_grace,
             clock=app.clock,

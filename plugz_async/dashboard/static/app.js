@@ -101,7 +101,7 @@ function drawSummary(s) {
 
 const STEPS = {
   check: 1, request_code: 1, answer_captcha: 1, confirm_code: 1,
-  confirm_pin: 1, confirm_device: 1, poll_device: 1,
+  confirm_pin: 1, confirm_device: 1, poll_device: 1, confirm_connected: 1,
 };
 
 function drawWorkers(s) {
@@ -125,7 +125,7 @@ function drawWorkers(s) {
 }
 
 function drawLateness(lateness) {
-  const order = ["check", "request_code", "answer_captcha", "confirm_code", "confirm_pin", "confirm_device", "poll_device"];
+  const order = ["check", "request_code", "answer_captcha", "confirm_code", "confirm_pin", "confirm_device", "poll_device", "confirm_connected"];
   const kinds = Object.keys(lateness).sort((a, b) => order.indexOf(a) - order.indexOf(b));
   fill("lateness", kinds.map((kind) => {
     const s = lateness[kind];
@@ -174,6 +174,12 @@ function drawTimeline(t) {
 
 // -- the list and one registration -----------------------------------------------------------
 
+// A registration's last error; else what its instance said when it did not connect.
+function errorOf(r) {
+  if (r.error) return r.error;
+  return r.instance_error ? `the instance says: ${r.instance_error}` : "";
+}
+
 function drawList(page) {
   state.total = page.total;
   const now = new Date();
@@ -183,7 +189,7 @@ function drawList(page) {
     link.addEventListener("click", (event) => { event.preventDefault(); show(r.number); });
     const number = el("td"); number.appendChild(link);
     const tr = row([number, r.instance, el("td", r.status, statusClass(r.status, r.done, r.wants)),
-      r.channel || "", r.wants || "", nextStep(r, now, overdueAfter), el("td", r.error || "", "late")]);
+      r.channel || "", r.wants || "", nextStep(r, now, overdueAfter), el("td", errorOf(r), "late")]);
     tr.dataset.number = r.number;
     return tr;
   }));
@@ -205,6 +211,8 @@ function drawOne(r) {
   if (r.wants) facts.push(["Waits for", r.wants]);
   if (r.next_at) facts.push(["Next step", nextStep(r, new Date(), overdueAfter)]);
   if (r.error) facts.push(["Error", r.error]);
+  if (r.status === "connected") facts.push(["Connected", "yes"]);
+  if (r.status === "not_connected") facts.push(["Connected", `no: ${r.instance_error || "no reason given"}`]);
   facts.push(["Version", r.version]);
   $("one-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
   fill("events", r.events.map((e) => row([clock(e.at), e.kind, e.channel || "", e.message])));
