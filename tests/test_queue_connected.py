@@ -133,6 +133,7 @@ def test_the_connected_fact_says_what_the_instance_said() -> None:
     def status(step: str, outcome: str | None, error: str | None) -> RegistrationStatus:
         return RegistrationStatus(
             number="+5511900000013",
+            line="+5511900000013",
             instance="i-1",
             status=outcome or step,
             done=outcome is not None,
