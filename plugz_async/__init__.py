@@ -22,6 +22,8 @@ from ._bulk import (
     BulkSummary,
     RateSchedule,
     ResultsFile,
+    SameLine,
+    SeenLines,
     read_results,
     to_dataframe,
 )
@@ -184,6 +186,8 @@ __all__ = [
     "RetryPolicy",
     "RetrySafety",
     "Route",
+    "SameLine",
+    "SeenLines",
     "Send",
     "ServerError",
     "StaleWriteError",

@@ -62,7 +62,7 @@ from ._transport import (
 from ._version import __version__
 
 if TYPE_CHECKING:  # _registration and _bulk sit above the client: imported when first used
-    from ._bulk import BulkRun, Limiter, NumberInput
+    from ._bulk import BulkRun, Limiter, NumberInput, SeenLines
     from ._registration import Registration, RegistrationEvent
 
 __all__ = ["PlugzClient"]
@@ -294,6 +294,7 @@ class PlugzClient:
         on_run_error: Literal["raise", "record"] = "raise",
         max_consecutive_failures: int | None = 30,
         default_region: str | None = None,
+        seen_lines: SeenLines | None = None,
     ) -> BulkRun:
         r"""Check many numbers: a `BulkRun` to iterate for items as they complete.
 
@@ -320,6 +321,11 @@ class PlugzClient:
                 stops at the first row that has no ``+`` and no country code that makes
                 a valid number (`MissingCountryCode`, naming the row): the rest is most
                 likely written the same way.
+            seen_lines: the lines already checked, each with its first row (a resumed
+                run's: `ResultsFile.seen_lines`; or another run's ``run.seen_lines``).
+                Each line is checked once: a row whose line an earlier row (or these)
+                holds, in any form and on any instance, is not sent, and its item's
+                ``same_line_as`` names that row. The run adds its own lines to it.
 
         Raises:
             InvalidArgument: concurrency below 1, a rate of 0 or less, a bad
@@ -339,6 +345,7 @@ class PlugzClient:
             on_run_error=on_run_error,
             max_consecutive_failures=max_consecutive_failures,
             default_region=default_region,
+            seen_lines=seen_lines,
         )
 
     def redact(self, text: str) -> str:

@@ -84,6 +84,8 @@ PUBLIC = {
     "RetryPolicy",
     "RetrySafety",
     "Route",
+    "SameLine",
+    "SeenLines",
     "Send",
     "ServerError",
     "SystemClock",

@@ -64,6 +64,7 @@ _STYLE = {
     PlanOutcome.BLOCKED: "red",
     PlanOutcome.UNAVAILABLE: "red",
     PlanOutcome.NO_CHANNEL: "red",
+    PlanOutcome.SAME_LINE: "dim",  # checked in an earlier row
 }
 
 
