@@ -265,3 +265,18 @@ async def test_a_stopped_run_may_leave_a_duplicate_whose_first_row_is_done_on_re
     records = {r["key"]: r for r in pz.read_results(path)}
     assert records["1"]["outcome"] not in ("error", "same_line")
     assert records["2"]["same_line_as"] == {"index": 1, "number": "+5544999999999"}
+
+
+async def test_a_row_of_a_refused_instance_holds_no_line(
+    api: Sandbox, client: pz.PlugzClient
+) -> None:
+    gone = {"instance_id": "gone", "instance_token": "t-gone"}
+    rows: list[NumberInput] = [
+        {"number": OTHER, **gone},  # sent: the instance is unknown (InstanceNotFoundError)
+        {"number": OLD, **gone},  # recorded unsent with that error...
+        {"number": NEW},  # ...so the line is checked here, on the client's own instance
+    ]
+    items = await collect(client.check_many(rows, concurrency=1))
+    assert isinstance(items[1].error, pz.InstanceNotFoundError) and items[1].attempts == 0
+    assert items[2].ok and items[2].same_line_as is None
+    assert sent_phones(api) == ["11900000001", "44999999999"]

@@ -402,6 +402,11 @@ class BulkRun:
         read = _Read(index, self._client)
         try:
             number = self._read(row, read)
+            refused = self._refused_for(read.instance)
+            if refused is not None:
+                # The instance's credentials were refused: not sent again, and the row holds
+                # no line (a row of it on another instance is checked).
+                raise refused
             same = self.seen_lines.add(read.index, number)
             if same is not None:  # checked in an earlier row: not sent again
                 return BulkItem(
@@ -413,9 +418,6 @@ class BulkRun:
                     planner=self._planner,
                     same_line_as=same,
                 )
-            refused = self._refused_for(read.instance)
-            if refused is not None:
-                raise refused  # the instance's credentials were refused: not sent again
             availability = await read.client.check_availability(
                 number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )
