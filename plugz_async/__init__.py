@@ -22,6 +22,8 @@ from ._bulk import (
     BulkSummary,
     RateSchedule,
     ResultsFile,
+    SameLine,
+    SeenLines,
     read_results,
     to_dataframe,
 )
@@ -186,6 +188,8 @@ __all__ = [
     "RetryPolicy",
     "RetrySafety",
     "Route",
+    "SameLine",
+    "SeenLines",
     "Send",
     "ServerError",
     "StaleWriteError",

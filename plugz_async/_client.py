@@ -65,7 +65,7 @@ from ._transport import (
 from ._version import __version__
 
 if TYPE_CHECKING:  # _registration and _bulk sit above the client: imported when first used
-    from ._bulk import BulkRun, Limiter, NumberInput
+    from ._bulk import BulkRun, Limiter, NumberInput, SeenLines
     from ._registration import Registration, RegistrationEvent
 
 __all__ = ["PlugzClient"]
@@ -123,6 +123,12 @@ class PlugzClient:
             number must start with a country code that makes a valid number, else
             `MissingCountryCode` (``44 99999-9999`` is no UK number: it is read in no
             country until you say which).
+        canonical_numbers: send each number in its line's current form
+            (`PhoneNumber.line`: a Brazilian mobile written in its old 8-digit form goes
+            with its ninth digit) in ``check_availability`` and ``request_code``. Off by
+            default: a number is sent as written, since the API documents the old form
+            and WhatsApp keeps accounts made under either. What is returned (the
+            answer's ``number``) keeps the number as written, either way.
         max_body_bytes: the largest answer the client will read.
         middlewares: attempt middlewares, called around every attempt of every call,
             retries included: ``async def middleware(route, send)`` awaits ``send()``
@@ -155,9 +161,15 @@ class PlugzClient:
         default_region: str | None = None,
         connections: Connections | None = None,
         keep_alive: bool = True,
+        canonical_numbers: bool = False,
     ) -> None:
         self._state = _State.UNOPENED
         self._default_region = region_setting(default_region)
+        if not isinstance(canonical_numbers, bool):
+            raise ConfigurationError(
+                f"canonical_numbers must be True or False, not {canonical_numbers!r}"
+            )
+        self._canonical_numbers = canonical_numbers
         if session is not None and connections is not None:
             raise ConfigurationError("give a session or a connection pool, not both")
         pooled = session is not None or connections is not None
@@ -211,12 +223,14 @@ class PlugzClient:
         """A client configured from ``PLUGZ_*`` environment variables.
 
         Reads ``PLUGZ_INSTANCE_ID``, ``PLUGZ_INSTANCE_TOKEN``, ``PLUGZ_CLIENT_TOKEN``
-        and, if set, ``PLUGZ_BASE_URL`` and ``PLUGZ_DEFAULT_REGION``. Keyword ``options``
-        go to the constructor and win over the environment (``from_env(client_token=...)``
-        works).
+        and, if set, ``PLUGZ_BASE_URL``, ``PLUGZ_DEFAULT_REGION`` and
+        ``PLUGZ_CANONICAL_NUMBERS`` (``1`` or ``0``, ``true`` or ``false``...). Keyword
+        ``options`` go to the constructor and win over the environment
+        (``from_env(client_token=...)`` works).
 
         Raises:
-            ConfigurationError: naming every required variable that is missing or empty.
+            ConfigurationError: naming every required variable that is missing or empty
+                (or ``PLUGZ_CANONICAL_NUMBERS`` that is neither true nor false).
         """
         return cls(**options_from_env(environ, options))
 
@@ -236,6 +250,12 @@ class PlugzClient:
     def default_region(self) -> str | None:
         """The region numbers written without ``+`` are read in (``None``: none)."""
         return self._default_region
+
+    @property
+    def canonical_numbers(self) -> bool:
+        """Whether numbers are sent in their line's current form (`PhoneNumber.line`),
+        not as written."""
+        return self._canonical_numbers
 
     def parse_number(self, number: str | PhoneNumber) -> PhoneNumber:
         """``number`` read as this client's calls read it (in its `default_region`).
@@ -282,6 +302,7 @@ class PlugzClient:
             max_body_bytes=self._transport.max_body_bytes,
             middlewares=self._middlewares,
             default_region=self._default_region,
+            canonical_numbers=self._canonical_numbers,
         )
 
     def check_many(
@@ -297,6 +318,7 @@ class PlugzClient:
         on_run_error: Literal["raise", "record"] = "raise",
         max_consecutive_failures: int | None = 30,
         default_region: str | None = None,
+        seen_lines: SeenLines | None = None,
     ) -> BulkRun:
         r"""Check many numbers: a `BulkRun` to iterate for items as they complete.
 
@@ -323,6 +345,11 @@ class PlugzClient:
                 stops at the first row that has no ``+`` and no country code that makes
                 a valid number (`MissingCountryCode`, naming the row): the rest is most
                 likely written the same way.
+            seen_lines: the lines already checked, each with its first row (a resumed
+                run's: `ResultsFile.seen_lines`; or another run's ``run.seen_lines``).
+                Each line is checked once: a row whose line an earlier row (or these)
+                holds, in any form and on any instance, is not sent, and its item's
+                ``same_line_as`` names that row. The run adds its own lines to it.
 
         Raises:
             InvalidArgument: concurrency below 1, a rate of 0 or less, a bad
@@ -342,6 +369,7 @@ class PlugzClient:
             on_run_error=on_run_error,
             max_consecutive_failures=max_consecutive_failures,
             default_region=default_region,
+            seen_lines=seen_lines,
         )
 
     def redact(self, text: str) -> str:
@@ -438,7 +466,8 @@ class PlugzClient:
     ) -> Availability:
         """Ask whether ``number`` can be registered, and when each code channel opens.
 
-        Sends ``POST /mobile/registration-available`` with ``{"ddi", "phone"}``. This
+        Sends ``POST /mobile/registration-available`` with ``{"ddi", "phone"}``: the
+        number as written, or its line's current form with ``canonical_numbers``. This
         must come before any code request: it also sets the number up for onboarding.
         Retry safety: ``SAFE``.
 
@@ -461,8 +490,9 @@ class PlugzClient:
             ResponseDecodeError: the answer was not the JSON object expected.
         """
         phone = self.parse_number(number)
+        sent = phone.line if self._canonical_numbers else phone
         return await self._call(
-            REGISTRATION_AVAILABLE, phone.wire_json(), retry, timeout, middlewares, number=phone
+            REGISTRATION_AVAILABLE, sent.wire_json(), retry, timeout, middlewares, number=phone
         )
 
     async def request_code(
@@ -487,7 +517,8 @@ class PlugzClient:
         """
         phone = self.parse_number(number)
         wanted = channel_of(channel)
-        body = {**phone.to_wire(), "method": wanted.value}
+        sent = phone.line if self._canonical_numbers else phone
+        body = {**sent.to_wire(), "method": wanted.value}
         return await self._call(
             REQUEST_CODE, body, retry, timeout, middlewares, number=phone, channel=wanted
         )

@@ -18,12 +18,14 @@ from ._phone import check_region
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENV_BASE_URL",
+    "ENV_CANONICAL_NUMBERS",
     "ENV_CLIENT_TOKEN",
     "ENV_INSTANCE_ID",
     "ENV_INSTANCE_TOKEN",
     "ZAPI_BASE_URL",
     "Proxy",
     "base_url_of",
+    "canonical_setting",
     "credential",
     "options_from_env",
     "proxy_from_env",
@@ -39,6 +41,27 @@ ENV_INSTANCE_TOKEN = "PLUGZ_INSTANCE_TOKEN"
 ENV_CLIENT_TOKEN = "PLUGZ_CLIENT_TOKEN"
 ENV_BASE_URL = "PLUGZ_BASE_URL"
 ENV_DEFAULT_REGION = "PLUGZ_DEFAULT_REGION"
+ENV_CANONICAL_NUMBERS = "PLUGZ_CANONICAL_NUMBERS"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def canonical_setting(value: object, *, source: str = "canonical_numbers") -> bool:
+    """A ``canonical_numbers`` setting: ``True`` or ``False``, or the text of
+    `ENV_CANONICAL_NUMBERS` (``1``/``true``/``yes``/``on``, ``0``/``false``/``no``/``off``,
+    in any case; empty is ``False``).
+
+    Raises:
+        ConfigurationError: anything else (``source`` names where it came from).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(
+        f"{source} must be true or false (1 or 0, yes or no, on or off), not {value!r}"
+    )
 
 
 def region_setting(value: str | None) -> str | None:
@@ -81,12 +104,13 @@ def base_url_of(value: str) -> str:
 
 
 def options_from_env(environ: Mapping[str, str] | None, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the credentials (the base URL, the default region) the ``PLUGZ_*``
-    variables give,
-    where ``options`` does not give them already.
+    """``options`` with the credentials (the base URL, the default region, whether numbers
+    are sent in their canonical form) the ``PLUGZ_*`` variables give, where ``options``
+    does not give them already.
 
     Raises:
-        ConfigurationError: naming every required variable that is missing or empty.
+        ConfigurationError: naming every required variable that is missing or empty; or
+            `ENV_CANONICAL_NUMBERS` that is neither true nor false.
     """
     env = os.environ if environ is None else environ
     names = {
@@ -111,6 +135,10 @@ def options_from_env(environ: Mapping[str, str] | None, options: dict[str, Any])
         options.setdefault("base_url", env[ENV_BASE_URL].strip())
     if env.get(ENV_DEFAULT_REGION, "").strip():
         options.setdefault("default_region", env[ENV_DEFAULT_REGION].strip())
+    if "canonical_numbers" not in options and env.get(ENV_CANONICAL_NUMBERS, "").strip():
+        options["canonical_numbers"] = canonical_setting(
+            env[ENV_CANONICAL_NUMBERS], source=ENV_CANONICAL_NUMBERS
+        )
     return options
 
 

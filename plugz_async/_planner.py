@@ -48,13 +48,21 @@ class PlanOutcome(StrEnum):
     ERROR = "error"
     """Never a plan's: a bulk item (and the summary's count) whose check failed; the
     item's ``error`` says why."""
+    SAME_LINE = "same_line"
+    """Never a plan's: a bulk item (and the summary's count) whose number reaches the same
+    line as an earlier row's (the same digits, or Brazil's old 8-digit form and its ninth
+    digit form): not checked again; the item's ``same_line_as`` names that row."""
+
+
+#: The outcomes of bulk items only, never of a plan.
+_ITEM_ONLY = frozenset({PlanOutcome.ERROR, PlanOutcome.SAME_LINE})
 
 
 def _plan_outcome(value: object) -> PlanOutcome:
-    """A stored plan's outcome (``error`` is an item's, never a plan's)."""
+    """A stored plan's outcome (``error`` and ``same_line`` are an item's, never a plan's)."""
     outcome = PlanOutcome(value)
-    if outcome is PlanOutcome.ERROR:
-        raise ValueError("a plan's outcome cannot be 'error'")
+    if outcome in _ITEM_ONLY:
+        raise ValueError(f"a plan's outcome cannot be {outcome.value!r}")
     return outcome
 
 

@@ -62,9 +62,13 @@ def test_bulk_writes_one_record_per_row_and_a_summary(
     )
     summary = json.loads(capsys.readouterr().out)
     assert code == EXIT_OK
-    assert summary["total"] == 4 and summary["outcomes"] == {"ready": 2, "appeal": 1, "error": 1}
+    assert summary["total"] == 4
+    assert summary["outcomes"] == {"ready": 1, "same_line": 1, "appeal": 1, "error": 1}
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["key"] for r in records) == ["0", "1", "2", "3"]  # the duplicate is a row too
+    # ...checked once: the second row names the first.
+    twice = next(r for r in records if r["key"] == "1")
+    assert twice["same_line_as"] == {"index": 0, "number": "+5511900000001"} and twice["final"]
     assert {r["input"] for r in records} == {"+55 11 90000-0001", "+55 11 90000-0004", "nonsense"}
 
 

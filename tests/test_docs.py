@@ -204,7 +204,7 @@ def test_sandbox_page_shows_the_real_test_number_table() -> None:
     assert scenario_table() in (ROOT / "docs" / "sandbox.md").read_text()
 
 
-MODULES = ["_clock", "_phone", "_redact", "_retry", "_planner"]
+MODULES = ["_clock", "_phone", "_redact", "_retry", "_planner", "_bulk._items"]
 
 
 @pytest.mark.parametrize("module", MODULES)

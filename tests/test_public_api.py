@@ -85,6 +85,8 @@ PUBLIC = {
     "RetryPolicy",
     "RetrySafety",
     "Route",
+    "SameLine",
+    "SeenLines",
     "Send",
     "ServerError",
     "SystemClock",

@@ -175,6 +175,12 @@ def result_rows(scenarios: bool) -> list[ResultRow]:
             plan(clock, "+5511900000007", **open_in(0, 0, 0)),
             "blocked-at-code-request",
         ),
+        # The same line as an earlier number (Brazil's ninth digit): not checked again.
+        ResultRow(
+            "+5521887654321",
+            pz.SameLine(8, pz.PhoneNumber.parse("+5521987654321")),
+            "(mix)",
+        ),
     ]
     if not scenarios:
         rows = [ResultRow(row.number, row.result) for row in rows]
@@ -195,7 +201,13 @@ def test_results_show_every_number_outcome_wait_and_error(scenarios: bool, width
     if width >= 100:  # when each channel opens: a column of its own
         assert {"Next", "SMS", "Voice"} <= set(headers)
     for row in rows:
-        outcome = "error" if isinstance(row.result, Exception) else row.result.outcome.value
+        if isinstance(row.result, Exception):
+            outcome = "error"
+        elif isinstance(row.result, pz.SameLine):
+            outcome = "same_line"
+            assert "the same line as number 9 (+5521987654321), checked there" in flat(text)
+        else:
+            outcome = row.result.outcome.value
         line = line_with(text, row.number, outcome)
         if scenarios and "Scenario" in headers:
             assert f"  {row.scenario}  " in line

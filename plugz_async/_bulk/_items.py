@@ -1,9 +1,10 @@
 """A bulk run's rows and items: what goes in, what comes out, and when it is done.
 
 `BulkRow` is one row of input (a number, perhaps with its own instance); `BulkItem`
-is its result, exactly one of an answer and an error, with the results-file record it
-makes (`BulkItem.to_dict`). `is_final` says whether a row is done for good, or must be
-checked again by a resumed run.
+is its result, exactly one of an answer, an error and an earlier row of the same line
+(`SameLine`), with the results-file record it makes (`BulkItem.to_dict`). `is_final`
+says whether a row is done for good, or must be checked again by a resumed run.
+`SeenLines` is what a run remembers of the lines it met: one small entry a line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ __all__ = [
     "BulkItem",
     "BulkRow",
     "NumberInput",
+    "SameLine",
+    "SeenLines",
     "as_input",
     "is_final",
     "number_in",
@@ -103,6 +106,82 @@ def number_in(row: Mapping[str, Any]) -> str | None:
     return None if ddi is None or phone is None else f"+{ddi.lstrip('+')} {phone}"
 
 
+@attrs.frozen
+class SameLine:
+    """The earlier row that holds a row's line: the line was checked there, once, and the
+    row was not sent (`BulkItem.same_line_as`).
+
+    Two rows hold one line when their numbers are equal, or when one is a Brazilian mobile
+    in its old 8-digit form and the other its form with the ninth digit
+    (`PhoneNumber.line`); whatever their instances.
+
+    Attributes:
+        index: that row's index in the input (0-based: row ``index + 1``).
+        number: its number, in the form that row wrote it.
+    """
+
+    index: int
+    number: PhoneNumber
+
+    def __str__(self) -> str:
+        return f"the same line as row {self.index + 1} (index {self.index}, {self.number.e164})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a results file holds it: ``{"index": 3, "number": "+554499999999"}``."""
+        return {"index": self.index, "number": self.number.e164}
+
+
+class SeenLines:
+    """The lines a bulk run has met, each with the first row that held it.
+
+    `add` says whether a row's line is new or whose it is. One small entry a line (the
+    line's digits and the first row's index, about 120 bytes): a run over a million
+    distinct numbers holds some 120 MB for it, and a million rows of one line hold one.
+    Give one to `PlugzClient.check_many` (``seen_lines=``) to have a run go on from what
+    earlier runs checked (`ResultsFile.seen_lines`, after a resume) or to share lines
+    between runs.
+    """
+
+    __slots__ = ("_first",)
+
+    def __init__(self) -> None:
+        # The line's E.164 digits, as an int -> the first row's index, times 2, plus 1 when
+        # that row wrote the line in its old form (the form is all that differs).
+        self._first: dict[int, int] = {}
+
+    def add(self, index: int, number: PhoneNumber) -> SameLine | None:
+        """Note that row ``index`` holds ``number``: ``None`` when its line is new (the row
+        is now the line's first), else the earlier row that holds it.
+
+        Example:
+            >>> seen = SeenLines()
+            >>> seen.add(0, PhoneNumber.parse("+55 44 9999-9999")) is None
+            True
+            >>> print(seen.add(5, PhoneNumber.parse("+55 44 99999-9999")))
+            the same line as row 1 (index 0, +554499999999)
+        """
+        line = number.line
+        key = int(line.ddi + line.phone)
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = index << 1 | (line.phone != number.phone)
+            return None
+        return self._row(key, first)
+
+    @staticmethod
+    def _row(key: int, first: int) -> SameLine:
+        digits = str(key)
+        if first & 1:  # the old form: the ninth digit (after 55 and the area code) dropped
+            digits = digits[:4] + digits[5:]
+        return SameLine(first >> 1, PhoneNumber.parse("+" + digits))
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def __repr__(self) -> str:
+        return f"<SeenLines: {len(self._first)} lines>"
+
+
 #: What a bulk run takes as one number: text, a `PhoneNumber`, a `BulkRow`, or a mapping
 #: (a CSV row: ``{"number": ...}`` or ``{"ddi": ..., "phone": ...}``).
 NumberInput = str | PhoneNumber | BulkRow | Mapping[str, Any]
@@ -130,17 +209,21 @@ def as_input(row: object) -> object:
 
 @attrs.frozen(kw_only=True)
 class BulkItem:
-    """One input row's result: exactly one of ``availability`` and ``error`` is set.
+    """One input row's result: exactly one of ``availability``, ``error`` and
+    ``same_line_as`` is set.
 
     Attributes:
         index: the row's position in the input (0-based).
         key: the row's key (its ``key``, else its position) for resuming.
         input: the row as given (without any token), JSON-ready.
-        number: the number as parsed (``None`` when it could not be).
+        number: the number as parsed (``None`` when it could not be), in the form written.
         availability: the answer, when there is one.
         error: the error, when there is one (``InvalidPhoneNumber`` for a bad row).
         attempts: the requests sent for this row.
         instance_id: the instance it was checked on.
+        same_line_as: the earlier row of the run that holds this row's line (the same
+            number, or Brazil's other form of it), when one does: the line was checked
+            there, and this row was not sent (``outcome`` is ``PlanOutcome.SAME_LINE``).
     """
 
     index: int
@@ -152,6 +235,7 @@ class BulkItem:
     attempts: int = 0
     instance_id: str | None = None
     planner: RegistrationPlanner | None = attrs.field(default=None, repr=False, eq=False)
+    same_line_as: SameLine | None = None
 
     @functools.cached_property
     def plan(self) -> RegistrationPlan | None:
@@ -162,20 +246,25 @@ class BulkItem:
 
     @property
     def ok(self) -> bool:
-        """Whether the row has an answer (not an error)."""
-        return self.error is None
+        """Whether the row has an answer of its own: ``False`` for an error, and for a row
+        whose line an earlier row holds (``same_line_as``: that row has the answer)."""
+        return self.availability is not None
 
     @property
     def final(self) -> bool:
-        """Whether the row is done for good: an answer, or an error of the row's own (a
-        number that cannot exist, a 400). ``False`` for an error that may pass (a 5xx, a
-        timeout, a refused credential...): a resumed run checks the row again."""
+        """Whether the row is done for good: an answer, an error of the row's own (a
+        number that cannot exist, a 400), or an earlier row of the same line. ``False`` for
+        an error that may pass (a 5xx, a timeout, a refused credential...): a resumed run
+        checks the row again."""
         return is_final(self.error)
 
     @property
     def outcome(self) -> PlanOutcome:
-        """The plan's outcome (``PlanOutcome.READY``...), or ``PlanOutcome.ERROR``: a
-        `PlanOutcome`, which compares equal to its text (``item.outcome == "ready"``)."""
+        """The plan's outcome (``PlanOutcome.READY``...), ``PlanOutcome.ERROR`` or
+        ``PlanOutcome.SAME_LINE``: a `PlanOutcome`, which compares equal to its text
+        (``item.outcome == "ready"``)."""
+        if self.same_line_as is not None:
+            return PlanOutcome.SAME_LINE
         plan = self.plan
         return PlanOutcome.ERROR if plan is None else plan.outcome
 
@@ -191,6 +280,7 @@ class BulkItem:
             error=self.error,
             attempts=self.attempts,
             instance_id=self.instance_id,
+            same_line_as=self.same_line_as,
         )
 
 
@@ -205,21 +295,28 @@ def record(
     error: Exception | None,
     attempts: int,
     instance_id: str | None = None,
+    same_line_as: SameLine | None = None,
 ) -> dict[str, Any]:
     """The record of one number's result, as results files and ``--json`` hold it: the
-    input, the number, the answer (from the plan) or the error, and the plan."""
+    input, the number, the answer (from the plan) or the error, and the plan; or the
+    earlier row of the same line (``same_line_as``)."""
+    if same_line_as is not None:
+        outcome = PlanOutcome.SAME_LINE.value
+    else:
+        outcome = "error" if plan is None else plan.outcome.value
     return {
         "key": key,
         "index": index,
         "input": input,
         "number": None if number is None else number.e164,
         "instance_id": instance_id,
-        "outcome": "error" if plan is None else plan.outcome.value,
+        "outcome": outcome,
         "final": is_final(error),
         "attempts": attempts,
         "availability": None if availability is None else availability.to_dict(),
         "plan": None if plan is None else plan.to_dict(),
         "error": None if error is None else _error_dict(error),
+        "same_line_as": None if same_line_as is None else same_line_as.to_dict(),
     }
 
 

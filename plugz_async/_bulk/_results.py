@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from plugz_async._errors import InvalidArgument, require
+from plugz_async._phone import PhoneNumber
 from plugz_async._planner import PlanOutcome
 
-from ._items import FINAL_ERROR_NAMES, BulkItem
+from ._items import FINAL_ERROR_NAMES, BulkItem, SeenLines
 
 __all__ = [
     "CSV_FIELDS",
@@ -94,7 +95,12 @@ CSV_FIELDS = [
     "wa_old_ready_at",
     "error_type",
     "error_message",
+    "same_line_as",
+    "same_line_as_number",
 ]
+# The header of the results files written before a line was checked once (no same_line_as
+# columns): still resumed, and written again with the new header.
+_CSV_FIELDS_BEFORE_LINES = CSV_FIELDS[:-2]
 
 
 def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,6 +108,7 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
     availability = record.get("availability") or {}
     plan = record.get("plan") or {}
     error = record.get("error") or {}
+    same = record.get("same_line_as") or {}
     ready = {w["channel"]: w["ready_at"] for w in plan.get("windows", []) if w.get("eligible")}
     given = record.get("input")
     return {
@@ -127,6 +134,8 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "wa_old_ready_at": ready.get("wa_old"),
         "error_type": error.get("type"),
         "error_message": error.get("message"),
+        "same_line_as": same.get("index"),
+        "same_line_as_number": same.get("number"),
     }
 
 
@@ -171,6 +180,9 @@ class ResultsFile:
             (``"ready"``, ``"error"``...).
         kept_errors: the error classes among them, counted.
         dropped: how many records were dropped, to be done again.
+        seen_lines: after ``open(resume=True)``, the lines of the rows the records kept
+            checked, each with its row: give it to ``check_many(seen_lines=...)``, so that
+            a row left whose line one of them holds is not checked again.
     """
 
     def __init__(self, path: str | Path, *, format: str | None = None) -> None:
@@ -186,7 +198,9 @@ class ResultsFile:
         self.kept: Counter[PlanOutcome] = Counter()
         self.kept_errors: Counter[str] = Counter()
         self.dropped = 0
+        self.seen_lines = SeenLines()
         self._file: io.TextIOWrapper | None = None
+        self._old_header = False  # a CSV written before the same_line_as columns
         self._lock_file: tuple[int, Path] | None = None
 
     def _has_records(self) -> bool:
@@ -281,6 +295,7 @@ class ResultsFile:
         done: set[str] = set()
         kept: list[str] = []
         dropped = 0
+        self._old_header = False
         for line, record in self._records(text):
             key = str(record.get("key"))
             if record.get("key") is None or key in done or not record_is_final(record):
@@ -289,20 +304,37 @@ class ResultsFile:
             if check is not None:
                 check(record)
             done.add(key)
-            kept.append(line)
-            self.kept[_outcome(record.get("outcome"))] += 1
+            kept.append(self._rewritten(record) if self._old_header else line)
+            outcome = _outcome(record.get("outcome"))
+            self.kept[outcome] += 1
+            if outcome is not PlanOutcome.SAME_LINE:
+                self._saw(record)
             error = record.get("error")
             name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
             if name:
                 self.kept_errors[str(name)] += 1
         self.dropped = dropped
-        if dropped:
+        if dropped or self._old_header:
             header = [self._csv_line(dict(zip(CSV_FIELDS, CSV_FIELDS, strict=True)))]
             self._replace((header if self.format == "csv" else []) + kept)
         elif whole < len(data):
             with open(self.path, "r+b") as f:
                 f.truncate(whole)
         return done
+
+    def _rewritten(self, row: Mapping[str, Any]) -> str:
+        """A row of a CSV written before the ``same_line_as`` columns, as a line of now."""
+        return self._csv_line({k: v for k, v in row.items() if k in CSV_FIELDS})
+
+    def _saw(self, record: Mapping[str, Any]) -> None:
+        """Note the line of a kept record's row in `seen_lines` (a record with no number,
+        or a damaged one, has none)."""
+        try:
+            index = int(record["index"])
+            number = PhoneNumber.parse(str(record.get("number")))
+        except (KeyError, TypeError, ValueError):  # InvalidPhoneNumber too
+            return
+        self.seen_lines.add(index, number)
 
     def _records(self, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(the record's text, the record) for each complete record of ``text``; a damaged
@@ -314,10 +346,13 @@ class ResultsFile:
         lines = text.splitlines(keepends=True)
         first = lines[0].strip() if lines else ""
         if self.format == "csv":
-            if first != ",".join(CSV_FIELDS):
+            fields = CSV_FIELDS
+            if first == ",".join(_CSV_FIELDS_BEFORE_LINES):
+                fields, self._old_header = _CSV_FIELDS_BEFORE_LINES, True
+            elif first != ",".join(CSV_FIELDS):
                 raise self._foreign("its first line is not the header of a results file")
             for line in lines[1:]:
-                for row in csv.DictReader([line], fieldnames=CSV_FIELDS):
+                for row in csv.DictReader([line], fieldnames=fields):
                     yield line, row
             return
         for number, line in enumerate(lines):

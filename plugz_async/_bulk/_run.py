@@ -6,7 +6,9 @@ requests in flight, paces every attempt (retries included) on a fixed timetable
 (`RateSchedule`, or a limiter of yours), pauses the whole run when the server answers 429,
 and yields a
 `BulkItem` per input row as each completes. A row that cannot be read, or
-any error of its own, becomes an item with an ``error``: the run goes on.
+any error of its own, becomes an item with an ``error``: the run goes on. A row whose
+line an earlier row holds (the same number, or a Brazilian mobile in its other form,
+whatever the rows' instances) is not sent: its item names that row (``same_line_as``).
 
 Errors that are about the run, not the row, stop it: a refused credential or an
 unknown instance (the same for every row of that instance), and an outage (row
@@ -39,7 +41,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware
 
-from ._items import BulkItem, BulkRow, NumberInput, as_input
+from ._items import BulkItem, BulkRow, NumberInput, SeenLines, as_input
 from ._pacing import Limiter, Pacer, RateSchedule, count_attempts
 from ._summary import BulkSummary
 
@@ -160,6 +162,13 @@ class BulkRun:
     Rows cut short by a stop are not yielded: a resumed run (``plugz-async bulk --resume``,
     or your own bookkeeping of ``item.key``) does them again, as it does every item whose
     ``final`` is false.
+
+    **One line, checked once.** A row whose number reaches the same line as an earlier
+    row's (the same digits, or a Brazilian mobile in its old 8-digit form and in its form
+    with the ninth digit: `PhoneNumber.line`) is not sent, whatever the rows' instances:
+    its item's ``same_line_as`` names the earlier row, its outcome is
+    ``PlanOutcome.SAME_LINE``, and it is final. The run keeps one small entry a line
+    (`SeenLines`); ``seen_lines=`` gives it the lines of earlier runs (a resume's).
     """
 
     def __init__(
@@ -176,6 +185,7 @@ class BulkRun:
         on_run_error: Literal["raise", "record"] = "raise",
         max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES,
         default_region: str | None = None,
+        seen_lines: SeenLines | None = None,
     ) -> None:
         self._region = check_region(default_region) or client.default_region
         if concurrency < 1:
@@ -203,6 +213,10 @@ class BulkRun:
         # Instances whose credentials were refused: their rows are recorded unsent. Keyed
         # by (instance id, token); None is the client's own instance; "*" the whole account.
         self._refused: dict[object, PlugzError] = {}
+        if seen_lines is not None and not isinstance(seen_lines, SeenLines):
+            raise InvalidArgument("seen_lines must be a SeenLines")
+        # Each line's first row: a row of a line met before is not sent.
+        self.seen_lines = SeenLines() if seen_lines is None else seen_lines
         self.summary = BulkSummary(started=client.clock.monotonic())
         self._iterator: AsyncGenerator[BulkItem, None] | None = None
 
@@ -390,7 +404,20 @@ class BulkRun:
             number = self._read(row, read)
             refused = self._refused_for(read.instance)
             if refused is not None:
-                raise refused  # the instance's credentials were refused: not sent again
+                # The instance's credentials were refused: not sent again, and the row holds
+                # no line (a row of it on another instance is checked).
+                raise refused
+            same = self.seen_lines.add(read.index, number)
+            if same is not None:  # checked in an earlier row: not sent again
+                return BulkItem(
+                    index=read.index,
+                    key=read.key,
+                    input=row if type(row) is str else as_input(row),
+                    number=number,
+                    instance_id=read.instance_id,
+                    planner=self._planner,
+                    same_line_as=same,
+                )
             availability = await read.client.check_availability(
                 number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )

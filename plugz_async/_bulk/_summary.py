@@ -95,7 +95,8 @@ class BulkSummary:
 
     total: int = 0
     outcomes: Counter[PlanOutcome] = attrs.field(factory=Counter)
-    """Rows by `PlanOutcome` (``PlanOutcome.ERROR`` for a failed check; see ``errors``)."""
+    """Rows by `PlanOutcome` (``PlanOutcome.ERROR`` for a failed check, see ``errors``;
+    ``PlanOutcome.SAME_LINE`` for a row whose line an earlier row holds, not sent)."""
     errors: Counter[str] = attrs.field(factory=Counter)
     attempts: int = 0
     started: float = 0.0
@@ -105,6 +106,9 @@ class BulkSummary:
     """Rows that ended in an error that may pass (see `BulkItem.final`): to do again."""
     stopped: str | None = None
     """The class of the error that stopped the run early, if one did."""
+    old_forms: int = 0
+    """Rows whose number is a Brazilian mobile in its old 8-digit form
+    (`PhoneNumber.is_old_form`): the same line as the form with the ninth digit."""
 
     def __repr__(self) -> str:
         """The counts, the wall time and rate, the outcomes and errors, and when each
@@ -127,6 +131,8 @@ class BulkSummary:
             f"retries={self.retries}",
             f"pending={self.pending}",
         ]
+        if self.old_forms:
+            parts.append(f"old_forms={self.old_forms}")
         if self.stopped is not None:
             parts.append(f"stopped={self.stopped!r}")
         opens = {channel.value: spread.describe() for channel, spread in self.opens.items()}
@@ -140,8 +146,10 @@ class BulkSummary:
 
     @property
     def retries(self) -> int:
-        """Requests beyond the first of each row."""
-        return max(0, self.attempts - (self.total - self.errors.get("InvalidPhoneNumber", 0)))
+        """Requests beyond the first of each row (rows not sent left out: an impossible
+        number, a line checked in an earlier row)."""
+        unsent = self.errors.get("InvalidPhoneNumber", 0) + self.outcomes[PlanOutcome.SAME_LINE]
+        return max(0, self.attempts - (self.total - unsent))
 
     @property
     def rate(self) -> float:
@@ -152,6 +160,12 @@ class BulkSummary:
         self.total += 1
         self.attempts += item.attempts
         self.wall_time = now - self.started
+        number = item.number
+        if number is not None and number.is_old_form:
+            self.old_forms += 1
+        if item.same_line_as is not None:
+            self.outcomes[PlanOutcome.SAME_LINE] += 1
+            return
         availability = item.availability
         if availability is None:
             self.outcomes[PlanOutcome.ERROR] += 1
@@ -180,5 +194,6 @@ class BulkSummary:
             "rate": round(self.rate, 1),
             "pending": self.pending,
             "stopped": self.stopped,
+            "old_forms": self.old_forms,
             "opens": {channel.value: spread.to_dict() for channel, spread in self.opens.items()},
         }

@@ -23,7 +23,7 @@ import yarl
 
 from plugz_async._client import PlugzClient
 from plugz_async._clock import Clock
-from plugz_async._config import ENV_DEFAULT_REGION
+from plugz_async._config import ENV_CANONICAL_NUMBERS, ENV_DEFAULT_REGION, canonical_setting
 from plugz_async._errors import (
     APIError,
     ConfigurationError,
@@ -40,7 +40,7 @@ from plugz_async._redact import Redactor
 from plugz_async._retry import default_policy
 
 from ._explain import CredentialSource, explain
-from ._render import console
+from ._render import console, old_forms_note
 
 __all__ = [
     "EXIT_API",
@@ -55,6 +55,7 @@ __all__ = [
     "PROG",
     "App",
     "CommandFailed",
+    "OldForms",
     "channel_list",
     "column_option",
     "connection_options",
@@ -212,6 +213,13 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also plan the in-app pop-up (needs the phone that holds the number, in hand)",
     )
+    tuning.add_argument(
+        "--canonical-numbers",
+        action="store_true",
+        help="send each number in its line's current form: a Brazilian mobile written in "
+        "its old 8-digit form goes with its ninth digit (default: as written; "
+        f"{ENV_CANONICAL_NUMBERS}=1 does the same); results keep the number as written",
+    )
 
 
 # -- the application ------------------------------------------------------------------------
@@ -267,12 +275,34 @@ class App:
         """``text`` read as the command reads numbers (in `region`)."""
         return PhoneNumber.parse(text, default_region=self.region)
 
+    @property
+    def canonical_numbers(self) -> bool:
+        """Whether numbers are sent in their line's current form: ``--canonical-numbers``,
+        else ``PLUGZ_CANONICAL_NUMBERS``.
+
+        Raises:
+            CommandFailed: ``PLUGZ_CANONICAL_NUMBERS`` is neither true nor false.
+        """
+        if getattr(self.args, "canonical_numbers", False):
+            return True
+        try:
+            return canonical_setting(
+                os.environ.get(ENV_CANONICAL_NUMBERS, ""), source=ENV_CANONICAL_NUMBERS
+            )
+        except ConfigurationError as exc:
+            raise CommandFailed(str(exc), EXIT_USAGE) from None
+
+    def note(self, text: str) -> None:
+        """A note on stderr: something to know, not an error (``plugz-async: note: ...``)."""
+        self.err.print(f"{PROG}: note: {text}", markup=False, highlight=False)
+
     def client_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
             "clock": self.clock,
             "timeout": self.args.timeout,
             "retry": default_policy(self.args.timeout, attempts=max(1, self.args.attempts)),
             "default_region": self.region,
+            "canonical_numbers": self.canonical_numbers,
         }
         proxy = getattr(self.args, "proxy", None)
         if proxy:
@@ -322,6 +352,27 @@ class App:
 
     def print_json(self, data: Any) -> None:
         self.out.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+class OldForms:
+    """The numbers of a run written in Brazil's old 8-digit form: said once, at the end of
+    the run, as a note naming the first and counting the others (`say`)."""
+
+    def __init__(self) -> None:
+        self.first: PhoneNumber | None = None
+        self.count = 0
+
+    def see(self, number: PhoneNumber | None) -> None:
+        """Count ``number`` if it is an old form."""
+        if number is not None and number.is_old_form:
+            self.count += 1
+            if self.first is None:
+                self.first = number
+
+    def say(self, app: App) -> None:
+        """The one note of the run, when it met an old form."""
+        if self.first is not None:
+            app.note(old_forms_note(self.first, self.count - 1, canonical=app.canonical_numbers))
 
 
 def proxy_secrets(proxy: str) -> list[str]:

@@ -35,6 +35,7 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    OldForms,
     column_option,
     connection_options,
     exit_code_for,
@@ -117,6 +118,8 @@ def resume_command(args: argparse.Namespace) -> str:
         words += ["--prefer", ",".join(c.value for c in args.prefer)]
     if args.allow_wa_old:
         words.append("--allow-wa-old")
+    if args.canonical_numbers:
+        words.append("--canonical-numbers")
     if args.sandbox:
         words.append("--sandbox")
     if args.json_summary:
@@ -276,6 +279,7 @@ class _Checked:
     done: set[str]
     stopped: PlugzError | None = None
     refused: BulkItem | None = None  # the first row of an instance of its own refused
+    old_forms: OldForms = attrs.field(factory=OldForms)
 
 
 async def _check(
@@ -299,7 +303,12 @@ async def _check(
             app.resume_hint = f"results so far are in {args.out}; resume with: {resume}"
             bar = _Bar(app, numbers, len(done))
             run = client.check_many(
-                bar.rows(done), concurrency=args.concurrency, max_rate=args.rate, planner=planner
+                bar.rows(done),
+                concurrency=args.concurrency,
+                max_rate=args.rate,
+                planner=planner,
+                # The lines the kept records checked: a row left of one is not sent again.
+                seen_lines=results.seen_lines,
             )
             await stack.enter_async_context(run)
             checked = _Checked(run.summary, done)
@@ -307,6 +316,7 @@ async def _check(
                 try:
                     async for item in run:
                         results.write(item)
+                        checked.old_forms.see(item.number)
                         if checked.refused is None and item.instance_id and is_refusal(item.error):
                             checked.refused = item
                         bar.checked(item, run.summary)
@@ -339,6 +349,7 @@ async def bulk(app: App) -> int:
         _report_json(app, summary, whole, results, skipped=len(done))
     elif whole.total:  # a run stopped before its first row has nothing to show
         _report(app, summary, whole, skipped=len(done))
+    checked.old_forms.say(app)
     return _ending(app, checked, whole, resume)
 
 

@@ -1,7 +1,9 @@
 """``plugz-async check`` and ``plugz-async plan``: a few numbers, each parsed and planned once.
 
 They ask the client directly (no bulk run, no summary): the first number alone, so a
-refused credential costs one request and is said once; the others a few at a time.
+refused credential costs one request and is said once; the others a few at a time. A
+number whose line an earlier number of the command holds (the same digits, or Brazil's
+other form of it) is not checked again: its row names that number.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import attrs
 from rich.live import Live
 
-from plugz_async._bulk._items import record
+from plugz_async._bulk._items import SameLine, SeenLines, record
 from plugz_async._client import PlugzClient
 from plugz_async._errors import (
     AuthenticationError,
@@ -36,6 +38,7 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    OldForms,
     connection_options,
     exit_code_for,
 )
@@ -84,6 +87,7 @@ class Checked:
     plan: RegistrationPlan | None = None
     error: Exception | None = None
     attempts: int = 0
+    same_line_as: SameLine | None = None
 
     @classmethod
     def parse(cls, index: int, given: str, region: str | None = None) -> Checked:
@@ -94,7 +98,7 @@ class Checked:
 
     def row(self) -> ResultRow:
         shown = self.given if self.number is None else self.number.e164
-        result = self.plan if self.plan is not None else self.error
+        result = self.plan if self.plan is not None else self.error or self.same_line_as
         assert result is not None
         return ResultRow(shown, result)
 
@@ -108,6 +112,7 @@ class Checked:
             plan=self.plan,
             error=self.error,
             attempts=self.attempts,
+            same_line_as=self.same_line_as,
         )
 
     async def check(self, client: PlugzClient, planner: RegistrationPlanner) -> None:
@@ -134,7 +139,7 @@ def _stops_the_rest(error: Exception | None) -> bool:
 async def check_all(app: App, planner: RegistrationPlanner, numbers: Sequence[Checked]) -> None:
     """Check every number that could be read: the first alone, then the rest a few at a
     time; a refused credential is every number's error, sent once."""
-    todo = [n for n in numbers if n.number is not None]
+    todo = [n for n in numbers if n.number is not None and n.same_line_as is None]
     if not todo:
         return
     async with AsyncExitStack() as stack:
@@ -166,6 +171,11 @@ async def check(app: App) -> int:
     numbers = [Checked.parse(index, given, region) for index, given in enumerate(app.args.numbers)]
     if all(n.error is not None for n in numbers) and not app.args.json:
         raise CommandFailed("; ".join(str(n.error) for n in numbers), EXIT_USAGE)
+    seen, old_forms = SeenLines(), OldForms()
+    for number in numbers:
+        if number.number is not None:  # one line, checked once: the first number of it
+            number.same_line_as = seen.add(number.index, number.number)
+            old_forms.see(number.number)
     await check_all(app, planner, numbers)
     if app.args.json:
         app.print_json([n.to_dict() for n in numbers])  # valid JSON in every case
@@ -179,6 +189,7 @@ async def check(app: App) -> int:
             more = len(said) - 1
             also = f" ({plural(more, 'more number')} the same)" if more else ""
             app.err.print(f"{PROG}: {said[0]}{also}", markup=False, highlight=False)
+    old_forms.say(app)
     # A run-level error (a refused token, an API out of reach) is said once, on stderr.
     for number in numbers:
         if isinstance(number.error, PlugzError) and is_run_error(number.error):
@@ -194,6 +205,9 @@ async def plan(app: App) -> int:
         number = Checked(0, app.args.number, app.parse_number(app.args.number))
     except InvalidPhoneNumber as error:  # said as check says it
         raise CommandFailed(str(error), EXIT_USAGE) from None
+    old_forms = OldForms()
+    old_forms.see(number.number)
+    old_forms.say(app)
     async with AsyncExitStack() as stack:
         client = await app.open_client(stack)
         await number.check(client, planner)

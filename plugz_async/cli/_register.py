@@ -31,6 +31,7 @@ from ._app import (
     PROG,
     App,
     CommandFailed,
+    OldForms,
     connection_options,
 )
 from ._render import humanize
@@ -161,6 +162,9 @@ async def register(app: App) -> int:
             "would request; run it in a terminal, or pipe the answers in",
             EXIT_USAGE,
         )
+    old_form = OldForms()
+    old_form.see(number)
+    old_form.say(app)
     prompts = Prompts(app)
     try:
         return await _register_with(app, planner, number, prompts)

@@ -20,7 +20,7 @@ import attrs
 from rich.console import Console
 from rich.text import Text
 
-from plugz_async._bulk._items import BulkItem
+from plugz_async._bulk._items import BulkItem, SameLine
 from plugz_async._bulk._summary import BulkSummary
 from plugz_async._errors import APIError, InvalidPhoneNumber, MissingCountryCode
 from plugz_async._models import Channel
@@ -45,11 +45,13 @@ __all__ = [
     "fold",
     "humanize",
     "next_step",
+    "old_forms_note",
     "opens_table",
     "plural",
     "queued_table",
     "registration_facts",
     "results_table",
+    "same_line_note",
     "span",
     "status_text",
     "statuses_table",
@@ -66,6 +68,7 @@ _STYLE = {
     PlanOutcome.BLOCKED: "red",
     PlanOutcome.UNAVAILABLE: "red",
     PlanOutcome.NO_CHANNEL: "red",
+    PlanOutcome.SAME_LINE: "dim",  # checked in an earlier row
 }
 
 
@@ -168,18 +171,37 @@ def fix_hint(error: Exception) -> str | None:
     return None
 
 
+def old_forms_note(first: PhoneNumber, more: int, *, canonical: bool) -> str:
+    """The note on a run's numbers written in Brazil's old 8-digit form: the first, how
+    many ``more``, and how they were sent."""
+    note = first.old_form_note or ""
+    if more:
+        are = "is an old form" if more == 1 else "are old forms"
+        note += f"; {plural(more, 'more number')} of this run {are} too"
+    if canonical:
+        return note + "; sent with the ninth digit (--canonical-numbers)"
+    return note + "; sent as written (--canonical-numbers sends the form with the ninth digit)"
+
+
+def same_line_note(same: SameLine, row: str = "row") -> str:
+    """A row whose line an earlier one holds: ``the same line as row 1 (+55...), checked
+    there`` (``row``: what the command calls its rows, ``number`` for ``check``)."""
+    return f"the same line as {row} {same.index + 1} ({same.number.e164}), checked there"
+
+
 @attrs.frozen
 class ResultRow:
-    """One number's row in the results table: how it is shown, and its plan or error.
+    """One number's row in the results table: how it is shown, and its plan or error, or
+    the earlier number of the same line.
 
     Attributes:
         number: the number as shown (E.164, or the text given when it could not be read).
-        result: the number's plan, or the error it met.
+        result: the number's plan, or the error it met, or the earlier number of its line.
         scenario: the sandbox scenario it plays (the demo's table shows them).
     """
 
     number: str
-    result: RegistrationPlan | Exception
+    result: RegistrationPlan | Exception | SameLine
     scenario: str = ""
 
 
@@ -203,6 +225,11 @@ def results_table(rows: Sequence[ResultRow], now: datetime, title: str | None = 
     for row in rows:
         shown = [row.number, row.scenario] if scenarios else [row.number]
         plan = row.result
+        if isinstance(plan, SameLine):
+            blank = [""] * (1 + len(_HEADERS))
+            outcome = Text(PlanOutcome.SAME_LINE.value, style=_STYLE[PlanOutcome.SAME_LINE])
+            table.add_row(*shown, outcome, *blank, same_line_note(plan, "number"))
+            continue
         if not isinstance(plan, RegistrationPlan):
             blank = [""] * (1 + len(_HEADERS))
             table.add_row(*shown, Text("error", style="bold red"), *blank, error_note(plan))
