@@ -319,7 +319,7 @@ class PhoneNumber:
             >>> PhoneNumber.parse("+55 44 3222-2222").line  # a landline: one form only
             PhoneNumber(ddi='55', phone='4432222222')
         """
-        if self.ddi != _BRAZIL:
+        if self.ddi != _BRAZIL or len(self.phone) != 10:  # the test of most, uncached
             return self
         ninth = _ninth_digit(self.phone)
         return self if ninth is None else PhoneNumber._checked(self.e164, self.ddi, ninth)
@@ -343,7 +343,9 @@ class PhoneNumber:
     @property
     def is_old_form(self) -> bool:
         """Whether this is the old form of another number (`line` says which)."""
-        return self.ddi == _BRAZIL and _ninth_digit(self.phone) is not None
+        return (
+            self.ddi == _BRAZIL and len(self.phone) == 10 and _ninth_digit(self.phone) is not None
+        )
 
     def same_line(self, other: str | PhoneNumber) -> bool:
         """Whether ``other`` reaches the same line (``other`` text is read as `parse`

@@ -355,3 +355,66 @@ def test_queue_register_refuses_the_other_form_naming_the_first(
     code, out, _ = run(capsys, "queue", "status", NEW)
     assert code == EXIT_OK
     assert "+554499999999" in out and "+5544999999999 (the same line; sent as queued)" in out
+
+
+async def test_a_worker_sends_the_number_as_queued_or_with_its_ninth_digit(
+    redis_url: str, queue: RegistrationQueue, sandbox: Sandbox
+) -> None:
+    names = list(sandbox.instances())
+    await queue.register(OLD, instance=names[0])
+    async with worker_running(sandbox, redis_url):
+        await checked(queue, OLD)
+    await queue.register("+55 44 8888-7777", instance=names[1])
+    async with worker_running(sandbox, redis_url, canonical_numbers=True):
+        await checked(queue, "+55 44 8888-7777")
+    sent = [
+        line_requests(sandbox, number, "registration-available")[0]["number"]
+        for number in (OLD, "+55 44 8888-7777")
+    ]
+    assert sent == ["554499999999", "5544988887777"]
+    status = await queue.status("+55 44 8888-7777")
+    assert status.number == "+554488887777"  # the registration keeps it as queued
+
+
+async def checked(queue: RegistrationQueue, number: str) -> None:
+    """Until the registration of ``number`` is past its availability check."""
+    deadline = time.monotonic() + 20
+    while (status := await queue.status(number)).step.value == "check":
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.05)
+
+
+def test_a_worker_refuses_a_canonical_setting_that_is_neither_true_nor_false() -> None:
+    with pytest.raises(pz.ConfigurationError, match="PLUGZ_CANONICAL_NUMBERS must be true"):
+        QueueWorker(
+            "redis://127.0.0.1:1/0",
+            client_token="c" * 32,
+            credentials={"A": "t" * 32},
+            environ={"PLUGZ_CANONICAL_NUMBERS": "maybe"},
+        )
+    worker = QueueWorker(
+        "redis://127.0.0.1:1/0",
+        client_token="c" * 32,
+        credentials={"A": "t" * 32},
+        environ={"PLUGZ_CANONICAL_NUMBERS": "yes"},
+    )
+    assert worker.canonical_numbers
+
+
+def test_queue_register_notes_an_old_form_once(
+    capsys: pytest.CaptureFixture[str], env: str, tmp_path: Path
+) -> None:
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text(
+        "number,instance\n+55 44 9999-9999,A\n+55 44 8888-7777,B\n+55 44 99777-6666,C\n"
+    )
+    code, _, err = run(capsys, "queue", "register", str(numbers))
+    assert code == EXIT_OK
+    said = " ".join(err.split())
+    assert said.count("note:") == 1
+    assert (
+        "+554499999999 is the old 8-digit form of +5544999999999 (Brazil's ninth digit): the"
+        " same line; 1 more number of this run is an old form too; queued as written, and the"
+        " workers send it so (plugz-async worker --canonical-numbers sends the form with the"
+        " ninth digit)"
+    ) in said

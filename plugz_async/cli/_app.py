@@ -358,9 +358,11 @@ class OldForms:
     """The numbers of a run written in Brazil's old 8-digit form: said once, at the end of
     the run, as a note naming the first and counting the others (`say`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, queued: bool = False) -> None:
         self.first: PhoneNumber | None = None
         self.count = 0
+        #: Queued, not sent: how they are sent is the workers' choice.
+        self.queued = queued
 
     def see(self, number: PhoneNumber | None) -> None:
         """Count ``number`` if it is an old form."""
@@ -372,7 +374,8 @@ class OldForms:
     def say(self, app: App) -> None:
         """The one note of the run, when it met an old form."""
         if self.first is not None:
-            app.note(old_forms_note(self.first, self.count - 1, canonical=app.canonical_numbers))
+            canonical = None if self.queued else app.canonical_numbers
+            app.note(old_forms_note(self.first, self.count - 1, canonical=canonical))
 
 
 def proxy_secrets(proxy: str) -> list[str]:

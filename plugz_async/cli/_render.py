@@ -171,13 +171,18 @@ def fix_hint(error: Exception) -> str | None:
     return None
 
 
-def old_forms_note(first: PhoneNumber, more: int, *, canonical: bool) -> str:
+def old_forms_note(first: PhoneNumber, more: int, *, canonical: bool | None) -> str:
     """The note on a run's numbers written in Brazil's old 8-digit form: the first, how
-    many ``more``, and how they were sent."""
+    many ``more``, and how they were sent (``canonical`` None: queued, the workers' choice)."""
     note = first.old_form_note or ""
     if more:
         are = "is an old form" if more == 1 else "are old forms"
         note += f"; {plural(more, 'more number')} of this run {are} too"
+    if canonical is None:
+        return note + (
+            "; queued as written, and the workers send it so (plugz-async worker"
+            " --canonical-numbers sends the form with the ninth digit)"
+        )
     if canonical:
         return note + "; sent with the ninth digit (--canonical-numbers)"
     return note + "; sent as written (--canonical-numbers sends the form with the ninth digit)"

@@ -28,7 +28,14 @@ from saq import Worker as SaqWorker
 from saq.types import Context, PartialTimersDict
 
 from plugz_async._clock import Clock, SystemClock
-from plugz_async._config import ENV_BASE_URL, ENV_CLIENT_TOKEN, base_url_of, credential
+from plugz_async._config import (
+    ENV_BASE_URL,
+    ENV_CANONICAL_NUMBERS,
+    ENV_CLIENT_TOKEN,
+    base_url_of,
+    canonical_setting,
+    credential,
+)
 from plugz_async._connections import Connections
 from plugz_async._errors import ConfigurationError, InvalidArgument
 from plugz_async._planner import RegistrationPlanner
@@ -310,6 +317,9 @@ class QueueWorker:
             "no wait in force" would not prove the request never went out. A worker whose
             settings cannot keep to it refuses to start.
         middlewares: attempt middlewares for every client (``PlugzClient``'s).
+        canonical_numbers: send each number in its line's current form (a Brazilian
+            mobile queued in its old 8-digit form goes with its ninth digit); by default
+            as queued, or as ``PLUGZ_CANONICAL_NUMBERS`` says (see ``PlugzClient``).
         clock: the clock (tests).
         environ: the environment to read (``os.environ`` when None).
         handle_signals: stop gracefully on SIGTERM and SIGINT (saq's handlers, put back
@@ -345,6 +355,7 @@ class QueueWorker:
         max_pin_attempts: int = 3,
         code_wait_floor: float = CODE_WAIT_FLOOR,
         middlewares: Sequence[AttemptMiddleware] = (),
+        canonical_numbers: bool | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
         handle_signals: bool = True,
@@ -377,6 +388,10 @@ class QueueWorker:
         # (where a mistake would fail every registration of the queue in turn).
         self._client_token = credential("client_token", token.strip())
         self._base_url = base_url or env.get(ENV_BASE_URL, "").strip() or None
+        self.canonical_numbers = canonical_setting(
+            env.get(ENV_CANONICAL_NUMBERS, "") if canonical_numbers is None else canonical_numbers,
+            source=ENV_CANONICAL_NUMBERS if canonical_numbers is None else "canonical_numbers",
+        )
         if self._base_url is not None:
             base_url_of(self._base_url)
         as_timeout(request_timeout)
@@ -520,6 +535,7 @@ class QueueWorker:
             retry=RetryPolicy(deadline=self.request_timeout),
             clock=self.machine.clock,
             middlewares=self._middlewares,
+            canonical_numbers=self.canonical_numbers,
             **options,
         )
 

@@ -21,7 +21,15 @@ from plugz_async._errors import (
     RegistrationStateError,
     UnknownRegistrationError,
 )
-from plugz_async.cli._app import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, PROG, App, CommandFailed
+from plugz_async.cli._app import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    App,
+    CommandFailed,
+    OldForms,
+)
 from plugz_async.cli._numbers import NumbersFile, open_numbers
 from plugz_async.cli._render import queued_table
 
@@ -156,12 +164,18 @@ def _number_rows(app: App, inputs: Sequence[str], default: str | None) -> list[R
 
 
 async def _queue_one(
-    registrations: RegistrationQueue, row: RowToQueue, *, restart: bool = False
+    registrations: RegistrationQueue,
+    row: RowToQueue,
+    *,
+    restart: bool = False,
+    old_forms: OldForms | None = None,
 ) -> Queued:
     try:
         phone = registrations.parse_number(row.text)
     except InvalidPhoneNumber as error:
         return Queued(row, error=error)
+    if old_forms is not None:
+        old_forms.see(phone)
     if not row.instance:
         return Queued(
             row,
@@ -208,11 +222,16 @@ async def register(app: App) -> int:
         else _number_rows(app, args.inputs, default)
     )
     results: list[Queued] = []
+    old_forms = OldForms(queued=True)
     with redis_errors(target):
         async with open_queue(app, target, planner=planner) as registrations:
             for row in rows:
-                results.append(await _queue_one(registrations, row, restart=args.restart))
+                queued = await _queue_one(
+                    registrations, row, restart=args.restart, old_forms=old_forms
+                )
+                results.append(queued)
     _report(app, target, results, from_file=from_file)
+    old_forms.say(app)
     refused = [r for r in results if r.error is not None]
     if refused:
         where = f"{name_of(args.inputs[0])}: " if from_file else ""

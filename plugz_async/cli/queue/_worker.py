@@ -159,6 +159,13 @@ def _work_options(parser: argparse.ArgumentParser) -> None:
         help="seconds between asking whether a device transfer was approved (default 5)",
     )
     work.add_argument(
+        "--canonical-numbers",
+        action="store_true",
+        help="send each number in its line's current form: a Brazilian mobile queued in its"
+        " old 8-digit form goes with its ninth digit (default: as queued;"
+        " PLUGZ_CANONICAL_NUMBERS=1 does the same)",
+    )
+    work.add_argument(
         "--connected-timeout",
         type=non_negative,
         default=CONNECTED_TIMEOUT,
@@ -448,6 +455,7 @@ def _queue_worker(
             device_poll_interval=args.device_poll_interval,
             connected_timeout=args.connected_timeout,
             connected_poll_interval=args.connected_poll_interval,
+            canonical_numbers=app.canonical_numbers,
             request_timeout=args.timeout,
             shutdown_grace=args.shutdown_grace,
             clock=app.clock,
