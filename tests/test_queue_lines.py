@@ -354,7 +354,7 @@ def test_queue_register_refuses_the_other_form_naming_the_first(
     assert code == EXIT_OK
     code, out, _ = run(capsys, "queue", "status", NEW)
     assert code == EXIT_OK
-    assert "+554499999999" in out and "+5544999999999 (the same line; sent as queued)" in out
+    assert "+554499999999" in out and "+5544999999999 (the current form of this line)" in out
 
 
 async def test_a_worker_sends_the_number_as_queued_or_with_its_ninth_digit(

@@ -459,7 +459,7 @@ def registration_facts(status: RegistrationStatus, now: datetime, overdue: float
     rows: list[tuple[str, str | Text | Short]] = [("Number", status.number)]
     line = PhoneNumber.parse(status.number).line.e164
     if line != status.number:  # queued in the old form of a Brazilian mobile
-        rows.append(("Line", f"{line} (the same line; sent as queued)"))
+        rows.append(("Line", f"{line} (the current form of this line)"))
     rows += [
         ("Instance", status.instance),
         ("Status", status_text(status)),
