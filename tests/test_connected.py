@@ -8,15 +8,17 @@ states stored by the previous version, which must still load and go on.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from helpers import CONFIG, a_person
+from helpers import a_person
+from test_flow import client as client  # the fixtures: the sandbox, its clock, a client
+from test_flow import clock as clock
+from test_flow import sb as sb
 
 import plugz_async as pz
-from plugz_async.sandbox import CONFIRMATION_CODE, Reply, Sandbox, running
+from plugz_async.sandbox import CONFIRMATION_CODE, Reply, Sandbox
 
 NEVER = "+55 11 90000-0013"
 READY = "+55 11 90000-0001"
@@ -26,23 +28,6 @@ NOT_YET = {"connected": False, "error": "You are not connected.", "smartphoneCon
 Kind = pz.EventKind
 Outcome = pz.RegistrationOutcome
 Step = pz.RegistrationStep
-
-
-@pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with running(CONFIG) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def clock(sb: Sandbox) -> pz.FakeClock:
-    return pz.FakeClock(start=pz.SystemClock().now(), on_advance=sb.advance)
-
-
-@pytest.fixture
-async def client(sb: Sandbox, clock: pz.FakeClock) -> AsyncIterator[pz.PlugzClient]:
-    async with sb.new_client(clock=clock, timeout=2.0) as c:
-        yield c
 
 
 def kinds(registration: pz.Registration) -> list[str]:
