@@ -372,6 +372,13 @@ class PlugzClient:
             seen_lines=seen_lines,
         )
 
+    def _sends_line(self, canonical: bool | None) -> bool:
+        if canonical is None:
+            return self._canonical_numbers
+        if not isinstance(canonical, bool):
+            raise InvalidArgument(f"canonical must be True, False or None, not {canonical!r}")
+        return canonical
+
     def redact(self, text: str) -> str:
         """``text`` with this client's secrets masked as ``***`` (for your own logs)."""
         return self._redactor.redact(text)
@@ -463,6 +470,7 @@ class PlugzClient:
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
         middlewares: Sequence[AttemptMiddleware] = (),
+        canonical: bool | None = None,
     ) -> Availability:
         """Ask whether ``number`` can be registered, and when each code channel opens.
 
@@ -479,6 +487,11 @@ class PlugzClient:
             middlewares: attempt middlewares for this call only, run inside the
                 client's own (bulk runs pace and count their attempts this way). Every
                 route method takes these three.
+            canonical: send the line's current form (``True``) or the number as
+                written (``False``), for this call only; ``None``: as
+                ``canonical_numbers`` says. A registration decides it once, at its
+                check, so that every request of it sends one form. `request_code`
+                takes it too.
 
         Returns:
             The `Availability`, stamped with the moment it was received.
@@ -490,7 +503,7 @@ class PlugzClient:
             ResponseDecodeError: the answer was not the JSON object expected.
         """
         phone = self.parse_number(number)
-        sent = phone.line if self._canonical_numbers else phone
+        sent = phone.line if self._sends_line(canonical) else phone
         return await self._call(
             REGISTRATION_AVAILABLE, sent.wire_json(), retry, timeout, middlewares, number=phone
         )
@@ -503,6 +516,7 @@ class PlugzClient:
         retry: RetryPolicy | None = None,
         timeout: float | aiohttp.ClientTimeout | None = None,
         middlewares: Sequence[AttemptMiddleware] = (),
+        canonical: bool | None = None,
     ) -> CodeRequest:
         """Ask for a registration code on ``channel`` (``"sms"``, ``"voice"``, ``"wa_old"``).
 
@@ -517,7 +531,7 @@ class PlugzClient:
         """
         phone = self.parse_number(number)
         wanted = channel_of(channel)
-        sent = phone.line if self._canonical_numbers else phone
+        sent = phone.line if self._sends_line(canonical) else phone
         body = {**sent.to_wire(), "method": wanted.value}
         return await self._call(
             REQUEST_CODE, body, retry, timeout, middlewares, number=phone, channel=wanted
@@ -644,9 +658,12 @@ class PlugzClient:
         only asks.
         """
         status = await self._call(INSTANCE_STATUS, None, retry, timeout, middlewares)
-        if status.error is None:
-            return status
-        return attrs.evolve(status, error=self._redactor.redact(status.error))
+        redact = self._redactor.redact
+        # The text of the answer may echo a secret (the server echoes a wrong Client-Token):
+        # masked in the answer as kept (raw, to_dict) as in its fields.
+        raw = {k: redact(v) if isinstance(v, str) else v for k, v in status.raw.items()}
+        error = None if status.error is None else redact(status.error)
+        return attrs.evolve(status, error=error, raw=raw)
 
     def registration(
         self,

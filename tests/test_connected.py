@@ -147,6 +147,36 @@ def test_a_negative_bound_is_refused(clock: pz.FakeClock) -> None:
             pz.RegistrationMachine(planner=planner, connected_timeout=wrong)  # type: ignore[arg-type]
 
 
+def test_a_bound_past_a_day_is_refused_before_any_request(clock: pz.FakeClock) -> None:
+    # inf would fail only once the code was confirmed (no date that far): refused now.
+    planner = pz.RegistrationPlanner(clock=clock)
+    for name in ("connected_timeout", "device_timeout"):
+        for wrong in (float("inf"), 86_401.0, 1e300):
+            options: dict[str, Any] = {name: wrong}
+            with pytest.raises(pz.InvalidArgument, match=f"{name} must be 86400 seconds"):
+                pz.RegistrationMachine(planner=planner, **options)
+    pz.RegistrationMachine(planner=planner, connected_timeout=86_400, device_timeout=86_400)
+
+
+async def test_a_poll_interval_past_a_day_is_refused(client: pz.PlugzClient) -> None:
+    with pytest.raises(pz.InvalidArgument, match="connected_poll_interval must be 86400"):
+        client.registration(READY, connected_poll_interval=float("inf"))
+
+
+@pytest.mark.parametrize("option", ["--connected-timeout", "--connected-poll-interval"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_the_worker_command_refuses_a_bound_that_is_no_finite_number(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("saq")
+    from plugz_async.cli import EXIT_USAGE, main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", f"{option}={value}"])
+    assert exited.value.code == EXIT_USAGE
+    assert f"'{value}' is not a finite number" in capsys.readouterr().err
+
+
 # -- the machine alone, on an injected clock ----------------------------------------------------
 
 

@@ -73,7 +73,9 @@ async def test_the_worker_ends_an_instance_that_never_connects_not_connected(
     assert data["instance_error"] == RESTORE and data["outcome"] == "not_connected"
     # It only asked: one code, however many times the status was asked.
     assert len(code_requests(sandbox, NEVER)) == 1
-    assert 3 <= len(status_requests(sandbox, instances[0])) <= 8
+    # Asked before its deadline and once past it, at least; never more often than the
+    # poll interval allows (QUICK: every 0.1 s for 0.5 s).
+    assert 2 <= len(status_requests(sandbox, instances[0])) <= 8
     assert ready.status == "connected" and ready.instance_error is None
     assert [e.kind.value for e in ready.events][-2:] == ["instance_connected", "finished"]
     assert len(status_requests(sandbox, instances[1])) == 1

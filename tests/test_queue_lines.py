@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 pytest.importorskip("saq")
@@ -27,8 +28,11 @@ from test_queue_cli import env as env  # the fixture
 from test_queue_cli import run
 
 import plugz_async as pz
+from plugz_async._registration import ACTIONS, RegistrationMachine, RegistrationState, StepContext
 from plugz_async.cli import EXIT_INCOMPLETE, EXIT_OK
 from plugz_async.queue import QueueWorker, RegistrationQueue
+from plugz_async.queue._record import CodeIntent
+from plugz_async.queue._store import Store
 from plugz_async.sandbox import CONFIRMATION_CODE, Sandbox, SandboxConfig, running
 from plugz_async.sandbox._scenarios import mixed_answer
 
@@ -116,22 +120,27 @@ async def test_a_restart_in_the_other_form_starts_the_line_afresh(
 # -- two processes, two forms, two instances, at the same moment ---------------------------
 
 RACER = """
-import asyncio, json, sys, time
+import asyncio, json, sys
+import redis.asyncio as aioredis
 from plugz_async import RegistrationStateError
 from plugz_async.queue import RegistrationQueue
 
 async def main():
-    url, start, gap, pairs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+    url, me, other, pairs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     said = []
+    barrier = aioredis.from_url(url)
     async with RegistrationQueue(url, environ={}) as queue:
         await queue.size()  # connected before the first round
         for i, (number, instance) in enumerate(zip(pairs[::2], pairs[1::2])):
-            await asyncio.sleep(max(0.0, start + i * gap - time.time()))
+            # A barrier a round: each racer says it is there, and waits for the other.
+            await barrier.rpush(f"race:{other}:{i}", 1)
+            assert await barrier.blpop([f"race:{me}:{i}"], timeout=30)
             try:
                 await queue.register(number, instance=instance)
                 said.append("accepted")
             except RegistrationStateError:
                 said.append("refused")
+    await barrier.aclose()
     print(json.dumps(said))
 
 asyncio.run(main())
@@ -141,17 +150,16 @@ ROUNDS = 24
 
 
 def start_racers(redis_url: str, *pairs: list[str]) -> list[subprocess.Popen[str]]:
-    """A process a list of (number, instance) pairs, each registering its pair of round i
-    at the same moment as the others (rounds 50 ms apart, from 3 s on: all are up and
-    connected by then)."""
-    start = time.time() + 3.0
+    """Two processes, each with a list of (number, instance) pairs, that register their
+    pairs of round i together (a barrier in Redis a round)."""
+    names = ["a", "b"]
     return [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, redis_url, repr(start), "0.05", *each],
+            [sys.executable, "-c", RACER, redis_url, me, other, *each],
             stdout=subprocess.PIPE,
             text=True,
         )
-        for each in pairs
+        for me, other, each in zip(names, reversed(names), pairs, strict=True)
     ]
 
 
@@ -418,3 +426,100 @@ def test_queue_register_notes_an_old_form_once(
         " workers send it so (plugz-async worker --canonical-numbers sends the form with the"
         " ninth digit)"
     ) in said
+
+
+# -- the form a registration is sent in, kept across workers --------------------------------
+
+
+async def test_a_worker_set_otherwise_that_takes_a_dead_run_over_sends_no_second_code(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    """The code went out in the old form, then its run died; the worker that takes the step
+    over sends numbers with their ninth digit. It must ask about the form the code went in
+    (the wait it started is there), not its own: else it sees no wait and sends again."""
+    old, _new = ready_lines(1)[0]
+    # Waits of 25 s and more: still in force when the step is looked at again.
+    async with running(attrs.evolve(CONFIG, wait_scale=0.2)) as sandbox:
+        name = next(iter(sandbox.instances()))
+        await queue.register(old, instance=name)
+        redis: Any = aioredis.from_url(redis_url)
+        try:
+            store = Store(redis, queue="plugz")
+            record = await store.find(pz.PhoneNumber.parse(old))
+            assert record is not None
+            machine = RegistrationMachine(planner=pz.RegistrationPlanner())
+            state = RegistrationState.from_dict(record.state)
+            async with sandbox.new_client() as client:  # the dead run, sending as written
+                context = StepContext(machine, client)
+                state = await ACTIONS[state.step](context, state, None)
+                assert state.canonical is False and state.step.value == "request_code"
+                await client.request_code(old, pz.Channel.SMS)  # its request went out
+            at = await store.server_time()
+            intent = CodeIntent(id="dead-run", channel="sms", lease_until=at - 4, written_at=at - 5)
+            await store.write(record, state, intent=intent)
+        finally:
+            await redis.aclose()
+        async with worker_running(sandbox, redis_url, canonical_numbers=True):
+            deadline = time.monotonic() + 15
+            while (status := await queue.status(old)).status != "confirm_code":
+                assert time.monotonic() < deadline, (status.status, status.error)
+                await asyncio.sleep(0.05)
+        codes = line_requests(sandbox, old, "request-registration-code")
+        checks = line_requests(sandbox, old, "registration-available")
+        assert [c["number"] for c in codes] == [digits(old)]  # one code, no second
+        assert {c["number"] for c in checks} == {digits(old)}  # every check in its form
+
+
+async def test_a_registration_checked_as_written_sends_its_code_as_written(
+    sandbox: Sandbox,
+) -> None:
+    """One form for every request of a registration: the one its check went in."""
+    old, _new = ready_lines(1)[0]
+    machine = RegistrationMachine(planner=pz.RegistrationPlanner())
+    state = machine.start(pz.PhoneNumber.parse(old))
+    async with sandbox.new_client() as as_written:
+        state = await ACTIONS[state.step](StepContext(machine, as_written), state, None)
+    async with sandbox.new_client(canonical_numbers=True) as canonical:
+        state = await ACTIONS[state.step](StepContext(machine, canonical), state, None)
+    assert state.step.value == "confirm_code"
+    sent = [
+        e["number"]
+        for e in sandbox.requests()
+        if e["route"] in ("registration-available", "request-registration-code")
+    ]
+    assert sent == [digits(old), digits(old)]
+    # A state stored before the form was kept was sent as written, once checked.
+    stored = state.to_dict()
+    del stored["canonical"]
+    assert RegistrationState.from_dict(stored).canonical is False
+
+
+# -- two records of one line, left by 0.1.0 --------------------------------------------------
+
+
+async def test_two_records_of_one_line_from_0_1_0_each_stay_reachable(
+    redis_url: str, queue: RegistrationQueue
+) -> None:
+    """0.1.0 could queue both forms of a line: the unfinished one is found, and of two
+    unfinished ones the one under the form asked for."""
+    await restore_previous(redis_url)
+    redis: Any = aioredis.from_url(redis_url)
+    try:
+        old_key, line_key = "plugz:plugz:reg:+554499999999", "plugz:plugz:reg:+5544999999999"
+        copy = await redis.hgetall(old_key)
+        state = json.loads(copy[b"state"])
+        state.update(number="+5544999999999", phone="44999999999")
+        copy.update({b"state": json.dumps(state).encode(), b"instance": b"A-9"})
+        await redis.hset(line_key, mapping=copy)
+        await redis.zadd("plugz:plugz:numbers", {"+5544999999999": 1.0})
+    finally:
+        await redis.aclose()
+    assert (await queue.status("+55 44 9999-9999")).instance == "A"
+    assert (await queue.status("+55 44 99999-9999")).instance == "A-9"
+    cancelled = await queue.cancel("+55 44 9999-9999")
+    assert (cancelled.instance, cancelled.status) == ("A", "cancelled")
+    # Now the unfinished one is found by either form.
+    assert (await queue.status("+55 44 9999-9999")).instance == "A-9"
+    assert (await queue.cancel("+55 44 9999-9999")).instance == "A-9"
+    # Both ended: the one under the form asked for.
+    assert (await queue.status("+55 44 9999-9999")).instance == "A"

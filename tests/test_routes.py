@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import CONFIG
+from helpers import CLIENT_TOKEN, CONFIG
 
 import plugz_async as pz
 from plugz_async._models import decode_code_request
@@ -416,3 +417,14 @@ async def test_the_status_error_text_is_redacted(api: Sandbox, client: pz.PlugzC
     status = await client.instance_status()
     assert status.error == "session of *** for *** lost"
     assert CONFIG.instance_token not in repr(status)
+
+
+async def test_instance_status_masks_a_secret_the_server_echoes_everywhere_it_keeps_it(
+    api: Sandbox, client: pz.PlugzClient
+) -> None:
+    echoed = f"Client-Token {CLIENT_TOKEN} not allowed"
+    api.then(Reply(json={"connected": False, "error": echoed, "note": echoed}), route="status")
+    status = await client.instance_status()
+    assert status.error == "Client-Token *** not allowed"
+    assert CLIENT_TOKEN not in repr(status) and CLIENT_TOKEN not in json.dumps(status.to_dict())
+    assert status.raw["note"] == "Client-Token *** not allowed"

@@ -61,8 +61,13 @@ Action = Callable[[StepContext, RegistrationState, "str | None"], Awaitable[Regi
 
 
 async def check(ctx: StepContext, state: RegistrationState, given: str | None) -> RegistrationState:
-    """Check the number (registration-available) and plan."""
-    return ctx.machine.checked(state, await ctx.client.check_availability(state.number))
+    """Check the number (registration-available) and plan. The form the number goes out
+    in is decided here, by the client's ``canonical_numbers``, and kept for every later
+    request: a code request in another form would reach a number never checked, and a
+    check in another form could not see the wait a code request started."""
+    line = state.sends_line(ctx.client.canonical_numbers)
+    availability = await ctx.client.check_availability(state.number, canonical=line)
+    return ctx.machine.checked(attrs.evolve(state, canonical=line), availability)
 
 
 async def request_code(
@@ -71,7 +76,10 @@ async def request_code(
     """Request the code on ``state.channel`` (the runner has waited until it opened)."""
     assert state.channel is not None
     request = await ctx.client.request_code(
-        state.number, state.channel, timeout=ctx.request_timeout
+        state.number,
+        state.channel,
+        timeout=ctx.request_timeout,
+        canonical=state.sends_line(ctx.client.canonical_numbers),
     )
     return ctx.machine.code_requested(state, request)
 

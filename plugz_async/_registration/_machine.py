@@ -51,14 +51,28 @@ CONNECTED_TIMEOUT = 5.0
 CONNECTED_POLL_INTERVAL = 1.0
 
 
+#: The longest wait a registration's setting may name: a day (longer is a mistake, and
+#: past what a date can hold it would fail only after the code was confirmed).
+MOST_SECONDS = 86_400.0
+
+
 def poll_interval(name: str, value: float) -> float:
-    """A runner's seconds between two questions, checked (more than 0: never a busy loop).
+    """A runner's seconds between two questions, checked (more than 0: never a busy loop;
+    a day at most).
 
     Raises:
-        InvalidArgument: 0 or less, or not a number.
+        InvalidArgument: 0 or less, more than a day, or not a number.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InvalidArgument(f"{name} must be more than 0 seconds, not {value!r}")
+    return _at_most_a_day(name, value)
+
+
+def _at_most_a_day(name: str, value: float) -> float:
+    if not value <= MOST_SECONDS:  # inf and nan too
+        raise InvalidArgument(
+            f"{name} must be {MOST_SECONDS:g} seconds (a day) or less, not {value!r}"
+        )
     return float(value)
 
 
@@ -104,6 +118,12 @@ class RegistrationMachine:
             raise InvalidArgument(
                 f"connected_timeout must be 0 or more seconds, or None, not {timeout!r}"
             )
+        if timeout is not None:
+            _at_most_a_day("connected_timeout", timeout)
+        device = self.device_timeout
+        if isinstance(device, bool) or not isinstance(device, (int, float)) or not device >= 0:
+            raise InvalidArgument(f"device_timeout must be 0 or more seconds, not {device!r}")
+        _at_most_a_day("device_timeout", device)
 
     @property
     def clock(self) -> Clock:

@@ -88,11 +88,16 @@ class RegistrationState:
         connected_deadline: when ``CONFIRM_CONNECTED`` gives up.
         instance_error: what the instance's status last said in its ``error`` while it was
             not connected (kept when the registration ends ``NOT_CONNECTED``).
+        canonical: whether the number goes out in its line's current form (Brazil's ninth
+            digit) rather than as written: the client's ``canonical_numbers`` when it was
+            first checked, then kept, so that every request of the registration sends one
+            form, whichever worker sends it. ``None`` until then.
         outcome: how it ended, at ``DONE``.
         events: what happened, in order.
 
     A state stored by an older version of the SDK (without ``connected_deadline`` and
-    ``instance_error``) reads back with them ``None``.
+    ``instance_error``) reads back with them ``None``, and with ``canonical`` false once
+    checked: that version sent the number as written.
     """
 
     number: PhoneNumber
@@ -109,6 +114,7 @@ class RegistrationState:
     device_deadline: datetime | None = None
     connected_deadline: datetime | None = None
     instance_error: str | None = None
+    canonical: bool | None = None
     outcome: RegistrationOutcome | None = None
     events: tuple[RegistrationEvent, ...] = attrs.field(default=(), repr=False)
 
@@ -116,6 +122,11 @@ class RegistrationState:
     def done(self) -> bool:
         """Whether the registration has ended."""
         return self.step is RegistrationStep.DONE
+
+    def sends_line(self, setting: bool) -> bool:
+        """Whether the number goes out in its line's current form: as decided at the
+        check, or ``setting`` (the client's) before it."""
+        return setting if self.canonical is None else self.canonical
 
     @property
     def wants(self) -> InputKind | None:
@@ -167,6 +178,7 @@ class RegistrationState:
             "device_deadline": _iso(self.device_deadline),
             "connected_deadline": _iso(self.connected_deadline),
             "instance_error": self.instance_error,
+            "canonical": self.canonical,
             "outcome": None if self.outcome is None else self.outcome.value,
             "events": [event_to_dict(event) for event in self.events],
         }
@@ -207,6 +219,8 @@ class RegistrationState:
                 # Not in a state stored before the instance's status was asked.
                 connected_deadline=_from_iso(data.get("connected_deadline")),
                 instance_error=_text(data.get("instance_error")),
+                # Not in a state stored before lines: it sent the number as written.
+                canonical=_canonical(data),
                 outcome=None if data["outcome"] is None else RegistrationOutcome(data["outcome"]),
                 events=tuple(event_from_dict(item) for item in data["events"]),
             )
@@ -222,6 +236,17 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _from_iso(text: str | None) -> datetime | None:
     return None if text is None else from_iso(text)
+
+
+def _canonical(data: Mapping[str, Any]) -> bool | None:
+    """A state's ``canonical``; one stored before it was kept sent the number as written
+    (``False``), once its number was checked."""
+    value = data.get("canonical")
+    if value is None:
+        return None if data["availability"] is None else False
+    if not isinstance(value, bool):
+        raise ValueError(f"not true or false: {value!r}")
+    return value
 
 
 def _text(value: object) -> str | None:

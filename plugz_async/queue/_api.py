@@ -246,7 +246,7 @@ class RegistrationQueue:
             )
         await self._store.set_input(record.number, kind, text)
         # Read again: the step may have moved on since (it then sees the input itself).
-        record = await self._record(phone)
+        record = await self._reread(record)
         if not record.done and INPUT_KINDS.get(RegistrationStep(record.state["step"])) == kind:
             await self._wake(record)
         return self._status(record)
@@ -270,12 +270,13 @@ class RegistrationQueue:
         if record.intent is None:
             try:  # fenced: a worker's write since (an intent, say) makes this one fail
                 await self._store.give_up(record, CANCELLED_NOTE, status=CANCELLED)
-                return await self.status(phone)
+                return await self._again(record)
             except StaleWriteError:
-                record = await self._record(phone)  # a worker moved it on: it will see it
+                pass  # a worker moved it on: it will see the cancel
+        record = await self._reread(record)
         if not record.done:
             await self._wake(record)
-        return await self.status(phone)
+        return self._status(record)
 
     async def request_unbanning(
         self, number: str | PhoneNumber, description: str, *, client: Any
@@ -416,6 +417,17 @@ class RegistrationQueue:
         await self._scheduler.schedule(
             record.number, record.step_id, 0.0, step=record.status, reason="input"
         )
+
+    async def _reread(self, record: Record) -> Record:
+        """``record`` as it stands now (read under its own key: of two records of one line
+        that 0.1.0 left, the same one)."""
+        again = await self._store.load(record.number)
+        if again is None:
+            raise UnknownRegistrationError(f"the queue has no registration of {record.number}")
+        return again
+
+    async def _again(self, record: Record) -> RegistrationStatus:
+        return self._status(await self._reread(record))
 
     async def _record(self, phone: PhoneNumber) -> Record:
         await self.connect()

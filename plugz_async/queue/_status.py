@@ -251,7 +251,9 @@ class QueueEvent:
 
     Attributes:
         id: the event's id in the stream (resume after it with ``after=``).
-        number: the registration's number.
+        number: the registration's key, its `RegistrationStatus.line` (the line's
+            current form, which every call of the queue accepts; the number as first
+            queued is ``status(number).number``).
         status: the registration's status once the event was written.
         version: the registration's version then.
         event: the event.

@@ -396,7 +396,8 @@ class StepRunner(StepWriter):
         result, with the check). None with the check when there is none."""
         assert state.channel is not None
         client = await self._client(record)
-        availability = await client.check_availability(state.number)
+        line = state.sends_line(client.canonical_numbers)  # the form its request went in
+        availability = await client.check_availability(state.number, canonical=line)
         if availability.wait_seconds(state.channel) <= 0:
             return None, availability
         if why:

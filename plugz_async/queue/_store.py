@@ -304,18 +304,24 @@ class Store(Inputs, WorkerRecords):
         )
         text = value.decode() if isinstance(value, bytes) else str(value)
         if created == -1:
-            raise InstanceBusyError(instance, text)
+            holder = await self.load(text)  # named as it was first queued
+            raise InstanceBusyError(instance, text if holder is None else holder.state["number"])
         return created == 1, int(text)
 
     async def find(self, phone: PhoneNumber) -> Record | None:
         """The registration of ``phone``'s line, kept under its line or (written before
-        records were keyed by line) under another form of it; or None."""
+        records were keyed by line) under another form of it; or None.
+
+        Version 0.1.0 could queue both forms of a line, as two records: then the
+        unfinished one is found (the one still to look at, cancel or give a code), and
+        of two alike the one kept under ``phone`` as written, so each stays reachable.
+        """
         forms = [form.e164 for form in phone.forms]
         if len(forms) == 1:
             return await self.load(forms[0])
-        for record in await self.load_many(forms):
-            return record  # the line's own first: a record started afresh is kept there
-        return None
+        forms.sort(key=lambda form: form != phone.e164)  # as written first
+        records = await self.load_many(forms)
+        return next((r for r in records if not r.done), records[0] if records else None)
 
     async def load(self, number: str) -> Record | None:
         """The registration kept under ``number`` (its key: E.164), or None."""
