@@ -13,7 +13,7 @@ import pytest
 import plugz_async as pz
 from plugz_async.cli import EXIT_OK, EXIT_USAGE, build_parser, main
 from plugz_async.cli._bulk import resume_command
-from plugz_async.sandbox import CONFIRMATION_CODE, SandboxThread
+from plugz_async.sandbox import CONFIRMATION_CODE, Reply, SandboxThread
 
 OLD = "+55 44 9999-9999"
 NEW = "+55 44 99999-9999"
@@ -168,3 +168,16 @@ def test_register_notes_the_old_form_and_sends_the_line_when_asked(
     ]
     assert phones(sandbox) == ["44988887777"]
     assert phones(sandbox, "request-registration-code") == ["44988887777"]
+
+
+def test_check_checks_a_line_on_its_next_number_when_the_first_got_no_answer(
+    sandbox: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.then(Reply(400, json={"error": "bad phone"}), number=OLD)
+    code = main(["check", OLD, NEW, "+55 (44) 9999-9999", "--json"], clock=fake_clock())
+    rows = json.loads(capsys.readouterr().out)
+    assert code != EXIT_OK  # the 400 is said
+    assert phones(sandbox) == ["4499999999", "44999999999"]
+    assert rows[0]["error"]["type"] == "BadRequestError" and rows[0]["same_line_as"] is None
+    assert rows[1]["outcome"] not in ("error", "same_line")  # checked: row 0 has no answer
+    assert rows[2]["same_line_as"] == {"index": 1, "number": "+5544999999999"}
