@@ -192,8 +192,8 @@ async def check(app: App) -> int:
         raise CommandFailed("; ".join(str(n.error) for n in numbers), EXIT_USAGE)
     await check_all(app, planner, numbers)
     old_forms = OldForms()
-    for number in numbers:
-        old_forms.see(number.number)
+    for number in numbers:  # a line once: a number whose line an earlier one holds is no other
+        old_forms.see(number.number, same_line=number.same_line_as)
     if app.args.json:
         app.print_json([n.to_dict() for n in numbers])  # valid JSON in every case
     else:
