@@ -3,9 +3,11 @@ it (Brazil's ninth digit), and says which row it was; and a resume goes on from 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -94,18 +96,118 @@ async def test_one_line_on_two_instances_is_still_one_check() -> None:
     assert items[2].same_line_as is not None and items[2].error is None
 
 
-async def test_a_duplicate_does_not_wait_for_its_first_row(api: Sandbox) -> None:
-    api.then(Reply(delay=30.0), number=NEW)  # the line's first row is held...
+async def waiting(seen: SeenLines, number: str) -> bool:
+    """Whether a row of ``number``'s line waits for the row in flight that holds it (the
+    loop turned a few times first, never for real time)."""
+    line = pz.PhoneNumber.parse(number).line
+    for _ in range(50):
+        if seen._open.get(int(line.ddi + line.phone)) is not None:
+            return True
+        await asyncio.sleep(0)
+    return False
+
+
+async def each(rows: list[str]) -> AsyncIterator[str]:
+    for row in rows:
+        yield row
+
+
+@pytest.mark.parametrize("read", ["iterable", "async iterable"])
+async def test_a_duplicate_waits_for_its_first_row_and_comes_after_it(
+    api: Sandbox, read: str
+) -> None:
+    api.hold("registration-available", 60.0, number=NEW)  # the line's first row is held...
+    rows = [OTHER, NEW, OLD]
     async with api.new_client(clock=pz.FakeClock()) as client:
-        run = client.check_many([OTHER, NEW, OLD], concurrency=3)
+        run = client.check_many(rows if read == "iterable" else each(rows), concurrency=3)
         async with run:
             order = []
             async for item in run:
                 order.append(item.index)
-                if item.index == 2:  # ...and its other form is done meanwhile
-                    assert item.same_line_as == SameLine(1, pz.PhoneNumber.parse(NEW))
-                    api.state.stopping.set()
-    assert order.index(2) < order.index(1)
+                if item.index == 0:
+                    await api.wait_for_requests(2)
+                    assert await waiting(run.seen_lines, OLD)  # ...and its other form waits
+                    api.end_holds()
+    assert order == [0, 1, 2]  # the duplicate after the row that holds its line
+    assert sent_phones(api) == ["11900000001", "44999999999"]
+    assert run.summary.outcomes[pz.PlanOutcome.SAME_LINE] == 1
+    assert not run.seen_lines._open  # nothing in flight is left behind
+
+
+async def test_a_line_whose_first_row_got_no_answer_is_checked_on_its_next_row() -> None:
+    """A row that ends without an answer (its instance refused) holds no line: the next
+    row of the line, on an instance that works, is checked; the rows after that are its
+    duplicates."""
+    config = SandboxConfig(
+        instance_id=INSTANCE_ID,
+        instance_token=INSTANCE_TOKEN,
+        client_token=CLIENT_TOKEN,
+        instances=2,
+    )
+    async with running(config, clock=pz.FakeClock()) as sb:
+        (good, token), (bad, _) = sb.instances().items()
+        refused = {"instance_id": bad, "instance_token": "a-wrong-token"}
+        works = {"instance_id": good, "instance_token": token}
+        rows: list[NumberInput] = [
+            {"number": OLD, **refused},  # sent, refused: no answer
+            {"number": NEW, **works},  # so the line is checked here
+            {"number": "+55 (44) 9999-9999", **refused},  # the instance refused: unsent
+            {"number": OLD, **works},  # the line has its answer (row 1): not sent
+        ]
+        run = sb.client.check_many(rows, concurrency=1, on_run_error="record")
+        items = await collect(run)
+        assert sent_phones(sb) == ["4499999999", "44999999999"]
+    assert isinstance(items[0].error, pz.InstanceNotFoundError) and items[0].attempts == 1
+    assert items[1].ok and items[1].same_line_as is None and items[1].attempts == 1
+    assert isinstance(items[2].error, pz.InstanceNotFoundError) and items[2].attempts == 0
+    assert items[3].same_line_as == SameLine(1, pz.PhoneNumber.parse(NEW))
+    assert len(run.seen_lines) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply(400, json={"error": "bad phone"}), pz.BadRequestError),  # final: not redone
+        (Reply(503, body="busy"), pz.ServerError),  # after its retries
+    ],
+)
+async def test_a_row_that_ends_in_an_error_holds_no_line(
+    api: Sandbox, client: pz.PlugzClient, reply: Reply, error: type[Exception]
+) -> None:
+    api.then(reply, reply, reply, reply, number=OLD)
+    items = await collect(
+        client.check_many(
+            [OLD, NEW, OLD], concurrency=1, retry=pz.RetryPolicy(attempts=2, jitter=False)
+        )
+    )
+    assert isinstance(items[0].error, error)
+    assert items[1].ok and items[1].same_line_as is None
+    assert items[2].same_line_as == SameLine(1, pz.PhoneNumber.parse(NEW))
+    assert sent_phones(api).count("44999999999") == 1
+
+
+async def test_duplicates_waiting_for_a_row_that_fails_are_checked_once_in_order(
+    api: Sandbox,
+) -> None:
+    """The line's first row fails while two rows of it wait: the first of them is checked,
+    and the other is its duplicate."""
+    api.then(Reply(400, json={"error": "bad phone"}, delay=60.0), number=NEW)
+    async with api.new_client(clock=pz.FakeClock()) as client:
+        run = client.check_many([OTHER, NEW, OLD, "5544999999999"], concurrency=4)
+        async with run:
+            items: list[BulkItem] = []
+            async for item in run:
+                items.append(item)
+                if item.index == 0:
+                    await api.wait_for_requests(2)
+                    assert await waiting(run.seen_lines, OLD)
+                    api.state.stopping.set()  # the held answer goes: a 400
+    assert [item.index for item in items] == [0, 1, 2, 3]
+    assert sent_phones(api) == ["11900000001", "44999999999", "4499999999"]
+    assert isinstance(items[1].error, pz.BadRequestError)
+    assert items[2].ok and items[2].same_line_as is None
+    assert items[3].same_line_as == SameLine(2, pz.PhoneNumber.parse(OLD))
+    assert len(run.seen_lines) == 2 and not run.seen_lines._open
 
 
 async def test_seen_lines_carry_a_line_from_one_run_to_the_next(
@@ -198,6 +300,32 @@ async def test_a_duplicate_kept_by_a_resume_stays_and_its_first_row_is_checked_a
     assert json.loads(lines[1])["outcome"] != "error"
 
 
+async def test_a_resume_checks_a_line_whose_first_row_kept_an_error(
+    api: Sandbox, client: pz.PlugzClient, tmp_path: Path
+) -> None:
+    """A kept record of an error of the row's own (a 400: final, not redone) holds no line:
+    the resume checks the line on its next row, and names that row in the rows after."""
+    rows = [OLD, OTHER, NEW, OLD]
+    path = tmp_path / "results.jsonl"
+    rejected = {"type": "BadRequestError", "message": "HTTP 400", "status": 400, "attempts": 1}
+    _write(
+        path, [_record(0, OLD, outcome="error", error=rejected), _record(1, OTHER, outcome="ready")]
+    )
+    with ResultsFile(path) as results:
+        done = results.open(resume=True)
+        assert done == {"0", "1"} and len(results.seen_lines) == 1  # OTHER's line only
+        left = [
+            BulkRow(number=n, key=str(i), index=i) for i, n in enumerate(rows) if str(i) not in done
+        ]
+        async with client.check_many(left, seen_lines=results.seen_lines) as run:
+            async for item in run:
+                results.write(item)
+    assert sent_phones(api) == ["44999999999"]
+    records = {r["key"]: r for r in pz.read_results(path)}
+    assert records["2"]["outcome"] not in ("error", "same_line")
+    assert records["3"]["same_line_as"] == {"index": 2, "number": "+5544999999999"}
+
+
 async def test_csv_results_name_the_row_and_old_csv_files_still_resume(
     api: Sandbox, client: pz.PlugzClient, tmp_path: Path
 ) -> None:
@@ -233,12 +361,13 @@ async def test_csv_results_name_the_row_and_old_csv_files_still_resume(
     }
 
 
-async def test_a_stopped_run_may_leave_a_duplicate_whose_first_row_is_done_on_resume(
+async def test_a_run_stopped_while_a_line_is_in_flight_leaves_it_to_the_resume(
     api: Sandbox, tmp_path: Path
 ) -> None:
-    """A duplicate is recorded at once, even while its first row is in flight; if the run
-    stops before that row's answer, a resume checks it: the line is still checked once."""
-    api.then(Reply(delay=30.0), number=NEW)
+    """A duplicate waits for its line's first row: when the run stops before that row's
+    answer, neither is recorded, the line is free in the run's lines, and a resume checks
+    the first row and names it in the duplicate."""
+    api.hold("registration-available", 60.0, number=NEW)
     path = tmp_path / "results.jsonl"
     rows = [OTHER, NEW, OLD]
     async with api.new_client(clock=pz.FakeClock()) as client:
@@ -248,14 +377,17 @@ async def test_a_stopped_run_may_leave_a_duplicate_whose_first_row_is_done_on_re
             async with run:
                 async for item in run:
                     results.write(item)
-                    if item.index == 2:
-                        break  # the run stops: row 1 never answered
+                    await api.wait_for_requests(2)
+                    assert await waiting(run.seen_lines, OLD)
+                    break  # the run stops: row 1 never answered, row 2 waited for it
+    assert len(run.seen_lines) == 1 and not run.seen_lines._open  # OTHER's line only
     with ResultsFile(path) as results:
         done = results.open(resume=True)
-        assert done == {"0", "2"}
+        assert done == {"0"}
         left = [
             BulkRow(number=n, key=str(i), index=i) for i, n in enumerate(rows) if str(i) not in done
         ]
+        api.end_holds()
         async with (
             api.new_client(clock=pz.FakeClock()) as client,
             client.check_many(left, seen_lines=results.seen_lines) as run,
@@ -265,6 +397,7 @@ async def test_a_stopped_run_may_leave_a_duplicate_whose_first_row_is_done_on_re
     records = {r["key"]: r for r in pz.read_results(path)}
     assert records["1"]["outcome"] not in ("error", "same_line")
     assert records["2"]["same_line_as"] == {"index": 1, "number": "+5544999999999"}
+    assert sent_phones(api) == ["11900000001", "44999999999", "44999999999"]
 
 
 async def test_a_row_of_a_refused_instance_holds_no_line(
@@ -280,3 +413,15 @@ async def test_a_row_of_a_refused_instance_holds_no_line(
     assert isinstance(items[1].error, pz.InstanceNotFoundError) and items[1].attempts == 0
     assert items[2].ok and items[2].same_line_as is None
     assert sent_phones(api) == ["11900000001", "44999999999"]
+
+
+async def test_a_run_stopped_by_a_refused_credential_leaves_no_line_held(api: Sandbox) -> None:
+    seen = SeenLines()
+    async with pz.PlugzClient(
+        INSTANCE_ID, INSTANCE_TOKEN, "not-the-token", base_url=api.base_url, clock=pz.FakeClock()
+    ) as refused:
+        with pytest.raises(pz.AuthenticationError):
+            await collect(refused.check_many([OLD, NEW], seen_lines=seen))
+    assert len(seen) == 0 and not seen._open  # the line was never checked: free
+    items = await collect(api.client.check_many([NEW], seen_lines=seen))
+    assert items[0].ok and sent_phones(api) == ["4499999999", "44999999999"]

@@ -13,7 +13,7 @@ import pytest
 import plugz_async as pz
 from plugz_async.cli import EXIT_OK, EXIT_USAGE, build_parser, main
 from plugz_async.cli._bulk import resume_command
-from plugz_async.sandbox import CONFIRMATION_CODE, SandboxThread
+from plugz_async.sandbox import CONFIRMATION_CODE, Reply, SandboxThread
 
 OLD = "+55 44 9999-9999"
 NEW = "+55 44 99999-9999"
@@ -64,9 +64,10 @@ def test_bulk_checks_a_line_once_and_notes_the_old_form_once(
         assert records[index]["same_line_as"] == {"index": 0, "number": "+554499999999"}
     assert records[3]["error"]["type"] == "InvalidPhoneNumber"  # a bad row is its own
     assert any(line.split() == ["same_line", "2"] for line in printed.splitlines())
-    # Three rows wrote an old form (rows 0, 4 and 5): one note for the run.
+    # Three rows wrote an old form (rows 0, 4 and 5), of two lines (row 5 is row 0's line):
+    # one note for the run, counting each line once.
     assert notes(err) == [
-        f"{NOTE}; 2 more numbers of this run are old forms too; sent as written "
+        f"{NOTE}; 1 more number of this run is an old form too; sent as written "
         "(--canonical-numbers sends the form with the ninth digit)"
     ]
 
@@ -132,9 +133,9 @@ def test_check_checks_a_line_once_and_names_the_number_that_holds_it(
     assert [r["outcome"] for r in rows][2:] == ["same_line", "same_line"]
     assert rows[2]["same_line_as"] == {"index": 0, "number": "+554499999999"}
     assert rows[2]["number"] == "+5544999999999" and rows[2]["attempts"] == 0
+    # The old form twice, one line: one number, and no other.
     assert notes(err) == [
-        f"{NOTE}; 1 more number of this run is an old form too; sent as written "
-        "(--canonical-numbers sends the form with the ninth digit)"
+        f"{NOTE}; sent as written (--canonical-numbers sends the form with the ninth digit)"
     ]
     assert main(["check", NEW, OLD], clock=fake_clock()) == EXIT_OK
     table = capsys.readouterr().out
@@ -168,3 +169,35 @@ def test_register_notes_the_old_form_and_sends_the_line_when_asked(
     ]
     assert phones(sandbox) == ["44988887777"]
     assert phones(sandbox, "request-registration-code") == ["44988887777"]
+
+
+def test_the_old_form_note_counts_each_line_once(
+    sandbox: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", OLD, READY, OLD], clock=fake_clock()) == EXIT_OK
+    assert notes(capsys.readouterr().err) == [
+        f"{NOTE}; sent as written (--canonical-numbers sends the form with the ninth digit)"
+    ]
+    assert main(["check", OLD, OLD_TOO, OLD, NEW, OLD_TOO], clock=fake_clock()) == EXIT_OK
+    assert notes(capsys.readouterr().err) == [
+        f"{NOTE}; 1 more number of this run is an old form too; sent as written "
+        "(--canonical-numbers sends the form with the ninth digit)"
+    ]
+    # A line written new first: its old form is that line's duplicate, not sent, no note.
+    assert main(["check", NEW, OLD], clock=fake_clock()) == EXIT_OK
+    assert notes(capsys.readouterr().err) == []
+    sent = ["4499999999", "11900000001", "4499999999", "4488887777", "44999999999"]
+    assert sorted(phones(sandbox)) == sorted(sent)  # each line once a command
+
+
+def test_check_checks_a_line_on_its_next_number_when_the_first_got_no_answer(
+    sandbox: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.then(Reply(400, json={"error": "bad phone"}), number=OLD)
+    code = main(["check", OLD, NEW, "+55 (44) 9999-9999", "--json"], clock=fake_clock())
+    rows = json.loads(capsys.readouterr().out)
+    assert code != EXIT_OK  # the 400 is said
+    assert phones(sandbox) == ["4499999999", "44999999999"]
+    assert rows[0]["error"]["type"] == "BadRequestError" and rows[0]["same_line_as"] is None
+    assert rows[1]["outcome"] not in ("error", "same_line")  # checked: row 0 has no answer
+    assert rows[2]["same_line_as"] == {"index": 1, "number": "+5544999999999"}

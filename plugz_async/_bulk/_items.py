@@ -9,6 +9,7 @@ says whether a row is done for good, or must be checked again by a resumed run.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -132,26 +133,35 @@ class SameLine:
 
 
 class SeenLines:
-    """The lines a bulk run has met, each with the first row that held it.
+    """The lines a bulk run has met, each with the row that holds it.
 
-    `add` says whether a row's line is new or whose it is. One small entry a line (the
-    line's digits and the first row's index, about 120 bytes): a run over a million
-    distinct numbers holds some 120 MB for it, and a million rows of one line hold one.
-    Give one to `PlugzClient.check_many` (``seen_lines=``) to have a run go on from what
-    earlier runs checked (`ResultsFile.seen_lines`, after a resume) or to share lines
-    between runs.
+    A line is held by a row that got an answer for it, or by the row in flight for it: a
+    row of a line held so is not sent. One small entry a line (the line's digits and the
+    holding row's index, about 120 bytes): a run over a million distinct numbers holds
+    some 120 MB for it, and a million rows of one line hold one. Give one to
+    `PlugzClient.check_many` (``seen_lines=``) to have a run go on from what earlier runs
+    checked (`ResultsFile.seen_lines`, after a resume) or to share lines between runs.
+
+    `add` notes a line held for good (a row with an answer). A run takes a line for the
+    row it sends with `claim`, and `settle` says how that row ended: with an answer the
+    row holds the line for good; without one the line is free again, and the next row
+    of it is checked.
     """
 
-    __slots__ = ("_first",)
+    __slots__ = ("_first", "_open")
 
     def __init__(self) -> None:
-        # The line's E.164 digits, as an int -> the first row's index, times 2, plus 1 when
+        # The line's E.164 digits, as an int -> the holding row's index, times 2, plus 1 when
         # that row wrote the line in its old form (the form is all that differs).
         self._first: dict[int, int] = {}
+        # The lines whose row is in flight (claimed, not settled) -> the event the later
+        # rows of the line wait on, made when the first of them comes (None till then):
+        # one entry a row in flight, gone once it is settled.
+        self._open: dict[int, asyncio.Event | None] = {}
 
     def add(self, index: int, number: PhoneNumber) -> SameLine | None:
-        """Note that row ``index`` holds ``number``: ``None`` when its line is new (the row
-        is now the line's first), else the earlier row that holds it.
+        """Note that row ``index`` holds ``number``'s line for good (it has an answer):
+        ``None`` when the line is new (the row now holds it), else the row that holds it.
 
         Example:
             >>> seen = SeenLines()
@@ -167,6 +177,53 @@ class SeenLines:
             self._first[key] = index << 1 | (line.phone != number.phone)
             return None
         return self._row(key, first)
+
+    def claim(self, index: int, number: PhoneNumber) -> int | SameLine | asyncio.Event:
+        """Take ``number``'s line for row ``index``, about to be sent, if no row holds it.
+
+        Returns the line's key when the row holds it now, in flight: `settle` it once the
+        row has ended. Returns the row that holds the line when that row has an answer
+        (this row is not sent), or, while that row is in flight, an event set once it
+        has ended: wait for it, then claim again (the line is held for good then, or
+        free, or claimed by another row that waited).
+
+        Example:
+            >>> seen = SeenLines()
+            >>> old = PhoneNumber.parse("+55 44 9999-9999")
+            >>> new = PhoneNumber.parse("+55 44 99999-9999")
+            >>> line = seen.claim(0, old)
+            >>> type(seen.claim(1, new)).__name__  # row 0 is in flight: wait for it
+            'Event'
+            >>> seen.settle(line, answered=False)  # it ended without an answer
+            >>> line == seen.claim(1, new)  # the line is row 1's now
+            True
+            >>> seen.settle(line, answered=True)
+            >>> print(seen.claim(2, old))
+            the same line as row 2 (index 1, +5544999999999)
+        """
+        line = number.line
+        key = int(line.ddi + line.phone)
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = index << 1 | (line.phone != number.phone)
+            self._open[key] = None
+            return key
+        if self._open and key in self._open:  # its row is in flight
+            waiting = self._open[key]
+            if waiting is None:
+                waiting = self._open[key] = asyncio.Event()
+            return waiting
+        return self._row(key, first)
+
+    def settle(self, line: int, *, answered: bool) -> None:
+        """The row that claimed ``line`` (a key from `claim`) has ended: ``answered``, it
+        holds the line for good; else the line is free again. The rows of the line that
+        wait go on."""
+        if not answered:
+            self._first.pop(line, None)
+        waiting = self._open.pop(line, None)
+        if waiting is not None:
+            waiting.set()
 
     @staticmethod
     def _row(key: int, first: int) -> SameLine:

@@ -180,9 +180,10 @@ class ResultsFile:
             (``"ready"``, ``"error"``...).
         kept_errors: the error classes among them, counted.
         dropped: how many records were dropped, to be done again.
-        seen_lines: after ``open(resume=True)``, the lines of the rows the records kept
-            checked, each with its row: give it to ``check_many(seen_lines=...)``, so that
-            a row left whose line one of them holds is not checked again.
+        seen_lines: after ``open(resume=True)``, the lines the records kept have an answer
+            for, each with its row: give it to ``check_many(seen_lines=...)``, so that a
+            row left whose line one of them holds is not checked again (a kept error, such
+            as a 400, holds no line: the line is checked on its next row).
     """
 
     def __init__(self, path: str | Path, *, format: str | None = None) -> None:
@@ -307,8 +308,8 @@ class ResultsFile:
             kept.append(self._rewritten(record) if self._old_header else line)
             outcome = _outcome(record.get("outcome"))
             self.kept[outcome] += 1
-            if outcome is not PlanOutcome.SAME_LINE:
-                self._saw(record)
+            if outcome not in (PlanOutcome.SAME_LINE, PlanOutcome.ERROR):
+                self._saw(record)  # a row with an answer holds its line; an error holds none
             error = record.get("error")
             name = error.get("type") if isinstance(error, Mapping) else record.get("error_type")
             if name:

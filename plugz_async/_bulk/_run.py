@@ -8,7 +8,8 @@ and yields a
 `BulkItem` per input row as each completes. A row that cannot be read, or
 any error of its own, becomes an item with an ``error``: the run goes on. A row whose
 line an earlier row holds (the same number, or a Brazilian mobile in its other form,
-whatever the rows' instances) is not sent: its item names that row (``same_line_as``).
+whatever the rows' instances) is not sent: its item names that row (``same_line_as``). Only
+a row with an answer holds a line, or one in flight for it (the rows of its line wait).
 
 Errors that are about the run, not the row, stop it: a refused credential or an
 unknown instance (the same for every row of that instance), and an outage (row
@@ -41,7 +42,7 @@ from plugz_async._planner import RegistrationPlanner
 from plugz_async._retry import RetryPolicy
 from plugz_async._transport import AttemptMiddleware
 
-from ._items import BulkItem, BulkRow, NumberInput, SeenLines, as_input
+from ._items import BulkItem, BulkRow, NumberInput, SameLine, SeenLines, as_input
 from ._pacing import Limiter, Pacer, RateSchedule, count_attempts
 from ._summary import BulkSummary
 
@@ -164,11 +165,14 @@ class BulkRun:
     ``final`` is false.
 
     **One line, checked once.** A row whose number reaches the same line as an earlier
-    row's (the same digits, or a Brazilian mobile in its old 8-digit form and in its form
-    with the ninth digit: `PhoneNumber.line`) is not sent, whatever the rows' instances:
-    its item's ``same_line_as`` names the earlier row, its outcome is
-    ``PlanOutcome.SAME_LINE``, and it is final. The run keeps one small entry a line
-    (`SeenLines`); ``seen_lines=`` gives it the lines of earlier runs (a resume's).
+    row with an answer (the same digits, or a Brazilian mobile in its old 8-digit form and
+    in its form with the ninth digit: `PhoneNumber.line`) is not sent, whatever the rows'
+    instances: its item's ``same_line_as`` names the earlier row, its outcome is
+    ``PlanOutcome.SAME_LINE``, and it is final. A row of a line whose row is in flight
+    waits for it, in its worker, and comes after it; a row that ends without an answer
+    (an error, its instance refused, cut short) holds no line, and the next row of the
+    line is checked. The run keeps one small entry a line (`SeenLines`); ``seen_lines=``
+    gives it the lines of earlier runs (a resume's).
     """
 
     def __init__(
@@ -273,11 +277,22 @@ class BulkRun:
         # one request, not one per worker. The others start once the API has answered.
         answered = asyncio.Event()
 
+        seen = self.seen_lines
+
         async def hand_over(row: NumberInput) -> None:
-            item = await self._one(next(counter), row)
+            item, line = await self._one(next(counter), row)
             if item.attempts and not answered.is_set():
                 answered.set()
-            await queue.put(item)
+            if line is None:
+                await queue.put(item)
+            else:  # an answer: the row holds its line for good once its item is handed over,
+                # so the rows of the line that wait for it come after it
+                try:
+                    await queue.put(item)
+                except BaseException:  # cut short (the run stops): not yielded, no line
+                    seen.settle(line, answered=False)
+                    raise
+                seen.settle(line, answered=True)
             self._judge(item)  # after the hand-over: the row that shows an outage is kept
 
         pull = self._puller(hand_over)
@@ -397,36 +412,51 @@ class BulkRun:
             self._clients.move_to_end(key)
         return client
 
-    async def _one(self, index: int, row: NumberInput) -> BulkItem:
+    async def _one(self, index: int, row: NumberInput) -> tuple[BulkItem, int | None]:
+        """Row ``row``'s item, and the line it holds (a `SeenLines.claim` key) when it has
+        an answer, for the caller to settle once the item is handed over (a row that ends
+        without one frees its line here)."""
         attempts = count_attempts()
         read = _Read(index, self._client)
+        seen = self.seen_lines
+        line: int | None = None
         try:
             number = self._read(row, read)
-            refused = self._refused_for(read.instance)
-            if refused is not None:
-                # The instance's credentials were refused: not sent again, and the row holds
-                # no line (a row of it on another instance is checked).
-                raise refused
-            same = self.seen_lines.add(read.index, number)
-            if same is not None:  # checked in an earlier row: not sent again
-                return BulkItem(
-                    index=read.index,
-                    key=read.key,
-                    input=row if type(row) is str else as_input(row),
-                    number=number,
-                    instance_id=read.instance_id,
-                    planner=self._planner,
-                    same_line_as=same,
-                )
+            while True:
+                refused = self._refused_for(read.instance)
+                if refused is not None:
+                    # The instance's credentials were refused: not sent again, and the row
+                    # takes no line (a row of it on another instance is checked).
+                    raise refused
+                claim = seen.claim(read.index, number)
+                if isinstance(claim, int):  # the row holds the line now: it is sent
+                    line = claim
+                    break
+                if isinstance(claim, SameLine):  # a row with an answer holds it: not sent again
+                    item = BulkItem(
+                        index=read.index,
+                        key=read.key,
+                        input=row if type(row) is str else as_input(row),
+                        number=number,
+                        instance_id=read.instance_id,
+                        planner=self._planner,
+                        same_line_as=claim,
+                    )
+                    return item, None
+                # The row that holds the line is in flight: its answer names it (claimed
+                # again then), or its failure frees the line for this row.
+                await claim.wait()
             availability = await read.client.check_availability(
                 number, retry=self._retry, timeout=self._timeout, middlewares=self._pace
             )
         except Exception as error:  # the row's failure is its item; the run goes on
+            if line is not None:  # no answer: the line is free, its next row is checked
+                seen.settle(line, answered=False)
             if isinstance(error, RUN_ERRORS) and attempts[0]:
                 self._refuse(error, read.instance)
             if not isinstance(error, PlugzError):
                 logger.exception("row %d failed unexpectedly", read.index)
-            return BulkItem(
+            failed = BulkItem(
                 index=read.index,
                 key=read.key,
                 input=as_input(row),
@@ -436,7 +466,12 @@ class BulkRun:
                 instance_id=read.instance_id,
                 planner=self._planner,
             )
-        return BulkItem(
+            return failed, None
+        except BaseException:  # cut short (the run stops): the row holds no line
+            if line is not None:
+                seen.settle(line, answered=False)
+            raise
+        answer = BulkItem(
             index=read.index,
             key=read.key,
             input=row if type(row) is str else as_input(row),
@@ -446,6 +481,7 @@ class BulkRun:
             instance_id=read.instance_id,
             planner=self._planner,
         )
+        return answer, line
 
     def _read(self, row: NumberInput, read: _Read) -> PhoneNumber:
         """Read ``row`` into ``read``: its number, and a `BulkRow`'s own index, key and

@@ -22,6 +22,7 @@ from typing import Any
 
 import yarl
 
+from plugz_async._bulk._items import SameLine
 from plugz_async._client import PlugzClient
 from plugz_async._clock import Clock
 from plugz_async._config import ENV_CANONICAL_NUMBERS, ENV_DEFAULT_REGION, canonical_setting
@@ -361,7 +362,9 @@ class App:
 
 class OldForms:
     """The numbers of a run written in Brazil's old 8-digit form: said once, at the end of
-    the run, as a note naming the first and counting the others (`say`)."""
+    the run, as a note naming the first and counting the others (`say`). A row whose line
+    an earlier row holds (``same_line``) is no other number: the run knows it as such, so
+    nothing is kept here but the first number and the count."""
 
     def __init__(self, *, queued: bool = False) -> None:
         self.first: PhoneNumber | None = None
@@ -369,9 +372,11 @@ class OldForms:
         #: Queued, not sent: how they are sent is the workers' choice.
         self.queued = queued
 
-    def see(self, number: PhoneNumber | None) -> None:
-        """Count ``number`` if it is an old form."""
-        if number is not None and number.is_old_form:
+    def see(self, number: PhoneNumber | None, *, same_line: SameLine | None = None) -> None:
+        """Count ``number`` if it is an old form, unless ``same_line`` (the row's
+        ``same_line_as``) says an earlier row holds its line: that row was counted, or
+        wrote the line's other form, and the line was sent as that row wrote it."""
+        if number is not None and same_line is None and number.is_old_form:
             self.count += 1
             if self.first is None:
                 self.first = number

@@ -316,7 +316,7 @@ async def _check(
                 try:
                     async for item in run:
                         results.write(item)
-                        checked.old_forms.see(item.number)
+                        checked.old_forms.see(item.number, same_line=item.same_line_as)
                         if checked.refused is None and item.instance_id and is_refusal(item.error):
                             checked.refused = item
                         bar.checked(item, run.summary)

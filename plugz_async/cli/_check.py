@@ -3,7 +3,8 @@
 They ask the client directly (no bulk run, no summary): the first number alone, so a
 refused credential costs one request and is said once; the others a few at a time. A
 number whose line an earlier number of the command holds (the same digits, or Brazil's
-other form of it) is not checked again: its row names that number.
+other form of it) with an answer is not checked again: its row names that number. A number
+that got no answer holds no line: the next number of its line is checked.
 """
 
 from __future__ import annotations
@@ -137,9 +138,14 @@ def _stops_the_rest(error: Exception | None) -> bool:
 
 
 async def check_all(app: App, planner: RegistrationPlanner, numbers: Sequence[Checked]) -> None:
-    """Check every number that could be read: the first alone, then the rest a few at a
-    time; a refused credential is every number's error, sent once."""
-    todo = [n for n in numbers if n.number is not None and n.same_line_as is None]
+    """Check every number that could be read, a line once: the first alone, then the rest
+    a few at a time; a refused credential is every number's error, sent once.
+
+    A number whose line an earlier number with an answer holds is not checked: it names
+    that number. One whose line's number is being checked waits for it; if that number
+    gets no answer, the line is free, and the next number of it is checked.
+    """
+    todo = [n for n in numbers if n.number is not None]
     if not todo:
         return
     async with AsyncExitStack() as stack:
@@ -151,17 +157,30 @@ async def check_all(app: App, planner: RegistrationPlanner, numbers: Sequence[Ch
             for number in todo:
                 number.error = error
             return
-        await todo[0].check(client, planner)
+        seen = SeenLines()
+        limit = asyncio.Semaphore(AT_ONCE)
+
+        async def one(number: Checked) -> None:
+            assert number.number is not None
+            while True:
+                claim = seen.claim(number.index, number.number)
+                if isinstance(claim, int):  # the number holds its line: checked
+                    break
+                if isinstance(claim, SameLine):  # an earlier number has the line's answer
+                    number.same_line_as = claim
+                    return
+                await claim.wait()  # the line's number is being checked
+            try:
+                async with limit:
+                    await number.check(client, planner)
+            finally:
+                seen.settle(claim, answered=number.availability is not None)
+
+        await one(todo[0])
         if _stops_the_rest(todo[0].error):
             for number in todo[1:]:
                 number.error = todo[0].error
             return
-        limit = asyncio.Semaphore(AT_ONCE)
-
-        async def one(number: Checked) -> None:
-            async with limit:
-                await number.check(client, planner)
-
         await asyncio.gather(*(one(number) for number in todo[1:]))
 
 
@@ -171,12 +190,10 @@ async def check(app: App) -> int:
     numbers = [Checked.parse(index, given, region) for index, given in enumerate(app.args.numbers)]
     if all(n.error is not None for n in numbers) and not app.args.json:
         raise CommandFailed("; ".join(str(n.error) for n in numbers), EXIT_USAGE)
-    seen, old_forms = SeenLines(), OldForms()
-    for number in numbers:
-        if number.number is not None:  # one line, checked once: the first number of it
-            number.same_line_as = seen.add(number.index, number.number)
-            old_forms.see(number.number)
     await check_all(app, planner, numbers)
+    old_forms = OldForms()
+    for number in numbers:  # a line once: a number whose line an earlier one holds is no other
+        old_forms.see(number.number, same_line=number.same_line_as)
     if app.args.json:
         app.print_json([n.to_dict() for n in numbers])  # valid JSON in every case
     else:
