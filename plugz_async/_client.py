@@ -345,11 +345,14 @@ class PlugzClient:
                 stops at the first row that has no ``+`` and no country code that makes
                 a valid number (`MissingCountryCode`, naming the row): the rest is most
                 likely written the same way.
-            seen_lines: the lines already checked, each with its first row (a resumed
-                run's: `ResultsFile.seen_lines`; or another run's ``run.seen_lines``).
-                Each line is checked once: a row whose line an earlier row (or these)
-                holds, in any form and on any instance, is not sent, and its item's
-                ``same_line_as`` names that row. The run adds its own lines to it.
+            seen_lines: the lines already answered, each with the row that got the
+                answer (a resumed run's: `ResultsFile.seen_lines`; or another run's
+                ``run.seen_lines``). Each line is checked once: a row whose line an
+                earlier row (or these) holds, in any form and on any instance, is not
+                sent, and its item's ``same_line_as`` names that row. A row that ends
+                without an answer holds no line: the line's next row is checked, and
+                a row that comes while the first is in flight waits for it. The run
+                adds its own lines to it.
 
         Raises:
             InvalidArgument: concurrency below 1, a rate of 0 or less, a bad
