@@ -415,6 +415,7 @@ def test_queue_register_notes_an_old_form_once(
     numbers = tmp_path / "numbers.csv"
     numbers.write_text(
         "number,instance\n+55 44 9999-9999,A\n+55 44 8888-7777,B\n+55 44 99777-6666,C\n"
+        "+55 44 9999-9999,A\n"  # the same line again: no other number
     )
     code, _, err = run(capsys, "queue", "register", str(numbers))
     assert code == EXIT_OK

@@ -371,12 +371,18 @@ class OldForms:
         self.count = 0
         #: Queued, not sent: how they are sent is the workers' choice.
         self.queued = queued
+        #: The lines counted, when queued (a row of a line queued before is no new number).
+        self._lines: set[PhoneNumber] | None = set() if queued else None
 
     def see(self, number: PhoneNumber | None, *, same_line: SameLine | None = None) -> None:
         """Count ``number`` if it is an old form, unless ``same_line`` (the row's
         ``same_line_as``) says an earlier row holds its line: that row was counted, or
         wrote the line's other form, and the line was sent as that row wrote it."""
         if number is not None and same_line is None and number.is_old_form:
+            if self._lines is not None:  # queued: the queue keeps every row's line anyway
+                if number.line in self._lines:
+                    return
+                self._lines.add(number.line)
             self.count += 1
             if self.first is None:
                 self.first = number
