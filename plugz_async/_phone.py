@@ -329,8 +329,8 @@ class PhoneNumber:
         """Every way the line is written: `line` first, then its old form, if it has one.
 
         Example:
-            >>> [n.e164 for n in PhoneNumber.parse("+55 44 9999-9999").forms]
-            ['+5544999999999', '+554499999999']
+            >>> print(*(n.e164 for n in PhoneNumber.parse("+55 44 9999-9999").forms))
+            +5544999999999 +554499999999
         """
         line = self.line
         if line.ddi != _BRAZIL or len(line.phone) != 11 or line.phone[2] != "9":
