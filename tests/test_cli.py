@@ -452,6 +452,18 @@ def test_register_shows_an_instance_that_never_connects(
     assert "· finished: not_connected" in err
 
 
+def test_register_asks_the_instance_for_as_long_as_it_is_told(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers(monkeypatch, "123456")
+    argv = ["register", "--sandbox", "--connected-timeout", "30", "+55 11 90000-0013"]
+    assert main(argv, clock=fake_clock()) == cli.EXIT_NOT_CONNECTED
+    assert "· the instance is not connected after 30 s" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["register", "--sandbox", "--connected-timeout", "inf", "+55 11 90000-0013"])
+    assert "'inf' is not a finite number" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("number", "expected", "exit_code"),
     [

@@ -22,7 +22,12 @@ from rich.live import Live
 from plugz_async._models import Channel
 from plugz_async._phone import PhoneNumber
 from plugz_async._planner import RegistrationPlanner
-from plugz_async._registration import EventKind, RegistrationEvent, RegistrationOutcome
+from plugz_async._registration import (
+    CONNECTED_TIMEOUT,
+    EventKind,
+    RegistrationEvent,
+    RegistrationOutcome,
+)
 
 from ._app import (
     EXIT_NOT_CONNECTED,
@@ -33,6 +38,7 @@ from ._app import (
     CommandFailed,
     OldForms,
     connection_options,
+    non_negative,
 )
 from ._render import humanize
 
@@ -52,6 +58,14 @@ def add_register(commands: Any) -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print how it ended as JSON (the questions and progress stay on stderr)",
+    )
+    parser.add_argument(
+        "--connected-timeout",
+        type=non_negative,
+        default=CONNECTED_TIMEOUT,
+        metavar="S",
+        help="seconds the instance's status is asked, once the last step succeeded, until it"
+        f" says connected (default {CONNECTED_TIMEOUT:g}; 0: ask once)",
     )
     connection_options(parser)
     return parser
@@ -194,7 +208,11 @@ async def _register_with(
                 markup=False,
             )
         registration = client.registration(
-            number, planner=planner, code_timeout=None, on_event=prompts.hear
+            number,
+            planner=planner,
+            code_timeout=None,
+            on_event=prompts.hear,
+            connected_timeout=app.args.connected_timeout,
         )
         try:
             result = await registration.run(
