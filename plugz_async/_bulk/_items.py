@@ -170,13 +170,18 @@ class SeenLines:
             >>> print(seen.add(5, PhoneNumber.parse("+55 44 99999-9999")))
             the same line as row 1 (index 0, +554499999999)
         """
+        key, first = self._take(index, number)
+        return None if first is None else self._row(key, first)
+
+    def _take(self, index: int, number: PhoneNumber) -> tuple[int, int | None]:
+        """``number``'s line's key, and the row that held it before (packed as kept);
+        row ``index`` holds it now when none did."""
         line = number.line
         key = int(line.ddi + line.phone)
         first = self._first.get(key)
         if first is None:
             self._first[key] = index << 1 | (line.phone != number.phone)
-            return None
-        return self._row(key, first)
+        return key, first
 
     def claim(self, index: int, number: PhoneNumber) -> int | SameLine | asyncio.Event:
         """Take ``number``'s line for row ``index``, about to be sent, if no row holds it.
@@ -201,11 +206,8 @@ class SeenLines:
             >>> print(seen.claim(2, old))
             the same line as row 2 (index 1, +5544999999999)
         """
-        line = number.line
-        key = int(line.ddi + line.phone)
-        first = self._first.get(key)
+        key, first = self._take(index, number)
         if first is None:
-            self._first[key] = index << 1 | (line.phone != number.phone)
             self._open[key] = None
             return key
         if self._open and key in self._open:  # its row is in flight
