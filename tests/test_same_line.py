@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import io
 import json
 from collections.abc import AsyncIterator
@@ -341,7 +342,8 @@ async def test_csv_results_name_the_row_and_old_csv_files_still_resume(
     assert by_key["1"]["same_line_as"] == "0"
     assert by_key["1"]["same_line_as_number"] == "+554499999999"
     assert by_key["0"]["same_line_as"] == ""
-    assert pz.to_dataframe(path)["same_line_as"].tolist() == ["", "0"]  # CSV: text
+    if importlib.util.find_spec("pandas") is not None:  # not in the minimal install
+        assert pz.to_dataframe(path)["same_line_as"].tolist() == ["", "0"]  # CSV: text
     # A results file written before these columns: resumed, its records kept, rewritten.
     old = tmp_path / "before.csv"
     header = CSV_FIELDS[:-2]
