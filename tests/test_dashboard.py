@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -309,13 +309,17 @@ async def page_counts(page: Any) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
-async def until_page(page: Any, wanted: Any, what: str, timeout: float = 20.0) -> Any:
+async def until_page(
+    page: Any, wanted: Callable[[], Awaitable[Any]], what: str, timeout: float = 20.0
+) -> Any:
+    """Until the page shows the counts ``wanted()`` reads now (read again each time: a
+    registration may still move while the page catches up)."""
     deadline = time.monotonic() + timeout
     while True:
-        seen = await page_counts(page)
-        if seen == wanted():
+        seen, now = await page_counts(page), await wanted()
+        if seen == now:
             return seen
-        assert time.monotonic() < deadline, (what, seen, wanted())
+        assert time.monotonic() < deadline, (what, seen, now)
         await asyncio.sleep(0.2)
 
 
@@ -337,8 +341,7 @@ async def test_the_page_in_chromium_follows_the_queue_as_a_worker_moves_it(
             page.on("pageerror", lambda error: errors.append(str(error)))
             await page.goto(base)
             # It loads, and shows the counts `queue status` shows: no worker yet.
-            counts = await queue.counts()
-            assert await until_page(page, lambda: counts, "the first counts") == {"check": 6}
+            assert await until_page(page, queue.counts, "the first counts") == {"check": 6}
             assert await page.text_content("#workers-line") == (
                 "no worker has run on this queue (in the last day): start plugz-async worker"
             )
@@ -347,8 +350,7 @@ async def test_the_page_in_chromium_follows_the_queue_as_a_worker_moves_it(
                 # The worker moves them on; the page follows, as `queue status` does.
                 done = asyncio.create_task(answer_until_done(queue, sandbox, NUMBERS))
                 await done
-                final = await queue.counts()
-                await until_page(page, lambda: final, "the counts once the worker moved them")
+                await until_page(page, queue.counts, "the counts once the worker moved them")
                 assert "1 worker alive" in (await page.text_content("#workers-line") or "")
                 # One registration's events, in the words of `queue status NUMBER`.
                 await page.click(f"tr[data-number='{e164(PIN_NUMBER)}'] a")
@@ -374,8 +376,7 @@ async def test_the_page_in_chromium_follows_the_queue_as_a_worker_moves_it(
                         break
                     await asyncio.sleep(0.1)
                 assert (await queue.status(running.number)).status == "cancelled"
-                cancelled = await queue.counts()
-                await until_page(page, lambda: cancelled, "the counts after the cancel")
+                await until_page(page, queue.counts, "the counts after the cancel")
                 await page.click("#one-number")  # nothing to do: the shot shows the events
                 shot.parent.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(shot), full_page=True)
