@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ pytest.importorskip("saq")
 import redis.asyncio as aioredis
 from test_dashboard import served
 from test_queue import CONFIG, new_worker, worker_running
+from test_queue import queue as queue  # the fixtures: a queue, the sandbox
+from test_queue import sandbox as sandbox
 from test_queue_cli import env as env  # the fixture
 from test_queue_cli import run
 
@@ -38,18 +39,6 @@ from plugz_async.sandbox._scenarios import mixed_answer
 
 OLD = "+55 44 9999-9999"
 NEW = "+55 44 99999-9999"
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running(CONFIG) as sb:
-        yield sb
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[RegistrationQueue]:
-    async with RegistrationQueue(redis_url, environ={}) as q:
-        yield q
 
 
 def digits(number: str) -> str:

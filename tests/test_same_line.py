@@ -11,17 +11,20 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
-from helpers import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
+from helpers import CONFIG, INSTANCE_ID, INSTANCE_TOKEN
 
 import plugz_async as pz
 from plugz_async import BulkItem, BulkRow, ResultsFile, SameLine, SeenLines
 from plugz_async._bulk._items import NumberInput
 from plugz_async._bulk._results import CSV_FIELDS
-from plugz_async.sandbox import Reply, Sandbox, SandboxConfig, running
+from plugz_async.sandbox import Reply, Sandbox, running
 
 OLD = "+55 44 9999-9999"  # the old 8-digit form...
 NEW = "+55 44 99999-9999"  # ...and the form with the ninth digit: one line
+#: The sandbox with a second instance, for rows of one line on two instances.
+TWO_INSTANCES = attrs.evolve(CONFIG, instances=2)
 OTHER = "+55 11 90000-0001"  # the sandbox's ready number
 
 
@@ -76,13 +79,7 @@ async def test_the_other_form_first_is_the_one_named(client: pz.PlugzClient) -> 
 
 
 async def test_one_line_on_two_instances_is_still_one_check() -> None:
-    config = SandboxConfig(
-        instance_id=INSTANCE_ID,
-        instance_token=INSTANCE_TOKEN,
-        client_token=CLIENT_TOKEN,
-        instances=2,
-    )
-    async with running(config, clock=pz.FakeClock()) as sb:
+    async with running(TWO_INSTANCES, clock=pz.FakeClock()) as sb:
         (first, token), (second, other_token) = sb.instances().items()
         rows: list[NumberInput] = [
             {"number": OLD, "instance_id": first, "instance_token": token},
@@ -139,13 +136,7 @@ async def test_a_line_whose_first_row_got_no_answer_is_checked_on_its_next_row()
     """A row that ends without an answer (its instance refused) holds no line: the next
     row of the line, on an instance that works, is checked; the rows after that are its
     duplicates."""
-    config = SandboxConfig(
-        instance_id=INSTANCE_ID,
-        instance_token=INSTANCE_TOKEN,
-        client_token=CLIENT_TOKEN,
-        instances=2,
-    )
-    async with running(config, clock=pz.FakeClock()) as sb:
+    async with running(TWO_INSTANCES, clock=pz.FakeClock()) as sb:
         (good, token), (bad, _) = sb.instances().items()
         refused = {"instance_id": bad, "instance_token": "a-wrong-token"}
         works = {"instance_id": good, "instance_token": token}
